@@ -1,0 +1,124 @@
+"""The consent artefact: the hub signs, each bank verifies (R4).
+
+The hub signs the serialized `cardlookup.bank.v1.Consent` bytes with Ed25519;
+a bank verifies the signature over the bytes exactly as received and only
+then parses them. docs/bank-integration.md describes the same steps for
+banks that do not use Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from google.protobuf.message import DecodeError
+
+from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
+
+SUBJECT_DIGEST_PREFIX = "cardlookup.bank.v1/subject\n"
+CLOCK_SKEW = dt.timedelta(minutes=5)
+"""How far in the future a consent's issue time may be, for clock drift."""
+
+
+def subject_digest(query_id: str, id_number: str, full_name: str) -> bytes:
+    """SHA-256 binding a consent to one subject in one query, no raw ID."""
+    text = f"{SUBJECT_DIGEST_PREFIX}{query_id}\n{id_number}\n{full_name}"
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def sign_consent(
+    key: Ed25519PrivateKey,
+    key_id: str,
+    *,
+    query_id: str,
+    bank_code: str,
+    id_number: str,
+    full_name: str,
+    issue_time: dt.datetime,
+    expire_time: dt.datetime,
+    consent_text_version: str,
+) -> bank_pb.SignedConsent:
+    consent = bank_pb.Consent(
+        query_id=query_id,
+        bank_code=bank_code,
+        subject_digest=subject_digest(query_id, id_number, full_name),
+        scope=bank_pb.CONSENT_SCOPE_LIST_MASKED_CARDS,
+        consent_text_version=consent_text_version,
+    )
+    consent.issue_time.FromDatetime(issue_time)
+    consent.expire_time.FromDatetime(expire_time)
+    payload = consent.SerializeToString(deterministic=True)
+    return bank_pb.SignedConsent(consent=payload, signature=key.sign(payload), key_id=key_id)
+
+
+class ConsentError(Exception):
+    """A consent that a bank must refuse. `reason` is the ErrorInfo reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class VerifiedConsent:
+    query_id: str
+    bank_code: str
+    issue_time: dt.datetime
+    expire_time: dt.datetime
+    consent_text_version: str
+
+
+def verify_consent(
+    signed: bank_pb.SignedConsent,
+    trusted_keys: Mapping[str, Ed25519PublicKey],
+    *,
+    bank_code: str,
+    query_id: str,
+    id_number: str,
+    full_name: str,
+    now: dt.datetime,
+) -> VerifiedConsent:
+    """Checks a consent as a careful bank does; raises ConsentError.
+
+    Order matters: the signature is checked before the payload is trusted.
+    """
+    key = trusted_keys.get(signed.key_id)
+    if key is None:
+        raise ConsentError("CONSENT_UNKNOWN_KEY", "the consent is signed with a key this bank does not trust")
+    try:
+        key.verify(signed.signature, signed.consent)
+    except InvalidSignature:
+        raise ConsentError("CONSENT_SIGNATURE_INVALID", "the consent signature does not verify") from None
+    consent = bank_pb.Consent()
+    try:
+        consent.ParseFromString(signed.consent)
+    except DecodeError:
+        raise ConsentError("CONSENT_MALFORMED", "the signed consent bytes are not a Consent message") from None
+    if consent.scope != bank_pb.CONSENT_SCOPE_LIST_MASKED_CARDS:
+        raise ConsentError("CONSENT_SCOPE_INVALID", "the consent does not allow listing masked cards")
+    if consent.bank_code != bank_code:
+        raise ConsentError("CONSENT_WRONG_BANK", "the consent was issued for another bank")
+    if consent.query_id != query_id:
+        raise ConsentError("CONSENT_WRONG_QUERY", "the consent was issued for another query")
+    if consent.subject_digest != subject_digest(query_id, id_number, full_name):
+        raise ConsentError("CONSENT_SUBJECT_MISMATCH", "the consent was issued for another subject")
+    if not consent.HasField("issue_time") or not consent.HasField("expire_time"):
+        raise ConsentError("CONSENT_MALFORMED", "the consent lacks its issue or expire time")
+    issue = consent.issue_time.ToDatetime(dt.UTC)
+    expire = consent.expire_time.ToDatetime(dt.UTC)
+    if issue - CLOCK_SKEW > now:
+        raise ConsentError("CONSENT_NOT_YET_VALID", "the consent is issued in the future")
+    if now >= expire:
+        raise ConsentError("CONSENT_EXPIRED", "the consent has expired")
+    return VerifiedConsent(
+        query_id=consent.query_id,
+        bank_code=consent.bank_code,
+        issue_time=issue,
+        expire_time=expire,
+        consent_text_version=consent.consent_text_version,
+    )

@@ -1,0 +1,164 @@
+import datetime
+
+from cardlookup.hub.v1 import face_attestation_pb2 as _face_attestation_pb2
+from cardlookup.hub.v1 import resources_pb2 as _resources_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EnrollUserRequest(_message.Message):
+    __slots__ = ("user_id", "full_name", "id_number", "id_expiry_date", "region_code", "phone_number", "payment_password")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    FULL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ID_EXPIRY_DATE_FIELD_NUMBER: _ClassVar[int]
+    REGION_CODE_FIELD_NUMBER: _ClassVar[int]
+    PHONE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    full_name: str
+    id_number: str
+    id_expiry_date: str
+    region_code: str
+    phone_number: str
+    payment_password: str
+    def __init__(self, user_id: _Optional[str] = ..., full_name: _Optional[str] = ..., id_number: _Optional[str] = ..., id_expiry_date: _Optional[str] = ..., region_code: _Optional[str] = ..., phone_number: _Optional[str] = ..., payment_password: _Optional[str] = ...) -> None: ...
+
+class EnrollUserResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: _resources_pb2.User
+    def __init__(self, user: _Optional[_Union[_resources_pb2.User, _Mapping]] = ...) -> None: ...
+
+class GetUserRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class GetUserResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: _resources_pb2.User
+    def __init__(self, user: _Optional[_Union[_resources_pb2.User, _Mapping]] = ...) -> None: ...
+
+class ListBanksRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class ListBanksResponse(_message.Message):
+    __slots__ = ("banks", "consent_text_version", "consent_text")
+    BANKS_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_TEXT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    banks: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Bank]
+    consent_text_version: str
+    consent_text: str
+    def __init__(self, banks: _Optional[_Iterable[_Union[_resources_pb2.Bank, _Mapping]]] = ..., consent_text_version: _Optional[str] = ..., consent_text: _Optional[str] = ...) -> None: ...
+
+class StartVerificationRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class StartVerificationResponse(_message.Message):
+    __slots__ = ("verification_id", "masked_phone", "expire_time", "resend_time")
+    VERIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MASKED_PHONE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RESEND_TIME_FIELD_NUMBER: _ClassVar[int]
+    verification_id: str
+    masked_phone: str
+    expire_time: _timestamp_pb2.Timestamp
+    resend_time: _timestamp_pb2.Timestamp
+    def __init__(self, verification_id: _Optional[str] = ..., masked_phone: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resend_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateQueryRequest(_message.Message):
+    __slots__ = ("user_id", "request_id", "verification_id", "sms_code", "face_attestation", "consent_text_version", "bank_codes")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SMS_CODE_FIELD_NUMBER: _ClassVar[int]
+    FACE_ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_TEXT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BANK_CODES_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    request_id: str
+    verification_id: str
+    sms_code: str
+    face_attestation: _face_attestation_pb2.FaceAttestation
+    consent_text_version: str
+    bank_codes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_id: _Optional[str] = ..., request_id: _Optional[str] = ..., verification_id: _Optional[str] = ..., sms_code: _Optional[str] = ..., face_attestation: _Optional[_Union[_face_attestation_pb2.FaceAttestation, _Mapping]] = ..., consent_text_version: _Optional[str] = ..., bank_codes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateQueryResponse(_message.Message):
+    __slots__ = ("query",)
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    query: _resources_pb2.Query
+    def __init__(self, query: _Optional[_Union[_resources_pb2.Query, _Mapping]] = ...) -> None: ...
+
+class GetQueryRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetQueryResponse(_message.Message):
+    __slots__ = ("query",)
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    query: _resources_pb2.Query
+    def __init__(self, query: _Optional[_Union[_resources_pb2.Query, _Mapping]] = ...) -> None: ...
+
+class WatchQueryRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WatchQueryResponse(_message.Message):
+    __slots__ = ("query", "changed_bank_code")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_BANK_CODE_FIELD_NUMBER: _ClassVar[int]
+    query: _resources_pb2.Query
+    changed_bank_code: str
+    def __init__(self, query: _Optional[_Union[_resources_pb2.Query, _Mapping]] = ..., changed_bank_code: _Optional[str] = ...) -> None: ...
+
+class ListQueriesRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListQueriesResponse(_message.Message):
+    __slots__ = ("queries", "next_page_token")
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    queries: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Query]
+    next_page_token: str
+    def __init__(self, queries: _Optional[_Iterable[_Union[_resources_pb2.Query, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetReportRequest(_message.Message):
+    __slots__ = ("name", "payment_password")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    payment_password: str
+    def __init__(self, name: _Optional[str] = ..., payment_password: _Optional[str] = ...) -> None: ...
+
+class GetReportResponse(_message.Message):
+    __slots__ = ("report",)
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    report: _resources_pb2.Report
+    def __init__(self, report: _Optional[_Union[_resources_pb2.Report, _Mapping]] = ...) -> None: ...

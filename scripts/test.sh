@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sets up everything and runs the full test suite: the README's second
+# command, and what CI runs (.ci/run). Safe to run again; only Python >= 3.11
+# and the package registries are needed (Node.js/npm for the second bank
+# implementation are installed here when missing).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+venv="${VENV:-$root/.venv}"
+if [[ ! -x "$venv/bin/python" ]]; then
+  python3 -m venv "$venv"
+fi
+py="$venv/bin/python"
+"$py" -m pip install --quiet --upgrade pip
+"$py" -m pip install --quiet -e '.[dev]'
+
+echo "== generated code"
+PYTHON="$py" scripts/gen_protos.sh --check
+echo "== contracts"
+BUF="$venv/bin/buf" scripts/check_contracts.sh
+echo "== ruff"
+"$venv/bin/ruff" check .
+"$venv/bin/ruff" format --check .
+echo "== mypy"
+"$venv/bin/mypy"
+if [[ -f tests/node_bank/package.json ]]; then
+  echo "== node bank dependencies"
+  if ! command -v npm >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  (cd tests/node_bank && npm ci --silent --no-audit --no-fund)
+fi
+echo "== pytest"
+"$py" -m pytest "$@"
