@@ -16,7 +16,9 @@ generate() {  # $1 = output root
   local out="$1"
   local protos=()
   while IFS= read -r f; do protos+=("$f"); done < <(cd "$root/protos" && find cardlookup -name '*.proto' | LC_ALL=C sort)
-  rm -rf "$out/cardlookup/bank" "$out/cardlookup/hub"
+  local dirs=()
+  while IFS= read -r d; do dirs+=("$out/cardlookup/$d"); done < <(cd "$root/protos/cardlookup" && find . -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | LC_ALL=C sort)
+  rm -rf "${dirs[@]}"
   mkdir -p "$out"
   # The mypy-protobuf plugins live beside the interpreter.
   PATH="$(dirname "$(command -v "$python")"):$PATH" \
@@ -24,16 +26,18 @@ generate() {  # $1 = output root
       --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" \
       --mypy_grpc_out="$out" "${protos[@]/#/$root/protos/}"
   # Regular packages, so setuptools and mypy see them.
-  find "$out/cardlookup/bank" "$out/cardlookup/hub" -type d -exec touch {}/__init__.py \;
+  find "${dirs[@]}" -type d -exec touch {}/__init__.py \;
 }
 
 if [[ "${1:-}" == "--check" ]]; then
   tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
   generate "$tmp"
-  if ! diff -r -q "$tmp/cardlookup/bank" "$root/cardlookup/bank" >/dev/null \
-     || ! diff -r -q "$tmp/cardlookup/hub" "$root/cardlookup/hub" >/dev/null; then
-    diff -r "$tmp/cardlookup" "$root/cardlookup" --exclude='*.py[co]' --exclude=__pycache__ \
-      | grep -v '^Only in '"$root"'/cardlookup:' | head -40 || true
+  stale=0
+  for d in "$tmp"/cardlookup/*/; do
+    name="$(basename "$d")"
+    diff -r -q --exclude=__pycache__ "$d" "$root/cardlookup/$name" || stale=1
+  done
+  if [[ $stale == 1 ]]; then
     echo "generated code in cardlookup/ is missing or stale: run scripts/gen_protos.sh" >&2
     exit 1
   fi

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cardlookup/hub/v1/error_reason.proto\x12\x11\x63\x61rdlookup.hub.v1*\xad\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x11\n\rINVALID_FIELD\x10\x01\x12\x12\n\x0eUSER_NOT_FOUND\x10\x02\x12\x13\n\x0fREGION_NOT_OPEN\x10\x03\x12\x17\n\x13ID_DOCUMENT_EXPIRED\x10\x04\x12\x16\n\x12\x42\x41NK_NOT_AVAILABLE\x10\x05\x12\x14\n\x10SMS_RATE_LIMITED\x10\x06\x12\x1a\n\x16VERIFICATION_NOT_FOUND\x10\x07\x12\x18\n\x14VERIFICATION_EXPIRED\x10\x08\x12\x15\n\x11VERIFICATION_USED\x10\t\x12\x12\n\x0eSMS_CODE_WRONG\x10\n\x12\x17\n\x13VERIFICATION_LOCKED\x10\x0b\x12\x1c\n\x18\x46\x41\x43\x45_ATTESTATION_INVALID\x10\x0c\x12\x1c\n\x18\x43ONSENT_VERSION_MISMATCH\x10\r\x12\x13\n\x0f\x43OOLDOWN_ACTIVE\x10\x0e\x12\x13\n\x0fQUERY_NOT_FOUND\x10\x0f\x12\x14\n\x10REPORT_NOT_READY\x10\x10\x12\x12\n\x0eREPORT_EXPIRED\x10\x11\x12\x1a\n\x16PAYMENT_PASSWORD_WRONG\x10\x12\x12\x13\n\x0fPASSWORD_LOCKED\x10\x13\x12\x16\n\x12\x43\x41LLER_NOT_ALLOWED\x10\x14\x12\x15\n\x11REQUEST_ID_REUSED\x10\x15\x12\x13\n\x0fHUB_UNAVAILABLE\x10\x16\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cardlookup/hub/v1/error_reason.proto\x12\x11\x63\x61rdlookup.hub.v1*\xc4\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x11\n\rINVALID_FIELD\x10\x01\x12\x12\n\x0eUSER_NOT_FOUND\x10\x02\x12\x13\n\x0fREGION_NOT_OPEN\x10\x03\x12\x17\n\x13ID_DOCUMENT_EXPIRED\x10\x04\x12\x16\n\x12\x42\x41NK_NOT_AVAILABLE\x10\x05\x12\x14\n\x10SMS_RATE_LIMITED\x10\x06\x12\x1a\n\x16VERIFICATION_NOT_FOUND\x10\x07\x12\x18\n\x14VERIFICATION_EXPIRED\x10\x08\x12\x15\n\x11VERIFICATION_USED\x10\t\x12\x12\n\x0eSMS_CODE_WRONG\x10\n\x12\x17\n\x13VERIFICATION_LOCKED\x10\x0b\x12\x1c\n\x18\x46\x41\x43\x45_ATTESTATION_INVALID\x10\x0c\x12\x1c\n\x18\x43ONSENT_VERSION_MISMATCH\x10\r\x12\x13\n\x0f\x43OOLDOWN_ACTIVE\x10\x0e\x12\x13\n\x0fQUERY_NOT_FOUND\x10\x0f\x12\x14\n\x10REPORT_NOT_READY\x10\x10\x12\x12\n\x0eREPORT_EXPIRED\x10\x11\x12\x1a\n\x16PAYMENT_PASSWORD_WRONG\x10\x12\x12\x13\n\x0fPASSWORD_LOCKED\x10\x13\x12\x16\n\x12\x43\x41LLER_NOT_ALLOWED\x10\x14\x12\x15\n\x11REQUEST_ID_REUSED\x10\x15\x12\x13\n\x0fHUB_UNAVAILABLE\x10\x16\x12\x15\n\x11QUERY_IN_PROGRESS\x10\x17\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cardlookup.hub.v1.error_rea
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORREASON']._serialized_start=60
-  _globals['_ERRORREASON']._serialized_end=617
+  _globals['_ERRORREASON']._serialized_end=640
 # @@protoc_insertion_point(module_scope)

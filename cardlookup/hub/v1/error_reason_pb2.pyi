@@ -29,6 +29,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALLER_NOT_ALLOWED: _ClassVar[ErrorReason]
     REQUEST_ID_REUSED: _ClassVar[ErrorReason]
     HUB_UNAVAILABLE: _ClassVar[ErrorReason]
+    QUERY_IN_PROGRESS: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 INVALID_FIELD: ErrorReason
 USER_NOT_FOUND: ErrorReason
@@ -52,3 +53,4 @@ PASSWORD_LOCKED: ErrorReason
 CALLER_NOT_ALLOWED: ErrorReason
 REQUEST_ID_REUSED: ErrorReason
 HUB_UNAVAILABLE: ErrorReason
+QUERY_IN_PROGRESS: ErrorReason
