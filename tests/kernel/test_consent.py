@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
-from cardlookup.consent import ConsentError, sign_consent, subject_digest, verify_consent
+from cardlookup.consent import ConsentError, VerifiedConsent, sign_consent, subject_digest, verify_consent
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 QID = "6f1c9a52-8d3e-4b7a-9c1d-2e5f7a8b9c0d"
@@ -27,7 +27,7 @@ def _signed(**overrides: object) -> bank_pb.SignedConsent:
     return sign_consent(KEY, "k1", **args)  # type: ignore[arg-type]
 
 
-def _verify(signed: bank_pb.SignedConsent, **overrides: object) -> object:
+def _verify(signed: bank_pb.SignedConsent, **overrides: object) -> VerifiedConsent:
     args: dict[str, object] = dict(
         bank_code="102", query_id=QID, id_number="11010519491231002X", full_name="张三", now=NOW
     )
@@ -45,8 +45,8 @@ def test_subject_digest_is_documented_sha256() -> None:
 
 def test_valid_consent_verifies() -> None:
     verified = _verify(_signed())
-    assert getattr(verified, "bank_code") == "102"
-    assert getattr(verified, "expire_time") == NOW + dt.timedelta(hours=24)
+    assert verified.bank_code == "102"
+    assert verified.expire_time == NOW + dt.timedelta(hours=24)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from hub.crypto import Envelope, KeyedHash, Sealed
 
 def test_seal_and_open_round_trip_without_plaintext_in_storage() -> None:
     env = Envelope(os.urandom(32))
-    secret = "6222021234567890123".encode()
+    secret = b"6222021234567890123"
     sealed = env.seal(secret, b"report:q1")
     assert secret not in sealed.ciphertext and secret not in sealed.wrapped_key
     assert env.open(sealed, b"report:q1") == secret
