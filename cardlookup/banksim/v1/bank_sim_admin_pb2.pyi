@@ -1,0 +1,106 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Misbehaviour(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MISBEHAVIOUR_UNSPECIFIED: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_FULL_CARD_NUMBER: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_WRONG_DIGITS: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_UNKNOWN_CARD_TYPE: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_SUMMARY_MISMATCH: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_OVERSIZED_MESSAGE: _ClassVar[Misbehaviour]
+MISBEHAVIOUR_UNSPECIFIED: Misbehaviour
+MISBEHAVIOUR_FULL_CARD_NUMBER: Misbehaviour
+MISBEHAVIOUR_WRONG_DIGITS: Misbehaviour
+MISBEHAVIOUR_UNKNOWN_CARD_TYPE: Misbehaviour
+MISBEHAVIOUR_SUMMARY_MISMATCH: Misbehaviour
+MISBEHAVIOUR_OVERSIZED_MESSAGE: Misbehaviour
+
+class Faults(_message.Message):
+    __slots__ = ("latency", "latency_jitter", "error_rate", "error_code", "down", "outages", "break_after_cards", "stall_after_cards", "max_concurrent", "misbehaviour")
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_JITTER_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    DOWN_FIELD_NUMBER: _ClassVar[int]
+    OUTAGES_FIELD_NUMBER: _ClassVar[int]
+    BREAK_AFTER_CARDS_FIELD_NUMBER: _ClassVar[int]
+    STALL_AFTER_CARDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_FIELD_NUMBER: _ClassVar[int]
+    MISBEHAVIOUR_FIELD_NUMBER: _ClassVar[int]
+    latency: float
+    latency_jitter: float
+    error_rate: float
+    error_code: str
+    down: bool
+    outages: _containers.RepeatedCompositeFieldContainer[OutageWindow]
+    break_after_cards: int
+    stall_after_cards: int
+    max_concurrent: int
+    misbehaviour: Misbehaviour
+    def __init__(self, latency: _Optional[float] = ..., latency_jitter: _Optional[float] = ..., error_rate: _Optional[float] = ..., error_code: _Optional[str] = ..., down: _Optional[bool] = ..., outages: _Optional[_Iterable[_Union[OutageWindow, _Mapping]]] = ..., break_after_cards: _Optional[int] = ..., stall_after_cards: _Optional[int] = ..., max_concurrent: _Optional[int] = ..., misbehaviour: _Optional[_Union[Misbehaviour, str]] = ...) -> None: ...
+
+class OutageWindow(_message.Message):
+    __slots__ = ("start_time", "end_time")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetFaultsRequest(_message.Message):
+    __slots__ = ("bank_code", "faults")
+    BANK_CODE_FIELD_NUMBER: _ClassVar[int]
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
+    bank_code: str
+    faults: Faults
+    def __init__(self, bank_code: _Optional[str] = ..., faults: _Optional[_Union[Faults, _Mapping]] = ...) -> None: ...
+
+class SetFaultsResponse(_message.Message):
+    __slots__ = ("faults",)
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
+    faults: Faults
+    def __init__(self, faults: _Optional[_Union[Faults, _Mapping]] = ...) -> None: ...
+
+class GetFaultsRequest(_message.Message):
+    __slots__ = ("bank_code",)
+    BANK_CODE_FIELD_NUMBER: _ClassVar[int]
+    bank_code: str
+    def __init__(self, bank_code: _Optional[str] = ...) -> None: ...
+
+class GetFaultsResponse(_message.Message):
+    __slots__ = ("faults",)
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
+    faults: Faults
+    def __init__(self, faults: _Optional[_Union[Faults, _Mapping]] = ...) -> None: ...
+
+class ListBanksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListBanksResponse(_message.Message):
+    __slots__ = ("banks",)
+    BANKS_FIELD_NUMBER: _ClassVar[int]
+    banks: _containers.RepeatedCompositeFieldContainer[SimulatedBank]
+    def __init__(self, banks: _Optional[_Iterable[_Union[SimulatedBank, _Mapping]]] = ...) -> None: ...
+
+class SimulatedBank(_message.Message):
+    __slots__ = ("bank_code", "address", "call_count", "faults")
+    BANK_CODE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CALL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
+    bank_code: str
+    address: str
+    call_count: int
+    faults: Faults
+    def __init__(self, bank_code: _Optional[str] = ..., address: _Optional[str] = ..., call_count: _Optional[int] = ..., faults: _Optional[_Union[Faults, _Mapping]] = ...) -> None: ...
