@@ -1,0 +1,332 @@
+"""The user's journey and its rules, in the order the hub applies them:
+who may look up (R1, R2), which banks (R3), verification and authorization
+before anything reaches a bank (R4), acceptance with the 24-hour promise
+(R6), one query at a time and the 7-day cooldown (R12), the ready SMS (R9),
+and report access with the payment password (R10), expiry (R11).
+
+Plain domain code over the engine interface: no gRPC here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cardlookup.clock import Clock
+from hub.config import BankEndpoint, HubConfig
+from hub.crypto import KeyedHash
+from hub.domain import NewQuery, QueryEvent, QueryRecord, QueryState, Report, ReportUnavailable
+from hub.identity import validation
+from hub.identity.errors import RuleViolation, invalid, rfc3339
+from hub.identity.face import Attestation, FaceVerifier
+from hub.identity.passwords import PasswordGate
+from hub.identity.users import CHINA_TZ, UserDirectory
+from hub.identity.verification import SmsVerifier, StartedVerification
+from hub.notify import SmsMessage, SmsSender, report_ready_text
+from hub.store.identity import AccessEvent, IdentityStore
+from hub.store.users import UserRow
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+_LOCK_STRIPES = 64
+
+
+class QueryEngineApi(Protocol):
+    """What the journey needs of hub.engine.QueryEngine."""
+
+    async def submit(self, new: NewQuery) -> QueryRecord: ...
+    async def get(self, query_id: str) -> QueryRecord | None: ...
+    async def list_for_user(
+        self, user_id: str, limit: int, before: tuple[dt.datetime, str] | None = None
+    ) -> list[QueryRecord]: ...
+    async def latest_ready_time(self, user_id: str) -> dt.datetime | None: ...
+    async def unfinished_for_user(self, user_id: str) -> QueryRecord | None: ...
+    def watch(self, query_id: str) -> AsyncIterator[QueryEvent]: ...
+    async def read_report(self, query_id: str) -> Report: ...
+    def add_ready_listener(self, listener: Callable[[QueryRecord], Awaitable[None]]) -> None: ...
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    user_id: str
+    request_id: str
+    verification_id: str
+    sms_code: str
+    face: Attestation | None
+    consent_text_version: str
+    bank_codes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QueryView:
+    """A query as the user sees it."""
+
+    record: QueryRecord
+    state: QueryState
+    """The engine's state, except that a report past its 7 days shows
+    EXPIRED even before the sweeper has deleted it (R11)."""
+    access_events: tuple[AccessEvent, ...]
+
+
+@dataclass(frozen=True)
+class QueryPage:
+    queries: tuple[QueryView, ...]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class BankChoice:
+    banks: tuple[BankEndpoint, ...]
+    consent_text_version: str
+    consent_text: str
+
+
+def acceptance_notice(due: dt.datetime) -> str:
+    """R6: what the user is told when a query is accepted."""
+    local = due.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+    return (
+        f"您的查询已受理，查询报告将在24小时内（北京时间{local}前）生成，生成后将以短信通知您，请留意。"
+        f" Your query is accepted: the report will be ready within 24 hours (by {local} Beijing time);"
+        " an SMS will tell you when it is."
+    )
+
+
+class Journey:
+    def __init__(
+        self,
+        *,
+        config: HubConfig,
+        clock: Clock,
+        engine: QueryEngineApi,
+        users: UserDirectory,
+        store: IdentityStore,
+        verifier: SmsVerifier,
+        face: FaceVerifier,
+        passwords: PasswordGate,
+        sender: SmsSender,
+        keyed_hash: KeyedHash,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._engine = engine
+        self._users = users
+        self._store = store
+        self._verifier = verifier
+        self._face = face
+        self._passwords = passwords
+        self._sender = sender
+        self._hash = keyed_hash
+        # Serialises CreateQuery per user inside this process, so two
+        # concurrent requests cannot both pass the one-query-at-a-time rule.
+        self._locks = tuple(asyncio.Lock() for _ in range(_LOCK_STRIPES))
+
+    # --- before a query ---
+
+    async def list_banks(self, user_id: str) -> BankChoice:
+        await self._users.require_eligible(user_id)
+        return BankChoice(self._config.banks, self._config.consent_text_version, self._config.consent_text)
+
+    async def start_verification(self, user_id: str) -> tuple[StartedVerification, str]:
+        """Sends an SMS code; returns it with the masked phone it went to."""
+        row = await self._users.require_eligible(user_id)
+        phone = self._users.identity(row).phone
+        return await self._verifier.start(row.user_id, phone), row.masked_phone
+
+    # --- creating a query ---
+
+    async def create_query(self, req: CreateRequest) -> QueryRecord:
+        user_id = validation.app_id(req.user_id, "user_id")
+        request_id = validation.app_id(req.request_id, "request_id")
+        if not req.verification_id:
+            raise invalid("verification_id", "verification_id is required")
+        validation.six_digits(req.sms_code, "sms_code")
+        if not req.consent_text_version:
+            raise invalid("consent_text_version", "consent_text_version is required")
+        if not req.bank_codes:
+            raise invalid("bank_codes", "choose at least one bank")
+        if len(set(req.bank_codes)) != len(req.bank_codes):
+            raise invalid("bank_codes", "bank_codes must not repeat a bank")
+        fingerprint = self._fingerprint(req)
+        async with self._locks[hash(user_id) % _LOCK_STRIPES]:
+            earlier = await self._store.get_request(user_id, request_id)
+            if earlier is not None:
+                if earlier.fingerprint != fingerprint:
+                    raise RuleViolation("REQUEST_ID_REUSED", "this request id was used before with different content")
+                return await self._replay(user_id, earlier.query_id, req)
+            row = await self._users.require_eligible(user_id)
+            if req.consent_text_version != self._config.consent_text_version:
+                raise RuleViolation(
+                    "CONSENT_VERSION_MISMATCH",
+                    "the accepted authorization notice is not the current one",
+                    {"current_version": self._config.consent_text_version},
+                )
+            for code in req.bank_codes:
+                if self._config.bank(code) is None:
+                    raise RuleViolation(
+                        "BANK_NOT_AVAILABLE", "a chosen bank is not available to this user", {"bank_code": code}
+                    )
+            await self._check_one_at_a_time(user_id, await self._users.same_person_user_ids(row))
+            await self._verifier.require_pending(user_id, req.verification_id)
+            self._face.verify(req.face, user_id=user_id, verification_id=req.verification_id, now=self._clock.now())
+            query_id = str(uuid.uuid4())
+            # Code check, single use and the request id commit together: from
+            # here on, a retry finds the request and replays it.
+            await self._verifier.consume(
+                user_id, req.verification_id, req.sms_code, (request_id, fingerprint, query_id)
+            )
+            return await self._engine.submit(self._new_query(query_id, row, req))
+
+    async def _replay(self, user_id: str, query_id: str, req: CreateRequest) -> QueryRecord:
+        record = await self._engine.get(query_id)
+        if record is not None:
+            return record
+        # The request was recorded but the hub stopped before the engine
+        # stored the query: every rule had passed, so submit it now.
+        return await self._engine.submit(self._new_query(query_id, await self._users.row(user_id), req))
+
+    def _new_query(self, query_id: str, row: UserRow, req: CreateRequest) -> NewQuery:
+        return NewQuery(
+            query_id=query_id,
+            user_id=row.user_id,
+            subject=self._users.identity(row).subject,
+            bank_codes=tuple(req.bank_codes),
+            consent_text_version=req.consent_text_version,
+        )
+
+    async def _check_one_at_a_time(self, user_id: str, person_user_ids: Sequence[str]) -> None:
+        now = self._clock.now()
+        latest: dt.datetime | None = None
+        for uid in person_user_ids or [user_id]:
+            unfinished = await self._engine.unfinished_for_user(uid)
+            if unfinished is not None:
+                meta = {"query_id": unfinished.query_id} if uid == user_id else {}
+                raise RuleViolation("QUERY_IN_PROGRESS", "another query of this user is not finished yet", meta)
+            ready = await self._engine.latest_ready_time(uid)
+            if ready is not None and (latest is None or ready > latest):
+                latest = ready
+        if latest is not None and now < latest + self._config.timings.cooldown:
+            raise RuleViolation(
+                "COOLDOWN_ACTIVE",
+                "a new query is allowed 7 days after the latest report",
+                {"retry_time": rfc3339(latest + self._config.timings.cooldown)},
+            )
+
+    def _fingerprint(self, req: CreateRequest) -> str:
+        face = req.face
+        content = json.dumps(
+            [
+                req.verification_id,
+                req.sms_code,
+                face.claims.hex() if face else "",
+                face.signature.hex() if face else "",
+                face.key_id if face else "",
+                req.consent_text_version,
+                list(req.bank_codes),
+            ]
+        )
+        return self._hash.digest(content, "create_query_request")
+
+    # --- reading queries ---
+
+    async def get_query(self, user_id: str, query_id: str) -> QueryView:
+        record = await self._owned(user_id, query_id)
+        return (await self._views([record]))[0]
+
+    async def watch(self, user_id: str, query_id: str) -> AsyncIterator[tuple[QueryView, str]]:
+        await self._owned(user_id, query_id)
+        async for event in self._engine.watch(query_id):
+            view = (await self._views([event.query]))[0]
+            yield view, event.changed_bank_code or ""
+
+    async def list_queries(self, user_id: str, page_size: int, page_token: str) -> QueryPage:
+        await self._users.row(user_id)
+        if page_size < 0 or page_size > MAX_PAGE_SIZE:
+            raise invalid("page_size", f"page_size must be 0 to {MAX_PAGE_SIZE}")
+        size = page_size or DEFAULT_PAGE_SIZE
+        before = _decode_token(page_token, user_id) if page_token else None
+        records = await self._engine.list_for_user(user_id, size + 1, before)
+        page, more = records[:size], len(records) > size
+        token = _encode_token(user_id, page[-1]) if more and page else ""
+        return QueryPage(tuple(await self._views(page)), token)
+
+    async def _owned(self, user_id: str, query_id: str) -> QueryRecord:
+        await self._users.row(user_id)
+        record = await self._engine.get(query_id)
+        if record is None or record.user_id != user_id:
+            raise RuleViolation("QUERY_NOT_FOUND", "no such query for this user")
+        return record
+
+    async def _views(self, records: Sequence[QueryRecord]) -> list[QueryView]:
+        events = await self._store.access_events([r.query_id for r in records])
+        now = self._clock.now()
+        return [QueryView(r, _effective_state(r, now), tuple(events[r.query_id])) for r in records]
+
+    # --- the report (R10, R11) ---
+
+    async def get_report(self, user_id: str, query_id: str, password: str) -> Report:
+        validation.six_digits(password, "payment_password")
+        row = await self._users.row(user_id)
+        record = await self._owned(user_id, query_id)
+        state = _effective_state(record, self._clock.now())
+        if state is QueryState.EXPIRED:
+            raise _expired(record.report_expire_time)
+        if state is not QueryState.READY:
+            raise RuleViolation("REPORT_NOT_READY", "the report is not ready yet", {"state": state.value})
+        result, refusal = await self._passwords.check(user_id, row.password_hash, password)
+        await self._store.add_access_event(query_id, self._clock.now(), result)
+        if refusal is not None:
+            raise refusal
+        try:
+            return await self._engine.read_report(query_id)
+        except ReportUnavailable as gone:
+            if gone.state is QueryState.EXPIRED:
+                raise _expired(gone.expire_time) from None
+            raise RuleViolation(
+                "REPORT_NOT_READY", "the report is not ready yet", {"state": gone.state.value}
+            ) from None
+
+    # --- the ready SMS (R9) ---
+
+    async def notify_ready(self, record: QueryRecord) -> None:
+        """Engine ready listener. Idempotent per query: the engine re-runs it
+        after a restart until it has succeeded once."""
+        if await self._store.notice_sent(record.query_id):
+            return
+        row = await self._users.row(record.user_id)
+        phone = self._users.identity(row).phone
+        now = self._clock.now()
+        await self._sender.send(SmsMessage(phone, "REPORT_READY", report_ready_text(), now))
+        await self._store.mark_notice_sent(record.query_id, now)
+
+
+def _effective_state(record: QueryRecord, now: dt.datetime) -> QueryState:
+    if record.state is QueryState.READY and record.report_expire_time is not None and record.report_expire_time <= now:
+        return QueryState.EXPIRED
+    return record.state
+
+
+def _expired(expire_time: dt.datetime | None) -> RuleViolation:
+    meta = {"expire_time": rfc3339(expire_time)} if expire_time else {}
+    return RuleViolation("REPORT_EXPIRED", "the report was deleted 7 days after it was generated", meta)
+
+
+def _encode_token(user_id: str, last: QueryRecord) -> str:
+    raw = json.dumps({"u": user_id, "t": last.create_time.isoformat(), "q": last.query_id})
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_token(token: str, user_id: str) -> tuple[dt.datetime, str]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if data["u"] != user_id:
+            raise ValueError("token of another user")
+        return dt.datetime.fromisoformat(data["t"]), str(data["q"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise invalid("page_token", "page_token is not one this hub issued for this user") from None

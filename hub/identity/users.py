@@ -1,0 +1,161 @@
+"""Real-name users: enrolment (R1), eligibility by region and identity
+document (R1, R2), and the sealed identity the engine sends to banks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from cardlookup.clock import Clock
+from hub.config import HubConfig
+from hub.crypto import HubKeys, Sealed
+from hub.domain import Subject
+from hub.identity import validation
+from hub.identity.errors import RuleViolation
+from hub.identity.passwords import PasswordHasher
+from hub.store.users import UserRow, UserStore
+
+CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
+"""Identity documents expire by the calendar date in China."""
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    user_id: str
+    full_name: str
+    id_number: str
+    id_expiry_date: str
+    region_code: str
+    phone_number: str
+    payment_password: str
+
+
+@dataclass(frozen=True)
+class UserView:
+    """A user as the API shows them: no name, no ID number, masked phone."""
+
+    user_id: str
+    region_code: str
+    masked_phone: str
+    id_expiry: dt.date | None
+    ineligible_reason: str
+    """'' when the user may start a lookup now."""
+    create_time: dt.datetime
+    update_time: dt.datetime
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The unsealed real-name data of one user."""
+
+    subject: Subject
+    phone: str
+
+
+def _context(user_id: str) -> bytes:
+    return f"user:{user_id}".encode()
+
+
+class UserDirectory:
+    def __init__(
+        self, config: HubConfig, keys: HubKeys, clock: Clock, store: UserStore, hasher: PasswordHasher
+    ) -> None:
+        self._config = config
+        self._keys = keys
+        self._clock = clock
+        self._store = store
+        self._hasher = hasher
+
+    async def enrol(self, e: Enrolment) -> UserView:
+        user_id = validation.app_id(e.user_id, "user_id")
+        name = validation.full_name(e.full_name)
+        id_number = validation.id_number(e.id_number)
+        expiry = validation.expiry_date(e.id_expiry_date)
+        region = validation.region_code(e.region_code)
+        phone = validation.phone_number(e.phone_number)
+        keep_password = not e.payment_password
+        if keep_password:
+            if await self._store.get(user_id) is None:
+                raise RuleViolation(
+                    "INVALID_FIELD", "payment_password is required at first enrolment", {"field": "payment_password"}
+                )
+            password_hash = ""
+        else:
+            password_hash = await self._hasher.hash(validation.six_digits(e.payment_password, "payment_password"))
+        payload = json.dumps({"full_name": name, "id_number": id_number, "phone": phone}).encode()
+        sealed = self._keys.envelope.seal(payload, _context(user_id))
+        now = self._clock.now()
+        row = await self._store.upsert(
+            UserRow(
+                user_id=user_id,
+                id_hash=self._keys.keyed_hash.digest(id_number, "id_number"),
+                identity_wrapped_key=sealed.wrapped_key,
+                identity_ciphertext=sealed.ciphertext,
+                masked_phone=validation.mask_phone(phone),
+                region_code=region,
+                id_expiry=expiry,
+                password_hash=password_hash,
+                password_failures=0,
+                password_locked_until=None,
+                create_time=now,
+                update_time=now,
+            ),
+            keep_password=keep_password,
+        )
+        return self._view(row)
+
+    async def get(self, user_id: str) -> UserView:
+        return self._view(await self.row(user_id))
+
+    async def row(self, user_id: str) -> UserRow:
+        validation.app_id(user_id, "user_id")
+        row = await self._store.get(user_id)
+        if row is None:
+            raise RuleViolation("USER_NOT_FOUND", "no such user is enrolled")
+        return row
+
+    async def require_eligible(self, user_id: str) -> UserRow:
+        """The user's row if they may start a lookup now (R1, R2), else the
+        refusal."""
+        row = await self.row(user_id)
+        problem = self.eligibility_problem(row)
+        if problem is not None:
+            raise problem
+        return row
+
+    def eligibility_problem(self, row: UserRow) -> RuleViolation | None:
+        if row.region_code not in self._config.open_regions:
+            return RuleViolation(
+                "REGION_NOT_OPEN", "the service is not open in the user's region yet", {"region_code": row.region_code}
+            )
+        today = self._clock.now().astimezone(CHINA_TZ).date()
+        if row.id_expiry is not None and row.id_expiry < today:
+            return RuleViolation(
+                "ID_DOCUMENT_EXPIRED",
+                "the user's identity document has expired; update it in the app first",
+                {"id_expiry_date": row.id_expiry.isoformat()},
+            )
+        return None
+
+    def identity(self, row: UserRow) -> Identity:
+        raw = self._keys.envelope.open(Sealed(row.identity_wrapped_key, row.identity_ciphertext), _context(row.user_id))
+        data = json.loads(raw)
+        return Identity(Subject(full_name=data["full_name"], id_number=data["id_number"]), data["phone"])
+
+    async def same_person_user_ids(self, row: UserRow) -> list[str]:
+        """Every app account enrolled with this user's ID number (the
+        cooldown is per person, not per account)."""
+        return await self._store.user_ids_with_id_hash(row.id_hash)
+
+    def _view(self, row: UserRow) -> UserView:
+        problem = self.eligibility_problem(row)
+        return UserView(
+            user_id=row.user_id,
+            region_code=row.region_code,
+            masked_phone=row.masked_phone,
+            id_expiry=row.id_expiry,
+            ineligible_reason=problem.reason if problem else "",
+            create_time=row.create_time,
+            update_time=row.update_time,
+        )

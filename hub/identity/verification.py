@@ -1,0 +1,104 @@
+"""SMS verification before every query (R4): a 6-digit code to the
+registered phone, kept only as a keyed hash, valid for a short time, a
+limited number of wrong tries, usable once, and sent at most once per
+resend interval per user."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from cardlookup.clock import Clock
+from hub.config import Timings
+from hub.crypto import KeyedHash
+from hub.identity.errors import RuleViolation, rfc3339
+from hub.notify import SmsMessage, SmsSender, verification_text
+from hub.store.identity import IdentityStore, NewVerification, RateLimited
+
+
+@dataclass(frozen=True)
+class StartedVerification:
+    verification_id: str
+    expire_time: dt.datetime
+    resend_time: dt.datetime
+
+
+class SmsVerifier:
+    def __init__(
+        self, store: IdentityStore, keyed_hash: KeyedHash, sender: SmsSender, clock: Clock, timings: Timings
+    ) -> None:
+        self._store = store
+        self._hash = keyed_hash
+        self._sender = sender
+        self._clock = clock
+        self._timings = timings
+
+    def code_hash(self, verification_id: str, code: str) -> str:
+        return self._hash.digest(f"{verification_id}:{code}", "sms_code")
+
+    async def start(self, user_id: str, phone: str) -> StartedVerification:
+        now = self._clock.now()
+        verification_id = str(uuid.uuid4())
+        code = f"{secrets.randbelow(10**6):06d}"
+        limited = await self._store.add_verification(
+            NewVerification(
+                verification_id=verification_id,
+                user_id=user_id,
+                code_hash=self.code_hash(verification_id, code),
+                create_time=now,
+                expire_time=now + self._timings.sms_code_ttl,
+            ),
+            self._timings.sms_resend_interval,
+        )
+        if isinstance(limited, RateLimited):
+            raise RuleViolation(
+                "SMS_RATE_LIMITED", "an SMS code was sent too recently", {"retry_time": rfc3339(limited.retry_time)}
+            )
+        await self._sender.send(
+            SmsMessage(phone, "VERIFICATION_CODE", verification_text(code, self._timings.sms_code_ttl), now)
+        )
+        return StartedVerification(
+            verification_id, now + self._timings.sms_code_ttl, now + self._timings.sms_resend_interval
+        )
+
+    async def require_pending(self, user_id: str, verification_id: str) -> None:
+        """Refuses early (before the face check) a verification that cannot
+        succeed anyway."""
+        row = await self._store.get_verification(verification_id)
+        if row is None or row.user_id != user_id:
+            raise RuleViolation("VERIFICATION_NOT_FOUND", "no such verification for this user")
+        if row.used:
+            raise RuleViolation("VERIFICATION_USED", "this verification was already used for a query")
+        if row.failed_attempts >= self._timings.sms_max_attempts:
+            raise RuleViolation("VERIFICATION_LOCKED", "too many wrong SMS codes; start a new verification")
+        if row.expire_time <= self._clock.now():
+            raise RuleViolation("VERIFICATION_EXPIRED", "the SMS code has expired; start a new verification")
+
+    async def consume(self, user_id: str, verification_id: str, code: str, request: tuple[str, str, str]) -> None:
+        """Uses the verification if `code` is right, recording `request`
+        (request_id, fingerprint, query_id) in the same transaction."""
+        outcome = await self._store.consume_code(
+            user_id=user_id,
+            verification_id=verification_id,
+            code_hash=self.code_hash(verification_id, code),
+            now=self._clock.now(),
+            max_attempts=self._timings.sms_max_attempts,
+            request=request,
+        )
+        match outcome.result:
+            case "OK":
+                return
+            case "NOT_FOUND":
+                raise RuleViolation("VERIFICATION_NOT_FOUND", "no such verification for this user")
+            case "USED":
+                raise RuleViolation("VERIFICATION_USED", "this verification was already used for a query")
+            case "EXPIRED":
+                raise RuleViolation("VERIFICATION_EXPIRED", "the SMS code has expired; start a new verification")
+            case "LOCKED":
+                raise RuleViolation("VERIFICATION_LOCKED", "too many wrong SMS codes; start a new verification")
+            case "WRONG":
+                raise RuleViolation(
+                    "SMS_CODE_WRONG", "the SMS code is wrong", {"attempts_left": str(outcome.attempts_left)}
+                )

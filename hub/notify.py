@@ -1,0 +1,83 @@
+"""SMS to the user's registered phone: verification codes (R4) and the
+report-ready notice (R9).
+
+`SmsSender` is the seam to a real SMS gateway. The default,
+`OutboxSmsSender`, appends one JSON line per message to a file, the
+development "gateway" that the operator and the demo read:
+
+    {"time": "2026-01-05T09:00:00Z", "phone": "13812345678", "kind": "VERIFICATION_CODE", "text": "..."}
+
+The outbox holds the real number because it stands in for the gateway; it
+is not a log, and logs never carry phone numbers. Texts never carry card
+data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+SmsKind = Literal["VERIFICATION_CODE", "REPORT_READY"]
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    phone: str
+    kind: SmsKind
+    text: str
+    time: dt.datetime
+
+
+class SmsSender(Protocol):
+    async def send(self, message: SmsMessage) -> None:
+        """Hands the message to the gateway; raises if it was not accepted."""
+        ...
+
+
+class OutboxSmsSender:
+    """Appends messages to a JSON-lines file (the development gateway)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: SmsMessage) -> None:
+        line = json.dumps(
+            {
+                "time": message.time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "phone": message.phone,
+                "kind": message.kind,
+                "text": message.text,
+            },
+            ensure_ascii=False,
+        )
+        async with self._lock:
+            await asyncio.to_thread(self._append, line)
+
+    def _append(self, line: str) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        with self._path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+
+
+def read_outbox(path: Path) -> list[dict[str, str]]:
+    """Every message in an outbox file, oldest first (for the demo, tests and
+    operators)."""
+    if not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def verification_text(code: str, ttl: dt.timedelta) -> str:
+    minutes = max(1, int(ttl.total_seconds() // 60))
+    return f"【一键查卡】验证码{code}，{minutes}分钟内有效。请勿将验证码告诉任何人，谨防诈骗。"
+
+
+def report_ready_text() -> str:
+    # R9: no card data, no bank names, no counts.
+    return "【一键查卡】您的银行卡查询报告已生成，请于7日内在App中凭支付密码查看。如非本人操作，请忽略本短信。"

@@ -1,0 +1,230 @@
+"""The identity tables beside users: SMS verifications, CreateQuery request
+ids (idempotency), report access events (R10) and sent ready notices (R9).
+
+Rule decisions that must not race (is this code right and unused, may this
+user get another SMS) run inside one write call, which the store
+serialises, so a check and its update commit together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosqlite
+
+from hub.store.db import Database
+from hub.store.users import AccessResult, from_db, to_db
+
+COMPONENT = "identity"
+MIGRATIONS = [
+    """
+    CREATE TABLE verifications (
+        verification_id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        code_hash TEXT NOT NULL,
+        create_time TEXT NOT NULL,
+        expire_time TEXT NOT NULL,
+        failed_attempts INTEGER NOT NULL DEFAULT 0,
+        used_time TEXT
+    );
+    CREATE INDEX verifications_by_user ON verifications (user_id, create_time);
+    CREATE TABLE query_requests (
+        user_id TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        query_id TEXT NOT NULL,
+        create_time TEXT NOT NULL,
+        PRIMARY KEY (user_id, request_id)
+    );
+    CREATE TABLE report_access_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        query_id TEXT NOT NULL,
+        time TEXT NOT NULL,
+        result TEXT NOT NULL
+    );
+    CREATE INDEX report_access_by_query ON report_access_events (query_id, seq);
+    CREATE TABLE ready_notices (
+        query_id TEXT PRIMARY KEY,
+        send_time TEXT NOT NULL
+    )
+    """
+]
+
+
+@dataclass(frozen=True)
+class NewVerification:
+    verification_id: str
+    user_id: str
+    code_hash: str
+    create_time: dt.datetime
+    expire_time: dt.datetime
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    retry_time: dt.datetime
+
+
+CodeCheck = Literal["OK", "NOT_FOUND", "EXPIRED", "USED", "LOCKED", "WRONG"]
+
+
+@dataclass(frozen=True)
+class CodeOutcome:
+    result: CodeCheck
+    attempts_left: int = 0
+
+
+@dataclass(frozen=True)
+class VerificationRow:
+    verification_id: str
+    user_id: str
+    expire_time: dt.datetime
+    failed_attempts: int
+    used: bool
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    fingerprint: str
+    query_id: str
+
+
+@dataclass(frozen=True)
+class AccessEvent:
+    time: dt.datetime
+    result: AccessResult
+
+
+class IdentityStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def migrate(self) -> None:
+        await self._db.migrate(COMPONENT, MIGRATIONS)
+
+    # --- SMS verification (R4) ---
+
+    async def add_verification(self, new: NewVerification, resend_interval: dt.timedelta) -> RateLimited | None:
+        """Stores a verification unless the user's latest one is younger than
+        `resend_interval`; then nothing is stored and the retry time is
+        returned."""
+
+        async def run(conn: aiosqlite.Connection) -> RateLimited | None:
+            async with conn.execute(
+                "SELECT MAX(create_time) AS latest FROM verifications WHERE user_id = ?", (new.user_id,)
+            ) as cur:
+                r = await cur.fetchone()
+            if r is not None and r["latest"]:
+                retry = from_db(r["latest"]) + resend_interval
+                if retry > new.create_time:
+                    return RateLimited(retry)
+            await conn.execute(
+                "INSERT INTO verifications (verification_id, user_id, code_hash, create_time, expire_time)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (new.verification_id, new.user_id, new.code_hash, to_db(new.create_time), to_db(new.expire_time)),
+            )
+            return None
+
+        return await self._db.write(run)
+
+    async def get_verification(self, verification_id: str) -> VerificationRow | None:
+        r = await self._db.fetchone("SELECT * FROM verifications WHERE verification_id = ?", (verification_id,))
+        if r is None:
+            return None
+        return VerificationRow(
+            r["verification_id"], r["user_id"], from_db(r["expire_time"]), r["failed_attempts"], bool(r["used_time"])
+        )
+
+    async def consume_code(
+        self,
+        *,
+        user_id: str,
+        verification_id: str,
+        code_hash: str,
+        now: dt.datetime,
+        max_attempts: int,
+        request: tuple[str, str, str] | None = None,
+    ) -> CodeOutcome:
+        """Checks a code and, when right, marks the verification used and (if
+        `request` = (request_id, fingerprint, query_id) is given) records the
+        CreateQuery request in the same transaction, so a code opens exactly
+        one query. A wrong code counts an attempt."""
+
+        async def run(conn: aiosqlite.Connection) -> CodeOutcome:
+            async with conn.execute(
+                "SELECT * FROM verifications WHERE verification_id = ? AND user_id = ?", (verification_id, user_id)
+            ) as cur:
+                r = await cur.fetchone()
+            if r is None:
+                return CodeOutcome("NOT_FOUND")
+            if r["used_time"]:
+                return CodeOutcome("USED")
+            if r["failed_attempts"] >= max_attempts:
+                return CodeOutcome("LOCKED")
+            if from_db(r["expire_time"]) <= now:
+                return CodeOutcome("EXPIRED")
+            if r["code_hash"] != code_hash:
+                failed = r["failed_attempts"] + 1
+                await conn.execute(
+                    "UPDATE verifications SET failed_attempts = ? WHERE verification_id = ?",
+                    (failed, verification_id),
+                )
+                left = max_attempts - failed
+                return CodeOutcome("WRONG" if left > 0 else "LOCKED", left)
+            await conn.execute(
+                "UPDATE verifications SET used_time = ? WHERE verification_id = ?", (to_db(now), verification_id)
+            )
+            if request is not None:
+                request_id, fingerprint, query_id = request
+                await conn.execute(
+                    "INSERT INTO query_requests (user_id, request_id, fingerprint, query_id, create_time)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (user_id, request_id, fingerprint, query_id, to_db(now)),
+                )
+            return CodeOutcome("OK")
+
+        return await self._db.write(run)
+
+    # --- CreateQuery idempotency ---
+
+    async def get_request(self, user_id: str, request_id: str) -> RequestRow | None:
+        r = await self._db.fetchone(
+            "SELECT fingerprint, query_id FROM query_requests WHERE user_id = ? AND request_id = ?",
+            (user_id, request_id),
+        )
+        return RequestRow(r["fingerprint"], r["query_id"]) if r else None
+
+    # --- report access events (R10) ---
+
+    async def add_access_event(self, query_id: str, time: dt.datetime, result: AccessResult) -> None:
+        await self._db.execute(
+            "INSERT INTO report_access_events (query_id, time, result) VALUES (?, ?, ?)",
+            (query_id, to_db(time), result),
+        )
+
+    async def access_events(self, query_ids: list[str]) -> dict[str, list[AccessEvent]]:
+        """Events per query, oldest first."""
+        out: dict[str, list[AccessEvent]] = {q: [] for q in query_ids}
+        if not query_ids:
+            return out
+        marks = ",".join("?" * len(query_ids))
+        rows = await self._db.fetchall(
+            f"SELECT query_id, time, result FROM report_access_events WHERE query_id IN ({marks}) ORDER BY seq",
+            query_ids,
+        )
+        for r in rows:
+            out[r["query_id"]].append(AccessEvent(from_db(r["time"]), r["result"]))
+        return out
+
+    # --- ready notices (R9) ---
+
+    async def notice_sent(self, query_id: str) -> bool:
+        return await self._db.fetchone("SELECT 1 FROM ready_notices WHERE query_id = ?", (query_id,)) is not None
+
+    async def mark_notice_sent(self, query_id: str, time: dt.datetime) -> None:
+        await self._db.execute(
+            "INSERT INTO ready_notices (query_id, send_time) VALUES (?, ?) ON CONFLICT (query_id) DO NOTHING",
+            (query_id, to_db(time)),
+        )

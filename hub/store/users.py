@@ -1,0 +1,199 @@
+"""The users table: real-name users as the hub keeps them.
+
+Name, ID number and phone are sealed together (Envelope, bound to the user
+id); the ID number is also kept as a keyed hash to find the same person
+under another app account. Only masked or non-identifying fields (region,
+document expiry, masked phone) are stored in clear. Payment passwords are
+argon2id hashes; the lockout counter lives beside them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosqlite
+
+from hub.store.db import Database
+
+AccessResult = Literal["VIEWED", "WRONG_PASSWORD", "LOCKED"]
+
+COMPONENT = "users"
+MIGRATIONS = [
+    """
+    CREATE TABLE users (
+        user_id TEXT PRIMARY KEY,
+        id_hash TEXT NOT NULL,
+        identity_wrapped_key BLOB NOT NULL,
+        identity_ciphertext BLOB NOT NULL,
+        masked_phone TEXT NOT NULL,
+        region_code TEXT NOT NULL,
+        id_expiry TEXT,
+        password_hash TEXT NOT NULL,
+        password_failures INTEGER NOT NULL DEFAULT 0,
+        password_locked_until TEXT,
+        create_time TEXT NOT NULL,
+        update_time TEXT NOT NULL
+    );
+    CREATE INDEX users_by_id_hash ON users (id_hash)
+    """
+]
+
+
+def to_db(when: dt.datetime) -> str:
+    """Fixed-width UTC text, so SQL comparisons order like the times."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_db(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class UserRow:
+    user_id: str
+    id_hash: str
+    identity_wrapped_key: bytes
+    identity_ciphertext: bytes
+    masked_phone: str
+    region_code: str
+    id_expiry: dt.date | None
+    password_hash: str
+    password_failures: int
+    password_locked_until: dt.datetime | None
+    create_time: dt.datetime
+    update_time: dt.datetime
+
+
+def _row(r: aiosqlite.Row) -> UserRow:
+    return UserRow(
+        user_id=r["user_id"],
+        id_hash=r["id_hash"],
+        identity_wrapped_key=bytes(r["identity_wrapped_key"]),
+        identity_ciphertext=bytes(r["identity_ciphertext"]),
+        masked_phone=r["masked_phone"],
+        region_code=r["region_code"],
+        id_expiry=dt.date.fromisoformat(r["id_expiry"]) if r["id_expiry"] else None,
+        password_hash=r["password_hash"],
+        password_failures=r["password_failures"],
+        password_locked_until=from_db(r["password_locked_until"]) if r["password_locked_until"] else None,
+        create_time=from_db(r["create_time"]),
+        update_time=from_db(r["update_time"]),
+    )
+
+
+@dataclass(frozen=True)
+class PasswordOutcome:
+    """What one checked password attempt did to the lockout state."""
+
+    result: AccessResult
+    """VIEWED (right password), WRONG_PASSWORD, or LOCKED (refused unchecked
+    because a lock was in force)."""
+    locked_until: dt.datetime | None
+    """Set when the password is (now) locked."""
+    attempts_left: int
+
+
+class UserStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def migrate(self) -> None:
+        await self._db.migrate(COMPONENT, MIGRATIONS)
+
+    async def get(self, user_id: str) -> UserRow | None:
+        r = await self._db.fetchone("SELECT * FROM users WHERE user_id = ?", (user_id,))
+        return _row(r) if r else None
+
+    async def user_ids_with_id_hash(self, id_hash: str) -> list[str]:
+        rows = await self._db.fetchall("SELECT user_id FROM users WHERE id_hash = ?", (id_hash,))
+        return [r["user_id"] for r in rows]
+
+    async def upsert(self, row: UserRow, keep_password: bool) -> UserRow:
+        """Inserts or replaces a user. With `keep_password`, an existing
+        password hash and its lockout state are kept."""
+
+        async def run(conn: aiosqlite.Connection) -> UserRow:
+            async with conn.execute("SELECT * FROM users WHERE user_id = ?", (row.user_id,)) as cur:
+                old_raw = await cur.fetchone()
+            old = _row(old_raw) if old_raw else None
+            if old is None and keep_password:
+                raise ValueError("a new user needs a payment password")
+            merged = UserRow(
+                user_id=row.user_id,
+                id_hash=row.id_hash,
+                identity_wrapped_key=row.identity_wrapped_key,
+                identity_ciphertext=row.identity_ciphertext,
+                masked_phone=row.masked_phone,
+                region_code=row.region_code,
+                id_expiry=row.id_expiry,
+                password_hash=old.password_hash if old and keep_password else row.password_hash,
+                password_failures=old.password_failures if old and keep_password else 0,
+                password_locked_until=old.password_locked_until if old and keep_password else None,
+                create_time=old.create_time if old else row.create_time,
+                update_time=row.update_time,
+            )
+            await conn.execute(
+                "INSERT INTO users (user_id, id_hash, identity_wrapped_key, identity_ciphertext, masked_phone,"
+                " region_code, id_expiry, password_hash, password_failures, password_locked_until,"
+                " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET id_hash = excluded.id_hash,"
+                " identity_wrapped_key = excluded.identity_wrapped_key,"
+                " identity_ciphertext = excluded.identity_ciphertext, masked_phone = excluded.masked_phone,"
+                " region_code = excluded.region_code, id_expiry = excluded.id_expiry,"
+                " password_hash = excluded.password_hash, password_failures = excluded.password_failures,"
+                " password_locked_until = excluded.password_locked_until, update_time = excluded.update_time",
+                (
+                    merged.user_id,
+                    merged.id_hash,
+                    merged.identity_wrapped_key,
+                    merged.identity_ciphertext,
+                    merged.masked_phone,
+                    merged.region_code,
+                    merged.id_expiry.isoformat() if merged.id_expiry else None,
+                    merged.password_hash,
+                    merged.password_failures,
+                    to_db(merged.password_locked_until) if merged.password_locked_until else None,
+                    to_db(merged.create_time),
+                    to_db(merged.update_time),
+                ),
+            )
+            return merged
+
+        return await self._db.write(run)
+
+    async def record_password_attempt(
+        self, user_id: str, correct: bool, now: dt.datetime, max_failures: int, lockout: dt.timedelta
+    ) -> PasswordOutcome:
+        """Applies one checked attempt atomically: a lock in force refuses it
+        whatever the password; a failure counts towards the lock; success
+        clears the count."""
+
+        async def run(conn: aiosqlite.Connection) -> PasswordOutcome:
+            async with conn.execute(
+                "SELECT password_failures, password_locked_until FROM users WHERE user_id = ?", (user_id,)
+            ) as cur:
+                r = await cur.fetchone()
+            if r is None:
+                raise KeyError(user_id)
+            failures = r["password_failures"]
+            locked_until = from_db(r["password_locked_until"]) if r["password_locked_until"] else None
+            if locked_until is not None and locked_until > now:
+                return PasswordOutcome("LOCKED", locked_until, 0)
+            if locked_until is not None:  # the lock has run out: a fresh start
+                failures, locked_until = 0, None
+            if correct:
+                failures = 0
+            else:
+                failures += 1
+                if failures >= max_failures:
+                    failures, locked_until = 0, now + lockout
+            await conn.execute(
+                "UPDATE users SET password_failures = ?, password_locked_until = ? WHERE user_id = ?",
+                (failures, to_db(locked_until) if locked_until else None, user_id),
+            )
+            left = 0 if locked_until else max_failures - failures
+            return PasswordOutcome("VIEWED" if correct else "WRONG_PASSWORD", locked_until, left)
+
+        return await self._db.write(run)
