@@ -1,0 +1,61 @@
+"""Per-bank lanes: a channel, a concurrency cap and a circuit breaker.
+
+A lane isolates one bank: its semaphore bounds the calls in flight to it
+(`BankEndpoint.max_concurrent`), and its breaker stops sending while it is
+sick, so a slow or failing bank cannot take capacity from the others (each
+bank's work runs in its own tasks; nothing is shared across lanes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
+from hub.config import BankEndpoint, HubConfig
+from hub.fanout.backoff import Backoff
+from hub.fanout.breaker import CircuitBreaker
+from hub.fanout.channels import BankChannels
+
+
+@dataclass
+class BankLane:
+    endpoint: BankEndpoint
+    stub: bank_grpc.CardDirectoryServiceStub
+    limit: asyncio.Semaphore
+    breaker: CircuitBreaker
+    in_flight: int = 0
+
+
+class Fanout:
+    """Everything the engine needs to call banks: lanes, backoff, jitter."""
+
+    def __init__(self, config: HubConfig, rng: random.Random | None = None) -> None:
+        self._config = config
+        self._channels = BankChannels(config.bank_tls, config.timings)
+        self._lanes: dict[str, BankLane] = {}
+        self.backoff = Backoff.from_timings(config.timings)
+        self.rng = rng or random.Random()
+        self.attempt_timeout = config.timings.attempt_timeout.total_seconds()
+
+    def lane(self, bank_code: str) -> BankLane:
+        """The lane of a configured bank (KeyError for an unknown code)."""
+        lane = self._lanes.get(bank_code)
+        if lane is None:
+            endpoint = self._config.bank(bank_code)
+            if endpoint is None:
+                raise KeyError(bank_code)
+            t = self._config.timings
+            lane = BankLane(
+                endpoint=endpoint,
+                stub=self._channels.stub(endpoint),
+                limit=asyncio.Semaphore(endpoint.max_concurrent),
+                breaker=CircuitBreaker(t.breaker_failures, t.breaker_reset.total_seconds()),
+            )
+            self._lanes[bank_code] = lane
+        return lane
+
+    async def close(self) -> None:
+        self._lanes.clear()
+        await self._channels.close()

@@ -1,0 +1,115 @@
+"""The retry loop of one bank task (R6).
+
+`run_bank_task` keeps calling a bank until it answers, is rejected, or the
+query's report window closes (judged by the injected clock), waiting with
+exponential backoff and jitter between attempts, honouring the lane's
+breaker and concurrency cap. It returns None when the hub is stopping: the
+task stays PENDING in the store and is resumed on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
+from cardlookup.clock import Clock
+from hub.domain import BankState
+from hub.fanout.caller import Answered, Rejected, Transient, attempt
+from hub.fanout.lanes import BankLane, Fanout
+from hub.validation import BankAnswer
+
+IDENTITY_FAILURES_TO_REJECT = 3
+"""Consecutive handshakes failing the bank-name check before the bank is
+rejected as WRONG_BANK_CERTIFICATE (one failure may be a rotation glitch)."""
+WINDOW_CLOSED = "REPORT_WINDOW_CLOSED"
+
+
+@dataclass(frozen=True)
+class FinalOutcome:
+    state: BankState
+    reason: str
+    attempt_count: int
+    answer: BankAnswer | None = None
+
+
+class Alarm:
+    """Sleeps that end early when woken (clock moved, hub stopping)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def wake_all(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        event = self._event
+        try:
+            await asyncio.wait_for(event.wait(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            pass
+
+
+@dataclass
+class TaskContext:
+    query_id: str
+    due: dt.datetime
+    clock: Clock
+    alarm: Alarm
+    stopping: Callable[[], bool]
+    on_attempt: Callable[[int, str], Awaitable[None]]
+    """Persists the attempt count after a transient failure (count, reason)."""
+
+
+async def run_bank_task(
+    fanout: Fanout, lane: BankLane, request: bank_pb.ListCardsRequest, attempts: int, ctx: TaskContext
+) -> FinalOutcome | None:
+    failures = 0
+    identity_failures = 0
+    last_reason = ""
+    while True:
+        if ctx.stopping():
+            return None
+        remaining = (ctx.due - ctx.clock.now()).total_seconds()
+        if remaining <= 0:
+            reason = f"{WINDOW_CLOSED}:{last_reason}" if last_reason else WINDOW_CLOSED
+            return FinalOutcome(BankState.NOT_ANSWERED, reason, attempts)
+        wait = lane.breaker.before_call()
+        if wait > 0:
+            await ctx.alarm.sleep(min(wait, remaining))
+            continue
+        try:
+            async with lane.limit:
+                if ctx.stopping():
+                    lane.breaker.on_abandon()
+                    return None
+                lane.in_flight += 1
+                try:
+                    result = await attempt(lane.stub, request, lane.endpoint.code, fanout.attempt_timeout)
+                finally:
+                    lane.in_flight -= 1
+        except BaseException:
+            lane.breaker.on_abandon()
+            raise
+        attempts += 1
+        if isinstance(result, Answered):
+            lane.breaker.on_success()
+            return FinalOutcome(BankState.ANSWERED, "", attempts, result.answer)
+        if isinstance(result, Rejected):
+            # The bank is reachable and talking: not a health problem.
+            lane.breaker.on_success()
+            return FinalOutcome(BankState.REJECTED, result.reason, attempts)
+        assert isinstance(result, Transient)
+        lane.breaker.on_failure()
+        failures += 1
+        identity_failures = identity_failures + 1 if result.identity else 0
+        last_reason = result.reason
+        if identity_failures >= IDENTITY_FAILURES_TO_REJECT:
+            return FinalOutcome(BankState.REJECTED, "WRONG_BANK_CERTIFICATE", attempts)
+        await ctx.on_attempt(attempts, result.reason)
+        delay = fanout.backoff.delay(failures, fanout.rng, slow_down=result.slow_down)
+        remaining = (ctx.due - ctx.clock.now()).total_seconds()
+        await ctx.alarm.sleep(min(delay, max(0.0, remaining)))
