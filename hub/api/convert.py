@@ -1,0 +1,150 @@
+"""Domain values -> hub.v1 protos (and the one proto -> domain value the
+API receives, the face attestation)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from cardlookup.banks import bank_by_code
+from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
+from cardlookup.hub.v1 import resources_pb2 as pb
+from hub.api import names
+from hub.config import BankEndpoint, HubConfig
+from hub.domain import BankState, QueryState, Report
+from hub.identity.face import Attestation
+from hub.identity.journey import QueryView, acceptance_notice
+from hub.identity.users import UserView
+
+_QUERY_STATE = {
+    QueryState.ACCEPTED: pb.QUERY_STATE_ACCEPTED,
+    QueryState.RUNNING: pb.QUERY_STATE_RUNNING,
+    QueryState.READY: pb.QUERY_STATE_READY,
+    QueryState.EXPIRED: pb.QUERY_STATE_EXPIRED,
+}
+_BANK_STATE = {
+    BankState.PENDING: pb.BANK_OUTCOME_STATE_PENDING,
+    BankState.ANSWERED: pb.BANK_OUTCOME_STATE_ANSWERED,
+    BankState.NOT_ANSWERED: pb.BANK_OUTCOME_STATE_NOT_ANSWERED,
+    BankState.REJECTED: pb.BANK_OUTCOME_STATE_REJECTED,
+}
+_ACCESS = {
+    "VIEWED": pb.REPORT_ACCESS_RESULT_VIEWED,
+    "WRONG_PASSWORD": pb.REPORT_ACCESS_RESULT_WRONG_PASSWORD,
+    "LOCKED": pb.REPORT_ACCESS_RESULT_LOCKED,
+}
+_UNLISTED = {
+    "NO_PHONE_ON_FILE": pb.UNLISTED_REASON_NO_PHONE_ON_FILE,
+    "ID_DOCUMENT_EXPIRED": pb.UNLISTED_REASON_ID_DOCUMENT_EXPIRED,
+    "CARD_NOT_PRESENT_DISABLED": pb.UNLISTED_REASON_CARD_NOT_PRESENT_DISABLED,
+}
+_CARD_TYPE = {"debit": pb.CARD_TYPE_DEBIT, "credit": pb.CARD_TYPE_CREDIT}
+_NOTICE = {
+    "UNLISTED_CARDS": pb.NOTICE_KIND_UNLISTED_CARDS,
+    "SAFETY": pb.NOTICE_KIND_SAFETY,
+    "UNRECOGNISED_CARDS": pb.NOTICE_KIND_UNRECOGNISED_CARDS,
+    "CREDIT_REPORT": pb.NOTICE_KIND_CREDIT_REPORT,
+}
+
+
+def ts(when: dt.datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(when.astimezone(dt.UTC))
+    return out
+
+
+def display_name(config: HubConfig, code: str) -> str:
+    endpoint = config.bank(code)
+    if endpoint is not None:
+        return endpoint.display_name
+    info = bank_by_code(code)
+    return info.display_name if info else code
+
+
+def user(view: UserView) -> pb.User:
+    out = pb.User(
+        name=names.user_name(view.user_id),
+        user_id=view.user_id,
+        region_code=view.region_code,
+        masked_phone=view.masked_phone,
+        id_expiry_date=view.id_expiry.isoformat() if view.id_expiry else "",
+        eligible=not view.ineligible_reason,
+        ineligible_reason=view.ineligible_reason,
+    )
+    out.create_time.CopyFrom(ts(view.create_time))
+    out.update_time.CopyFrom(ts(view.update_time))
+    return out
+
+
+def bank(endpoint: BankEndpoint) -> pb.Bank:
+    return pb.Bank(bank_code=endpoint.code, display_name=endpoint.display_name, english_name=endpoint.english_name)
+
+
+def query(config: HubConfig, view: QueryView) -> pb.Query:
+    r = view.record
+    out = pb.Query(
+        name=names.query_name(r.user_id, r.query_id),
+        query_id=r.query_id,
+        state=_QUERY_STATE[view.state],
+        bank_codes=list(r.bank_codes),
+        consent_text_version=r.consent_text_version,
+        acceptance_notice=acceptance_notice(r.report_due_time),
+    )
+    out.create_time.CopyFrom(ts(r.create_time))
+    out.report_due_time.CopyFrom(ts(r.report_due_time))
+    if r.ready_time is not None:
+        out.ready_time.CopyFrom(ts(r.ready_time))
+    if r.report_expire_time is not None:
+        out.report_expire_time.CopyFrom(ts(r.report_expire_time))
+    for b in r.banks:
+        outcome = out.bank_outcomes.add(
+            bank_code=b.bank_code,
+            display_name=display_name(config, b.bank_code),
+            state=_BANK_STATE[b.state],
+            reason=b.reason,
+            attempt_count=b.attempt_count,
+            card_count=b.card_count,
+        )
+        if b.finish_time is not None:
+            outcome.finish_time.CopyFrom(ts(b.finish_time))
+    for e in view.access_events:
+        event = out.report_access_events.add(result=_ACCESS[e.result])
+        event.time.CopyFrom(ts(e.time))
+    return out
+
+
+def report(config: HubConfig, user_id: str, rep: Report) -> pb.Report:
+    out = pb.Report(name=names.report_name(user_id, rep.query_id))
+    out.generate_time.CopyFrom(ts(rep.generate_time))
+    out.expire_time.CopyFrom(ts(rep.expire_time))
+    for s in rep.banks:
+        summary = out.bank_summaries.add(
+            bank_code=s.bank_code,
+            display_name=display_name(config, s.bank_code),
+            state=_BANK_STATE[s.state],
+            reason=s.reason,
+            debit_card_count=s.debit_count,
+            credit_card_count=s.credit_count,
+            unlisted_card_count=sum(s.unlisted.values()),
+        )
+        for reason, count in sorted(s.unlisted.items()):
+            summary.unlisted.add(reason=_UNLISTED.get(reason, pb.UNLISTED_REASON_UNSPECIFIED), card_count=count)
+    for c in rep.cards:
+        out.cards.add(
+            bank_code=c.bank_code,
+            display_name=display_name(config, c.bank_code),
+            card_type=_CARD_TYPE[c.kind],
+            first_four=c.first_four,
+            last_four=c.last_four,
+            number_length=c.number_length,
+        )
+    for n in rep.notices:
+        out.notices.add(kind=_NOTICE[n.kind], text=n.text, english_text=n.english_text)
+    return out
+
+
+def attestation(msg: face_pb.FaceAttestation, present: bool) -> Attestation | None:
+    if not present:
+        return None
+    return Attestation(claims=msg.claims, signature=msg.signature, key_id=msg.key_id)

@@ -1,0 +1,164 @@
+"""The cardlookup.hub.v1.CardLookupService servicer: protos in, domain calls,
+protos out. Every rule lives in hub.identity; a refusal (RuleViolation)
+becomes the status code and ErrorInfo the contract names."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
+from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
+from cardlookup.rpc_errors import HUB_DOMAIN, abort
+from hub.api import convert, names
+from hub.api.errors import status_of
+from hub.config import HubConfig
+from hub.identity.errors import RuleViolation
+from hub.identity.journey import CreateRequest, Journey
+from hub.identity.users import Enrolment, UserDirectory
+from hub.logging import get_logger
+
+log = get_logger("hub.api")
+
+Ctx = grpc.aio.ServicerContext
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[["CardLookupServicer", Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+async def _refuse(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> NoReturn:
+    if isinstance(exc, RuleViolation):
+        log.info("refused", method=method, reason=exc.reason)
+        await abort(context, status_of(exc.reason), exc.reason, exc.message, HUB_DOMAIN, exc.metadata)
+    log.error("failed", method=method, exc_info=True)
+    await abort(
+        context,
+        grpc.StatusCode.UNAVAILABLE,
+        "HUB_UNAVAILABLE",
+        "the hub could not complete the request; retry later",
+        HUB_DOMAIN,
+    )
+
+
+def _unary(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    @functools.wraps(fn)
+    async def run(self: CardLookupServicer, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            await _refuse(context, fn.__name__, exc)
+
+    return run
+
+
+class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
+    def __init__(self, config: HubConfig, users: UserDirectory, journey: Journey) -> None:
+        self._config = config
+        self._users = users
+        self._journey = journey
+
+    @_unary
+    async def EnrollUser(
+        self, request: svc.EnrollUserRequest, context: grpc.aio.ServicerContext
+    ) -> svc.EnrollUserResponse:
+        view = await self._users.enrol(
+            Enrolment(
+                user_id=request.user_id,
+                full_name=request.full_name,
+                id_number=request.id_number,
+                id_expiry_date=request.id_expiry_date,
+                region_code=request.region_code,
+                phone_number=request.phone_number,
+                payment_password=request.payment_password,
+            )
+        )
+        return svc.EnrollUserResponse(user=convert.user(view))
+
+    @_unary
+    async def GetUser(self, request: svc.GetUserRequest, context: Ctx) -> svc.GetUserResponse:
+        return svc.GetUserResponse(user=convert.user(await self._users.get(request.user_id)))
+
+    @_unary
+    async def ListBanks(
+        self, request: svc.ListBanksRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ListBanksResponse:
+        choice = await self._journey.list_banks(request.user_id)
+        return svc.ListBanksResponse(
+            banks=[convert.bank(b) for b in choice.banks],
+            consent_text_version=choice.consent_text_version,
+            consent_text=choice.consent_text,
+        )
+
+    @_unary
+    async def StartVerification(
+        self, request: svc.StartVerificationRequest, context: grpc.aio.ServicerContext
+    ) -> svc.StartVerificationResponse:
+        started, masked_phone = await self._journey.start_verification(request.user_id)
+        out = svc.StartVerificationResponse(verification_id=started.verification_id, masked_phone=masked_phone)
+        out.expire_time.CopyFrom(convert.ts(started.expire_time))
+        out.resend_time.CopyFrom(convert.ts(started.resend_time))
+        return out
+
+    @_unary
+    async def CreateQuery(
+        self, request: svc.CreateQueryRequest, context: grpc.aio.ServicerContext
+    ) -> svc.CreateQueryResponse:
+        record = await self._journey.create_query(
+            CreateRequest(
+                user_id=request.user_id,
+                request_id=request.request_id,
+                verification_id=request.verification_id,
+                sms_code=request.sms_code,
+                face=convert.attestation(request.face_attestation, request.HasField("face_attestation")),
+                consent_text_version=request.consent_text_version,
+                bank_codes=tuple(request.bank_codes),
+            )
+        )
+        view = await self._journey.get_query(record.user_id, record.query_id)
+        return svc.CreateQueryResponse(query=convert.query(self._config, view))
+
+    @_unary
+    async def GetQuery(self, request: svc.GetQueryRequest, context: Ctx) -> svc.GetQueryResponse:
+        user_id, query_id = names.parse_query(request.name)
+        view = await self._journey.get_query(user_id, query_id)
+        return svc.GetQueryResponse(query=convert.query(self._config, view))
+
+    async def WatchQuery(
+        self, request: svc.WatchQueryRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[svc.WatchQueryResponse]:
+        try:
+            user_id, query_id = names.parse_query(request.name)
+            async for view, changed in self._journey.watch(user_id, query_id):
+                yield svc.WatchQueryResponse(query=convert.query(self._config, view), changed_bank_code=changed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            await _refuse(context, "WatchQuery", exc)
+
+    @_unary
+    async def ListQueries(
+        self, request: svc.ListQueriesRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ListQueriesResponse:
+        user_id = names.parse_user(request.parent)
+        page = await self._journey.list_queries(user_id, request.page_size, request.page_token)
+        return svc.ListQueriesResponse(
+            queries=[convert.query(self._config, v) for v in page.queries], next_page_token=page.next_page_token
+        )
+
+    @_unary
+    async def GetReport(
+        self, request: svc.GetReportRequest, context: grpc.aio.ServicerContext
+    ) -> svc.GetReportResponse:
+        user_id, query_id = names.parse_query(request.name, report=True)
+        report = await self._journey.get_report(user_id, query_id, request.payment_password)
+        return svc.GetReportResponse(report=convert.report(self._config, user_id, report))
