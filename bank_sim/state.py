@@ -1,0 +1,19 @@
+"""The run-time state of one simulated bank that the fleet, the bank's
+servicer and the admin API share: its fault switches and call counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bank_sim.faults import Faults
+
+
+@dataclass
+class BankState:
+    code: str
+    faults: Faults
+    """Swapped whole; each call reads the value in force when it starts."""
+    call_count: int = 0
+    """ListCards calls received, refused ones included."""
+    in_flight: int = 0
+    """ListCards calls being answered right now (for max_concurrent)."""
