@@ -1,0 +1,23 @@
+"""The bank conformance suite: checks a bank's CardDirectoryService endpoint
+against every rule of the cardlookup.bank.v1 contract, over real mTLS.
+
+    results = await run_conformance(ConformanceTarget(...))
+
+or from a shell, `cardlookup-conformance --help`. docs/bank-integration.md
+explains each rule the checks name.
+"""
+
+from bank_sim.conformance.results import CheckResult, Outcome
+from bank_sim.conformance.runner import CHECKS, run_conformance
+from bank_sim.conformance.target import ClientIdentity, ConformanceTarget, KnownSubject, SigningKey
+
+__all__ = [
+    "CHECKS",
+    "CheckResult",
+    "ClientIdentity",
+    "ConformanceTarget",
+    "KnownSubject",
+    "Outcome",
+    "SigningKey",
+    "run_conformance",
+]

@@ -1,0 +1,118 @@
+"""`cardlookup-conformance`: run the bank conformance suite from a shell.
+
+    cardlookup-conformance --address bank.example:7443 --bank-code 102 \\
+        --ca ca.pem --client-cert hub-client.pem --client-key hub-client.key \\
+        --consent-key consent-test.key --consent-key-id hub-consent-test-1 \\
+        --subject-name 张三 --subject-id 310101199001011234
+
+Exit status: 0 when no check failed, 1 when any failed, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from bank_sim.conformance.report import render_table, to_json
+from bank_sim.conformance.results import Outcome
+from bank_sim.conformance.runner import CHECKS, run_conformance
+from bank_sim.conformance.target import (
+    DEFAULT_UNKNOWN_ID_NUMBER,
+    ClientIdentity,
+    ConformanceTarget,
+    KnownSubject,
+    SigningKey,
+)
+from cardlookup.checksums import is_valid_id_number
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cardlookup-conformance",
+        description="Check a bank's cardlookup.bank.v1 CardDirectoryService endpoint against the contract.",
+    )
+    p.add_argument("--address", help="host:port of the bank endpoint")
+    p.add_argument("--bank-code", help="the bank category code the endpoint is for, e.g. 102")
+    p.add_argument("--ca", type=Path, help="CA certificate (PEM) of the bank's server cert and the hub's client cert")
+    p.add_argument("--client-cert", type=Path, help="the hub's client certificate (PEM)")
+    p.add_argument("--client-key", type=Path, help="the hub's client private key (PEM)")
+    p.add_argument("--consent-key", type=Path, help="the test consent-signing Ed25519 private key the bank trusts")
+    p.add_argument("--consent-key-id", help="the key id the bank knows that key by")
+    p.add_argument("--subject-name", help="full name of a test customer with at least one listed card")
+    p.add_argument("--subject-id", help="that customer's 18-character ID number")
+    p.add_argument("--expected-cards", type=int, help="how many cards the bank lists for that customer")
+    p.add_argument("--untrusted-key", type=Path, help="an Ed25519 private key the bank must NOT trust (optional)")
+    p.add_argument("--untrusted-key-id", default="conformance-untrusted", help="key id for --untrusted-key")
+    p.add_argument("--other-client-cert", type=Path, help="a client cert from the same CA that is not the hub's")
+    p.add_argument("--other-client-key", type=Path, help="its private key")
+    p.add_argument("--server-name", help="TLS name to verify the bank by (default <code>.bank.cardlookup.internal)")
+    p.add_argument("--unknown-id", default=DEFAULT_UNKNOWN_ID_NUMBER, help="a valid ID number the bank does not hold")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
+    p.add_argument("--only", action="append", default=[], help="run only this check or group (repeatable)")
+    p.add_argument("--json", action="store_true", help="print results as JSON instead of a table")
+    p.add_argument("--list", action="store_true", help="list the checks and exit")
+    return p
+
+
+_REQUIRED = (
+    "address",
+    "bank_code",
+    "ca",
+    "client_cert",
+    "client_key",
+    "consent_key",
+    "consent_key_id",
+    "subject_name",
+    "subject_id",
+)
+
+
+def target_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ConformanceTarget:
+    missing = [f"--{name.replace('_', '-')}" for name in _REQUIRED if getattr(args, name) is None]
+    if missing:
+        parser.error("missing " + ", ".join(missing))
+    for path in (args.ca, args.client_cert, args.client_key, args.consent_key):
+        if not path.is_file():
+            parser.error(f"no such file: {path}")
+    if not is_valid_id_number(args.subject_id):
+        parser.error("--subject-id is not a valid 18-character ID number")
+    if (args.other_client_cert is None) != (args.other_client_key is None):
+        parser.error("--other-client-cert and --other-client-key go together")
+    return ConformanceTarget(
+        address=args.address,
+        bank_code=args.bank_code,
+        ca_cert=args.ca,
+        hub_client=ClientIdentity(args.client_cert, args.client_key),
+        consent_key=SigningKey(args.consent_key, args.consent_key_id),
+        subject=KnownSubject(args.subject_name, args.subject_id, args.expected_cards),
+        untrusted_key=SigningKey(args.untrusted_key, args.untrusted_key_id) if args.untrusted_key else None,
+        other_client=ClientIdentity(args.other_client_cert, args.other_client_key) if args.other_client_cert else None,
+        server_name=args.server_name,
+        unknown_id_number=args.unknown_id,
+        timeout=args.timeout,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    console = Console()
+    if args.list:
+        for check in CHECKS:
+            console.print(f"[bold]{check.name}[/]  {check.description}", highlight=False)
+        return
+    target = target_from_args(args, parser)
+    results = asyncio.run(run_conformance(target, tuple(args.only)))
+    if args.json:
+        print(to_json(results))
+    else:
+        render_table(results, console, f"cardlookup.bank.v1 conformance: bank {target.bank_code} at {target.address}")
+    sys.exit(1 if any(r.outcome is Outcome.FAIL for r in results) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Runs the checks, in order, against one bank endpoint."""
+
+from __future__ import annotations
+
+import logging
+
+from bank_sim.conformance.consent_checks import CONSENT_CHECKS
+from bank_sim.conformance.error_checks import ERROR_CHECKS
+from bank_sim.conformance.list_checks import LIST_CHECKS
+from bank_sim.conformance.probe import Probe
+from bank_sim.conformance.request_checks import REQUEST_CHECKS
+from bank_sim.conformance.results import Check, CheckFailed, CheckResult, CheckSkipped, Outcome
+from bank_sim.conformance.target import ConformanceTarget
+from bank_sim.conformance.tls_checks import TLS_CHECKS
+
+log = logging.getLogger(__name__)
+
+# The errors.* checks read the refusals the others provoked: they come last.
+CHECKS: tuple[Check, ...] = TLS_CHECKS + CONSENT_CHECKS + REQUEST_CHECKS + LIST_CHECKS + ERROR_CHECKS
+
+
+async def _run_one(check: Check, probe: Probe) -> CheckResult:
+    try:
+        await check.run(probe)
+    except CheckFailed as failure:
+        return CheckResult(check.name, check.description, Outcome.FAIL, str(failure))
+    except CheckSkipped as skipped:
+        return CheckResult(check.name, check.description, Outcome.SKIP, str(skipped))
+    except Exception as error:  # a bank's answer must never crash the suite
+        log.exception("check %s could not run", check.name)
+        return CheckResult(check.name, check.description, Outcome.FAIL, f"the check could not run: {error!r}")
+    return CheckResult(check.name, check.description, Outcome.PASS)
+
+
+async def run_conformance(target: ConformanceTarget, only: tuple[str, ...] = ()) -> list[CheckResult]:
+    """Every check (or those named in `only`, by name or dotted prefix), in
+    order. Never raises for a misbehaving bank: failures are results."""
+    probe = Probe.for_target(target)
+    selected = [c for c in CHECKS if not only or any(c.name == o or c.name.startswith(o + ".") for o in only)]
+    return [await _run_one(check, probe) for check in selected]

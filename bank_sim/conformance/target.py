@@ -1,0 +1,76 @@
+"""What the conformance suite is pointed at: a bank endpoint and the test
+credentials and data the bank agreed to use for its conformance run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cardlookup.checksums import id_check_char
+from cardlookup.clock import Clock, SystemClock
+from cardlookup.pki import bank_server_name
+
+# A well-formed ID number no bank should hold: the birth date 1900-01-01 is
+# before any living customer's. Banks with such a record can pass their own.
+_UNKNOWN_FIRST17 = "11010119000101999"
+DEFAULT_UNKNOWN_ID_NUMBER = _UNKNOWN_FIRST17 + id_check_char(_UNKNOWN_FIRST17)
+
+
+@dataclass(frozen=True)
+class KnownSubject:
+    """A test customer the bank holds at least one listed card for."""
+
+    full_name: str
+    id_number: str
+    expected_listed: int | None = None
+    """How many cards the bank should list for this subject, if known."""
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """A TLS client certificate and its private key (PEM files)."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An Ed25519 private key (PEM, PKCS#8) and the key id it is known by."""
+
+    path: Path
+    key_id: str
+
+
+@dataclass(frozen=True)
+class ConformanceTarget:
+    """Everything the suite needs to exercise one bank endpoint."""
+
+    address: str
+    """host:port of the bank's CardDirectoryService."""
+    bank_code: str
+    """The bank category code the endpoint claims to be, e.g. "102"."""
+    ca_cert: Path
+    """The CA that issued the bank's server certificate and the hub's client certificate."""
+    hub_client: ClientIdentity
+    """The hub's client certificate (SAN hub-client.cardlookup.internal)."""
+    consent_key: SigningKey
+    """The (test) consent-signing key the bank trusts."""
+    subject: KnownSubject
+    untrusted_key: SigningKey | None = None
+    """A key the bank must NOT trust; a fresh random key is used when absent."""
+    other_client: ClientIdentity | None = None
+    """A certificate from the same CA that is not the hub's (e.g. the app
+    backend's): enables tls.caller_must_be_hub."""
+    server_name: str | None = None
+    """The TLS name to verify the bank by; default <code>.bank.cardlookup.internal."""
+    unknown_id_number: str = DEFAULT_UNKNOWN_ID_NUMBER
+    """A valid ID number the bank holds no cards for."""
+    timeout: float = 10.0
+    """Seconds allowed for each call."""
+    clock: Clock = field(default_factory=SystemClock)
+    """The time consents are issued at; must agree with the bank's clock."""
+
+    @property
+    def expected_server_name(self) -> str:
+        return self.server_name or bank_server_name(self.bank_code)
