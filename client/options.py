@@ -1,0 +1,89 @@
+"""Everything about how the app backend's client talks to the hub, in one
+place: where, with which certificates, the deadline of each call, and which
+calls are retried.
+
+Retries are gRPC's own (a service config with a `retryPolicy`), applied
+only to calls that are safe to repeat:
+
+- GetUser, ListBanks, GetQuery, ListQueries: reads.
+- EnrollUser: replaces the user's data with the same data.
+- CreateQuery: idempotent on `request_id` (a retry returns the same query).
+- WatchQuery: a read stream; retried only before its first message arrives.
+
+StartVerification (sends an SMS) and GetReport (each attempt counts
+towards the payment-password lockout) are never retried automatically.
+Only UNAVAILABLE is retried: the hub did not process the call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cardlookup.pki import HUB_SERVER_NAME, PkiPaths
+
+SERVICE = "cardlookup.hub.v1.CardLookupService"
+RETRIED_METHODS = ("GetUser", "ListBanks", "GetQuery", "ListQueries", "EnrollUser", "CreateQuery", "WatchQuery")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 4
+    initial_backoff_s: float = 0.2
+    max_backoff_s: float = 3.0
+    backoff_multiplier: float = 2.0
+
+    def service_config(self) -> str:
+        return json.dumps(
+            {
+                "methodConfig": [
+                    {
+                        "name": [{"service": SERVICE, "method": m} for m in RETRIED_METHODS],
+                        "retryPolicy": {
+                            "maxAttempts": self.max_attempts,
+                            "initialBackoff": f"{self.initial_backoff_s}s",
+                            "maxBackoff": f"{self.max_backoff_s}s",
+                            "backoffMultiplier": self.backoff_multiplier,
+                            "retryableStatusCodes": ["UNAVAILABLE"],
+                        },
+                    }
+                ]
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    target: str
+    """host:port of the hub."""
+    ca: Path
+    """The CA the hub's certificate must chain to."""
+    cert: Path
+    """The app backend's client certificate (R17: the hub accepts no other)."""
+    key: Path
+    server_name: str = HUB_SERVER_NAME
+    """The name the hub's certificate must carry (TLS host verification)."""
+    timeout_s: float = 10.0
+    """Deadline of each unary call, retries included."""
+    create_timeout_s: float = 30.0
+    """CreateQuery stores the query durably before answering: a longer deadline."""
+    watch_timeout_s: float = 25 * 3600.0
+    """Deadline of a whole WatchQuery stream (a report is due within 24 h)."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_pki(cls, pki_dir: Path | str, target: str, **overrides: Any) -> ClientOptions:
+        """Options for a development PKI directory (cardlookup-pki)."""
+        pki = PkiPaths(Path(pki_dir))
+        return cls(target=target, ca=pki.ca_cert, cert=pki.cert("app-backend"), key=pki.key("app-backend"), **overrides)
+
+    def channel_options(self) -> list[tuple[str, Any]]:
+        return [
+            ("grpc.ssl_target_name_override", self.server_name),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", self.retry.service_config()),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_permit_without_calls", 0),
+        ]

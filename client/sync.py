@@ -1,0 +1,166 @@
+"""The blocking client of the hub API, over the same generated stubs as the
+async one, for app backends without asyncio.
+
+    with CardLookupClient(ClientOptions.from_pki("pki", "127.0.0.1:50051")) as hub:
+        banks = hub.list_banks("u1")
+
+Every method raises a `client.errors.CardLookupError` subclass on failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+
+import grpc
+
+from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
+from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
+from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
+from cardlookup.hub.v1 import resources_pb2 as pb
+from cardlookup.tls import channel_credentials
+from client.errors import HubUnavailable, from_rpc_error
+from client.options import ClientOptions
+
+
+class CardLookupClient:
+    def __init__(self, options: ClientOptions) -> None:
+        self.options = options
+        self._channel = grpc.secure_channel(
+            options.target,
+            channel_credentials(options.ca, options.cert, options.key),
+            options=options.channel_options(),
+        )
+        self.stub = svc_grpc.CardLookupServiceStub(self._channel)
+
+    def __enter__(self) -> CardLookupClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            raise HubUnavailable(
+                grpc.StatusCode.UNAVAILABLE, "HUB_UNAVAILABLE", f"not connected within {timeout_s} s", {}
+            ) from None
+
+    def enroll_user(
+        self,
+        *,
+        user_id: str,
+        full_name: str,
+        id_number: str,
+        id_expiry_date: dt.date | None,
+        region_code: str,
+        phone_number: str,
+        payment_password: str = "",
+    ) -> pb.User:
+        request = svc.EnrollUserRequest(
+            user_id=user_id,
+            full_name=full_name,
+            id_number=id_number,
+            id_expiry_date=id_expiry_date.isoformat() if id_expiry_date else "",
+            region_code=region_code,
+            phone_number=phone_number,
+            payment_password=payment_password,
+        )
+        try:
+            return self.stub.EnrollUser(request, timeout=self.options.timeout_s).user
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def get_user(self, user_id: str) -> pb.User:
+        try:
+            return self.stub.GetUser(svc.GetUserRequest(user_id=user_id), timeout=self.options.timeout_s).user
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def list_banks(self, user_id: str) -> svc.ListBanksResponse:
+        try:
+            return self.stub.ListBanks(svc.ListBanksRequest(user_id=user_id), timeout=self.options.timeout_s)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def start_verification(self, user_id: str) -> svc.StartVerificationResponse:
+        try:
+            return self.stub.StartVerification(
+                svc.StartVerificationRequest(user_id=user_id), timeout=self.options.timeout_s
+            )
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def create_query(
+        self,
+        *,
+        user_id: str,
+        request_id: str,
+        verification_id: str,
+        sms_code: str,
+        face_attestation: face_pb.FaceAttestation | None,
+        consent_text_version: str,
+        bank_codes: Sequence[str],
+    ) -> pb.Query:
+        request = svc.CreateQueryRequest(
+            user_id=user_id,
+            request_id=request_id,
+            verification_id=verification_id,
+            sms_code=sms_code,
+            face_attestation=face_attestation,
+            consent_text_version=consent_text_version,
+            bank_codes=list(bank_codes),
+        )
+        try:
+            return self.stub.CreateQuery(request, timeout=self.options.create_timeout_s).query
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def get_query(self, user_id: str, query_id: str) -> pb.Query:
+        request = svc.GetQueryRequest(name=f"users/{user_id}/queries/{query_id}")
+        try:
+            return self.stub.GetQuery(request, timeout=self.options.timeout_s).query
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def watch_query(self, user_id: str, query_id: str) -> Iterator[svc.WatchQueryResponse]:
+        request = svc.WatchQueryRequest(name=f"users/{user_id}/queries/{query_id}")
+        call = self.stub.WatchQuery(request, timeout=self.options.watch_timeout_s)
+        try:
+            yield from call
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+        finally:
+            call.cancel()
+
+    def list_queries(self, user_id: str, page_size: int = 0, page_token: str = "") -> svc.ListQueriesResponse:
+        request = svc.ListQueriesRequest(parent=f"users/{user_id}", page_size=page_size, page_token=page_token)
+        try:
+            return self.stub.ListQueries(request, timeout=self.options.timeout_s)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def iter_queries(self, user_id: str, page_size: int = 0) -> Iterator[pb.Query]:
+        token = ""
+        while True:
+            page = self.list_queries(user_id, page_size, token)
+            yield from page.queries
+            token = page.next_page_token
+            if not token:
+                return
+
+    def get_report(self, user_id: str, query_id: str, payment_password: str) -> pb.Report:
+        request = svc.GetReportRequest(
+            name=f"users/{user_id}/queries/{query_id}/report", payment_password=payment_password
+        )
+        try:
+            return self.stub.GetReport(request, timeout=self.options.timeout_s).report
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
