@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cardlookup.checksums import id_check_char
 from cardlookup.clock import Clock, SystemClock
-from cardlookup.pki import bank_server_name
+from cardlookup.pki import CONSENT_KEY_ID, PkiPaths, bank_server_name
+from cardlookup.population import Population
 
 # A well-formed ID number no bank should hold: the birth date 1900-01-01 is
 # before any living customer's. Banks with such a record can pass their own.
@@ -74,3 +76,31 @@ class ConformanceTarget:
     @property
     def expected_server_name(self) -> str:
         return self.server_name or bank_server_name(self.bank_code)
+
+
+def dev_target(
+    pki: PkiPaths, address: str, bank_code: str, subject: KnownSubject, **overrides: Any
+) -> ConformanceTarget:
+    """A target using the development PKI's files (cardlookup-pki): the hub's
+    client certificate, the dev consent key, the app backend's certificate
+    as the non-hub caller."""
+    return ConformanceTarget(
+        address=address,
+        bank_code=bank_code,
+        ca_cert=pki.ca_cert,
+        hub_client=ClientIdentity(pki.cert("hub-client"), pki.key("hub-client")),
+        consent_key=SigningKey(pki.consent_signing_key, CONSENT_KEY_ID),
+        subject=subject,
+        other_client=ClientIdentity(pki.cert("app-backend"), pki.key("app-backend")),
+        **overrides,
+    )
+
+
+def population_subject(population: Population, bank_code: str) -> KnownSubject:
+    """The first person of a synthetic population with a listed card at the
+    bank (the simulator's records), with the expected card count."""
+    for person in population.people:
+        listed = len(population.expected_answer(bank_code, person.id_number).listed)
+        if listed:
+            return KnownSubject(person.full_name, person.id_number, listed)
+    raise LookupError(f"nobody in the population has a listed card at bank {bank_code}")
