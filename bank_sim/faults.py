@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -90,6 +91,10 @@ class Faults:
             raise FaultsError("max_concurrent", "must be >= 1")
         if self.misbehaviour is not None and not isinstance(self.misbehaviour, Misbehaviour):
             raise FaultsError("misbehaviour", "must be a Misbehaviour")
+
+    def delay(self, rng: random.Random) -> float:
+        """Seconds to wait before answering this call."""
+        return self.latency + (rng.uniform(0.0, self.latency_jitter) if self.latency_jitter else 0.0)
 
     def in_outage(self, now: dt.datetime) -> bool:
         """Whether a call at `now` falls in an outage (switch or window)."""

@@ -90,7 +90,7 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
     ) -> AsyncIterator[bank_pb.ListCardsResponse]:
         if faults.in_outage(self._clock.now()):
             await self._refuse(context, grpc.StatusCode.UNAVAILABLE, SIMULATED_OUTAGE, "the bank is down")
-        delay = faults.latency + (self._rng.uniform(0, faults.latency_jitter) if faults.latency_jitter else 0.0)
+        delay = faults.delay(self._rng)
         if delay > 0:
             await asyncio.sleep(delay)
         if faults.error_rate and self._rng.random() < faults.error_rate:
