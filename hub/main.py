@@ -1,0 +1,62 @@
+"""`cardlookup-hub --config hub.toml`: runs the hub until SIGTERM/SIGINT.
+
+The app-facing API (hub.api.install) is loaded by default; `--without-api`
+runs an engine-only hub (fan-out, recovery, retention, health), which the
+engine's crash-recovery tests and operators draining a node use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+from hub.config import HubConfig
+from hub.logging import configure_logging, get_logger
+from hub.server import HubServer, ServiceInstaller
+
+log = get_logger("hub.main")
+
+
+def load_api_installer() -> ServiceInstaller:
+    try:
+        from hub.api import install  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as error:
+        raise SystemExit(
+            f"cardlookup-hub: the API layer (hub.api.install) is not available ({error}); "
+            "install the complete hub, or run with --without-api for an engine-only hub"
+        ) from None
+    installer: ServiceInstaller = install
+    return installer
+
+
+async def serve(config: HubConfig, with_api: bool, grace: float) -> None:
+    installers = [load_api_installer()] if with_api else []
+    hub = HubServer(config, installers=installers)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await hub.start()
+    try:
+        await stop.wait()
+        log.info("hub_stopping")
+    finally:
+        await hub.stop(grace)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cardlookup-hub", description="Runs the card-lookup hub.")
+    parser.add_argument("--config", type=Path, required=True, help="the hub's TOML configuration file")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--without-api", action="store_true", help="engine only: no CardLookupService")
+    parser.add_argument("--grace", type=float, default=10.0, help="seconds to drain on shutdown")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    config = HubConfig.from_file(args.config)
+    asyncio.run(serve(config, with_api=not args.without_api, grace=args.grace))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The hub process: store, engine, gRPC server (mTLS), health, reflection,
+retention sweeper.
+
+Start order: open the database, load the keys, build the engine and run its
+migrations, run the installers (they register services, migrations and
+ready listeners), start the engine (recovery: resumes unfinished queries and
+re-runs ready listeners, which is why installers run first), add health and
+reflection, bind the mTLS port, start serving and the background tasks.
+
+Stop order: health NOT_SERVING, stop accepting and drain RPCs for `grace`,
+stop the engine (in-flight bank streams finish or stay PENDING for the next
+start), cancel background tasks, close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from cardlookup.clock import Clock, SystemClock
+from cardlookup.tls import server_credentials
+from hub.config import HubConfig
+from hub.crypto import HubKeys
+from hub.engine import QueryEngine
+from hub.logging import get_logger
+from hub.store.db import Database
+
+log = get_logger("hub.server")
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+@dataclass
+class HubContext:
+    """What an installer gets."""
+
+    config: HubConfig
+    clock: Clock
+    db: Database
+    keys: HubKeys
+    engine: QueryEngine
+    server: grpc.aio.Server
+    service_names: list[str] = field(default_factory=list)
+    """Full names of the services an installer added (reflection + health)."""
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Long-running coroutines the hub runs and cancels on stop."""
+
+
+ServiceInstaller = Callable[[HubContext], Awaitable[None]]
+
+
+class HubServer:
+    def __init__(
+        self, config: HubConfig, clock: Clock | None = None, installers: Sequence[ServiceInstaller] = ()
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self._installers = list(installers)
+        self._db: Database | None = None
+        self._engine: QueryEngine | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
+        self._health: health_aio.HealthServicer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._port = 0
+        self._health_port = 0
+        self.context: HubContext | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound mTLS port (config.listen may ask for port 0)."""
+        return self._port
+
+    @property
+    def health_port(self) -> int:
+        """The plaintext health port, 0 if none is configured."""
+        return self._health_port
+
+    @property
+    def engine(self) -> QueryEngine:
+        if self._engine is None:
+            raise RuntimeError("the hub is not started")
+        return self._engine
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise RuntimeError("the hub is not started")
+        return self._db
+
+    async def start(self) -> None:
+        config = self.config
+        self._db = db = await Database.open(config.database)
+        try:
+            keys = HubKeys.load(config)
+            self._engine = engine = QueryEngine(config, db, keys, self.clock)
+            await engine.migrate()
+            self._server = server = grpc.aio.server(
+                options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 1024 * 1024)]
+            )
+            self.context = ctx = HubContext(config, self.clock, db, keys, engine, server)
+            for install in self._installers:
+                await install(ctx)
+            await engine.start()
+
+            self._health = health = health_aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(health, server)
+            names = [*ctx.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME]
+            reflection.enable_server_reflection(names, server)
+            creds = server_credentials(config.api_tls.cert, config.api_tls.key, config.api_tls.ca)
+            self._port = server.add_secure_port(config.listen, creds)
+            await server.start()
+            if config.health_listen:
+                # Plaintext health only (load balancers); the API stays mTLS-only.
+                self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+                health_pb2_grpc.add_HealthServicer_to_server(health, self._health_server)
+                self._health_port = self._health_server.add_insecure_port(config.health_listen)
+                await self._health_server.start()
+            for name in ["", *ctx.service_names]:
+                await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            self._tasks.append(asyncio.create_task(self._sweep_forever(), name="retention-sweeper"))
+            for run in ctx.background:
+                self._tasks.append(asyncio.create_task(run()))
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        log.info("hub_serving", port=self._port, health_port=self._health_port, banks=len(config.banks))
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
+        if self._engine is not None:
+            await self._engine.stop(grace)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._db is not None:
+            await self._db.close()
+        self._server = self._health_server = self._health = None
+        self._engine = None
+        self._db = None
+        log.info("hub_stopped")
+
+    async def _sweep_forever(self) -> None:
+        interval = self.config.timings.sweep_interval.total_seconds()
+        while True:
+            try:
+                await self.engine.sweep_expired()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.error("sweep_failed", exc_info=True)
+            await asyncio.sleep(interval)
