@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
 from cardlookup.clock import Clock, SystemClock
@@ -126,7 +126,7 @@ class HubServer:
                 await health.set(name, health_pb2.HealthCheckResponse.SERVING)
             self._tasks.append(asyncio.create_task(self._sweep_forever(), name="retention-sweeper"))
             for run in ctx.background:
-                self._tasks.append(asyncio.create_task(run()))
+                self._tasks.append(asyncio.create_task(_run(run)))
         except BaseException:
             await self.stop(grace=0)
             raise
@@ -164,3 +164,7 @@ class HubServer:
             except Exception:
                 log.error("sweep_failed", exc_info=True)
             await asyncio.sleep(interval)
+
+
+async def _run(fn: Callable[[], Awaitable[None]]) -> None:
+    await fn()

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bank_sim.fleet import BankFleet, BankSimConfig, FleetConfig
 from bank_sim.faults import Faults
+from bank_sim.fleet import BankFleet, BankSimConfig, FleetConfig
 from cardlookup.clock import Clock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
@@ -112,7 +112,7 @@ async def running_engine(config: HubConfig, clock: Clock, **kw: Any) -> AsyncIte
 
 
 async def wait_for(
-    engine: QueryEngine, query_id: str, state: QueryState = QueryState.READY, timeout: float = 30
+    engine: QueryEngine, query_id: str, state: QueryState = QueryState.READY, within: float = 30
 ) -> QueryRecord:
     async def poll() -> QueryRecord:
         async for event in engine.watch(query_id):
@@ -122,15 +122,15 @@ async def wait_for(
         assert record is not None
         return record
 
-    record = await asyncio.wait_for(poll(), timeout)
+    record = await asyncio.wait_for(poll(), within)
     assert record.state == state, record.state
     return record
 
 
-async def wait_until(predicate: Any, timeout: float = 30, interval: float = 0.02) -> None:
+async def wait_until(predicate: Any, within: float = 30, interval: float = 0.02) -> None:
     """Polls a condition on real state (a bank's call count, ...)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - the state lives in another component, with no event to await
             await asyncio.sleep(interval)
 
 

@@ -14,7 +14,7 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.domain import BankState, QueryRecord, QueryState, ReportUnavailable
+from hub.domain import BankState, QueryRecord, QueryState
 from tests.hub.helpers import (
     assert_report_is_ground_truth,
     fleet_config,
@@ -77,19 +77,21 @@ async def test_bank_down_for_a_while_is_retried_and_its_cards_appear(
     codes = CODES[:4]
     person = rich_person(population, clock.now().date(), codes, min_banks=2)
     down = codes[0]
-    async with running_fleet(fleet_config(pki, population, clock, codes, {down: Faults(down=True)})) as fleet:
-        async with running_engine(hub_config(pki, fleet.addresses, tmp_path), clock) as engine:
-            query = new_query(person, codes)
-            await engine.submit(query)
-            await wait_until(lambda: fleet.call_count(down) >= 3)
-            record = await engine.get(query.query_id)
-            assert record is not None and record.state == QueryState.RUNNING
-            assert record.banks[0].state == BankState.PENDING
-            fleet.set_faults(down, Faults())
-            record = await wait_for(engine, query.query_id)
-            assert record.banks[0].state == BankState.ANSWERED
-            assert record.banks[0].attempt_count >= 4
-            assert_report_is_ground_truth(await engine.read_report(query.query_id), population, person, codes)
+    async with (
+        running_fleet(fleet_config(pki, population, clock, codes, {down: Faults(down=True)})) as fleet,
+        running_engine(hub_config(pki, fleet.addresses, tmp_path), clock) as engine,
+    ):
+        query = new_query(person, codes)
+        await engine.submit(query)
+        await wait_until(lambda: fleet.call_count(down) >= 3)
+        record = await engine.get(query.query_id)
+        assert record is not None and record.state == QueryState.RUNNING
+        assert record.banks[0].state == BankState.PENDING
+        fleet.set_faults(down, Faults())
+        record = await wait_for(engine, query.query_id)
+        assert record.banks[0].state == BankState.ANSWERED
+        assert record.banks[0].attempt_count >= 4
+        assert_report_is_ground_truth(await engine.read_report(query.query_id), population, person, codes)
 
 
 async def test_bank_down_past_the_window_is_reported_not_answered(
@@ -98,31 +100,33 @@ async def test_bank_down_past_the_window_is_reported_not_answered(
     codes = CODES[:3]
     person = rich_person(population, clock.now().date(), codes, min_banks=1)
     down = codes[1]
-    async with running_fleet(fleet_config(pki, population, clock, codes, {down: Faults(down=True)})) as fleet:
-        async with running_engine(hub_config(pki, fleet.addresses, tmp_path), clock) as engine:
-            query = new_query(person, codes)
-            await engine.submit(query)
-            await wait_until(lambda: fleet.call_count(down) >= 2)
-            clock.advance(dt.timedelta(hours=23, minutes=59))
-            engine.wake()
-            calls = fleet.call_count(down)
-            await wait_until(lambda: fleet.call_count(down) >= calls + 2)
-            record = await engine.get(query.query_id)
-            assert record is not None and record.state == QueryState.RUNNING  # still inside the window
-            clock.advance(dt.timedelta(minutes=2))
-            engine.wake()
-            record = await wait_for(engine, query.query_id)
-            bank = record.banks[1]
-            assert bank.state == BankState.NOT_ANSWERED
-            assert bank.reason == "REPORT_WINDOW_CLOSED:UNAVAILABLE"
-            report = await engine.read_report(query.query_id)
-            section = report.banks[1]
-            assert (section.state, section.debit_count, section.credit_count) == (BankState.NOT_ANSWERED, 0, 0)
-            assert {c.bank_code for c in report.cards} <= {codes[0], codes[2]}
-            assert [s.state for s in report.banks] == [BankState.ANSWERED, BankState.NOT_ANSWERED, BankState.ANSWERED]
-            calls = fleet.call_count(down)
-            await asyncio.sleep(0.2)
-            assert fleet.call_count(down) == calls  # given up: no more calls
+    async with (
+        running_fleet(fleet_config(pki, population, clock, codes, {down: Faults(down=True)})) as fleet,
+        running_engine(hub_config(pki, fleet.addresses, tmp_path), clock) as engine,
+    ):
+        query = new_query(person, codes)
+        await engine.submit(query)
+        await wait_until(lambda: fleet.call_count(down) >= 2)
+        clock.advance(dt.timedelta(hours=23, minutes=59))
+        engine.wake()
+        calls = fleet.call_count(down)
+        await wait_until(lambda: fleet.call_count(down) >= calls + 2)
+        record = await engine.get(query.query_id)
+        assert record is not None and record.state == QueryState.RUNNING  # still inside the window
+        clock.advance(dt.timedelta(minutes=2))
+        engine.wake()
+        record = await wait_for(engine, query.query_id)
+        bank = record.banks[1]
+        assert bank.state == BankState.NOT_ANSWERED
+        assert bank.reason == "REPORT_WINDOW_CLOSED:UNAVAILABLE"
+        report = await engine.read_report(query.query_id)
+        section = report.banks[1]
+        assert (section.state, section.debit_count, section.credit_count) == (BankState.NOT_ANSWERED, 0, 0)
+        assert {c.bank_code for c in report.cards} <= {codes[0], codes[2]}
+        assert [s.state for s in report.banks] == [BankState.ANSWERED, BankState.NOT_ANSWERED, BankState.ANSWERED]
+        calls = fleet.call_count(down)
+        await asyncio.sleep(0.2)
+        assert fleet.call_count(down) == calls  # given up: no more calls
 
 
 async def test_a_slow_bank_does_not_delay_the_others(
@@ -175,19 +179,21 @@ async def test_a_misbehaving_bank_is_rejected_and_the_others_stand(
     person = rich_person(population, clock.now().date(), codes, min_banks=2)
     bad = codes[0]
     faults = {bad: Faults(misbehaviour=misbehaviour)}
-    async with running_fleet(fleet_config(pki, population, clock, codes, faults)) as fleet:
-        async with running_engine(hub_config(pki, fleet.addresses, tmp_path), clock) as engine:
-            query = new_query(person, codes)
-            await engine.submit(query)
-            record = await wait_for(engine, query.query_id)
-            assert (record.banks[0].state, record.banks[0].reason) == (BankState.REJECTED, reason)
-            assert fleet.call_count(bad) == 1  # a contract violation is final, not retried
-            report = await engine.read_report(query.query_id)
-            assert report.banks[0].state == BankState.REJECTED and report.banks[0].reason == reason
-            assert not [c for c in report.cards if c.bank_code == bad]
-            assert_report_is_ground_truth(
-                dataclasses.replace(report, banks=report.banks[1:]), population, person, codes[1:]
-            )
+    async with (
+        running_fleet(fleet_config(pki, population, clock, codes, faults)) as fleet,
+        running_engine(hub_config(pki, fleet.addresses, tmp_path), clock) as engine,
+    ):
+        query = new_query(person, codes)
+        await engine.submit(query)
+        record = await wait_for(engine, query.query_id)
+        assert (record.banks[0].state, record.banks[0].reason) == (BankState.REJECTED, reason)
+        assert fleet.call_count(bad) == 1  # a contract violation is final, not retried
+        report = await engine.read_report(query.query_id)
+        assert report.banks[0].state == BankState.REJECTED and report.banks[0].reason == reason
+        assert not [c for c in report.cards if c.bank_code == bad]
+        assert_report_is_ground_truth(
+            dataclasses.replace(report, banks=report.banks[1:]), population, person, codes[1:]
+        )
 
 
 async def test_a_bank_certificate_at_another_banks_address_is_rejected(
@@ -220,15 +226,15 @@ async def test_a_bank_refusing_the_consent_is_rejected_with_its_reason(
     codes = CODES[:2]
     person = rich_person(population, clock.now().date(), codes, min_banks=1)
     config = dataclasses.replace(fleet_config(pki, population, clock, codes), trusted_consent_keys={})
-    async with running_fleet(config) as fleet:
-        async with running_engine(hub_config(pki, fleet.addresses, tmp_path), clock) as engine:
-            query = new_query(person, codes)
-            await engine.submit(query)
-            record = await wait_for(engine, query.query_id)
-            assert {(b.state, b.reason) for b in record.banks} == {
-                (BankState.REJECTED, "BANK_REFUSED:CONSENT_UNKNOWN_KEY")
-            }
-            assert [fleet.call_count(c) for c in codes] == [1, 1]
+    async with (
+        running_fleet(config) as fleet,
+        running_engine(hub_config(pki, fleet.addresses, tmp_path), clock) as engine,
+    ):
+        query = new_query(person, codes)
+        await engine.submit(query)
+        record = await wait_for(engine, query.query_id)
+        assert {(b.state, b.reason) for b in record.banks} == {(BankState.REJECTED, "BANK_REFUSED:CONSENT_UNKNOWN_KEY")}
+        assert [fleet.call_count(c) for c in codes] == [1, 1]
 
 
 async def test_an_open_breaker_keeps_traffic_off_a_sick_bank(
