@@ -1,0 +1,176 @@
+"""The bank simulator's configuration file (TOML), and its defaults.
+
+Every key is optional; with no file the fleet is the 16 banks of SPEC.md on
+free ports, healthy, over the default population. The CLI's flags override
+the file. Example (docs/bank-simulator.md describes every key):
+
+    [population]
+    seed = 20211220
+    size = 200
+
+    [fleet]
+    count = 16            # or: codes = ["102", "308", "5000"]
+    host = "127.0.0.1"
+    base_port = 7100      # bank i listens on base_port + i; 0 = free ports
+    admin_port = 7099     # 0 = a free port; admin = false turns it off
+
+    [defaults.faults]     # every bank starts with these switches
+    latency = 0.02
+
+    [[banks]]             # per bank: port and faults (merged over defaults)
+    code = "102"
+    port = 7202
+    faults = { error_rate = 0.2, error_code = "UNAVAILABLE" }
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bank_sim.faults import Faults, FaultsError
+from bank_sim.fleet import BankSimConfig
+from cardlookup.banks import BankInfo, bank_by_code, bank_fleet, synthetic_bank
+from cardlookup.population import DEFAULT_SEED, DEFAULT_SIZE, Population
+
+SYNTHETIC_BASE = 5000
+
+
+class ConfigError(ValueError):
+    """A configuration file the simulator cannot use; says where."""
+
+
+@dataclass(frozen=True)
+class BankOverride:
+    port: int | None = None
+    faults: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """What the file (or the flags) ask for, before anything starts."""
+
+    count: int = 16
+    codes: tuple[str, ...] | None = None
+    """Explicit bank codes; None = the first `count` of bank_fleet."""
+    host: str = "127.0.0.1"
+    base_port: int = 0
+    admin_port: int | None = 0
+    seed: int = DEFAULT_SEED
+    population_size: int = DEFAULT_SIZE
+    default_faults: Mapping[str, Any] = field(default_factory=dict)
+    banks: Mapping[str, BankOverride] = field(default_factory=dict)
+
+    def bank_infos(self) -> tuple[BankInfo, ...]:
+        if self.codes is None:
+            return bank_fleet(self.count)
+        return tuple(bank_info(code) for code in self.codes)
+
+    def bank_configs(self) -> tuple[BankSimConfig, ...]:
+        """Per-bank port and faults, in fleet order. Raises ConfigError."""
+        infos = self.bank_infos()
+        known = {b.code for b in infos}
+        stray = sorted(set(self.banks) - known)
+        if stray:
+            raise ConfigError(f"[[banks]] code {stray[0]} is not in the fleet")
+        configs = []
+        for i, info in enumerate(infos):
+            override = self.banks.get(info.code, BankOverride())
+            port = override.port if override.port is not None else (self.base_port + i if self.base_port else 0)
+            try:
+                faults = Faults.from_mapping({**self.default_faults, **override.faults})
+            except (FaultsError, TypeError) as error:
+                raise ConfigError(f"faults of bank {info.code}: {error}") from None
+            configs.append(BankSimConfig(code=info.code, port=port, faults=faults))
+        return tuple(configs)
+
+    def population(self) -> Population:
+        return Population(seed=self.seed, size=self.population_size, banks=self.bank_infos())
+
+    def with_overrides(self, **changes: Any) -> FleetSettings:
+        """A copy with the given settings changed; None values are ignored."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def bank_info(code: str) -> BankInfo:
+    """A real bank of the registry, or a synthetic one ("5000" and up)."""
+    info = bank_by_code(code)
+    if info is not None:
+        return info
+    if code.isdigit() and int(code) >= SYNTHETIC_BASE:
+        return synthetic_bank(int(code) - SYNTHETIC_BASE)
+    raise ConfigError(f"unknown bank code {code!r}: use a registry code or a synthetic code from {SYNTHETIC_BASE}")
+
+
+def load_settings(path: Path | None) -> FleetSettings:
+    """The settings of a file, or the defaults for None. Raises ConfigError."""
+    if path is None:
+        return FleetSettings()
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+    try:
+        return _parse(raw)
+    except (KeyError, TypeError, ValueError) as error:
+        if isinstance(error, ConfigError):
+            raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{path}: {error!r}") from None
+
+
+def _parse(raw: Mapping[str, Any]) -> FleetSettings:
+    _only(raw, {"population", "fleet", "defaults", "banks"}, "top level")
+    population = raw.get("population", {})
+    _only(population, {"seed", "size"}, "[population]")
+    fleet = raw.get("fleet", {})
+    _only(fleet, {"count", "codes", "host", "base_port", "admin_port", "admin"}, "[fleet]")
+    defaults = raw.get("defaults", {})
+    _only(defaults, {"faults"}, "[defaults]")
+    banks: dict[str, BankOverride] = {}
+    for entry in raw.get("banks", []):
+        _only(entry, {"code", "port", "faults"}, "[[banks]]")
+        code = _typed(entry, "code", str, "[[banks]]")
+        if code in banks:
+            raise ConfigError(f"[[banks]] code {code} appears twice")
+        banks[code] = BankOverride(port=_typed(entry, "port", int, "[[banks]]"), faults=entry.get("faults", {}))
+    codes = fleet.get("codes")
+    if codes is not None and (not isinstance(codes, list) or not all(isinstance(c, str) for c in codes)):
+        raise ConfigError("[fleet] codes must be a list of strings")
+    if codes is not None and (not codes or len(set(codes)) != len(codes)):
+        raise ConfigError("[fleet] codes must be a non-empty list of distinct codes")
+    defaults_ = FleetSettings()
+    settings = FleetSettings(
+        count=_typed(fleet, "count", int, "[fleet]", defaults_.count),
+        codes=tuple(codes) if codes is not None else None,
+        host=_typed(fleet, "host", str, "[fleet]", defaults_.host),
+        base_port=_typed(fleet, "base_port", int, "[fleet]", defaults_.base_port),
+        admin_port=None if fleet.get("admin") is False else _typed(fleet, "admin_port", int, "[fleet]", 0),
+        seed=_typed(population, "seed", int, "[population]", defaults_.seed),
+        population_size=_typed(population, "size", int, "[population]", defaults_.population_size),
+        default_faults=defaults.get("faults", {}),
+        banks=banks,
+    )
+    if settings.count < 1 or settings.population_size < 1:
+        raise ConfigError("[fleet] count and [population] size must be at least 1")
+    settings.bank_configs()  # report bad codes and faults now, not at start-up
+    return settings
+
+
+def _only(table: object, allowed: set[str], where: str) -> None:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+
+
+def _typed(table: Mapping[str, Any], key: str, kind: type, where: str, default: Any = None) -> Any:
+    value = table.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{where} {key} must be a {kind.__name__}")
+    return value
