@@ -1,0 +1,302 @@
+'use strict';
+// A second, independent implementation of the bank side of the contract
+// (cardlookup.bank.v1.CardDirectoryService) in another gRPC stack: Node.js
+// with @grpc/grpc-js, loading the .proto files at run time. It exists to
+// prove the contract and docs/bank-integration.md are enough to build a
+// bank without reading the Python code; the conformance suite and the hub
+// must accept it exactly like the Python simulator.
+//
+//   node server.js --listen 127.0.0.1:0 --bank-code 102 \
+//     --cert bank-102.pem --key bank-102.key --ca ca.pem \
+//     --consent-key hub-consent-dev-1=consent-signing.pub --data cards.json
+//
+// Prints "READY <port>" on stdout once listening; exits on SIGTERM/SIGINT.
+// The data file holds masked cards only (see README.md). Logs carry status
+// codes and reasons, never a name, ID number or card digits.
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const path = require('node:path');
+const { parseArgs } = require('node:util');
+
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const protobuf = require('protobufjs');
+
+const CONTRACT_ROOT = path.resolve(__dirname, '..', '..', 'protos');
+const CONTRACT = 'cardlookup/bank/v1/card_directory.proto';
+const RPC_STATUS = path.join(__dirname, 'protos', 'rpc_status.proto');
+const DOMAIN = 'cardlookup.bank.v1';
+const ERROR_INFO_TYPE_URL = 'type.googleapis.com/google.rpc.ErrorInfo';
+const SUBJECT_DIGEST_PREFIX = 'cardlookup.bank.v1/subject\n';
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
+const MAX_NAME_LENGTH = 64;
+const QUERY_ID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const ID_SHAPE = /^[0-9]{17}[0-9X]$/;
+const ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+const ID_CHECK = '10X98765432';
+
+// ---------------------------------------------------------------- options
+
+function readOptions(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      listen: { type: 'string', default: '127.0.0.1:0' },
+      'bank-code': { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      ca: { type: 'string' },
+      data: { type: 'string' },
+      'consent-key': { type: 'string', multiple: true, default: [] },
+      'hub-name': { type: 'string', default: 'hub-client.cardlookup.internal' },
+    },
+    strict: true,
+  });
+  for (const required of ['bank-code', 'cert', 'key', 'ca', 'data']) {
+    if (!values[required]) throw new Error(`--${required} is required`);
+  }
+  if (values['consent-key'].length === 0) throw new Error('at least one --consent-key KEY_ID=PEM_FILE is required');
+  const trustedKeys = new Map();
+  for (const entry of values['consent-key']) {
+    const eq = entry.indexOf('=');
+    if (eq <= 0) throw new Error(`--consent-key wants KEY_ID=PEM_FILE, got ${entry}`);
+    trustedKeys.set(entry.slice(0, eq), crypto.createPublicKey(fs.readFileSync(entry.slice(eq + 1))));
+  }
+  return {
+    listen: values.listen,
+    bankCode: values['bank-code'],
+    cert: fs.readFileSync(values.cert),
+    key: fs.readFileSync(values.key),
+    ca: fs.readFileSync(values.ca),
+    data: JSON.parse(fs.readFileSync(values.data, 'utf8')),
+    trustedKeys,
+    hubName: values['hub-name'],
+  };
+}
+
+// ---------------------------------------------------------------- contract
+
+function loadContract() {
+  const definition = protoLoader.loadSync(CONTRACT, {
+    includeDirs: [CONTRACT_ROOT],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const service = grpc.loadPackageDefinition(definition).cardlookup.bank.v1.CardDirectoryService.service;
+  // The same .proto, through protobufjs directly, to decode the signed
+  // Consent bytes (not an RPC message, so grpc-js has no decoder for it).
+  const root = new protobuf.Root();
+  root.resolvePath = (origin, target) => (path.isAbsolute(target) ? target : path.join(CONTRACT_ROOT, target));
+  root.loadSync([CONTRACT, RPC_STATUS], { keepCase: true });
+  return {
+    service,
+    Consent: root.lookupType('cardlookup.bank.v1.Consent'),
+    LIST_MASKED_CARDS: root.lookupEnum('cardlookup.bank.v1.ConsentScope').values.CONSENT_SCOPE_LIST_MASKED_CARDS,
+    Status: root.lookupType('google.rpc.Status'),
+    ErrorInfo: root.lookupType('google.rpc.ErrorInfo'),
+  };
+}
+
+// ---------------------------------------------------------------- errors
+
+class Refusal extends Error {
+  constructor(code, reason, message, metadata = {}) {
+    super(message);
+    this.code = code;
+    this.reason = reason;
+    this.metadata = metadata;
+  }
+}
+
+function statusFor(contract, refusal) {
+  // google.rpc.Status in the grpc-status-details-bin trailer, carrying an
+  // ErrorInfo: what every gRPC stack's rich-error reader looks for.
+  const info = contract.ErrorInfo.encode(
+    contract.ErrorInfo.create({ reason: refusal.reason, domain: DOMAIN, metadata: refusal.metadata }),
+  ).finish();
+  const status = contract.Status.encode(
+    contract.Status.create({
+      code: refusal.code,
+      message: refusal.message,
+      details: [{ type_url: ERROR_INFO_TYPE_URL, value: info }],
+    }),
+  ).finish();
+  const trailers = new grpc.Metadata();
+  trailers.set('grpc-status-details-bin', Buffer.from(status));
+  return { code: refusal.code, details: refusal.message, metadata: trailers };
+}
+
+// ---------------------------------------------------------------- request
+
+function idCheckChar(first17) {
+  let total = 0;
+  for (let i = 0; i < 17; i += 1) total += Number(first17[i]) * ID_WEIGHTS[i];
+  return ID_CHECK[total % 11];
+}
+
+function isValidIdNumber(id) {
+  return ID_SHAPE.test(id) && idCheckChar(id.slice(0, 17)) === id[17];
+}
+
+function invalid(field, detail) {
+  return new Refusal(grpc.status.INVALID_ARGUMENT, 'INVALID_REQUEST', `${field}: ${detail}`, { field });
+}
+
+function validateRequest(request) {
+  if (!QUERY_ID_SHAPE.test(request.query_id)) throw invalid('query_id', 'must be a lowercase UUID (36 characters)');
+  const subject = request.subject;
+  const name = subject ? subject.full_name : '';
+  if (!name.trim()) throw invalid('subject.full_name', 'is required');
+  if ([...name].length > MAX_NAME_LENGTH) throw invalid('subject.full_name', 'is too long');
+  if (!isValidIdNumber(subject.id_number)) throw invalid('subject.id_number', 'is not a valid ID number');
+  const consent = request.consent;
+  if (!consent || (!consent.consent.length && !consent.signature.length && !consent.key_id)) {
+    throw invalid('consent', 'is required');
+  }
+}
+
+// ---------------------------------------------------------------- consent
+
+function subjectDigest(queryId, idNumber, fullName) {
+  const text = `${SUBJECT_DIGEST_PREFIX}${queryId}\n${idNumber}\n${fullName}`;
+  return crypto.createHash('sha256').update(text, 'utf8').digest();
+}
+
+function timestampMs(ts) {
+  const seconds = typeof ts.seconds === 'number' ? ts.seconds : Number(ts.seconds.toString());
+  return seconds * 1000 + Math.floor((ts.nanos || 0) / 1e6);
+}
+
+function denied(reason, message) {
+  return new Refusal(grpc.status.PERMISSION_DENIED, reason, message);
+}
+
+// The steps of docs/bank-integration.md, in its order: the signature is
+// checked over the bytes as received before anything in them is trusted.
+function verifyConsent(contract, trustedKeys, signed, expected, nowMs) {
+  const key = trustedKeys.get(signed.key_id);
+  if (!key) throw denied('CONSENT_UNKNOWN_KEY', 'the consent is signed with a key this bank does not trust');
+  let valid = false;
+  try {
+    valid = crypto.verify(null, signed.consent, key, signed.signature);
+  } catch {
+    valid = false; // e.g. a signature of the wrong length
+  }
+  if (!valid) throw denied('CONSENT_SIGNATURE_INVALID', 'the consent signature does not verify');
+  let consent;
+  try {
+    consent = contract.Consent.decode(signed.consent);
+  } catch {
+    throw denied('CONSENT_MALFORMED', 'the signed consent bytes are not a Consent message');
+  }
+  if (consent.scope !== contract.LIST_MASKED_CARDS) {
+    throw denied('CONSENT_SCOPE_INVALID', 'the consent does not allow listing masked cards');
+  }
+  if (consent.bank_code !== expected.bankCode) throw denied('CONSENT_WRONG_BANK', 'the consent is for another bank');
+  if (consent.query_id !== expected.queryId) throw denied('CONSENT_WRONG_QUERY', 'the consent is for another query');
+  const digest = subjectDigest(expected.queryId, expected.idNumber, expected.fullName);
+  const given = Buffer.from(consent.subject_digest || []);
+  if (given.length !== digest.length || !crypto.timingSafeEqual(given, digest)) {
+    throw denied('CONSENT_SUBJECT_MISMATCH', 'the consent is for another subject');
+  }
+  if (!consent.issue_time || !consent.expire_time) {
+    throw denied('CONSENT_MALFORMED', 'the consent lacks its issue or expire time');
+  }
+  if (timestampMs(consent.issue_time) - CLOCK_SKEW_MS > nowMs) {
+    throw denied('CONSENT_NOT_YET_VALID', 'the consent is issued in the future');
+  }
+  if (nowMs >= timestampMs(consent.expire_time)) throw denied('CONSENT_EXPIRED', 'the consent has expired');
+}
+
+// ---------------------------------------------------------------- service
+
+function callerNames(call) {
+  const auth = call.getAuthContext();
+  const cert = auth && auth.sslPeerCertificate;
+  if (!cert || !cert.subjectaltname) return [];
+  return cert.subjectaltname
+    .split(', ')
+    .filter((entry) => entry.startsWith('DNS:'))
+    .map((entry) => entry.slice(4));
+}
+
+function answerFor(data, idNumber) {
+  // An unknown subject gets the same shape as a customer with no cards.
+  const held = data.subjects[idNumber] || { cards: [], unlisted: [] };
+  const count = (type) => held.cards.filter((card) => card.card_type === type).length;
+  return {
+    cards: held.cards,
+    summary: {
+      listed_card_count: held.cards.length,
+      debit_card_count: count('CARD_TYPE_DEBIT'),
+      credit_card_count: count('CARD_TYPE_CREDIT'),
+      unlisted: held.unlisted,
+    },
+  };
+}
+
+function listCardsHandler(contract, options) {
+  return (call) => {
+    const request = call.request;
+    try {
+      if (!callerNames(call).includes(options.hubName)) {
+        throw new Refusal(grpc.status.PERMISSION_DENIED, 'CALLER_NOT_HUB', 'only the hub may call');
+      }
+      validateRequest(request);
+      verifyConsent(
+        contract,
+        options.trustedKeys,
+        request.consent,
+        {
+          bankCode: options.bankCode,
+          queryId: request.query_id,
+          idNumber: request.subject.id_number,
+          fullName: request.subject.full_name,
+        },
+        Date.now(),
+      );
+    } catch (error) {
+      if (!(error instanceof Refusal)) throw error;
+      process.stderr.write(`refused: ${error.reason}\n`);
+      call.emit('error', statusFor(contract, error));
+      return;
+    }
+    // The answer is a pure function of the subject, so a retry with the same
+    // query id gets exactly the same stream (idempotency).
+    const answer = answerFor(options.data, request.subject.id_number);
+    for (const card of answer.cards) call.write({ card });
+    call.write({ summary: answer.summary });
+    call.end();
+  };
+}
+
+function main() {
+  const options = readOptions(process.argv.slice(2));
+  const contract = loadContract();
+  const server = new grpc.Server();
+  server.addService(contract.service, { ListCards: listCardsHandler(contract, options) });
+  const credentials = grpc.ServerCredentials.createSsl(
+    options.ca,
+    [{ private_key: options.key, cert_chain: options.cert }],
+    true, // require a client certificate issued by the CA
+  );
+  server.bindAsync(options.listen, credentials, (error, port) => {
+    if (error) {
+      process.stderr.write(`cannot listen on ${options.listen}: ${error.message}\n`);
+      process.exit(1);
+    }
+    process.stdout.write(`READY ${port}\n`);
+  });
+  const stop = () => {
+    setTimeout(() => server.forceShutdown(), 2000).unref();
+    server.tryShutdown(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main();
