@@ -100,7 +100,7 @@ class NodeBank:
         self._process: asyncio.subprocess.Process | None = None
         # stderr goes to a file, not a pipe: nobody reads it while the bank
         # runs, and a full pipe would block the bank.
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __aexit__
         self.address = ""
 
     async def __aenter__(self) -> str:
