@@ -37,6 +37,7 @@ from cardlookup.banks import BankInfo, bank_by_code, bank_fleet, synthetic_bank
 from cardlookup.population import DEFAULT_SEED, DEFAULT_SIZE, Population
 
 SYNTHETIC_BASE = 5000
+_KIND_NAMES = {int: "an integer", str: "a string"}
 
 
 class ConfigError(ValueError):
@@ -172,5 +173,5 @@ def _typed(table: Mapping[str, Any], key: str, kind: type, where: str, default: 
     if value is None:
         return default
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ConfigError(f"{where} {key} must be a {kind.__name__}")
+        raise ConfigError(f"{where} {key} must be {_KIND_NAMES.get(kind, kind.__name__)}")
     return value
