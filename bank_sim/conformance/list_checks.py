@@ -111,7 +111,10 @@ async def card_type_known(probe: Probe) -> None:
 async def summary_matches_stream(probe: Probe) -> None:
     answer = await _baseline_ok(probe)
     if len(answer.summaries) != 1:
-        raise CheckFailed(f"the answer has {len(answer.summaries)} summaries, need exactly one (see list.stream_shape)")
+        raise CheckFailed(
+            f"the answer has {len(answer.summaries)} summaries. Fix: end every answer with exactly one summary "
+            "(see list.stream_shape)."
+        )
     summary, cards = answer.summaries[0], answer.cards
     debit = sum(1 for c in cards if c.card_type == bank_pb.CARD_TYPE_DEBIT)
     credit = sum(1 for c in cards if c.card_type == bank_pb.CARD_TYPE_CREDIT)
@@ -176,7 +179,10 @@ async def card_ref_stable(probe: Probe) -> None:
         raise CheckFailed("two cards in one answer share a card_ref. Fix: make card_ref unique per card.")
     other = await probe.call(probe.valid_request(new_query_id()))
     if not other.ok:
-        raise CheckFailed(f"a second query for the same subject got {other.describe()}; expected OK")
+        raise CheckFailed(
+            f"a second query for the same subject got {other.describe()}. Fix: answer every correct query with "
+            "status OK."
+        )
     if sorted(map(_card_key, other.cards)) != sorted(map(_card_key, first.cards)):
         raise CheckFailed(
             "a new query for the same subject listed different cards or card_refs. Fix: derive card_ref from "

@@ -55,7 +55,7 @@ async def server_name_binds_bank(probe: Probe) -> None:
         return
     raise CheckFailed(
         f"the bank's certificate was accepted as {other!r}: {answer.describe()}. The hub binds each bank's "
-        f"answer to its certificate name, so the certificate must name only {probe.target.expected_server_name} "
+        f"answer to its certificate name. Fix: serve a certificate naming only {probe.target.expected_server_name} "
         "(no wildcard, no other bank's name)."
     )
 
