@@ -1,0 +1,111 @@
+"""Rich renderings of hub resources for people: per-bank progress, the
+report (summary per bank, then cards, then notices) and the history."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from cardlookup.hub.v1 import resources_pb2 as pb
+
+CHINA_TZ = dt.timezone(dt.timedelta(hours=8))
+
+_QUERY_STATE = {
+    pb.QUERY_STATE_ACCEPTED: "accepted",
+    pb.QUERY_STATE_RUNNING: "running",
+    pb.QUERY_STATE_READY: "ready",
+    pb.QUERY_STATE_EXPIRED: "expired",
+}
+_BANK_STATE = {
+    pb.BANK_OUTCOME_STATE_PENDING: ("pending", "yellow"),
+    pb.BANK_OUTCOME_STATE_ANSWERED: ("answered", "green"),
+    pb.BANK_OUTCOME_STATE_NOT_ANSWERED: ("not answered", "red"),
+    pb.BANK_OUTCOME_STATE_REJECTED: ("rejected", "red"),
+}
+_UNLISTED = {
+    pb.UNLISTED_REASON_NO_PHONE_ON_FILE: "no phone on file",
+    pb.UNLISTED_REASON_ID_DOCUMENT_EXPIRED: "ID expired at bank",
+    pb.UNLISTED_REASON_CARD_NOT_PRESENT_DISABLED: "card-not-present disabled",
+}
+_ACCESS = {
+    pb.REPORT_ACCESS_RESULT_VIEWED: "viewed",
+    pb.REPORT_ACCESS_RESULT_WRONG_PASSWORD: "wrong password",
+    pb.REPORT_ACCESS_RESULT_LOCKED: "refused (locked)",
+}
+
+
+def local_time(ts: object) -> str:
+    when: dt.datetime = ts.ToDatetime(tzinfo=dt.UTC)  # type: ignore[attr-defined]
+    return when.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def query_state(state: pb.QueryState) -> str:
+    return _QUERY_STATE.get(state, "unknown")
+
+
+def progress_table(query: pb.Query) -> Table:
+    done = sum(1 for o in query.bank_outcomes if o.state != pb.BANK_OUTCOME_STATE_PENDING)
+    table = Table(title=f"Query {query.query_id}: {query_state(query.state)} ({done}/{len(query.bank_outcomes)} banks)")
+    for column in ("Bank", "", "State", "Cards", "Attempts", "Reason"):
+        table.add_column(column)
+    for o in query.bank_outcomes:
+        label, colour = _BANK_STATE.get(o.state, ("?", "white"))
+        answered = o.state == pb.BANK_OUTCOME_STATE_ANSWERED
+        table.add_row(
+            o.bank_code,
+            o.display_name,
+            Text(label, style=colour),
+            str(o.card_count) if answered else "",
+            str(o.attempt_count),
+            o.reason,
+        )
+    return table
+
+
+def report_view(report: pb.Report) -> Group:
+    summary = Table(title="Summary per bank (R7)")
+    for column in ("Bank", "", "Debit", "Credit", "Not listed", "Status"):
+        summary.add_column(column)
+    for s in report.bank_summaries:
+        label, colour = _BANK_STATE.get(s.state, ("?", "white"))
+        unlisted = ", ".join(f"{u.card_count} {_UNLISTED.get(u.reason, '?')}" for u in s.unlisted)
+        summary.add_row(
+            s.bank_code,
+            s.display_name,
+            str(s.debit_card_count),
+            str(s.credit_card_count),
+            unlisted or "0",
+            Text(label + (f" ({s.reason})" if s.reason else ""), style=colour),
+        )
+    cards = Table(title="Cards (masked: first 4 and last 4 digits)")
+    for column in ("Bank", "Type", "Card number"):
+        cards.add_column(column)
+    for c in report.cards:
+        kind = "debit 借记卡" if c.card_type == pb.CARD_TYPE_DEBIT else "credit 信用卡"
+        middle = "*" * max(0, c.number_length - 8)
+        cards.add_row(c.display_name, kind, f"{c.first_four} {middle} {c.last_four}")
+    notices = [Text(f"• {n.text}\n  {n.english_text}") for n in report.notices]
+    header = Text(
+        f"Report generated {local_time(report.generate_time)} (Beijing time); deleted {local_time(report.expire_time)}."
+    )
+    return Group(header, summary, cards, *notices)
+
+
+def history_table(queries: list[pb.Query]) -> Table:
+    table = Table(title="Lookup history")
+    for column in ("Query", "Created (Beijing)", "Banks", "State", "Report deleted", "Report access"):
+        table.add_column(column)
+    for q in queries:
+        access = ", ".join(f"{_ACCESS.get(e.result, '?')} {local_time(e.time)}" for e in q.report_access_events)
+        table.add_row(
+            q.query_id,
+            local_time(q.create_time),
+            ",".join(q.bank_codes),
+            query_state(q.state),
+            local_time(q.report_expire_time) if q.HasField("report_expire_time") else "",
+            access,
+        )
+    return table
