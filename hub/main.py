@@ -21,7 +21,7 @@ log = get_logger("hub.main")
 
 def load_api_installer() -> ServiceInstaller:
     try:
-        from hub.api import install  # type: ignore[attr-defined,unused-ignore]
+        from hub.api import install
     except ImportError as error:
         raise SystemExit(
             f"cardlookup-hub: the API layer (hub.api.install) is not available ({error}); "

@@ -97,3 +97,20 @@ async def test_plaintext_health_port_serves_health_only(pki: PkiPaths, clock: Ma
             assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         await hub.stop(grace=0.5)
+
+
+async def test_hub_with_the_api_installer_serves_the_lookup_service(
+    pki: PkiPaths, clock: ManualClock, tmp_path: Path
+) -> None:
+    from hub.main import load_api_installer
+
+    hub = HubServer(hub_config(pki, {"102": "127.0.0.1:1"}, tmp_path), clock, installers=[load_api_installer()])
+    await hub.start()
+    try:
+        async with api_channel(pki, hub.port) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="cardlookup.hub.v1.CardLookupService"), timeout=5
+            )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await hub.stop(grace=0.5)
