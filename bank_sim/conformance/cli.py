@@ -6,6 +6,8 @@
         --subject-name 张三 --subject-id 310101199001011234
 
 Exit status: 0 when no check failed, 1 when any failed, 2 on bad usage.
+The suite provokes TLS handshake failures on purpose; gRPC logs a few lines
+about them on stderr (GRPC_VERBOSITY=NONE silences them).
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ from bank_sim.conformance.target import (
     ConformanceTarget,
     KnownSubject,
     SigningKey,
+    population_subject,
 )
+from cardlookup.banks import bank_fleet
 from cardlookup.checksums import is_valid_id_number
+from cardlookup.pki import CONSENT_KEY_ID, PkiPaths
+from cardlookup.population import Population
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +42,16 @@ def _parser() -> argparse.ArgumentParser:
         description="Check a bank's cardlookup.bank.v1 CardDirectoryService endpoint against the contract.",
     )
     p.add_argument("--address", help="host:port of the bank endpoint")
+    p.add_argument(
+        "--dev-pki",
+        type=Path,
+        help="a cardlookup-pki directory: sets --ca, --client-*, --consent-key*, --other-client-* from it",
+    )
+    p.add_argument(
+        "--population-subject",
+        action="store_true",
+        help="take the known subject from the simulator's default population (for bank_sim runs)",
+    )
     p.add_argument("--bank-code", help="the bank category code the endpoint is for, e.g. 102")
     p.add_argument("--ca", type=Path, help="CA certificate (PEM) of the bank's server cert and the hub's client cert")
     p.add_argument("--client-cert", type=Path, help="the hub's client certificate (PEM)")
@@ -71,7 +87,31 @@ _REQUIRED = (
 )
 
 
+def _fill_dev_defaults(args: argparse.Namespace) -> None:
+    """Explicit options win over what --dev-pki and --population-subject fill in."""
+    if args.dev_pki is not None:
+        pki = PkiPaths(args.dev_pki)
+        defaults = {
+            "ca": pki.ca_cert,
+            "client_cert": pki.cert("hub-client"),
+            "client_key": pki.key("hub-client"),
+            "consent_key": pki.consent_signing_key,
+            "consent_key_id": CONSENT_KEY_ID,
+            "other_client_cert": pki.cert("app-backend"),
+            "other_client_key": pki.key("app-backend"),
+        }
+        for name, value in defaults.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+    if args.population_subject and args.bank_code and args.subject_id is None:
+        subject = population_subject(Population(banks=bank_fleet(5000)), args.bank_code)
+        args.subject_name, args.subject_id = subject.full_name, subject.id_number
+        if args.expected_cards is None:
+            args.expected_cards = subject.expected_listed
+
+
 def target_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ConformanceTarget:
+    _fill_dev_defaults(args)
     missing = [f"--{name.replace('_', '-')}" for name in _REQUIRED if getattr(args, name) is None]
     if missing:
         parser.error("missing " + ", ".join(missing))

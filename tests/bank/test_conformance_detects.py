@@ -12,7 +12,6 @@ import datetime as dt
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NoReturn
 
 import grpc
@@ -117,7 +116,7 @@ class FlawedBank(bank_grpc.CardDirectoryServiceServicer):
         yield bank_pb.ListCardsResponse(summary=summary)
 
 
-def _wildcard_cert(pki: PkiPaths, directory: Path) -> tuple[bytes, bytes]:
+def _wildcard_cert(pki: PkiPaths) -> tuple[bytes, bytes]:
     """A certificate from the real CA valid for every bank's name: the flaw
     tls.server_name_binds_bank exists to catch."""
     ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), None)
@@ -142,11 +141,11 @@ def _wildcard_cert(pki: PkiPaths, directory: Path) -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-async def _serve(flaws: Flaws, pki: PkiPaths, population: Population, tmp: Path) -> tuple[grpc.aio.Server, str]:
+async def _serve(flaws: Flaws, pki: PkiPaths, population: Population) -> tuple[grpc.aio.Server, str]:
     server = grpc.aio.server()
     bank_grpc.add_CardDirectoryServiceServicer_to_server(FlawedBank(flaws, population, pki), server)
     if flaws.wildcard_cert:
-        cert, key = _wildcard_cert(pki, tmp)
+        cert, key = _wildcard_cert(pki)
     else:
         cert, key = pki.bank_cert(CODE).read_bytes(), pki.bank_key(CODE).read_bytes()
     credentials = grpc.ssl_server_credentials(
@@ -159,9 +158,9 @@ async def _serve(flaws: Flaws, pki: PkiPaths, population: Population, tmp: Path)
 
 @pytest.fixture
 async def flawed_bank(
-    request: pytest.FixtureRequest, pki: PkiPaths, population: Population, tmp_path: Path
+    request: pytest.FixtureRequest, pki: PkiPaths, population: Population
 ) -> AsyncIterator[ConformanceTarget]:
-    server, address = await _serve(request.param, pki, population, tmp_path)
+    server, address = await _serve(request.param, pki, population)
     try:
         yield dev_target(pki, address, CODE, population_subject(population, CODE), timeout=5.0)
     finally:
