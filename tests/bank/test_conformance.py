@@ -66,3 +66,13 @@ async def test_a_misbehaving_bank_fails_the_named_check(
     # The bank's transport and consent handling are still right: only the
     # answer's data is blamed.
     assert all(name.startswith("list.") for name in failed), failed
+
+
+def test_the_suite_is_as_strict_as_the_hub() -> None:
+    """A bank that passes the suite must not have its answers discarded by the
+    hub's validator for size or counts."""
+    from bank_sim.conformance import list_checks
+    from hub import validation
+
+    assert list_checks.MAX_MESSAGE_BYTES == validation.MAX_MESSAGE_BYTES
+    assert list_checks.MAX_UNLISTED_PER_REASON == validation.MAX_UNLISTED
