@@ -3,15 +3,22 @@ every check; a bank switched to each misbehaviour fails the named check."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bank_sim.conformance import CHECKS, ConformanceTarget, Outcome, run_conformance
 from bank_sim.conformance.target import dev_target, population_subject
 from bank_sim.faults import Faults, Misbehaviour
 from bank_sim.fleet import BankFleet, BankSimConfig, FleetConfig
+from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import SystemClock
+from cardlookup.consent import ConsentError, subject_digest, verify_consent
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
 
@@ -76,3 +83,32 @@ def test_the_suite_is_as_strict_as_the_hub() -> None:
 
     assert list_checks.MAX_MESSAGE_BYTES == validation.MAX_MESSAGE_BYTES
     assert list_checks.MAX_UNLISTED_PER_REASON == validation.MAX_UNLISTED
+
+
+def test_the_worked_example_in_the_guide_verifies(repo_root: Path) -> None:
+    """docs/bank-integration.md gives banks a consent to test against; it must
+    verify exactly as the guide says, and fail where the guide says."""
+    guide = (repo_root / "docs" / "bank-integration.md").read_text()
+    pem = re.search(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----", guide, re.S)
+    digest = re.search(r"subject digest \(hex\): `([0-9a-f]+)`", guide)
+    payload = re.search(r"`SignedConsent\.consent` \(hex\):\s+`([0-9a-f]+)`", guide)
+    signature = re.search(r"`SignedConsent\.signature` \(hex\):\s+`([0-9a-f]+)`", guide)
+    assert pem and digest and payload and signature
+    key = serialization.load_pem_public_key(pem.group().encode())
+    assert isinstance(key, Ed25519PublicKey)
+    query_id, id_number, name = "5b0f3c9e-2f4a-4c1d-9e8b-7a6d5c4b3a21", "310101199003071230", "张三"
+    assert subject_digest(query_id, id_number, name).hex() == digest.group(1)
+    signed = bank_pb.SignedConsent(
+        consent=bytes.fromhex(payload.group(1)),
+        signature=bytes.fromhex(signature.group(1)),
+        key_id="hub-consent-example-1",
+    )
+    keys = {"hub-consent-example-1": key}
+    at = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    verified = verify_consent(
+        signed, keys, bank_code="102", query_id=query_id, id_number=id_number, full_name=name, now=at
+    )
+    assert verified.expire_time == dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+    with pytest.raises(ConsentError) as wrong_bank:
+        verify_consent(signed, keys, bank_code="103", query_id=query_id, id_number=id_number, full_name=name, now=at)
+    assert wrong_bank.value.reason == "CONSENT_WRONG_BANK"
