@@ -50,6 +50,10 @@ class Database:
         self._queue: asyncio.Queue[tuple[WriteFn, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # One statement at a time on the read connection: overlapping cursors
+        # share one SQLite read transaction, and a connection whose cursors
+        # always overlap keeps reading an old snapshot (stale reads under load).
+        self._read_lock = asyncio.Lock()
         self.batches_committed = 0
         """How many transactions the writer committed (for metrics and tests)."""
 
@@ -72,10 +76,8 @@ class Database:
 
     async def migrate(self, component: str, migrations: Sequence[str]) -> None:
         """Applies, in order, the scripts of `component` not applied yet."""
-        async with self._reader.execute(
-            "SELECT version FROM schema_migrations WHERE component = ?", (component,)
-        ) as cur:
-            done = {row[0] for row in await cur.fetchall()}
+        rows = await self.fetchall("SELECT version FROM schema_migrations WHERE component = ?", (component,))
+        done = {row[0] for row in rows}
         for version, script in enumerate(migrations, start=1):
             if version in done:
                 continue
@@ -106,11 +108,13 @@ class Database:
         await self.write(run)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self._reader.execute(sql, params) as cur:
+        """Reads the latest committed state (every completed write() included)."""
+        async with self._read_lock, self._reader.execute(sql, params) as cur:
             return await cur.fetchone()
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Iterable[aiosqlite.Row]:
-        async with self._reader.execute(sql, params) as cur:
+        """Reads the latest committed state (every completed write() included)."""
+        async with self._read_lock, self._reader.execute(sql, params) as cur:
             return await cur.fetchall()
 
     async def close(self) -> None:

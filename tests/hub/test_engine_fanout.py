@@ -264,3 +264,20 @@ async def test_an_open_breaker_keeps_traffic_off_a_sick_bank(
             record = await engine.get(queries[0].query_id)
             assert record is not None and record.banks[0].state == BankState.PENDING
             assert all(fleet.call_count(c) == len(queries) for c in codes[1:])
+
+
+async def test_many_concurrent_watched_queries_all_complete_exactly(
+    pki: PkiPaths, population: Population, clock: ManualClock, tmp_path: Path
+) -> None:
+    people = population.eligible_people(clock.now().date())[:30]
+    async with (
+        running_fleet(fleet_config(pki, population, clock, CODES)) as fleet,
+        running_engine(hub_config(pki, fleet.addresses, tmp_path), clock) as engine,
+    ):
+        queries = [new_query(p, CODES) for p in people]
+        await asyncio.gather(*(engine.submit(q) for q in queries))
+        records = await asyncio.gather(*(wait_for(engine, q.query_id) for q in queries))
+        assert all(r.state == QueryState.READY for r in records)
+        for person, query in zip(people, queries, strict=True):
+            assert_report_is_ground_truth(await engine.read_report(query.query_id), population, person, CODES)
+        assert all(fleet.call_count(c) == len(queries) for c in CODES)
