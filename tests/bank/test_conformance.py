@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -112,3 +113,21 @@ def test_the_worked_example_in_the_guide_verifies(repo_root: Path) -> None:
     with pytest.raises(ConsentError) as wrong_bank:
         verify_consent(signed, keys, bank_code="103", query_id=query_id, id_number=id_number, full_name=name, now=at)
     assert wrong_bank.value.reason == "CONSENT_WRONG_BANK"
+
+
+def test_the_guide_and_the_suite_cover_every_status_code_and_reason(repo_root: Path) -> None:
+    """Every status code the contract's comments list, and every consent
+    refusal reason a bank must use, is documented in the guide and exercised
+    by a conformance check."""
+    guide = (repo_root / "docs" / "bank-integration.md").read_text()
+    proto = (repo_root / "protos" / "cardlookup" / "bank" / "v1" / "card_directory.proto").read_text()
+    block = proto[proto.index("Status codes a bank may return") : proto.index("rpc ListCards")]
+    codes = set(re.findall(r"\b[A-Z][A-Z_]+\b", block)) & {c.name for c in grpc.StatusCode}
+    assert len(codes) >= 8
+    assert {c for c in codes if f"`{c}`" not in guide} == set()
+    consent_source = (repo_root / "cardlookup" / "consent.py").read_text()
+    reasons = set(re.findall(r'"(CONSENT_[A-Z_]+)"', consent_source)) | {"CALLER_NOT_HUB", "INVALID_REQUEST"}
+    assert len(reasons) == 11
+    assert {r for r in reasons if f"`{r}`" not in guide} == set()
+    described = " ".join(c.description for c in CHECKS)
+    assert {r for r in reasons if r not in described} == set()
