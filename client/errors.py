@@ -40,7 +40,7 @@ class CardLookupError(Exception):
         try:
             return template.format(**self.metadata)
         except KeyError:  # a hub that left out a metadata key still gets a sentence
-            return template.split(" {", 1)[0].rstrip(":,") + "."
+            return _without_facts(template)
 
 
 class InvalidField(CardLookupError):
@@ -146,8 +146,8 @@ SENTENCES: dict[str, str] = {
     "INVALID_FIELD": "The request has a missing or malformed field: {field}.",
     "USER_NOT_FOUND": "This user is not enrolled with the card-lookup service.",
     "REGION_NOT_OPEN": "The card-lookup service is not open yet in the user's region ({region_code}).",
-    "ID_DOCUMENT_EXPIRED": "The user's identity document expired on {id_expiry_date}; update it first.",
-    "BANK_NOT_AVAILABLE": "Bank {bank_code} is not available for lookups.",
+    "ID_DOCUMENT_EXPIRED": "The user's identity document has expired ({id_expiry_date}); update it first.",
+    "BANK_NOT_AVAILABLE": "A chosen bank is not available for lookups ({bank_code}).",
     "SMS_RATE_LIMITED": "An SMS code was sent moments ago; another can be requested after {retry_time}.",
     "VERIFICATION_NOT_FOUND": "That verification is unknown; request a new SMS code.",
     "VERIFICATION_EXPIRED": "The SMS code has expired; request a new one.",
@@ -159,14 +159,22 @@ SENTENCES: dict[str, str] = {
     "COOLDOWN_ACTIVE": "A new lookup is allowed 7 days after the latest report, from {retry_time}.",
     "QUERY_NOT_FOUND": "There is no such query for this user.",
     "REPORT_NOT_READY": "The report is not ready yet (the query is {state}); an SMS will tell you when it is.",
-    "REPORT_EXPIRED": "The report was deleted on {expire_time}, 7 days after it was generated.",
+    "REPORT_EXPIRED": "The report was deleted 7 days after it was generated, on {expire_time}.",
     "PAYMENT_PASSWORD_WRONG": "The payment password is wrong; {attempts_left} attempts left before it locks.",
-    "PASSWORD_LOCKED": "The payment password is locked after repeated failures until {unlock_time}.",
+    "PASSWORD_LOCKED": "The payment password is locked after repeated failures, until {unlock_time}.",
     "CALLER_NOT_ALLOWED": "This client is not allowed to call the hub: only the app backend may.",
     "REQUEST_ID_REUSED": "That request id was already used for a different query.",
     "HUB_UNAVAILABLE": "The hub cannot be reached right now; try again later.",
-    "QUERY_IN_PROGRESS": "Another lookup ({query_id}) is still running; wait for its report.",
+    "QUERY_IN_PROGRESS": "Another lookup is still running ({query_id}); wait for its report.",
 }
+
+
+def _without_facts(template: str) -> str:
+    """The sentence up to the clause that would name the missing fact."""
+    head = template[: template.index("{")]
+    cut = max(head.rfind(sep) for sep in (", ", " (", "; ", ": "))
+    return (head[:cut] if cut > 0 else head.rstrip()) + "."
+
 
 _TRANSPORT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 

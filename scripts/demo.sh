@@ -10,7 +10,7 @@ venv="${VENV:-$root/.venv}"
 if [[ ! -x "$venv/bin/python" ]]; then
   python3 -m venv "$venv"
 fi
-if [[ ! -x "$venv/bin/cardlookup-demo" ]]; then
+if true; then  # quick when already installed; picks up dependency changes
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet -e .
 fi

@@ -1,0 +1,56 @@
+"""Every reason of the contract has an exception class and a sentence."""
+
+from __future__ import annotations
+
+import grpc
+
+from cardlookup.hub.v1 import error_reason_pb2
+from cardlookup.rpc_errors import HUB_DOMAIN, make_status
+from client.errors import BY_REASON, SENTENCES, CardLookupError, CooldownActive, from_rpc_error
+
+
+def test_every_reason_has_a_class_and_a_sentence() -> None:
+    names = error_reason_pb2.ErrorReason.keys()
+    reasons = {name for name in names if name != "ERROR_REASON_UNSPECIFIED"}
+    assert set(BY_REASON) == reasons
+    assert set(SENTENCES) == reasons
+
+
+def test_sentences_use_the_metadata_and_survive_without_it() -> None:
+    e = CooldownActive(
+        grpc.StatusCode.FAILED_PRECONDITION, "COOLDOWN_ACTIVE", "m", {"retry_time": "2026-01-12T09:00:00Z"}
+    )
+    assert e.sentence() == "A new lookup is allowed 7 days after the latest report, from 2026-01-12T09:00:00Z."
+    bare = CooldownActive(grpc.StatusCode.FAILED_PRECONDITION, "COOLDOWN_ACTIVE", "m", {})
+    assert bare.sentence() == "A new lookup is allowed 7 days after the latest report."
+    for reason, cls in BY_REASON.items():
+        sentence = cls(grpc.StatusCode.UNKNOWN, reason, "", {}).sentence()
+        assert sentence.endswith(".") and "{" not in sentence and len(sentence.split()) >= 3, sentence
+    unknown = CardLookupError(grpc.StatusCode.INTERNAL, "SOMETHING_NEW", "details", {})
+    assert "SOMETHING_NEW" in unknown.sentence()
+
+
+class _FakeRpcError(grpc.RpcError):
+    """A failed call as the sync stack raises it (code, details, trailers)."""
+
+    def __init__(self, status: grpc.Status | None, code: grpc.StatusCode) -> None:
+        self._status, self._code = status, code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return "details"
+
+    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+        return self._status.trailing_metadata if self._status else ()  # type: ignore[attr-defined,no-any-return]
+
+
+def test_from_rpc_error_maps_reason_and_transport_failures() -> None:
+    status = make_status(
+        grpc.StatusCode.FAILED_PRECONDITION, "COOLDOWN_ACTIVE", "wait", HUB_DOMAIN, {"retry_time": "t"}
+    )
+    error = from_rpc_error(_FakeRpcError(status, grpc.StatusCode.FAILED_PRECONDITION))
+    assert isinstance(error, CooldownActive) and error.metadata == {"retry_time": "t"}
+    transport = from_rpc_error(_FakeRpcError(None, grpc.StatusCode.DEADLINE_EXCEEDED))
+    assert transport.reason == "HUB_UNAVAILABLE"
