@@ -62,7 +62,15 @@ def write_bank_data(population: Population, bank_code: str, path: Path) -> Path:
     return path
 
 
-def node_command(pki: PkiPaths, bank_code: str, data_file: Path, listen: str = "127.0.0.1:0") -> list[str]:
+def node_command(
+    pki: PkiPaths,
+    bank_code: str,
+    data_file: Path,
+    listen: str = "127.0.0.1:0",
+    consent_keys: dict[str, Path] | None = None,
+) -> list[str]:
+    """The command line of the Node bank; `consent_keys` (key id -> public
+    key PEM) defaults to the development PKI's consent key."""
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("Node.js is not installed (scripts/test.sh installs it)")
@@ -81,8 +89,11 @@ def node_command(pki: PkiPaths, bank_code: str, data_file: Path, listen: str = "
         str(pki.bank_key(bank_code)),
         "--ca",
         str(pki.ca_cert),
-        "--consent-key",
-        f"{CONSENT_KEY_ID}={pki.consent_public_key}",
+        *(
+            arg
+            for key_id, pem in (consent_keys or {CONSENT_KEY_ID: pki.consent_public_key}).items()
+            for arg in ("--consent-key", f"{key_id}={pem}")
+        ),
         "--hub-name",
         HUB_CLIENT_NAME,
         "--data",
@@ -94,8 +105,15 @@ class NodeBank:
     """`async with NodeBank(pki, code, data_file) as address`: the bank runs
     for the block and is stopped with SIGTERM after it."""
 
-    def __init__(self, pki: PkiPaths, bank_code: str, data_file: Path, host: str = "127.0.0.1") -> None:
-        self._command = node_command(pki, bank_code, data_file, f"{host}:0")
+    def __init__(
+        self,
+        pki: PkiPaths,
+        bank_code: str,
+        data_file: Path,
+        host: str = "127.0.0.1",
+        consent_keys: dict[str, Path] | None = None,
+    ) -> None:
+        self._command = node_command(pki, bank_code, data_file, f"{host}:0", consent_keys)
         self._host = host
         self._process: asyncio.subprocess.Process | None = None
         # stderr goes to a file, not a pipe: nobody reads it while the bank
