@@ -12,13 +12,13 @@ from cardlookup.rpc_errors import BANK_DOMAIN
 _REASON = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
-def _refusals(probe: Probe) -> None:
+def _require_refusals(probe: Probe) -> None:
     if not probe.refusals:
         raise CheckSkipped("no refusal was observed to examine (did the refusal checks run?)")
 
 
 async def error_info_present(probe: Probe) -> None:
-    _refusals(probe)
+    _require_refusals(probe)
     problems = []
     for refusal in probe.refusals:
         info = refusal.answer.error_info
@@ -39,7 +39,7 @@ async def error_info_present(probe: Probe) -> None:
 
 
 async def no_personal_data(probe: Probe) -> None:
-    _refusals(probe)
+    _require_refusals(probe)
     subject = probe.target.subject
     secrets = (
         ("ID number", subject.id_number),
