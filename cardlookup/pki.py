@@ -205,6 +205,22 @@ def create_dev_pki(
     return paths
 
 
+def issue_client_certificate(paths: PkiPaths, name: str, dns_name: str, days: int = 30) -> tuple[Path, Path]:
+    """Issues one more client certificate from the PKI's CA, naming
+    `dns_name`, written as certs/<name>.pem and .key; returns both paths.
+
+    For a second app-backend instance, or to check who may call: the CA
+    vouches for the name, and each server still decides which names it
+    accepts (the hub: `allowed_clients`; a bank: only the hub's name).
+    """
+    now = dt.datetime.now(dt.UTC)
+    ca_key, ca_name = _load_or_create_ca(paths, now)
+    cert_pem, key_pem = _issue(ca_key, ca_name, dns_name, [dns_name], [], [ExtendedKeyUsageOID.CLIENT_AUTH], now, days)
+    _write(paths.key(name), key_pem, private=True)
+    _write(paths.cert(name), cert_pem)
+    return paths.cert(name), paths.key(name)
+
+
 def load_ed25519_private(path: Path) -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key(Path(path).read_bytes(), None)
     if not isinstance(key, Ed25519PrivateKey):

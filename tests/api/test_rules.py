@@ -12,10 +12,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
@@ -23,7 +19,7 @@ from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
 from cardlookup.hub.v1 import resources_pb2 as pb
-from cardlookup.pki import PkiPaths
+from cardlookup.pki import PkiPaths, issue_client_certificate
 from client.aio import AsyncCardLookupClient
 from client.errors import CallerNotAllowed, HubUnavailable
 from hub.config import HubConfig
@@ -282,37 +278,9 @@ async def test_query_in_progress_refuses_a_second_one(harness: HubHarness) -> No
     assert error.metadata["query_id"] == first.query_id
 
 
-def issue_client_cert(pki: PkiPaths, name: str, out: Path) -> tuple[Path, Path]:
-    """A client certificate from the dev CA for someone who is not the app
-    backend (a partner, a third-party site)."""
-    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_path, key_path = out / f"{name}.pem", out / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 async def test_r17_only_the_app_backend_may_call(harness: HubHarness, pki: PkiPaths, tmp_path: Path) -> None:
     port = harness.server.port
-    partner_cert, partner_key = issue_client_cert(pki, "partner.example.com", tmp_path)
+    partner_cert, partner_key = issue_client_certificate(pki, "partner", "partner.example.com")
     callers = [
         client_options(pki, port, "hub-client"),  # the hub's own bank-facing identity
         dataclasses.replace(client_options(pki, port), cert=partner_cert, key=partner_key),

@@ -14,10 +14,10 @@ from bank_sim.faults import Faults, Misbehaviour
 from bank_sim.fleet import BankFleet
 from cardlookup.banksim.v1 import bank_sim_admin_pb2 as admin_pb
 from cardlookup.clock import ManualClock
-from cardlookup.pki import PkiPaths
+from cardlookup.pki import PkiPaths, issue_client_certificate
 from cardlookup.population import Person
 from cardlookup.rpc_errors import error_info_of
-from tests.bank.caller import BankCaller, issue_client_certificate
+from tests.bank.caller import BankCaller
 
 EVERYTHING = Faults(
     latency=0.25,
@@ -113,9 +113,9 @@ async def test_admin_api_refuses_bad_requests_with_reasons(pki: PkiPaths, fleet:
 async def test_another_client_of_the_same_ca_cannot_use_the_admin_api(
     pki: PkiPaths, fleet: BankFleet, tmp_path: Path
 ) -> None:
-    stranger = issue_client_certificate(pki, tmp_path, "stranger", "stranger.cardlookup.internal")
+    issue_client_certificate(pki, "stranger", "stranger.cardlookup.internal")
     assert fleet.admin_address is not None
-    async with AdminClient.connect(stranger, fleet.admin_address, fleet.admin_server_name, identity="stranger") as a:
+    async with AdminClient.connect(pki, fleet.admin_address, fleet.admin_server_name, identity="stranger") as a:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await a.set_faults("102", Faults(down=True))
     info = error_info_of(caught.value)
