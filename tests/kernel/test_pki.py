@@ -5,7 +5,14 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from cardlookup.pki import APP_BACKEND_NAME, HUB_CLIENT_NAME, PkiPaths, bank_server_name, create_dev_pki
+from cardlookup.pki import (
+    APP_BACKEND_NAME,
+    HUB_CLIENT_NAME,
+    PkiPaths,
+    bank_server_name,
+    create_dev_pki,
+    issue_client_certificate,
+)
 
 
 def _sans(path: Path) -> list[str]:
@@ -38,3 +45,15 @@ def test_rerun_keeps_existing_files_and_adds_banks(tmp_path: Path) -> None:
     assert paths.ca_cert.read_bytes() == ca_before
     assert paths.key_encryption_key.read_bytes() == kek_before
     assert _sans(paths.bank_cert("5000")) == [bank_server_name("5000")]
+
+
+def test_extra_client_certificate_chains_to_the_ca_and_names_its_holder(tmp_path: Path) -> None:
+    paths = create_dev_pki(tmp_path, [])
+    cert_path, key_path = issue_client_certificate(paths, "partner", "partner.example.com")
+    assert (cert_path, key_path) == (paths.cert("partner"), paths.key("partner"))
+    assert _sans(cert_path) == ["partner.example.com"]
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(paths.ca_cert.read_bytes()))
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert key_path.stat().st_mode & 0o077 == 0
