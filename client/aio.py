@@ -22,6 +22,7 @@ from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.tls import channel_credentials
+from client import requests
 from client.errors import HubUnavailable, from_rpc_error
 from client.options import ClientOptions
 
@@ -77,11 +78,11 @@ class AsyncCardLookupClient:
         phone_number: str,
         payment_password: str = "",
     ) -> pb.User:
-        request = svc.EnrollUserRequest(
+        request = requests.enroll_user(
             user_id=user_id,
             full_name=full_name,
             id_number=id_number,
-            id_expiry_date=id_expiry_date.isoformat() if id_expiry_date else "",
+            id_expiry_date=id_expiry_date,
             region_code=region_code,
             phone_number=phone_number,
             payment_password=payment_password,
@@ -122,14 +123,14 @@ class AsyncCardLookupClient:
         consent_text_version: str,
         bank_codes: Sequence[str],
     ) -> pb.Query:
-        request = svc.CreateQueryRequest(
+        request = requests.create_query(
             user_id=user_id,
             request_id=request_id,
             verification_id=verification_id,
             sms_code=sms_code,
             face_attestation=face_attestation,
             consent_text_version=consent_text_version,
-            bank_codes=list(bank_codes),
+            bank_codes=bank_codes,
         )
         try:
             return (await self.stub.CreateQuery(request, timeout=self.options.create_timeout_s)).query
@@ -137,7 +138,7 @@ class AsyncCardLookupClient:
             raise from_rpc_error(e) from None
 
     async def get_query(self, user_id: str, query_id: str) -> pb.Query:
-        request = svc.GetQueryRequest(name=f"users/{user_id}/queries/{query_id}")
+        request = requests.get_query(user_id, query_id)
         try:
             return (await self.stub.GetQuery(request, timeout=self.options.timeout_s)).query
         except grpc.RpcError as e:
@@ -146,7 +147,7 @@ class AsyncCardLookupClient:
     async def watch_query(self, user_id: str, query_id: str) -> AsyncIterator[svc.WatchQueryResponse]:
         """The query's progress: the current state, then one message per bank
         outcome; ends after the message in which the query is READY."""
-        request = svc.WatchQueryRequest(name=f"users/{user_id}/queries/{query_id}")
+        request = requests.watch_query(user_id, query_id)
         call = self.stub.WatchQuery(request, timeout=self.options.watch_timeout_s)
         try:
             async for message in call:
@@ -157,7 +158,7 @@ class AsyncCardLookupClient:
             call.cancel()
 
     async def list_queries(self, user_id: str, page_size: int = 0, page_token: str = "") -> svc.ListQueriesResponse:
-        request = svc.ListQueriesRequest(parent=f"users/{user_id}", page_size=page_size, page_token=page_token)
+        request = requests.list_queries(user_id, page_size, page_token)
         try:
             return await self.stub.ListQueries(request, timeout=self.options.timeout_s)
         except grpc.RpcError as e:
@@ -175,9 +176,7 @@ class AsyncCardLookupClient:
                 return
 
     async def get_report(self, user_id: str, query_id: str, payment_password: str) -> pb.Report:
-        request = svc.GetReportRequest(
-            name=f"users/{user_id}/queries/{query_id}/report", payment_password=payment_password
-        )
+        request = requests.get_report(user_id, query_id, payment_password)
         try:
             return (await self.stub.GetReport(request, timeout=self.options.timeout_s)).report
         except grpc.RpcError as e:

@@ -1,0 +1,83 @@
+"""Request messages and resource names, built once for both clients.
+
+The async (client.aio) and sync (client.sync) clients differ only in how
+they call; what they send is built here, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
+from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
+
+
+def user_name(user_id: str) -> str:
+    return f"users/{user_id}"
+
+
+def query_name(user_id: str, query_id: str) -> str:
+    return f"users/{user_id}/queries/{query_id}"
+
+
+def report_name(user_id: str, query_id: str) -> str:
+    return f"{query_name(user_id, query_id)}/report"
+
+
+def enroll_user(
+    *,
+    user_id: str,
+    full_name: str,
+    id_number: str,
+    id_expiry_date: dt.date | None,
+    region_code: str,
+    phone_number: str,
+    payment_password: str = "",
+) -> svc.EnrollUserRequest:
+    return svc.EnrollUserRequest(
+        user_id=user_id,
+        full_name=full_name,
+        id_number=id_number,
+        id_expiry_date=id_expiry_date.isoformat() if id_expiry_date else "",
+        region_code=region_code,
+        phone_number=phone_number,
+        payment_password=payment_password,
+    )
+
+
+def create_query(
+    *,
+    user_id: str,
+    request_id: str,
+    verification_id: str,
+    sms_code: str,
+    face_attestation: face_pb.FaceAttestation | None,
+    consent_text_version: str,
+    bank_codes: Sequence[str],
+) -> svc.CreateQueryRequest:
+    return svc.CreateQueryRequest(
+        user_id=user_id,
+        request_id=request_id,
+        verification_id=verification_id,
+        sms_code=sms_code,
+        face_attestation=face_attestation,
+        consent_text_version=consent_text_version,
+        bank_codes=list(bank_codes),
+    )
+
+
+def get_query(user_id: str, query_id: str) -> svc.GetQueryRequest:
+    return svc.GetQueryRequest(name=query_name(user_id, query_id))
+
+
+def watch_query(user_id: str, query_id: str) -> svc.WatchQueryRequest:
+    return svc.WatchQueryRequest(name=query_name(user_id, query_id))
+
+
+def list_queries(user_id: str, page_size: int, page_token: str) -> svc.ListQueriesRequest:
+    return svc.ListQueriesRequest(parent=user_name(user_id), page_size=page_size, page_token=page_token)
+
+
+def get_report(user_id: str, query_id: str, payment_password: str) -> svc.GetReportRequest:
+    return svc.GetReportRequest(name=report_name(user_id, query_id), payment_password=payment_password)
