@@ -1,0 +1,121 @@
+"""Drives full queries through the hub as the app backend does, with
+`client.aio`: StartVerification, the SMS code read from the hub's outbox
+file, CreateQuery with a dev face attestation, then WatchQuery until READY.
+Latency is CreateQuery sent -> the READY message received."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from cardlookup.hub.v1 import resources_pb2 as pb
+from cardlookup.population import Person
+from client.aio import AsyncCardLookupClient
+from client.devface import DevFaceProvider
+
+_CODE = re.compile(r"验证码(\d{6})")
+ENROL_CONCURRENCY = 16
+
+
+class OutboxTail:
+    """Reads the hub's SMS outbox (JSON lines) incrementally: the file grows
+    with every query, so re-reading it whole would cost O(n^2)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._offset = 0
+        self._codes: dict[str, str] = {}
+
+    def _refresh(self) -> None:
+        if not self._path.exists():
+            return
+        with self._path.open("rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        for line in complete.decode("utf-8").splitlines():
+            message = json.loads(line)
+            match = _CODE.search(message["text"]) if message["kind"] == "VERIFICATION_CODE" else None
+            if match:
+                self._codes[message["phone"]] = match.group(1)
+
+    async def code_for(self, phone: str, timeout_s: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._refresh()
+            code = self._codes.pop(phone, None)
+            if code is not None:
+                return code
+            if time.monotonic() > deadline:
+                raise TimeoutError("no verification SMS in the outbox")
+            await asyncio.sleep(0.005)
+
+
+async def enrol(hub: AsyncCardLookupClient, people: Sequence[Person]) -> None:
+    gate = asyncio.Semaphore(ENROL_CONCURRENCY)
+
+    async def one(p: Person) -> None:
+        async with gate:
+            await hub.enroll_user(
+                user_id=p.user_id,
+                full_name=p.full_name,
+                id_number=p.id_number,
+                id_expiry_date=p.id_expiry,
+                region_code=p.region_code,
+                phone_number=p.phone,
+                payment_password=p.payment_password,
+            )
+
+    async with asyncio.TaskGroup() as group:
+        for p in people:
+            group.create_task(one(p))
+
+
+class HubQueryDriver:
+    """One full user journey per call; `bank_codes` is every bank of the run."""
+
+    def __init__(
+        self,
+        hub: AsyncCardLookupClient,
+        outbox: OutboxTail,
+        face: DevFaceProvider,
+        bank_codes: Sequence[str],
+        consent_text_version: str,
+    ) -> None:
+        self._hub = hub
+        self._outbox = outbox
+        self._face = face
+        self._bank_codes = list(bank_codes)
+        self._consent_text_version = consent_text_version
+
+    async def query(self, person: Person) -> float:
+        started = await self._hub.start_verification(person.user_id)
+        code = await self._outbox.code_for(person.phone)
+        attestation = self._face.attest(person.user_id, started.verification_id, dt.datetime.now(dt.UTC))
+        t0 = time.perf_counter()
+        query = await self._hub.create_query(
+            user_id=person.user_id,
+            request_id=uuid.uuid4().hex,
+            verification_id=started.verification_id,
+            sms_code=code,
+            face_attestation=attestation,
+            consent_text_version=self._consent_text_version,
+            bank_codes=self._bank_codes,
+        )
+        async for message in self._hub.watch_query(person.user_id, query.query_id):
+            if message.query.state == pb.QUERY_STATE_READY:
+                break
+        else:
+            raise RuntimeError("WatchQuery ended before the query was READY")
+        latency = time.perf_counter() - t0
+        answered = sum(1 for b in message.query.bank_outcomes if b.state == pb.BANK_OUTCOME_STATE_ANSWERED)
+        if answered != len(self._bank_codes):
+            raise RuntimeError(f"only {answered} of {len(self._bank_codes)} banks answered")
+        return latency
