@@ -100,7 +100,7 @@ EMPTY_ANSWER = Answer(cards=(), unlisted=())
 
 def validate(lookup: Lookup) -> None:
     """Raises InvalidRequest for the first malformed field."""
-    if not QUERY_ID_SHAPE.match(lookup.query_id):
+    if not QUERY_ID_SHAPE.fullmatch(lookup.query_id):
         raise InvalidRequest("query_id", "must be a lowercase UUID (36 characters)")
     if not lookup.full_name.strip():
         raise InvalidRequest("subject.full_name", "is required")

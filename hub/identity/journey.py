@@ -144,15 +144,10 @@ class Journey:
     async def create_query(self, req: CreateRequest) -> QueryRecord:
         user_id = validation.app_id(req.user_id, "user_id")
         request_id = validation.app_id(req.request_id, "request_id")
-        if not req.verification_id:
-            raise invalid("verification_id", "verification_id is required")
+        validation.verification_id(req.verification_id)
         validation.six_digits(req.sms_code, "sms_code")
-        if not req.consent_text_version:
-            raise invalid("consent_text_version", "consent_text_version is required")
-        if not req.bank_codes:
-            raise invalid("bank_codes", "choose at least one bank")
-        if len(set(req.bank_codes)) != len(req.bank_codes):
-            raise invalid("bank_codes", "bank_codes must not repeat a bank")
+        validation.consent_text_version(req.consent_text_version)
+        validation.bank_codes(req.bank_codes)
         fingerprint = self._fingerprint(req)
         async with self._locks[hash(user_id) % _LOCK_STRIPES]:
             earlier = await self._store.get_request(user_id, request_id)

@@ -14,20 +14,27 @@ from hub.identity.errors import invalid
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PHONE_RE = re.compile(r"^1[3-9][0-9]{9}$")
 _DIGITS6_RE = re.compile(r"^[0-9]{6}$")
+_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_BANK_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_BANK_CODES = 1000
+"""More than any configuration this hub is built for (R3 picks a subset)."""
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def app_id(value: str, field: str) -> str:
     """user_id, request_id: 1-64 characters from [A-Za-z0-9_-]."""
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise invalid(field, f"{field} must be 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'")
     return value
 
 
 def full_name(value: str) -> str:
     name = value.strip()
-    if not 1 <= len(name) <= 64 or any(ch.isspace() and ch != " " for ch in name):
-        raise invalid("full_name", "full_name must be 1 to 64 characters on one line")
+    # isprintable() is False for control, format and line/paragraph
+    # separator characters: none belongs in a name sent on to banks.
+    if not 1 <= len(name) <= 64 or not name.isprintable():
+        raise invalid("full_name", "full_name must be 1 to 64 printable characters on one line")
     return name
 
 
@@ -43,6 +50,9 @@ def expiry_date(value: str) -> dt.date | None:
     if not value:
         return None
     try:
+        # fromisoformat alone also takes "20301231" and week dates.
+        if not _DATE_RE.fullmatch(value):
+            raise ValueError(value)
         return dt.date.fromisoformat(value)
     except ValueError:
         raise invalid(
@@ -57,21 +67,48 @@ def region_code(value: str) -> str:
 
 
 def phone_number(value: str) -> str:
-    if not _PHONE_RE.match(value):
+    if not _PHONE_RE.fullmatch(value):
         raise invalid("phone_number", "phone_number must be an 11-digit mainland mobile number")
     return value
 
 
 def six_digits(value: str, field: str) -> str:
-    if not _DIGITS6_RE.match(value):
+    if not _DIGITS6_RE.fullmatch(value):
         raise invalid(field, f"{field} must be 6 digits")
     return value
 
 
 def query_id(value: str) -> str:
-    if not _UUID_RE.match(value):
+    if not _UUID_RE.fullmatch(value):
         raise invalid("name", "the query id must be a lowercase UUID")
     return value
+
+
+def verification_id(value: str) -> str:
+    """The id StartVerification returned (a lowercase UUID)."""
+    if not _UUID_RE.fullmatch(value):
+        raise invalid("verification_id", "verification_id must be the id StartVerification returned")
+    return value
+
+
+def consent_text_version(value: str) -> str:
+    if not _VERSION_RE.fullmatch(value):
+        raise invalid("consent_text_version", "consent_text_version must be the version ListBanks returned")
+    return value
+
+
+def bank_codes(values: tuple[str, ...]) -> tuple[str, ...]:
+    """A non-empty list of distinct, well-formed bank codes (whether each
+    is open is a rule, checked later: BANK_NOT_AVAILABLE)."""
+    if not values:
+        raise invalid("bank_codes", "choose at least one bank")
+    if len(values) > MAX_BANK_CODES:
+        raise invalid("bank_codes", f"choose at most {MAX_BANK_CODES} banks")
+    if not all(_BANK_CODE_RE.fullmatch(code) for code in values):
+        raise invalid("bank_codes", "each bank code must be 1 to 16 characters from A-Z, a-z, 0-9, '_' and '-'")
+    if len(set(values)) != len(values):
+        raise invalid("bank_codes", "bank_codes must not repeat a bank")
+    return values
 
 
 def mask_phone(phone: str) -> str:

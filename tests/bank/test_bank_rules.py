@@ -151,6 +151,7 @@ async def test_consent_valid_until_just_before_expiry(
     [
         ("query_id", lambda r: setattr(r, "query_id", r.query_id.upper())),
         ("query_id", lambda r: setattr(r, "query_id", "")),
+        ("query_id", lambda r: setattr(r, "query_id", r.query_id + "\n")),
         ("subject.full_name", lambda r: setattr(r.subject, "full_name", "  ")),
         ("subject.full_name", lambda r: setattr(r.subject, "full_name", "张" * 65)),
         ("subject.id_number", lambda r: setattr(r.subject, "id_number", r.subject.id_number[:17] + "Y")),
