@@ -1,0 +1,74 @@
+"""Idempotency and one-query-at-a-time under concurrent CreateQuery calls."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+
+from cardlookup.hub.v1 import resources_pb2 as pb
+from client.errors import CardLookupError
+from tests.api.helpers import HubHarness
+
+BANKS = ["102", "103", "104"]
+
+
+async def test_the_same_request_sent_five_times_at_once_is_one_query(harness: HubHarness) -> None:
+    hub, person = harness, harness.eligible()
+    await hub.enrol(person)
+    vid, code = await hub.verify(person)
+    face = hub.face.attest(person.user_id, vid, hub.clock.now())
+    version = (await hub.client.list_banks(person.user_id)).consent_text_version
+    request_id = uuid.uuid4().hex
+
+    async def create() -> pb.Query:
+        return await hub.client.create_query(
+            user_id=person.user_id,
+            request_id=request_id,
+            verification_id=vid,
+            sms_code=code,
+            face_attestation=face,
+            consent_text_version=version,
+            bank_codes=BANKS,
+        )
+
+    queries = await asyncio.gather(*(create() for _ in range(5)))
+    assert len({q.query_id for q in queries}) == 1
+    await hub.until_ready(person, queries[0].query_id)
+    assert [hub.fleet.call_count(c) for c in BANKS] == [1, 1, 1]
+    assert len((await hub.client.list_queries(person.user_id)).queries) == 1
+
+
+async def test_two_request_ids_at_once_accept_exactly_one(harness: HubHarness) -> None:
+    hub, person = harness, harness.eligible(1)
+    await hub.enrol(person)
+    vid, code = await hub.verify(person)
+    face = hub.face.attest(person.user_id, vid, hub.clock.now())
+    version = (await hub.client.list_banks(person.user_id)).consent_text_version
+    # The second request's own verification, sent one resend interval later.
+    hub.clock.advance(dt.timedelta(minutes=1))
+    vid2, code2 = await hub.verify(person)
+    face2 = hub.face.attest(person.user_id, vid2, hub.clock.now())
+
+    async def create(verification_id: str, sms_code: str, attestation: object) -> pb.Query | CardLookupError:
+        try:
+            return await hub.client.create_query(
+                user_id=person.user_id,
+                request_id=uuid.uuid4().hex,
+                verification_id=verification_id,
+                sms_code=sms_code,
+                face_attestation=attestation,  # type: ignore[arg-type]
+                consent_text_version=version,
+                bank_codes=BANKS,
+            )
+        except CardLookupError as e:
+            return e
+
+    results = await asyncio.gather(create(vid, code, face), create(vid2, code2, face2))
+    accepted = [r for r in results if isinstance(r, pb.Query)]
+    refused = [r for r in results if isinstance(r, CardLookupError)]
+    assert len(accepted) == 1 and len(refused) == 1
+    assert refused[0].reason == "QUERY_IN_PROGRESS"
+    assert refused[0].metadata["query_id"] == accepted[0].query_id
+    await hub.until_ready(person, accepted[0].query_id)
+    assert [hub.fleet.call_count(c) for c in BANKS] == [1, 1, 1]
