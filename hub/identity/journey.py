@@ -123,7 +123,7 @@ class Journey:
         self._passwords = passwords
         self._sender = sender
         self._hash = keyed_hash
-        # Serialises CreateQuery per user inside this process, so two
+        # Serialises CreateQuery per person inside this process, so two
         # concurrent requests cannot both pass the one-query-at-a-time rule.
         self._locks = tuple(asyncio.Lock() for _ in range(_LOCK_STRIPES))
 
@@ -149,7 +149,10 @@ class Journey:
         validation.consent_text_version(req.consent_text_version)
         validation.bank_codes(req.bank_codes)
         fingerprint = self._fingerprint(req)
-        async with self._locks[hash(user_id) % _LOCK_STRIPES]:
+        # Keyed by the person, not the account: the one-query and cooldown
+        # rules span every app account enrolled with the same ID number.
+        person = (await self._users.row(user_id)).id_hash
+        async with self._locks[hash(person) % _LOCK_STRIPES]:
             earlier = await self._store.get_request(user_id, request_id)
             if earlier is not None:
                 if earlier.fingerprint != fingerprint:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 
@@ -72,3 +73,32 @@ async def test_two_request_ids_at_once_accept_exactly_one(harness: HubHarness) -
     assert refused[0].metadata["query_id"] == accepted[0].query_id
     await hub.until_ready(person, accepted[0].query_id)
     assert [hub.fleet.call_count(c) for c in BANKS] == [1, 1, 1]
+
+
+async def test_two_accounts_of_one_person_at_once_accept_exactly_one(harness: HubHarness) -> None:
+    hub, person = harness, harness.eligible(2)
+    twin = dataclasses.replace(person, user_id=person.user_id + "-second-account")
+    await hub.enrol(person)
+    await hub.enrol(twin)
+    requests = []
+    for account in (person, twin):
+        vid, code = await hub.verify(account)
+        requests.append((account, vid, code, hub.face.attest(account.user_id, vid, hub.clock.now())))
+    version = (await hub.client.list_banks(person.user_id)).consent_text_version
+
+    async def create(account: object, vid: str, code: str, face: object) -> pb.Query | CardLookupError:
+        try:
+            return await hub.client.create_query(
+                user_id=account.user_id,  # type: ignore[attr-defined]
+                request_id=uuid.uuid4().hex,
+                verification_id=vid,
+                sms_code=code,
+                face_attestation=face,  # type: ignore[arg-type]
+                consent_text_version=version,
+                bank_codes=BANKS,
+            )
+        except CardLookupError as e:
+            return e
+
+    results = await asyncio.gather(*(create(*r) for r in requests))
+    assert sorted(type(r).__name__ for r in results) == sorted(["Query", "QueryInProgress"])
