@@ -46,6 +46,7 @@ import datetime as dt
 import os
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +138,14 @@ class HubConfig:
     """Where the default SMS sender appends messages (JSON lines)."""
     timings: Timings = field(default_factory=Timings)
 
+    @cached_property
+    def _banks_by_code(self) -> dict[str, BankEndpoint]:
+        # bank() runs per bank per query event (watch conversions, validation,
+        # fan-out lanes): a linear scan made a 1,000-bank query O(n^3).
+        return {b.code: b for b in reversed(self.banks)}  # reversed: the first entry of a code wins
+
     def bank(self, code: str) -> BankEndpoint | None:
-        return next((b for b in self.banks if b.code == code), None)
+        return self._banks_by_code.get(code)
 
     @classmethod
     def dev(cls, pki: PkiPaths, bank_addresses: dict[str, str], data_dir: Path, **overrides: Any) -> HubConfig:
