@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -189,8 +190,7 @@ def plans(args: argparse.Namespace) -> list[Plan]:
     return result
 
 
-async def run(args: argparse.Namespace) -> list[SizeResult]:
-    work_root = Path(tempfile.mkdtemp(prefix="cardlookup-bench-"))
+async def run(args: argparse.Namespace, work_root: Path) -> list[SizeResult]:
     pki = create_dev_pki(args.pki or work_root / "pki", [b.code for b in bank_fleet(max(p.banks for p in plans(args)))])
     results = []
     for plan in plans(args):
@@ -228,7 +228,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.duration_cap <= 0:
         parser.error("--concurrency and --duration-cap must be positive")
-    results = asyncio.run(run(args))
+    work_root = Path(tempfile.mkdtemp(prefix="cardlookup-bench-"))
+    try:
+        results = asyncio.run(run(args, work_root))
+    finally:
+        if args.keep:
+            print(f"work directory kept: {work_root}")
+        else:
+            shutil.rmtree(work_root, ignore_errors=True)
     if args.json:
         args.json.write_text(
             json.dumps(
