@@ -19,6 +19,7 @@ sealed in the store and only opened in memory to build bank requests.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -29,6 +30,7 @@ from cardlookup.clock import Clock
 from hub.config import HubConfig
 from hub.crypto import HubKeys
 from hub.domain import (
+    BankProgress,
     BankState,
     NewQuery,
     QueryEvent,
@@ -84,6 +86,9 @@ class QueryEngine:
         self._background: set[asyncio.Task[None]] = set()
         self._subjects: dict[str, Subject] = {}
         self._watchers: dict[str, set[asyncio.Queue[QueryEvent]]] = {}
+        # The latest record of each watched query, patched per bank outcome:
+        # re-reading all n bank rows per outcome would make a query O(n^2).
+        self._snapshots: dict[str, QueryRecord] = {}
         self._listeners: list[ReadyListener] = []
 
     # -- lifecycle -----------------------------------------------------------
@@ -223,6 +228,7 @@ class QueryEngine:
                 queues.discard(queue)
                 if not queues:
                     del self._watchers[query_id]
+                    self._snapshots.pop(query_id, None)
 
     # -- the fan-out ---------------------------------------------------------
 
@@ -318,6 +324,7 @@ class QueryEngine:
         if outcome.answer is not None:
             card_count = len(outcome.answer.cards)
             sealed = self._keys.envelope.seal(encode_answer(outcome.answer), _answer_context(query_id, bank_code))
+        finished_at = self._clock.now()
         pending = await self._store.finish_bank(
             query_id,
             bank_code,
@@ -326,7 +333,7 @@ class QueryEngine:
             outcome.attempt_count,
             card_count,
             sealed,
-            self._clock.now(),
+            finished_at,
         )
         if pending is None:
             return
@@ -339,9 +346,13 @@ class QueryEngine:
             attempts=outcome.attempt_count,
             cards=card_count,
         )
+        progress = BankProgress(
+            bank_code, outcome.state, outcome.reason, outcome.attempt_count, card_count, finished_at
+        )
         if pending == 0:
             await self._complete(query_id)
-        await self._publish(query_id, bank_code)
+            self._snapshots.pop(query_id, None)  # READY: the next publish re-reads the final record once
+        await self._publish(query_id, progress, QueryState.READY if pending == 0 else QueryState.RUNNING)
 
     async def _complete(self, query_id: str) -> None:
         outcomes = []
@@ -361,15 +372,25 @@ class QueryEngine:
             log.info("query_ready", query_id=query_id, cards=len(report.cards), banks=len(report.banks))
             self._spawn(self._notify(query_id))
 
-    async def _publish(self, query_id: str, bank_code: str) -> None:
+    async def _publish(self, query_id: str, progress: BankProgress, state: QueryState) -> None:
+        """Tells the query's watchers that `progress` is final. Patches the
+        cached record instead of re-reading the query, so publishing costs
+        O(1) per bank outcome; patches are monotonic (a final bank never goes
+        back to PENDING, a query never goes back in state), so the order in
+        which concurrent outcomes are published cannot corrupt the record."""
         queues = self._watchers.get(query_id)
         if not queues:
             return
-        record = await self._store.get(query_id)
+        record = self._snapshots.get(query_id)
         if record is None:
-            return
-        event = QueryEvent(record, bank_code)
-        for queue in list(queues):
+            record = await self._store.get(query_id)
+            if record is None:
+                return
+        record = _patched(record, progress, state)
+        if record.state not in _FINAL_QUERY_STATES:
+            self._snapshots[query_id] = record
+        event = QueryEvent(record, progress.bank_code)
+        for queue in list(self._watchers.get(query_id, ())):
             queue.put_nowait(event)
 
     async def _notify(self, query_id: str) -> None:
@@ -390,6 +411,19 @@ class QueryEngine:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+_STATE_ORDER = {QueryState.ACCEPTED: 0, QueryState.RUNNING: 1, QueryState.READY: 2, QueryState.EXPIRED: 3}
+
+
+def _patched(record: QueryRecord, progress: BankProgress, state: QueryState) -> QueryRecord:
+    """`record` with one bank's final outcome and the query state it implies."""
+    banks = tuple(
+        progress if b.bank_code == progress.bank_code and b.state == BankState.PENDING else b for b in record.banks
+    )
+    if _STATE_ORDER[state] <= _STATE_ORDER[record.state] or state in _FINAL_QUERY_STATES:
+        state = record.state  # READY comes only from the store, with its ready and expiry times
+    return dataclasses.replace(record, banks=banks, state=state)
 
 
 def _check_new_query(new: NewQuery, config: HubConfig) -> None:

@@ -12,7 +12,7 @@ from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
 from cardlookup.hub.v1 import resources_pb2 as pb
 from hub.api import names
 from hub.config import BankEndpoint, HubConfig
-from hub.domain import BankState, QueryState, Report
+from hub.domain import BankProgress, BankState, QueryState, Report
 from hub.identity.face import Attestation
 from hub.identity.journey import QueryView, acceptance_notice
 from hub.identity.users import UserView
@@ -82,36 +82,75 @@ def bank(endpoint: BankEndpoint) -> pb.Bank:
 
 
 def query(config: HubConfig, view: QueryView) -> pb.Query:
+    out = pb.Query()
+    _query_header(view, out)
+    for b in view.record.banks:
+        _bank_outcome(config, b, out.bank_outcomes.add())
+    _access_events(view, out)
+    return out
+
+
+class WatchedQuery:
+    """Converts the successive views of one watched query, re-converting only
+    the bank whose outcome changed. A query of n banks sends n+1 messages;
+    rebuilding all n outcomes for each would cost O(n^2) (the benchmark saw
+    it dominate at 1,000 banks)."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self._config = config
+        self._message: pb.Query | None = None
+        self._position: dict[str, int] = {}
+
+    def convert(self, view: QueryView, changed_bank_code: str) -> pb.Query:
+        message = self._message
+        if message is None or changed_bank_code not in self._position:
+            message = self._message = query(self._config, view)
+            self._position = {code: i for i, code in enumerate(view.record.bank_codes)}
+            return message
+        _query_header(view, message)
+        i = self._position[changed_bank_code]
+        outcome = message.bank_outcomes[i]
+        outcome.Clear()
+        _bank_outcome(self._config, view.record.banks[i], outcome)
+        if len(message.report_access_events) != len(view.access_events):
+            del message.report_access_events[:]
+            _access_events(view, message)
+        return message
+
+
+def _query_header(view: QueryView, out: pb.Query) -> None:
+    """Every field of a Query except the per-bank outcomes and access events."""
     r = view.record
-    out = pb.Query(
-        name=names.query_name(r.user_id, r.query_id),
-        query_id=r.query_id,
-        state=_QUERY_STATE[view.state],
-        bank_codes=list(r.bank_codes),
-        consent_text_version=r.consent_text_version,
-        acceptance_notice=acceptance_notice(r.report_due_time),
-    )
+    out.name = names.query_name(r.user_id, r.query_id)
+    out.query_id = r.query_id
+    out.state = _QUERY_STATE[view.state]
+    if not out.bank_codes:
+        out.bank_codes.extend(r.bank_codes)
+    out.consent_text_version = r.consent_text_version
+    out.acceptance_notice = acceptance_notice(r.report_due_time)
     out.create_time.CopyFrom(ts(r.create_time))
     out.report_due_time.CopyFrom(ts(r.report_due_time))
     if r.ready_time is not None:
         out.ready_time.CopyFrom(ts(r.ready_time))
     if r.report_expire_time is not None:
         out.report_expire_time.CopyFrom(ts(r.report_expire_time))
-    for b in r.banks:
-        outcome = out.bank_outcomes.add(
-            bank_code=b.bank_code,
-            display_name=display_name(config, b.bank_code),
-            state=_BANK_STATE[b.state],
-            reason=b.reason,
-            attempt_count=b.attempt_count,
-            card_count=b.card_count,
-        )
-        if b.finish_time is not None:
-            outcome.finish_time.CopyFrom(ts(b.finish_time))
+
+
+def _bank_outcome(config: HubConfig, b: BankProgress, out: pb.BankOutcome) -> None:
+    out.bank_code = b.bank_code
+    out.display_name = display_name(config, b.bank_code)
+    out.state = _BANK_STATE[b.state]
+    out.reason = b.reason
+    out.attempt_count = b.attempt_count
+    out.card_count = b.card_count
+    if b.finish_time is not None:
+        out.finish_time.CopyFrom(ts(b.finish_time))
+
+
+def _access_events(view: QueryView, out: pb.Query) -> None:
     for e in view.access_events:
         event = out.report_access_events.add(result=_ACCESS[e.result])
         event.time.CopyFrom(ts(e.time))
-    return out
 
 
 def report(config: HubConfig, user_id: str, rep: Report) -> pb.Report:

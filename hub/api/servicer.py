@@ -136,8 +136,9 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     ) -> AsyncIterator[svc.WatchQueryResponse]:
         try:
             user_id, query_id = names.parse_query(request.name)
+            watched = convert.WatchedQuery(self._config)
             async for view, changed in self._journey.watch(user_id, query_id):
-                yield svc.WatchQueryResponse(query=convert.query(self._config, view), changed_bank_code=changed)
+                yield svc.WatchQueryResponse(query=watched.convert(view, changed), changed_bank_code=changed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
