@@ -6,12 +6,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-venv="${VENV:-$root/.venv}"
-if [[ ! -x "$venv/bin/python" ]]; then
-  python3 -m venv "$venv"
-fi
-if true; then  # quick when already installed; picks up dependency changes
-  "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet -e .
-fi
+source scripts/venv.sh
+ensure_venv .
 exec "$venv/bin/cardlookup-demo" "$@"

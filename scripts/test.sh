@@ -6,13 +6,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-venv="${VENV:-$root/.venv}"
-if [[ ! -x "$venv/bin/python" ]]; then
-  python3 -m venv "$venv"
-fi
-py="$venv/bin/python"
-"$py" -m pip install --quiet --upgrade pip
-"$py" -m pip install --quiet -e '.[dev]'
+source scripts/venv.sh
+ensure_venv '.[dev]'
 
 echo "== generated code"
 PYTHON="$py" scripts/gen_protos.sh --check
