@@ -44,15 +44,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from cardlookup.banks import DEFAULT_BANKS, bank_by_code
+from cardlookup.banks import bank_by_code
 from cardlookup.pki import APP_BACKEND_NAME, CONSENT_KEY_ID, FACE_KEY_ID, PkiPaths, bank_server_name
-from cardlookup.regions import DEFAULT_OPEN_REGIONS
+from cardlookup.regions import DEFAULT_OPEN_REGIONS, REGION_NAMES
 
 DEFAULT_CONSENT_TEXT_VERSION = "2022-03-01"
 DEFAULT_CONSENT_TEXT = (
@@ -176,64 +177,208 @@ class HubConfig:
 
     @classmethod
     def from_file(cls, path: Path, env: dict[str, str] | None = None) -> HubConfig:
+        """Reads a hub.toml (docs/examples/hub.toml). Raises ConfigError, whose
+        message names the file and the offending key, for anything it cannot
+        use: unknown keys, wrong types, bad values, missing files."""
         env = dict(os.environ if env is None else env)
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        base_dir = Path(path).resolve().parent
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: not valid TOML: {error}") from None
+        return _FileReader(Path(path), env).read(raw)
 
-        def p(value: str) -> Path:
-            return (base_dir / value).resolve()
 
-        def tls(section: str) -> TlsFiles:
-            s = raw.get(section)
-            if not isinstance(s, dict) or not {"ca", "cert", "key"} <= s.keys():
-                raise ValueError(f"{path}: [{section}] needs ca, cert and key")
-            return TlsFiles(p(s["ca"]), p(s["cert"]), p(s["key"]))
+class ConfigError(ValueError):
+    """A hub.toml the hub cannot use; the message is one line naming the file and the key."""
 
-        keys = raw.get("keys", {})
-        for required in ("consent_signing_key", "key_encryption_key", "index_key"):
-            if required not in keys:
-                raise ValueError(f"{path}: [keys] needs {required}")
-        known = {b.code: b for b in DEFAULT_BANKS}
-        banks = []
-        for entry in raw.get("banks", []):
-            if "code" not in entry or "address" not in entry:
-                raise ValueError(f"{path}: every [[banks]] entry needs code and address")
-            default = known.get(entry["code"])
-            banks.append(
-                BankEndpoint(
-                    code=str(entry["code"]),
-                    display_name=entry.get("display_name", default.display_name if default else entry["code"]),
-                    english_name=entry.get("english_name", default.english_name if default else entry["code"]),
-                    address=entry["address"],
-                    server_name=entry.get("server_name", ""),
-                    max_concurrent=int(entry.get("max_concurrent", 32)),
-                )
-            )
-        if not banks:
-            raise ValueError(f"{path}: no [[banks]] configured")
-        timing_fields = {f.name: f for f in dataclasses.fields(Timings)}
-        timings: dict[str, Any] = {}
-        for name, value in raw.get("timings", {}).items():
-            if name not in timing_fields:
-                raise ValueError(f"{path}: unknown timing {name!r}")
-            is_count = name in ("breaker_failures", "sms_max_attempts", "password_max_failures")
-            timings[name] = value if is_count or name == "retry_multiplier" else dt.timedelta(seconds=float(value))
-        return cls(
-            database=p(env.get("CARDLOOKUP_HUB_DATABASE", raw.get("database", "var/hub.db"))),
-            listen=env.get("CARDLOOKUP_HUB_LISTEN", raw.get("listen", "127.0.0.1:50051")),
-            health_listen=env.get("CARDLOOKUP_HUB_HEALTH_LISTEN", raw.get("health_listen", "")),
-            api_tls=tls("api_tls"),
-            bank_tls=tls("bank_tls"),
-            consent_signing_key=p(keys["consent_signing_key"]),
-            consent_key_id=keys.get("consent_key_id", CONSENT_KEY_ID),
-            key_encryption_key=p(keys["key_encryption_key"]),
-            index_key=p(keys["index_key"]),
-            face_provider_keys={k: p(v) for k, v in keys.get("face_provider_keys", {}).items()},
-            banks=tuple(banks),
-            open_regions=frozenset(raw.get("open_regions", DEFAULT_OPEN_REGIONS)),
-            allowed_clients=frozenset(raw.get("allowed_clients", [APP_BACKEND_NAME])),
-            consent_text_version=raw.get("consent_text_version", DEFAULT_CONSENT_TEXT_VERSION),
-            consent_text=raw.get("consent_text", DEFAULT_CONSENT_TEXT),
-            sms_outbox=p(raw["sms_outbox"]) if "sms_outbox" in raw else None,
-            timings=Timings(**timings),
+
+_TOP_KEYS = frozenset(
+    {
+        "listen",
+        "health_listen",
+        "database",
+        "open_regions",
+        "allowed_clients",
+        "consent_text_version",
+        "consent_text",
+        "sms_outbox",
+        "api_tls",
+        "bank_tls",
+        "keys",
+        "timings",
+        "banks",
+    }
+)
+_TLS_KEYS = frozenset({"ca", "cert", "key"})
+_KEYS_KEYS = frozenset(
+    {"consent_signing_key", "consent_key_id", "key_encryption_key", "index_key", "face_provider_keys"}
+)
+_BANK_KEYS = frozenset({"code", "address", "server_name", "max_concurrent", "display_name", "english_name"})
+_COUNT_TIMINGS = frozenset({"breaker_failures", "sms_max_attempts", "password_max_failures"})
+_BANK_CODE = re.compile(r"[0-9]{3,6}")
+_ADDRESS = re.compile(r"(?P<host>\S+):(?P<port>[0-9]{1,5})")
+
+
+@dataclass(frozen=True)
+class _FileReader:
+    """Turns a parsed hub.toml into a HubConfig, checking every key on the way
+    (a misspelt key silently falling back to a default is how a production
+    hub ends up with a 20 s window or no health port)."""
+
+    path: Path
+    env: dict[str, str]
+
+    def read(self, raw: dict[str, Any]) -> HubConfig:
+        self._no_unknown(raw, _TOP_KEYS, "")
+        keys = self._table(raw, "keys", required=True)
+        self._no_unknown(keys, _KEYS_KEYS, "keys.")
+        listen = self.env.get("CARDLOOKUP_HUB_LISTEN") or self._str(raw, "listen", "127.0.0.1:50051")
+        health_listen = self.env.get("CARDLOOKUP_HUB_HEALTH_LISTEN") or self._str(raw, "health_listen", "")
+        self._address(listen, "listen")
+        if health_listen:
+            self._address(health_listen, "health_listen")
+        database = self.env.get("CARDLOOKUP_HUB_DATABASE") or self._str(raw, "database", "var/hub.db")
+        faces = self._table(keys, "face_provider_keys", prefix="keys.")
+        return HubConfig(
+            database=self._resolve(database),
+            listen=listen,
+            health_listen=health_listen,
+            api_tls=self._tls(raw, "api_tls"),
+            bank_tls=self._tls(raw, "bank_tls"),
+            consent_signing_key=self._file(keys, "consent_signing_key", "keys."),
+            consent_key_id=self._str(keys, "consent_key_id", CONSENT_KEY_ID, "keys.", nonempty=True),
+            key_encryption_key=self._file(keys, "key_encryption_key", "keys."),
+            index_key=self._file(keys, "index_key", "keys."),
+            face_provider_keys={k: self._file(faces, k, "keys.face_provider_keys.") for k in faces},
+            banks=self._banks(raw),
+            open_regions=self._regions(raw),
+            allowed_clients=frozenset(self._str_list(raw, "allowed_clients", [APP_BACKEND_NAME])),
+            consent_text_version=self._str(raw, "consent_text_version", DEFAULT_CONSENT_TEXT_VERSION, nonempty=True),
+            consent_text=self._str(raw, "consent_text", DEFAULT_CONSENT_TEXT, nonempty=True),
+            sms_outbox=self._resolve(self._str(raw, "sms_outbox", "", nonempty=True)) if "sms_outbox" in raw else None,
+            timings=self._timings(raw),
         )
+
+    def _fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {key}: {problem}")
+
+    def _no_unknown(self, table: dict[str, Any], known: frozenset[str], prefix: str) -> None:
+        for name in table:
+            if name not in known:
+                raise self._fail(prefix + name, "unknown key (allowed: " + ", ".join(sorted(known)) + ")")
+
+    def _table(self, raw: dict[str, Any], name: str, prefix: str = "", required: bool = False) -> dict[str, Any]:
+        if name not in raw:
+            if required:
+                raise self._fail(prefix + name, "missing (a table is required)")
+            return {}
+        value = raw[name]
+        if not isinstance(value, dict):
+            raise self._fail(prefix + name, "must be a table")
+        return value
+
+    def _str(self, raw: dict[str, Any], name: str, default: str, prefix: str = "", nonempty: bool = False) -> str:
+        value = raw.get(name, default)
+        if not isinstance(value, str):
+            raise self._fail(prefix + name, f"must be a string, not {type(value).__name__}")
+        if nonempty and not value.strip():
+            raise self._fail(prefix + name, "must not be empty")
+        return value
+
+    def _str_list(self, raw: dict[str, Any], name: str, default: list[str]) -> list[str]:
+        value = raw.get(name, default)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self._fail(name, "must be a list of non-empty strings")
+        return value
+
+    def _resolve(self, value: str) -> Path:
+        return (self.path.resolve().parent / value).resolve()
+
+    def _file(self, raw: dict[str, Any], name: str, prefix: str) -> Path:
+        if name not in raw:
+            raise self._fail(prefix + name, "missing")
+        path = self._resolve(self._str(raw, name, "", prefix, nonempty=True))
+        if not path.is_file():
+            raise self._fail(prefix + name, f"no such file: {path}")
+        return path
+
+    def _address(self, value: str, key: str) -> None:
+        match = _ADDRESS.fullmatch(value)
+        if match is None or int(match["port"]) > 65535:
+            raise self._fail(key, f"must be host:port, not {value!r}")
+
+    def _tls(self, raw: dict[str, Any], section: str) -> TlsFiles:
+        table = self._table(raw, section, required=True)
+        self._no_unknown(table, _TLS_KEYS, section + ".")
+        prefix = section + "."
+        return TlsFiles(
+            self._file(table, "ca", prefix), self._file(table, "cert", prefix), self._file(table, "key", prefix)
+        )
+
+    def _regions(self, raw: dict[str, Any]) -> frozenset[str]:
+        regions = self._str_list(raw, "open_regions", sorted(DEFAULT_OPEN_REGIONS))
+        for code in regions:
+            if code not in REGION_NAMES:
+                raise self._fail("open_regions", f"{code!r} is not a GB/T 2260 province code")
+        return frozenset(regions)
+
+    def _banks(self, raw: dict[str, Any]) -> tuple[BankEndpoint, ...]:
+        entries = raw.get("banks", [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise self._fail("banks", "must be an array of tables ([[banks]])")
+        if not entries:
+            raise self._fail("banks", "no [[banks]] configured")
+        banks: dict[str, BankEndpoint] = {}
+        for i, entry in enumerate(entries):
+            prefix = f"banks[{i}]."
+            self._no_unknown(entry, _BANK_KEYS, prefix)
+            for required in ("code", "address"):
+                if required not in entry:
+                    raise self._fail(prefix + required, "missing")
+            code = self._str(entry, "code", "", prefix)
+            if not _BANK_CODE.fullmatch(code):
+                raise self._fail(prefix + "code", f"must be 3-6 digits, not {code!r}")
+            if code in banks:
+                raise self._fail(prefix + "code", f"bank {code} is configured twice")
+            address = self._str(entry, "address", "", prefix)
+            self._address(address, prefix + "address")
+            max_concurrent = entry.get("max_concurrent", 32)
+            if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
+                raise self._fail(prefix + "max_concurrent", "must be an integer of at least 1")
+            known = bank_by_code(code)
+            banks[code] = BankEndpoint(
+                code=code,
+                display_name=self._str(entry, "display_name", known.display_name if known else code, prefix),
+                english_name=self._str(entry, "english_name", known.english_name if known else code, prefix),
+                address=address,
+                server_name=self._str(entry, "server_name", "", prefix),
+                max_concurrent=max_concurrent,
+            )
+        return tuple(banks.values())
+
+    def _timings(self, raw: dict[str, Any]) -> Timings:
+        table = self._table(raw, "timings")
+        names = frozenset(f.name for f in dataclasses.fields(Timings))
+        self._no_unknown(table, names, "timings.")
+        values: dict[str, Any] = {}
+        for name, value in table.items():
+            key = "timings." + name
+            is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            if name in _COUNT_TIMINGS:
+                if not is_number or not isinstance(value, int) or value < 1:
+                    raise self._fail(key, "must be an integer of at least 1")
+                values[name] = value
+            elif name == "retry_multiplier":
+                if not is_number or value < 1:
+                    raise self._fail(key, "must be a number of at least 1")
+                values[name] = float(value)
+            else:
+                if not is_number or not value > 0:
+                    raise self._fail(key, "must be a positive number of seconds")
+                values[name] = dt.timedelta(seconds=value)
+        timings = Timings(**values)
+        if timings.retry_initial > timings.retry_max:
+            raise self._fail("timings.retry_initial", "must not exceed timings.retry_max")
+        return timings

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from pathlib import Path
 
-from hub.config import HubConfig
+from hub.config import ConfigError, HubConfig
 from hub.logging import configure_logging, get_logger
-from hub.server import HubServer, ServiceInstaller
+from hub.server import HubServer, ServiceInstaller, StartupError
 
 log = get_logger("hub.main")
 
@@ -46,16 +47,45 @@ async def serve(config: HubConfig, with_api: bool, grace: float) -> None:
         await hub.stop(grace)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="cardlookup-hub", description="Runs the card-lookup hub.")
-    parser.add_argument("--config", type=Path, required=True, help="the hub's TOML configuration file")
-    parser.add_argument("--log-level", default="INFO")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="cardlookup-hub",
+        description="Runs the card-lookup hub until SIGTERM or SIGINT (docs/hub-engine.md).",
+        epilog="Exit status: 0 after a clean stop, 1 if the hub cannot start (keys, ports), "
+        "2 for bad usage or a bad configuration file.",
+    )
+    parser.add_argument(
+        "--config", type=Path, required=True, help="the hub's TOML configuration file (docs/examples/hub.toml)"
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="JSON logs on stderr (default INFO)"
+    )
     parser.add_argument("--without-api", action="store_true", help="engine only: no CardLookupService")
-    parser.add_argument("--grace", type=float, default=10.0, help="seconds to drain on shutdown")
+    parser.add_argument(
+        "--grace", type=float, default=10.0, help="seconds RPCs and bank streams get on shutdown (default 10)"
+    )
     args = parser.parse_args(argv)
+    if args.grace < 0:
+        parser.error("--grace must not be negative")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        config = HubConfig.from_file(args.config)
+    except ConfigError as error:
+        print(f"cardlookup-hub: {error}", file=sys.stderr)
+        sys.exit(2)
     configure_logging(args.log_level)
-    config = HubConfig.from_file(args.config)
-    asyncio.run(serve(config, with_api=not args.without_api, grace=args.grace))
+    try:
+        asyncio.run(serve(config, with_api=not args.without_api, grace=args.grace))
+    except StartupError as error:
+        print(f"cardlookup-hub: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,6 +26,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from cardlookup.clock import Clock, SystemClock
+from cardlookup.pki import load_ed25519_private, load_secret
 from cardlookup.tls import server_credentials
 from hub.config import HubConfig
 from hub.crypto import HubKeys
@@ -33,6 +35,13 @@ from hub.logging import get_logger
 from hub.store.db import Database
 
 log = get_logger("hub.server")
+
+
+class StartupError(RuntimeError):
+    """The hub cannot start with this configuration (unreadable keys, a port
+    that cannot be bound); the message is one line for the operator."""
+
+
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
@@ -98,7 +107,7 @@ class HubServer:
         config = self.config
         self._db = db = await Database.open(config.database)
         try:
-            keys = HubKeys.load(config)
+            keys = _load_keys(config)
             self._engine = engine = QueryEngine(config, db, keys, self.clock)
             await engine.migrate()
             self._server = server = grpc.aio.server(
@@ -114,13 +123,16 @@ class HubServer:
             names = [*ctx.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME]
             reflection.enable_server_reflection(names, server)
             creds = server_credentials(config.api_tls.cert, config.api_tls.key, config.api_tls.ca)
-            self._port = server.add_secure_port(config.listen, creds)
+            self._port = _bind(config.listen, "listen", lambda: server.add_secure_port(config.listen, creds))
             await server.start()
             if config.health_listen:
                 # Plaintext health only (load balancers); the API stays mTLS-only.
                 self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
                 health_pb2_grpc.add_HealthServicer_to_server(health, self._health_server)
-                self._health_port = self._health_server.add_insecure_port(config.health_listen)
+                health_server = self._health_server
+                self._health_port = _bind(
+                    config.health_listen, "health_listen", lambda: health_server.add_insecure_port(config.health_listen)
+                )
                 await self._health_server.start()
             for name in ["", *ctx.service_names]:
                 await health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -164,6 +176,30 @@ class HubServer:
             except Exception:
                 log.error("sweep_failed", exc_info=True)
             await asyncio.sleep(interval)
+
+
+def _load_keys(config: HubConfig) -> HubKeys:
+    checks: tuple[tuple[str, Path, Callable[[Path], object]], ...] = (
+        ("keys.key_encryption_key", config.key_encryption_key, load_secret),
+        ("keys.index_key", config.index_key, load_secret),
+        ("keys.consent_signing_key", config.consent_signing_key, load_ed25519_private),
+    )
+    for key, path, load in checks:
+        try:
+            load(path)
+        except (OSError, ValueError):
+            # The loaders' own messages may quote file content; name the key and the file only.
+            raise StartupError(f"{key}: {path} does not hold a usable key") from None
+    return HubKeys.load(config)
+
+
+def _bind(address: str, key: str, add_port: Callable[[], int]) -> int:
+    # grpc raises a bare RuntimeError (and logs the errno itself) when a port
+    # cannot be bound; the operator needs the key and the address instead.
+    try:
+        return add_port()
+    except RuntimeError:
+        raise StartupError(f"{key}: cannot listen on {address} (in use, or not an address of this host)") from None
 
 
 async def _run(fn: Callable[[], Awaitable[None]]) -> None:
