@@ -13,6 +13,8 @@ these at the client boundary; callers never see a raw RpcError.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
 
 from cardlookup.rpc_errors import error_info_of
@@ -33,12 +35,15 @@ class CardLookupError(Exception):
         self.metadata = metadata
 
     def sentence(self) -> str:
-        """The error as a plain sentence for a person."""
+        """The error as a plain sentence for a person, with the facts of the
+        metadata: times in Beijing time, counts with their noun. (`metadata`
+        keeps the hub's values: times as RFC 3339 UTC, e.g.
+        `2026-01-12T09:00:00Z`.)"""
         template = SENTENCES.get(self.reason)
         if template is None:
             return f"The hub refused the request ({self.reason}): {self.message or self.code.name}."
         try:
-            return template.format(**self.metadata)
+            return template.format(**{key: readable(key, value) for key, value in self.metadata.items()})
         except KeyError:  # a hub that left out a metadata key still gets a sentence
             return _without_facts(template)
 
@@ -152,7 +157,7 @@ SENTENCES: dict[str, str] = {
     "VERIFICATION_NOT_FOUND": "That verification is unknown; request a new SMS code.",
     "VERIFICATION_EXPIRED": "The SMS code has expired; request a new one.",
     "VERIFICATION_USED": "That SMS code was already used for a query; request a new one.",
-    "SMS_CODE_WRONG": "The SMS code is wrong; {attempts_left} attempts left.",
+    "SMS_CODE_WRONG": "The SMS code is wrong; {attempts_left} left.",
     "VERIFICATION_LOCKED": "Too many wrong SMS codes; request a new one.",
     "FACE_ATTESTATION_INVALID": "Face verification did not pass: the attestation is {problem}.",
     "CONSENT_VERSION_MISMATCH": "The authorization notice changed; show version {current_version} and ask again.",
@@ -160,13 +165,36 @@ SENTENCES: dict[str, str] = {
     "QUERY_NOT_FOUND": "There is no such query for this user.",
     "REPORT_NOT_READY": "The report is not ready yet (the query is {state}); an SMS will tell you when it is.",
     "REPORT_EXPIRED": "The report was deleted 7 days after it was generated, on {expire_time}.",
-    "PAYMENT_PASSWORD_WRONG": "The payment password is wrong; {attempts_left} attempts left before it locks.",
+    "PAYMENT_PASSWORD_WRONG": "The payment password is wrong; {attempts_left} left before it locks.",
     "PASSWORD_LOCKED": "The payment password is locked after repeated failures, until {unlock_time}.",
     "CALLER_NOT_ALLOWED": "This client is not allowed to call the hub: only the app backend may.",
     "REQUEST_ID_REUSED": "That request id was already used for a different query.",
     "HUB_UNAVAILABLE": "The hub cannot be reached right now; try again later.",
     "QUERY_IN_PROGRESS": "Another lookup is still running ({query_id}); wait for its report.",
 }
+
+
+BEIJING = dt.timezone(dt.timedelta(hours=8), "Beijing time")
+TIME_KEYS = frozenset({"retry_time", "unlock_time", "expire_time"})
+
+
+def readable(key: str, value: str) -> str:
+    """A metadata value as a sentence shows it: RFC 3339 times in Beijing
+    time (the service's users are in China), `attempts_left` with its noun,
+    a query state in words."""
+    if key in TIME_KEYS:
+        try:
+            when = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return when.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S") + " Beijing time"
+    if key == "state":  # REPORT_NOT_READY: ACCEPTED / RUNNING
+        return value.lower()
+    if key == "attempts_left":
+        return f"{value} attempt" if value == "1" else f"{value} attempts"
+    return value
 
 
 def _without_facts(template: str) -> str:
