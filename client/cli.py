@@ -1,22 +1,25 @@
 """`cardlookup`: the app backend's journey from a terminal, over the sync
 client. For operators, bank IT teams and demos.
 
-    cardlookup --hub 127.0.0.1:50051 --pki pki enrol --population-user u220000003
-    cardlookup ... verify --user-id u220000003          # the code goes to the SMS outbox
-    cardlookup ... query --user-id u220000003 --verification-id V --code 123456 [--banks 102,308]
-    cardlookup ... list --user-id u220000003
-    cardlookup ... report --user-id u220000003 --query-id Q --password 123456
+    cardlookup --hub 127.0.0.1:50051 --pki pki enrol --population-user u220000155
+    cardlookup ... banks --user-id u220000155
+    cardlookup ... verify --user-id u220000155          # the code goes to the SMS outbox
+    cardlookup ... query --user-id u220000155 --verification-id V --code 123456 [--banks 102,308]
+    cardlookup ... watch --user-id u220000155 --query-id Q
+    cardlookup ... list --user-id u220000155
+    cardlookup ... report --user-id u220000155 --query-id Q [--password 123456]
 
 --hub and --pki default to $CARDLOOKUP_HUB and $CARDLOOKUP_PKI. The face
 attestation `query` sends is signed by the development face provider
-(client.devface) with the PKI's face-provider key. Errors are shown as
-plain sentences; the exit status is 1.
+(client.devface) with the PKI's face-provider key. Errors are shown as one
+plain sentence, never a traceback; see EXIT_STATUSES.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import os
 import sys
 import uuid
@@ -24,15 +27,45 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
+from rich.text import Text
 
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths
-from cardlookup.population import Population
+from cardlookup.population import Person, Population
 from client import render
 from client.devface import DevFaceProvider
-from client.errors import CardLookupError
+from client.errors import CardLookupError, InvalidField
 from client.options import ClientOptions
 from client.sync import CardLookupClient
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_STATUSES = """exit status:
+  0    done
+  1    the hub refused the request or could not be reached (the message says why)
+  2    a problem on this side: bad arguments, a missing PKI or key file
+  130  interrupted (Ctrl-C); a query keeps running at the hub: `watch` shows it again"""
+
+# The request field an INVALID_FIELD names -> the flag the user typed it with.
+FLAG_OF_FIELD = {
+    "user_id": "--user-id",
+    "parent": "--user-id",
+    "name": "--query-id",
+    "full_name": "--name",
+    "id_number": "--id-number",
+    "id_expiry_date": "--id-expiry",
+    "region_code": "--region",
+    "phone_number": "--phone",
+    "payment_password": "--password",
+    "verification_id": "--verification-id",
+    "sms_code": "--code",
+    "bank_codes": "--banks",
+    "request_id": "--request-id",
+    "page_size": "--page-size",
+}
+
+
+class LocalProblem(Exception):
+    """A problem on this side (arguments, files), as a plain sentence."""
 
 
 def watch_with_progress(client: CardLookupClient, console: Console, user_id: str, query_id: str) -> pb.Query:
@@ -45,10 +78,28 @@ def watch_with_progress(client: CardLookupClient, console: Console, user_id: str
     return last
 
 
+def _population_person(user_id: str) -> Person:
+    try:
+        return Population().person(user_id)
+    except KeyError:
+        raise LocalProblem(
+            f"{user_id} is not a user of the synthetic population (its user ids look like u220000155)."
+        ) from None
+
+
+def _date(flag: str, value: str | None) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise LocalProblem(f"{flag} must be a date as YYYY-MM-DD (got {value!r}).") from None
+
+
 def _enrol(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
     if a.population_user:
-        p = Population().person(a.population_user)
-        fields = dict(
+        p = _population_person(a.population_user)
+        user = client.enroll_user(
             user_id=p.user_id,
             full_name=p.full_name,
             id_number=p.id_number,
@@ -58,37 +109,45 @@ def _enrol(client: CardLookupClient, console: Console, a: argparse.Namespace) ->
             payment_password=p.payment_password,
         )
     else:
-        fields = dict(
-            user_id=a.user_id,
-            full_name=a.name,
-            id_number=a.id_number,
-            id_expiry_date=dt.date.fromisoformat(a.id_expiry) if a.id_expiry else None,
-            region_code=a.region,
-            phone_number=a.phone,
+        user = client.enroll_user(
+            user_id=a.user_id or "",
+            full_name=a.name or "",
+            id_number=a.id_number or "",
+            id_expiry_date=_date("--id-expiry", a.id_expiry),
+            region_code=a.region or "",
+            phone_number=a.phone or "",
             payment_password=a.password or "",
         )
-    user = client.enroll_user(**fields)  # type: ignore[arg-type]
     eligible = "may look up cards" if user.eligible else f"may not look up cards yet ({user.ineligible_reason})"
-    console.print(f"Enrolled {user.user_id}: region {user.region_code}, phone {user.masked_phone}; {eligible}.")
+    _say(console, f"Enrolled {user.user_id}: region {user.region_code}, phone {user.masked_phone}; {eligible}.")
 
 
 def _banks(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
     listed = client.list_banks(a.user_id)
     for b in listed.banks:
-        console.print(f"{b.bank_code}  {b.display_name}  {b.english_name}")
-    console.print(f"Authorization notice {listed.consent_text_version}: {listed.consent_text}")
+        _say(console, f"{b.bank_code}  {b.display_name}  {b.english_name}")
+    _say(console, f"Authorization notice, version {listed.consent_text_version}:")
+    _say(console, listed.consent_text.strip())
 
 
 def _verify(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
     started = client.start_verification(a.user_id)
-    console.print(f"SMS code sent to {started.masked_phone}; verification id {started.verification_id}")
-    console.print(f"The code is valid until {render.local_time(started.expire_time)} (Beijing time).")
+    _say(console, f"SMS code sent to {started.masked_phone}; verification id {started.verification_id}")
+    _say(console, f"The code is valid until {render.local_time(started.expire_time)} (Beijing time).")
+
+
+def _face_provider(pki: PkiPaths, face_key: str | None) -> DevFaceProvider:
+    path = Path(face_key) if face_key else pki.face_provider_key
+    try:
+        return DevFaceProvider.from_file(path)
+    except (OSError, ValueError, TypeError):
+        raise LocalProblem(f"The development face-provider key {path} is missing or not an Ed25519 key.") from None
 
 
 def _query(client: CardLookupClient, console: Console, a: argparse.Namespace, pki: PkiPaths) -> None:
+    face = _face_provider(pki, a.face_key)
     listed = client.list_banks(a.user_id)
-    banks = a.banks.split(",") if a.banks else [b.bank_code for b in listed.banks]
-    face = DevFaceProvider.from_file(Path(a.face_key) if a.face_key else pki.face_provider_key)
+    banks = [code.strip() for code in a.banks.split(",")] if a.banks else [b.bank_code for b in listed.banks]
     query = client.create_query(
         user_id=a.user_id,
         request_id=a.request_id or uuid.uuid4().hex,
@@ -98,79 +157,162 @@ def _query(client: CardLookupClient, console: Console, a: argparse.Namespace, pk
         consent_text_version=listed.consent_text_version,
         bank_codes=banks,
     )
-    console.print(query.acceptance_notice)
+    _say(console, query.acceptance_notice)
+    _say(
+        console,
+        f"Query {query.query_id} accepted; report due by {render.local_time(query.report_due_time)} (Beijing time).",
+    )
     if not a.no_wait:
-        final = watch_with_progress(client, console, a.user_id, query.query_id)
-        console.print(f"Query {final.query_id} is {render.query_state(final.state)}.")
+        _watch_to_the_end(client, console, a.user_id, query.query_id)
+
+
+def _watch(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
+    _watch_to_the_end(client, console, a.user_id, a.query_id)
+
+
+def _watch_to_the_end(client: CardLookupClient, console: Console, user_id: str, query_id: str) -> None:
+    final = watch_with_progress(client, console, user_id, query_id)
+    _say(console, f"Query {final.query_id} is {render.query_state(final.state)}.")
 
 
 def _list(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
-    console.print(render.history_table(list(client.iter_queries(a.user_id, a.page_size))))
+    queries = list(client.iter_queries(a.user_id, a.page_size))
+    if not queries:
+        _say(console, f"{a.user_id} has no lookups yet.")
+        return
+    console.print(render.history_table(queries))
+    access = render.access_table(queries)
+    if access is not None:
+        console.print(access)
 
 
 def _report(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
-    console.print(render.report_view(client.get_report(a.user_id, a.query_id, a.password)))
+    password = a.password if a.password is not None else getpass.getpass("Payment password: ")
+    console.print(render.report_view(client.get_report(a.user_id, a.query_id, password)))
+
+
+def _say(console: Console, text: str) -> None:
+    """One line of plain text: the terminal wraps it (ids stay whole) and no
+    markup or highlighting is applied to what the hub sent."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def _error(console: Console, sentence: str) -> None:
+    console.print(Text.assemble(("Error: ", "red"), sentence), soft_wrap=True, highlight=False)
+
+
+def _sentence(error: CardLookupError) -> str:
+    sentence = error.sentence()
+    flag = FLAG_OF_FIELD.get(error.metadata.get("field", "")) if isinstance(error, InvalidField) else None
+    return f"{sentence[:-1]} ({flag})." if flag else sentence
+
+
+def _check_pki(pki: PkiPaths) -> None:
+    for what, path in (
+        ("CA certificate", pki.ca_cert),
+        ("app-backend certificate", pki.cert("app-backend")),
+        ("app-backend key", pki.key("app-backend")),
+    ):
+        if not path.is_file():
+            raise LocalProblem(
+                f"The PKI directory {pki.root} has no {what} ({path}); create one with "
+                f"`cardlookup-pki --out {pki.root}` or pass --pki."
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cardlookup", description="The card-lookup hub's app-backend client.")
-    parser.add_argument("--hub", default=os.environ.get("CARDLOOKUP_HUB", "127.0.0.1:50051"), help="hub host:port")
-    parser.add_argument("--pki", default=os.environ.get("CARDLOOKUP_PKI", "pki"), help="development PKI directory")
-    parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each call, seconds")
-    sub = parser.add_subparsers(dest="command", required=True)
-    enrol = sub.add_parser("enrol", help="enrol a real-name user (R1)")
-    enrol.add_argument("--population-user", help="enrol this user of the synthetic population")
-    for flag in ("--user-id", "--name", "--id-number", "--id-expiry", "--region", "--phone", "--password"):
-        enrol.add_argument(flag)
-    sub.add_parser("banks", help="banks open to the user, and the authorization notice").add_argument(
-        "--user-id", required=True
+    parser = argparse.ArgumentParser(
+        prog="cardlookup",
+        description="The card-lookup hub's app-backend client: enrol, verify, query with live progress, "
+        "history, report. Times are shown in Beijing time.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub.add_parser("verify", help="send an SMS code (R4)").add_argument("--user-id", required=True)
-    query = sub.add_parser("query", help="authorize and run a lookup, with live progress")
-    query.add_argument("--user-id", required=True)
-    query.add_argument("--verification-id", required=True)
+    parser.add_argument(
+        "--hub",
+        default=os.environ.get("CARDLOOKUP_HUB", "127.0.0.1:50051"),
+        help="hub host:port (default: $CARDLOOKUP_HUB, else 127.0.0.1:50051)",
+    )
+    parser.add_argument(
+        "--pki",
+        default=os.environ.get("CARDLOOKUP_PKI", "pki"),
+        help="development PKI directory made by cardlookup-pki (default: $CARDLOOKUP_PKI, else ./pki)",
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each call, seconds (default 10)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=EXIT_STATUSES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    def user_id(p: argparse.ArgumentParser, required: bool = True) -> None:
+        p.add_argument("--user-id", required=required, help="the app's user id")
+
+    enrol = command("enrol", "enrol a real-name user, or replace their data (R1)")
+    enrol.add_argument(
+        "--population-user", metavar="USER_ID", help="enrol this user of the synthetic population (all fields)"
+    )
+    user_id(enrol, required=False)
+    enrol.add_argument("--name", help="full name as on the ID card")
+    enrol.add_argument("--id-number", help="18-character resident ID number")
+    enrol.add_argument("--id-expiry", metavar="YYYY-MM-DD", help="ID card expiry date (omit: long-term)")
+    enrol.add_argument("--region", metavar="CODE", help="GB/T 2260 province code, e.g. 310000")
+    enrol.add_argument("--phone", help="11-digit mobile number")
+    enrol.add_argument("--password", help="6-digit payment password (required the first time)")
+    user_id(command("banks", "the banks open to the user, and the authorization notice (R2, R3)"))
+    user_id(command("verify", "send an SMS code to the registered phone (R4)"))
+    query = command("query", "authorize and run a lookup, with live per-bank progress (R3-R6)")
+    user_id(query)
+    query.add_argument("--verification-id", required=True, help="the id `verify` printed")
     query.add_argument("--code", required=True, help="the 6-digit SMS code")
     query.add_argument("--banks", help="comma-separated bank codes (default: every bank open to the user)")
     query.add_argument("--face-key", help="dev face-provider key (default: PKI/keys/face-provider.key)")
-    query.add_argument("--request-id", help="idempotency key (default: random)")
-    query.add_argument("--no-wait", action="store_true", help="return once accepted")
-    listing = sub.add_parser("list", help="the user's lookup history")
-    listing.add_argument("--user-id", required=True)
-    listing.add_argument("--page-size", type=int, default=20)
-    report = sub.add_parser("report", help="open a report with the payment password (R10)")
-    report.add_argument("--user-id", required=True)
-    report.add_argument("--query-id", required=True)
-    report.add_argument("--password", required=True)
+    query.add_argument("--request-id", help="idempotency key: the same id returns the same query (default: random)")
+    query.add_argument("--no-wait", action="store_true", help="return once accepted (see `watch`)")
+    watch = command("watch", "live per-bank progress of a query until it is ready (R6)")
+    user_id(watch)
+    watch.add_argument("--query-id", required=True, help="the query id `query` or `list` printed")
+    listing = command("list", "the user's lookup history, newest first, with report access (R10, R11)")
+    user_id(listing)
+    listing.add_argument("--page-size", type=int, default=20, help="queries per call, 1-100 (default 20)")
+    report = command("report", "open a report with the payment password (R10)")
+    user_id(report)
+    report.add_argument("--query-id", required=True, help="the query id `query` or `list` printed")
+    report.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
     return parser
 
 
+COMMANDS = {"enrol": _enrol, "banks": _banks, "verify": _verify, "watch": _watch, "list": _list, "report": _report}
+
+
 def run(argv: list[str] | None = None, console: Console | None = None) -> int:
+    """Runs one command; returns the exit status (EXIT_STATUSES)."""
     args = build_parser().parse_args(argv)
     console = console or Console()
     pki = PkiPaths(Path(args.pki))
-    options = ClientOptions.from_pki(pki.root, args.hub, timeout_s=args.timeout)
     try:
+        _check_pki(pki)
+        options = ClientOptions.from_pki(pki.root, args.hub, timeout_s=args.timeout)
         with CardLookupClient(options) as client:
-            match args.command:
-                case "enrol":
-                    _enrol(client, console, args)
-                case "banks":
-                    _banks(client, console, args)
-                case "verify":
-                    _verify(client, console, args)
-                case "query":
-                    _query(client, console, args, pki)
-                case "list":
-                    _list(client, console, args)
-                case "report":
-                    _report(client, console, args)
+            if args.command == "query":
+                _query(client, console, args, pki)
+            else:
+                COMMANDS[args.command](client, console, args)
     except CardLookupError as error:
-        console.print(f"[red]Error:[/red] {error.sentence()}", highlight=False)
-        return 1
-    except (OSError, ValueError) as error:
-        console.print(f"[red]Error:[/red] {error}", highlight=False)
-        return 2
-    return 0
+        _error(console, _sentence(error))
+        return EXIT_REFUSED
+    except LocalProblem as problem:
+        _error(console, str(problem))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        console.print("Interrupted. A query keeps running at the hub; `cardlookup watch` shows it again.")
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -87,25 +88,41 @@ def report_view(report: pb.Report) -> Group:
         kind = "debit 借记卡" if c.card_type == pb.CARD_TYPE_DEBIT else "credit 信用卡"
         middle = "*" * max(0, c.number_length - 8)
         cards.add_row(c.display_name, kind, f"{c.first_four} {middle} {c.last_four}")
-    notices = [Text(f"• {n.text}\n  {n.english_text}") for n in report.notices]
+    notices = Table.grid(padding=(0, 1))
+    notices.add_column(no_wrap=True)
+    notices.add_column()
+    for n in report.notices:
+        notices.add_row("•", Text(f"{n.text}\n{n.english_text}"))
     header = Text(
-        f"Report generated {local_time(report.generate_time)} (Beijing time); deleted {local_time(report.expire_time)}."
+        f"Report generated {local_time(report.generate_time)}, deleted {local_time(report.expire_time)} (Beijing time)."
     )
-    return Group(header, summary, cards, *notices)
+    return Group(header, summary, cards, notices)
 
 
 def history_table(queries: list[pb.Query]) -> Table:
-    table = Table(title="Lookup history")
-    for column in ("Query", "Created (Beijing)", "Banks", "State", "Report deleted", "Report access"):
-        table.add_column(column)
+    # Fits 80 columns with the query id whole (it is copied into `report`/`watch`);
+    # times in Beijing time: created, then when the report is deleted (R11).
+    table = Table(title="Lookup history, newest first (Beijing time)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Query", no_wrap=True, min_width=36)
+    table.add_column("State", no_wrap=True)
+    table.add_column("Banks", no_wrap=True)
+    table.add_column("Created, deleted", no_wrap=True)
     for q in queries:
-        access = ", ".join(f"{_ACCESS.get(e.result, '?')} {local_time(e.time)}" for e in q.report_access_events)
-        table.add_row(
-            q.query_id,
-            local_time(q.create_time),
-            ",".join(q.bank_codes),
-            query_state(q.state),
-            local_time(q.report_expire_time) if q.HasField("report_expire_time") else "",
-            access,
-        )
+        banks = ",".join(q.bank_codes) if len(q.bank_codes) <= 2 else f"{len(q.bank_codes)} banks"
+        times = local_time(q.create_time)
+        if q.HasField("report_expire_time"):
+            times += "\n" + local_time(q.report_expire_time)
+        table.add_row(q.query_id, query_state(q.state), banks, times)
     return table
+
+
+def access_table(queries: list[pb.Query]) -> Table | None:
+    """Every attempt to open a report (R10), or None when there was none."""
+    table = Table(title="Report access (R10, Beijing time)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Query", no_wrap=True, min_width=36)
+    table.add_column("Time", no_wrap=True)
+    table.add_column("Result", no_wrap=True)
+    for q in queries:
+        for e in q.report_access_events:
+            table.add_row(q.query_id, local_time(e.time), _ACCESS.get(e.result, "?"))
+    return table if table.row_count else None
