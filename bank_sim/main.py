@@ -4,6 +4,9 @@
                      [--base-port P] [--admin-port P | --no-admin]
                      [--seed S] [--population-size N] [--addresses-out FILE]
 
+Exit status: 0 after a clean stop, 1 if a port cannot be bound, 2 for bad
+usage or a bad configuration file.
+
 Prints one line when every bank serves, and (with --addresses-out) writes
 {"banks": {code: address}, "admin": address, "admin_server_name": name}
 atomically at that moment, so a hub or demo can wait for the file.
@@ -34,7 +37,10 @@ STOP_GRACE = 2.0
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="cardlookup-banks", description="Run simulated banks (CardDirectoryService) over mTLS."
+        prog="cardlookup-banks",
+        description="Run simulated banks (CardDirectoryService) over mTLS (docs/bank-simulator.md).",
+        epilog="Exit status: 0 after a clean stop, 1 if a port cannot be bound, "
+        "2 for bad usage or a bad configuration file.",
     )
     parser.add_argument("--pki", type=Path, default=Path("pki"), help="PKI directory (dev PKI created if missing)")
     parser.add_argument("--config", type=Path, help="banks.toml: ports, faults, population (optional)")
@@ -46,7 +52,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="population seed")
     parser.add_argument("--population-size", type=int, help="number of people")
     parser.add_argument("--addresses-out", type=Path, help="write bank and admin addresses here (JSON)")
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="logging level (default WARNING)",
+    )
     return parser.parse_args(argv)
 
 
@@ -119,13 +131,14 @@ async def serve(config: FleetConfig, addresses_out: Path | None, started: float)
 def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from(args)
         banks = settings.bank_configs()
         population = settings.population()
     except ConfigError as error:
-        sys.exit(f"cardlookup-banks: {error}")
+        print(f"cardlookup-banks: {error}", file=sys.stderr)
+        sys.exit(2)  # bad usage, like argparse's own errors
     if args.addresses_out is not None:
         args.addresses_out.unlink(missing_ok=True)  # a stale file must not look like this run's
     pki = ensure_pki(args.pki, [b.code for b in banks])

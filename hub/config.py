@@ -3,40 +3,15 @@
 A hub reads one TOML file (`cardlookup-hub --config hub.toml`), then a few
 environment overrides (CARDLOOKUP_HUB_LISTEN, CARDLOOKUP_HUB_DATABASE,
 CARDLOOKUP_HUB_HEALTH_LISTEN). Regions and banks are configuration, not code
-(R2): the file lists them, and the defaults are SPEC.md's 16 banks and
-open regions. `HubConfig.dev()` builds the configuration the demo and tests
+(R2): the file lists the banks (at least one; names default to the
+registry's) and the open regions (default: SPEC.md's). `HubConfig.dev()` builds the configuration the demo and tests
 use from a development PKI directory.
 
-Example file (paths are relative to the file):
-
-    listen = "127.0.0.1:50051"
-    database = "var/hub.db"
-    open_regions = ["310000", "530000"]
-    consent_text_version = "2022-03-01"
-
-    [api_tls]            # the app backend calls the hub with these
-    ca = "pki/ca.pem"
-    cert = "pki/certs/hub-server.pem"
-    key = "pki/certs/hub-server.key"
-
-    [bank_tls]           # the hub calls banks with these
-    ca = "pki/ca.pem"
-    cert = "pki/certs/hub-client.pem"
-    key = "pki/certs/hub-client.key"
-
-    [keys]
-    consent_signing_key = "pki/keys/consent-signing.key"
-    consent_key_id = "hub-consent-dev-1"
-    key_encryption_key = "pki/keys/kek.hex"
-    index_key = "pki/keys/index.hex"
-    face_provider_keys = { "face-provider-dev-1" = "pki/keys/face-provider.pub" }
-
-    [timings]            # seconds
-    report_window = 86400
-
-    [[banks]]
-    code = "102"
-    address = "127.0.0.1:7102"
+The file is documented by example: docs/examples/hub.toml (every key, with
+comments; paths are relative to the file), shown in docs/hub-engine.md and
+loaded by tests/hub/test_config_file.py. Unknown keys are refused, not
+ignored: a misspelt key would otherwise silently leave a default in force.
+`cardlookup-hub` prints a ConfigError as one line and exits with status 2.
 """
 
 from __future__ import annotations

@@ -115,5 +115,6 @@ async def test_cli_refuses_a_bad_config_file(tmp_path: Path) -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 1 and b"count" in err
+    assert proc.returncode == 2 and b"count" in err
+    assert len(err.decode().strip().splitlines()) == 1
     assert not (tmp_path / "pki").exists()
