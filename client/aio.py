@@ -49,6 +49,9 @@ class AsyncCardLookupClient:
         )
         self._stub = svc_grpc.CardLookupServiceStub(self._channel)
 
+    def _ready(self, method: str) -> bool:
+        return self.options.waits_for_ready(method)
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close(None)
@@ -88,19 +91,33 @@ class AsyncCardLookupClient:
             payment_password=payment_password,
         )
         try:
-            return (await self.stub.EnrollUser(request, timeout=self.options.timeout_s)).user
+            return (
+                await self.stub.EnrollUser(
+                    request, timeout=self.options.timeout_s, wait_for_ready=self._ready("EnrollUser")
+                )
+            ).user
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
     async def get_user(self, user_id: str) -> pb.User:
         try:
-            return (await self.stub.GetUser(svc.GetUserRequest(user_id=user_id), timeout=self.options.timeout_s)).user
+            return (
+                await self.stub.GetUser(
+                    svc.GetUserRequest(user_id=user_id),
+                    timeout=self.options.timeout_s,
+                    wait_for_ready=self._ready("GetUser"),
+                )
+            ).user
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
     async def list_banks(self, user_id: str) -> svc.ListBanksResponse:
         try:
-            return await self.stub.ListBanks(svc.ListBanksRequest(user_id=user_id), timeout=self.options.timeout_s)
+            return await self.stub.ListBanks(
+                svc.ListBanksRequest(user_id=user_id),
+                timeout=self.options.timeout_s,
+                wait_for_ready=self._ready("ListBanks"),
+            )
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
@@ -133,14 +150,22 @@ class AsyncCardLookupClient:
             bank_codes=bank_codes,
         )
         try:
-            return (await self.stub.CreateQuery(request, timeout=self.options.create_timeout_s)).query
+            return (
+                await self.stub.CreateQuery(
+                    request, timeout=self.options.create_timeout_s, wait_for_ready=self._ready("CreateQuery")
+                )
+            ).query
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
     async def get_query(self, user_id: str, query_id: str) -> pb.Query:
         request = requests.get_query(user_id, query_id)
         try:
-            return (await self.stub.GetQuery(request, timeout=self.options.timeout_s)).query
+            return (
+                await self.stub.GetQuery(
+                    request, timeout=self.options.timeout_s, wait_for_ready=self._ready("GetQuery")
+                )
+            ).query
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
@@ -148,7 +173,9 @@ class AsyncCardLookupClient:
         """The query's progress: the current state, then one message per bank
         outcome; ends after the message in which the query is READY."""
         request = requests.watch_query(user_id, query_id)
-        call = self.stub.WatchQuery(request, timeout=self.options.watch_timeout_s)
+        call = self.stub.WatchQuery(
+            request, timeout=self.options.watch_timeout_s, wait_for_ready=self._ready("WatchQuery")
+        )
         try:
             async for message in call:
                 yield message
@@ -160,7 +187,9 @@ class AsyncCardLookupClient:
     async def list_queries(self, user_id: str, page_size: int = 0, page_token: str = "") -> svc.ListQueriesResponse:
         request = requests.list_queries(user_id, page_size, page_token)
         try:
-            return await self.stub.ListQueries(request, timeout=self.options.timeout_s)
+            return await self.stub.ListQueries(
+                request, timeout=self.options.timeout_s, wait_for_ready=self._ready("ListQueries")
+            )
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 

@@ -43,6 +43,9 @@ class CardLookupClient:
     ) -> None:
         self.close()
 
+    def _ready(self, method: str) -> bool:
+        return self.options.waits_for_ready(method)
+
     def close(self) -> None:
         self._channel.close()
 
@@ -75,19 +78,29 @@ class CardLookupClient:
             payment_password=payment_password,
         )
         try:
-            return self.stub.EnrollUser(request, timeout=self.options.timeout_s).user
+            return self.stub.EnrollUser(
+                request, timeout=self.options.timeout_s, wait_for_ready=self._ready("EnrollUser")
+            ).user
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
     def get_user(self, user_id: str) -> pb.User:
         try:
-            return self.stub.GetUser(svc.GetUserRequest(user_id=user_id), timeout=self.options.timeout_s).user
+            return self.stub.GetUser(
+                svc.GetUserRequest(user_id=user_id),
+                timeout=self.options.timeout_s,
+                wait_for_ready=self._ready("GetUser"),
+            ).user
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
     def list_banks(self, user_id: str) -> svc.ListBanksResponse:
         try:
-            return self.stub.ListBanks(svc.ListBanksRequest(user_id=user_id), timeout=self.options.timeout_s)
+            return self.stub.ListBanks(
+                svc.ListBanksRequest(user_id=user_id),
+                timeout=self.options.timeout_s,
+                wait_for_ready=self._ready("ListBanks"),
+            )
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
@@ -120,20 +133,26 @@ class CardLookupClient:
             bank_codes=bank_codes,
         )
         try:
-            return self.stub.CreateQuery(request, timeout=self.options.create_timeout_s).query
+            return self.stub.CreateQuery(
+                request, timeout=self.options.create_timeout_s, wait_for_ready=self._ready("CreateQuery")
+            ).query
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
     def get_query(self, user_id: str, query_id: str) -> pb.Query:
         request = requests.get_query(user_id, query_id)
         try:
-            return self.stub.GetQuery(request, timeout=self.options.timeout_s).query
+            return self.stub.GetQuery(
+                request, timeout=self.options.timeout_s, wait_for_ready=self._ready("GetQuery")
+            ).query
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
     def watch_query(self, user_id: str, query_id: str) -> Iterator[svc.WatchQueryResponse]:
         request = requests.watch_query(user_id, query_id)
-        call = self.stub.WatchQuery(request, timeout=self.options.watch_timeout_s)
+        call = self.stub.WatchQuery(
+            request, timeout=self.options.watch_timeout_s, wait_for_ready=self._ready("WatchQuery")
+        )
         try:
             yield from call
         except grpc.RpcError as e:
@@ -144,7 +163,9 @@ class CardLookupClient:
     def list_queries(self, user_id: str, page_size: int = 0, page_token: str = "") -> svc.ListQueriesResponse:
         request = requests.list_queries(user_id, page_size, page_token)
         try:
-            return self.stub.ListQueries(request, timeout=self.options.timeout_s)
+            return self.stub.ListQueries(
+                request, timeout=self.options.timeout_s, wait_for_ready=self._ready("ListQueries")
+            )
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 

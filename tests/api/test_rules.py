@@ -296,7 +296,8 @@ async def test_r17_only_the_app_backend_may_call(harness: HubHarness, pki: PkiPa
                     pass
     # A bank's certificate is a server certificate: the handshake refuses it
     # as a client certificate, and so it refuses a caller with none.
-    async with AsyncCardLookupClient(dataclasses.replace(client_options(pki, port, "bank-102"))) as bank:
+    # (get_user waits for a usable connection within its deadline: keep it short.)
+    async with AsyncCardLookupClient(dataclasses.replace(client_options(pki, port, "bank-102"), timeout_s=1.0)) as bank:
         with pytest.raises(HubUnavailable):
             await bank.get_user("u1")
     creds = grpc.ssl_channel_credentials(root_certificates=pki.ca_cert.read_bytes())

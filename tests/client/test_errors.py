@@ -29,7 +29,9 @@ def test_sentences_use_the_metadata_and_survive_without_it() -> None:
     e = CooldownActive(
         grpc.StatusCode.FAILED_PRECONDITION, "COOLDOWN_ACTIVE", "m", {"retry_time": "2026-01-12T09:00:00Z"}
     )
-    assert e.sentence() == "A new lookup is allowed 7 days after the latest report, from 2026-01-12 17:00:00 Beijing time."
+    assert (
+        e.sentence() == "A new lookup is allowed 7 days after the latest report, from 2026-01-12 17:00:00 Beijing time."
+    )
     assert e.metadata["retry_time"] == "2026-01-12T09:00:00Z"  # the hub's value, unchanged
     bare = CooldownActive(grpc.StatusCode.FAILED_PRECONDITION, "COOLDOWN_ACTIVE", "m", {})
     assert bare.sentence() == "A new lookup is allowed 7 days after the latest report."
