@@ -4,8 +4,10 @@ errors as plain sentences."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import re
+from pathlib import Path
 
 from rich.console import Console
 
@@ -16,7 +18,7 @@ from tests.api.helpers import HubHarness
 
 async def cli(hub: HubHarness, pki: PkiPaths, *args: str) -> tuple[int, str]:
     out = io.StringIO()
-    console = Console(file=out, width=200, color_system=None)
+    console = Console(file=out, width=80, color_system=None)  # a plain terminal
     argv = ["--hub", f"127.0.0.1:{hub.server.port}", "--pki", str(pki.root), *args]
     code = await asyncio.to_thread(run, argv, console)
     return code, out.getvalue()
@@ -63,3 +65,57 @@ async def test_cli_shows_errors_as_sentences(harness: HubHarness, pki: PkiPaths)
         "--query-id", "00000000-0000-4000-8000-000000000000", "--password", "123456",
     )  # fmt: skip
     assert code == 1 and "There is no such query for this user." in out
+
+
+async def test_cli_error_journey_wrong_code_lockout_cooldown(harness: HubHarness, pki: PkiPaths) -> None:
+    person = harness.eligible(2)
+    await harness.enrol(person)
+    code, out = await cli(harness, pki, "verify", "--user-id", person.user_id)
+    verification_id = re.search(r"verification id (\S+)", out).group(1)  # type: ignore[union-attr]
+    real = harness.last_code(person.phone)
+    wrong = "000000" if real != "000000" else "111111"
+    query = ("query", "--user-id", person.user_id, "--verification-id", verification_id, "--banks", "102")
+    code, out = await cli(harness, pki, *query, "--code", wrong)
+    assert (code, out.strip()) == (1, "Error: The SMS code is wrong; 4 attempts left.")
+    code, out = await cli(harness, pki, *query, "--code", real)
+    query_id = re.search(r"Query (\S+) is ready", out).group(1)  # type: ignore[union-attr]
+    bad = "000000" if person.payment_password != "000000" else "111111"
+    report = ("report", "--user-id", person.user_id, "--query-id", query_id, "--password")
+    for left in ("4 attempts", "3 attempts", "2 attempts", "1 attempt"):
+        code, out = await cli(harness, pki, *report, bad)
+        assert (code, out.strip()) == (1, f"Error: The payment password is wrong; {left} left before it locks.")
+    code, out = await cli(harness, pki, *report, bad)
+    assert code == 1
+    until = re.fullmatch(
+        r"Error: The payment password is locked after repeated failures, until (.+) Beijing time\.", out.strip()
+    )
+    assert until, out
+    expected = (harness.clock.now() + dt.timedelta(hours=24)).astimezone(dt.timezone(dt.timedelta(hours=8)))
+    assert until.group(1) == expected.strftime("%Y-%m-%d %H:%M:%S")
+    code, out = await cli(harness, pki, "list", "--user-id", person.user_id)
+    assert code == 0 and query_id in out and out.count("wrong password") == 5  # id whole at 80 columns
+    harness.clock.advance(dt.timedelta(minutes=2))
+    code, out = await cli(harness, pki, "verify", "--user-id", person.user_id)
+    vid = re.search(r"verification id (\S+)", out).group(1)  # type: ignore[union-attr]
+    again = ("query", "--user-id", person.user_id, "--verification-id", vid, "--code", harness.last_code(person.phone))
+    code, out = await cli(harness, pki, *again)
+    assert code == 1 and "A new lookup is allowed 7 days after the latest report, from " in out
+    assert out.strip().endswith("Beijing time.") and "Traceback" not in out
+
+
+async def test_cli_local_problems_exit_2_with_a_sentence(harness: HubHarness, pki: PkiPaths, tmp_path: Path) -> None:
+    cases = [
+        (("enrol", "--population-user", "nobody"), "nobody is not a user of the synthetic population"),
+        (("enrol", "--user-id", "u", "--id-expiry", "2020/01/01"), "--id-expiry must be a date as YYYY-MM-DD"),
+        (("query", "--user-id", "u", "--verification-id", "v", "--code", "1", "--face-key", str(tmp_path / "none")),
+         "face-provider key"),
+    ]  # fmt: skip
+    for args, fragment in cases:
+        code, out = await cli(harness, pki, *args)
+        assert code == 2 and out.startswith("Error: ") and fragment in out and "Traceback" not in out, out
+    out_io = io.StringIO()
+    missing = ["--pki", str(tmp_path / "nopki"), "banks", "--user-id", "u"]
+    code = await asyncio.to_thread(run, missing, Console(file=out_io, width=80, color_system=None))
+    assert code == 2 and "has no CA certificate" in out_io.getvalue() and "cardlookup-pki --out" in out_io.getvalue()
+    code, out = await cli(harness, pki, "report", "--user-id", "u", "--query-id", "x", "--password", "123456")
+    assert code == 1 and "malformed field: name (--query-id)." in out
