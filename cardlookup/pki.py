@@ -48,6 +48,10 @@ class PkiPaths:
 
     root: Path
 
+    def __post_init__(self) -> None:
+        # Accept a str too (PkiPaths("pki")): every path below is built from it.
+        object.__setattr__(self, "root", Path(self.root))
+
     @property
     def ca_cert(self) -> Path:
         return self.root / "ca.pem"

@@ -57,3 +57,9 @@ def test_extra_client_certificate_chains_to_the_ca_and_names_its_holder(tmp_path
     usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert key_path.stat().st_mode & 0o077 == 0
+
+
+def test_paths_accept_a_string_root(tmp_path: Path) -> None:
+    paths = PkiPaths(str(tmp_path))  # type: ignore[arg-type]
+    assert paths.ca_cert == tmp_path / "ca.pem"
+    assert paths.bank_cert("102") == tmp_path / "certs" / "bank-102.pem"
