@@ -26,7 +26,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from cardlookup.clock import Clock, SystemClock
-from cardlookup.pki import load_ed25519_private, load_secret
+from cardlookup.pki import load_ed25519_private, load_ed25519_public, load_secret
 from cardlookup.tls import server_credentials
 from hub.config import HubConfig
 from hub.crypto import HubKeys
@@ -183,6 +183,10 @@ def _load_keys(config: HubConfig) -> HubKeys:
         ("keys.key_encryption_key", config.key_encryption_key, load_secret),
         ("keys.index_key", config.index_key, load_secret),
         ("keys.consent_signing_key", config.consent_signing_key, load_ed25519_private),
+    )
+    checks += tuple(
+        (f"keys.face_provider_keys.{key_id}", path, load_ed25519_public)
+        for key_id, path in config.face_provider_keys.items()
     )
     for key, path, load in checks:
         try:

@@ -57,6 +57,16 @@ def test_an_unusable_key_file_exits_1_naming_the_key(tmp_path: Path, pki: PkiPat
     ]
 
 
+def test_an_unusable_face_provider_key_exits_1_naming_the_key(tmp_path: Path, pki: PkiPaths) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8").replace("pki/keys/face-provider.pub", "pki/keys/kek.hex")
+    path = example_dir(tmp_path, pki, text)
+    env = {**os.environ, "CARDLOOKUP_HUB_LISTEN": "127.0.0.1:0", "CARDLOOKUP_HUB_HEALTH_LISTEN": ""}
+    result = run(str(HUB), "--config", str(path), "--log-level", "ERROR", env=env)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("cardlookup-hub: keys.face_provider_keys.") and line.endswith("does not hold a usable key")
+
+
 def log_records(log: Path) -> list[dict[str, object]]:
     """The hub's JSON log lines (gRPC's C core may add its own plain lines)."""
     lines = log.read_text(encoding="utf-8").splitlines()
