@@ -5,6 +5,7 @@ output in a log file, and always stopped (SIGTERM, then SIGKILL)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import shutil
 import signal
@@ -14,17 +15,18 @@ import sys
 import time
 from pathlib import Path
 
-from cardlookup.pki import FACE_KEY_ID, PkiPaths
+from cardlookup.pki import PkiPaths
+from hub.config import HubConfig, Timings
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
-HUB_TIMINGS = {
+HUB_TIMINGS = Timings(
     # A bank stream under a saturated 2-core machine can take seconds at 1,000
     # banks; a short deadline would turn load into retries and skew the figures.
-    "attempt_timeout": 120,
-    "retry_initial": 0.2,
-    "retry_max": 2,
-}
+    attempt_timeout=dt.timedelta(seconds=120),
+    retry_initial=dt.timedelta(seconds=0.2),
+    retry_max=dt.timedelta(seconds=2),
+)
 
 
 def command(name: str) -> list[str]:
@@ -83,34 +85,8 @@ def read_addresses(path: Path) -> dict[str, str]:
 
 
 def write_hub_config(path: Path, pki: PkiPaths, port: int, banks: dict[str, str], work: Path) -> None:
-    lines = [
-        f'listen = "127.0.0.1:{port}"',
-        f'database = "{work / "hub.db"}"',
-        f'sms_outbox = "{work / "sms-outbox.jsonl"}"',
-        "",
-        "[api_tls]",
-        f'ca = "{pki.ca_cert}"',
-        f'cert = "{pki.cert("hub-server")}"',
-        f'key = "{pki.key("hub-server")}"',
-        "",
-        "[bank_tls]",
-        f'ca = "{pki.ca_cert}"',
-        f'cert = "{pki.cert("hub-client")}"',
-        f'key = "{pki.key("hub-client")}"',
-        "",
-        "[keys]",
-        f'consent_signing_key = "{pki.consent_signing_key}"',
-        f'key_encryption_key = "{pki.key_encryption_key}"',
-        f'index_key = "{pki.index_key}"',
-        f'face_provider_keys = {{ "{FACE_KEY_ID}" = "{pki.face_provider_public_key}" }}',
-        "",
-        "[timings]",
-        *(f"{name} = {value}" for name, value in HUB_TIMINGS.items()),
-        "",
-    ]
-    for code, address in banks.items():
-        lines += ["[[banks]]", f'code = "{code}"', f'address = "{address}"', ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    config = HubConfig.dev(pki, banks, work, listen=f"127.0.0.1:{port}", timings=HUB_TIMINGS)
+    path.write_text(config.to_toml(), encoding="utf-8")
 
 
 def start_hub(config: Path, log_level: str, work: Path) -> subprocess.Popen[bytes]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cardlookup.hub.v1 import resources_pb2 as pb
-from cardlookup.pki import FACE_KEY_ID, PkiPaths
+from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
 from client import render
 from client.cli import watch_with_progress
@@ -43,6 +43,7 @@ from client.devface import DevFaceProvider
 from client.errors import CardLookupError
 from client.options import ClientOptions
 from client.sync import CardLookupClient
+from hub.config import HubConfig
 from hub.notify import read_outbox
 
 BANK_COUNT = 16
@@ -77,31 +78,9 @@ def _wait_for_file(path: Path, process: subprocess.Popen[bytes], what: str) -> N
 
 
 def write_hub_config(path: Path, pki: PkiPaths, port: int, banks: dict[str, str], work: Path) -> None:
-    lines = [
-        f'listen = "127.0.0.1:{port}"',
-        f'database = "{work / "hub.db"}"',
-        f'sms_outbox = "{work / "sms-outbox.jsonl"}"',
-        "",
-        "[api_tls]",
-        f'ca = "{pki.ca_cert}"',
-        f'cert = "{pki.cert("hub-server")}"',
-        f'key = "{pki.key("hub-server")}"',
-        "",
-        "[bank_tls]",
-        f'ca = "{pki.ca_cert}"',
-        f'cert = "{pki.cert("hub-client")}"',
-        f'key = "{pki.key("hub-client")}"',
-        "",
-        "[keys]",
-        f'consent_signing_key = "{pki.consent_signing_key}"',
-        f'key_encryption_key = "{pki.key_encryption_key}"',
-        f'index_key = "{pki.index_key}"',
-        f'face_provider_keys = {{ "{FACE_KEY_ID}" = "{pki.face_provider_public_key}" }}',
-        "",
-    ]
-    for code, address in banks.items():
-        lines += ["[[banks]]", f'code = "{code}"', f'address = "{address}"', ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    """The demo hub: the development configuration over `pki`, data in `work`."""
+    config = HubConfig.dev(pki, banks, work, listen=f"127.0.0.1:{port}")
+    path.write_text(config.to_toml(), encoding="utf-8")
 
 
 def ground_truth_mismatches(report: pb.Report, person: Person, population: Population) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import re
 import tomllib
@@ -150,6 +151,59 @@ class HubConfig:
         )
         return dataclasses.replace(base, **overrides)
 
+    def to_toml(self) -> str:
+        """This configuration as a hub.toml that `from_file` reads back to an
+        equal HubConfig (paths absolute). The demo, the benchmark and tests
+        write the hub's configuration with it rather than by hand."""
+        q = _toml_string
+        lines = [
+            f"listen = {q(self.listen)}",
+            f"health_listen = {q(self.health_listen)}",
+            f"database = {q(str(self.database))}",
+            f"open_regions = [{', '.join(q(r) for r in sorted(self.open_regions))}]",
+            f"allowed_clients = [{', '.join(q(c) for c in sorted(self.allowed_clients))}]",
+            f"consent_text_version = {q(self.consent_text_version)}",
+            f"consent_text = {q(self.consent_text)}",
+        ]
+        if self.sms_outbox is not None:
+            lines.append(f"sms_outbox = {q(str(self.sms_outbox))}")
+        for section, tls in (("api_tls", self.api_tls), ("bank_tls", self.bank_tls)):
+            lines += [
+                "",
+                f"[{section}]",
+                f"ca = {q(str(tls.ca))}",
+                f"cert = {q(str(tls.cert))}",
+                f"key = {q(str(tls.key))}",
+            ]
+        faces = ", ".join(f"{q(k)} = {q(str(v))}" for k, v in self.face_provider_keys.items())
+        lines += [
+            "",
+            "[keys]",
+            f"consent_signing_key = {q(str(self.consent_signing_key))}",
+            f"consent_key_id = {q(self.consent_key_id)}",
+            f"key_encryption_key = {q(str(self.key_encryption_key))}",
+            f"index_key = {q(str(self.index_key))}",
+            f"face_provider_keys = {{ {faces} }}",
+            "",
+            "[timings]",
+        ]
+        for f in dataclasses.fields(Timings):
+            value = getattr(self.timings, f.name)
+            lines.append(f"{f.name} = {value.total_seconds() if isinstance(value, dt.timedelta) else value!r}")
+        for b in self.banks:
+            lines += [
+                "",
+                "[[banks]]",
+                f"code = {q(b.code)}",
+                f"address = {q(b.address)}",
+                f"display_name = {q(b.display_name)}",
+                f"english_name = {q(b.english_name)}",
+                f"max_concurrent = {b.max_concurrent}",
+            ]
+            if b.server_name:
+                lines.append(f"server_name = {q(b.server_name)}")
+        return "\n".join(lines) + "\n"
+
     @classmethod
     def from_file(cls, path: Path, env: dict[str, str] | None = None) -> HubConfig:
         """Reads a hub.toml (docs/examples/hub.toml). Raises ConfigError, whose
@@ -163,6 +217,11 @@ class HubConfig:
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML: {error}") from None
         return _FileReader(Path(path), env).read(raw)
+
+
+def _toml_string(value: str) -> str:
+    # A JSON string is a valid TOML basic string (same escapes, UTF-8 kept).
+    return json.dumps(value, ensure_ascii=False)
 
 
 class ConfigError(ValueError):

@@ -122,3 +122,19 @@ def test_the_config_module_points_at_the_example() -> None:
     import hub.config
 
     assert "docs/examples/hub.toml" in (hub.config.__doc__ or "")
+
+
+def test_to_toml_reads_back_to_an_equal_config(tmp_path: Path, pki: PkiPaths) -> None:
+    config = HubConfig.dev(
+        pki,
+        {"102": "127.0.0.1:7102", "308": "127.0.0.1:7308"},
+        tmp_path / "data",
+        listen="127.0.0.1:0",
+        health_listen="127.0.0.1:0",
+        open_regions=frozenset({"310000", "530000"}),
+        consent_text='说明 "quoted" \\ backslash',
+        timings=Timings(retry_initial=dt.timedelta(milliseconds=50), breaker_failures=7, retry_multiplier=1.5),
+    )
+    path = tmp_path / "hub.toml"
+    path.write_text(config.to_toml(), encoding="utf-8")
+    assert HubConfig.from_file(path, env={}) == config

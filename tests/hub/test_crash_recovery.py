@@ -4,6 +4,7 @@ restarted: the query completes with no lost and no duplicated cards."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import SystemClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
+from hub.config import HubConfig, Timings
 from hub.domain import QueryState
 from tests.hub.helpers import (
     assert_report_is_ground_truth,
@@ -36,29 +38,13 @@ SLOW = CODES[:4]
 
 
 def write_config(path: Path, pki: PkiPaths, addresses: dict[str, str], database: Path) -> None:
-    lines = [
-        'listen = "127.0.0.1:0"',
-        f'database = "{database}"',
-        "[api_tls]",
-        f'ca = "{pki.ca_cert}"',
-        f'cert = "{pki.cert("hub-server")}"',
-        f'key = "{pki.key("hub-server")}"',
-        "[bank_tls]",
-        f'ca = "{pki.ca_cert}"',
-        f'cert = "{pki.cert("hub-client")}"',
-        f'key = "{pki.key("hub-client")}"',
-        "[keys]",
-        f'consent_signing_key = "{pki.consent_signing_key}"',
-        f'key_encryption_key = "{pki.key_encryption_key}"',
-        f'index_key = "{pki.index_key}"',
-        "[timings]",
-        "retry_initial = 0.05",
-        "retry_max = 0.2",
-        "attempt_timeout = 10",
-    ]
-    for code, address in addresses.items():
-        lines += ["[[banks]]", f'code = "{code}"', f'address = "{address}"']
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    timings = Timings(
+        retry_initial=dt.timedelta(milliseconds=50),
+        retry_max=dt.timedelta(milliseconds=200),
+        attempt_timeout=dt.timedelta(seconds=10),
+    )
+    config = HubConfig.dev(pki, addresses, database.parent, database=database, listen="127.0.0.1:0", timings=timings)
+    path.write_text(config.to_toml(), encoding="utf-8")
 
 
 def start_hub(config: Path, log: Path) -> subprocess.Popen[bytes]:
