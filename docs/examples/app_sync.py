@@ -54,8 +54,10 @@ def look_up(
             return None
         print(query.acceptance_notice)
         for step in hub.watch_query(user_id, query.query_id):
-            if step.changed_bank_code:
-                print(f"bank {step.changed_bank_code} done; query {pb.QueryState.Name(step.query.state)}")
+            # The first message is the state so far; each next one, a bank that finished.
+            done = sum(o.state != pb.BANK_OUTCOME_STATE_PENDING for o in step.query.bank_outcomes)
+            total = len(step.query.bank_outcomes)
+            print(f"{done}/{total} banks done; query {pb.QueryState.Name(step.query.state)}")
         try:
             return hub.get_report(user_id, query.query_id, payment_password)
         except PasswordLocked as e:

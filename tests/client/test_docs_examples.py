@@ -83,7 +83,9 @@ async def test_the_sync_example_runs_the_journey_then_meets_the_cooldown(harness
     report, out = await asyncio.to_thread(run)
     assert report is not None
     assert_matches_ground_truth(report, harness, person, banks)
-    assert "24小时" in out and "bank 102 done" in out and "bank 308 done" in out
+    # Banks may finish before the watch starts (a loaded machine): the last
+    # line is always the READY one, whichever messages came before it.
+    assert "24小时" in out and out.splitlines()[-1] == f"{len(banks)}/{len(banks)} banks done; query QUERY_STATE_READY"
     harness.clock.advance(dt.timedelta(minutes=2))  # past the SMS rate limit
     again, out = await asyncio.to_thread(run)
     assert again is None
