@@ -69,8 +69,13 @@ async def test_two_request_ids_at_once_accept_exactly_one(harness: HubHarness) -
     accepted = [r for r in results if isinstance(r, pb.Query)]
     refused = [r for r in results if isinstance(r, CardLookupError)]
     assert len(accepted) == 1 and len(refused) == 1
-    assert refused[0].reason == "QUERY_IN_PROGRESS"
-    assert refused[0].metadata["query_id"] == accepted[0].query_id
+    # The loser sees the winner still running, or (on a loaded machine, if the
+    # winner's three banks all answered first) already in its cooldown.
+    assert refused[0].reason in ("QUERY_IN_PROGRESS", "COOLDOWN_ACTIVE")
+    if refused[0].reason == "QUERY_IN_PROGRESS":
+        assert refused[0].metadata["query_id"] == accepted[0].query_id
+    else:
+        assert "retry_time" in refused[0].metadata
     await hub.until_ready(person, accepted[0].query_id)
     assert [hub.fleet.call_count(c) for c in BANKS] == [1, 1, 1]
 
@@ -101,4 +106,8 @@ async def test_two_accounts_of_one_person_at_once_accept_exactly_one(harness: Hu
             return e
 
     results = await asyncio.gather(*(create(*r) for r in requests))
-    assert sorted(type(r).__name__ for r in results) == sorted(["Query", "QueryInProgress"])
+    # As above: the loser sees the winner running, or already in its cooldown.
+    assert sorted(type(r).__name__ for r in results) in (
+        ["Query", "QueryInProgress"],
+        ["CooldownActive", "Query"],
+    )
