@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -18,8 +17,8 @@ from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.population import Person
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
+from hub.notify import verification_code_in
 
-_CODE = re.compile(r"验证码(\d{6})")
 ENROL_CONCURRENCY = 16
 
 
@@ -42,9 +41,9 @@ class OutboxTail:
         self._offset += len(complete)
         for line in complete.decode("utf-8").splitlines():
             message = json.loads(line)
-            match = _CODE.search(message["text"]) if message["kind"] == "VERIFICATION_CODE" else None
-            if match:
-                self._codes[message["phone"]] = match.group(1)
+            code = verification_code_in(message["text"]) if message["kind"] == "VERIFICATION_CODE" else None
+            if code:
+                self._codes[message["phone"]] = code
 
     async def code_for(self, phone: str, timeout_s: float = 10.0) -> str:
         deadline = time.monotonic() + timeout_s

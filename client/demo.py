@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -44,7 +43,7 @@ from client.errors import CardLookupError
 from client.options import ClientOptions
 from client.sync import CardLookupClient
 from hub.config import HubConfig
-from hub.notify import read_outbox
+from hub.notify import read_outbox, verification_code_in
 
 BANK_COUNT = 16
 START_TIMEOUT_S = 60.0
@@ -189,8 +188,8 @@ def _journey(client: CardLookupClient, console: Console, pki: PkiPaths, outbox: 
     console.print(f"{len(listed.banks)} banks open to the user; notice version {listed.consent_text_version}")
     started = client.start_verification(person.user_id)
     sms = [m for m in read_outbox(outbox) if m["phone"] == person.phone and m["kind"] == "VERIFICATION_CODE"]
-    match = re.search(r"验证码(\d{6})", sms[-1]["text"]) if sms else None
-    if match is None:
+    code = verification_code_in(sms[-1]["text"]) if sms else None
+    if code is None:
         raise RuntimeError("no SMS code in the outbox")
     console.print(f"SMS to {started.masked_phone}: {sms[-1]['text']}")
     face = DevFaceProvider.from_file(pki.face_provider_key)
@@ -198,7 +197,7 @@ def _journey(client: CardLookupClient, console: Console, pki: PkiPaths, outbox: 
         user_id=person.user_id,
         request_id=uuid.uuid4().hex,
         verification_id=started.verification_id,
-        sms_code=match.group(1),
+        sms_code=code,
         face_attestation=face.attest(person.user_id, started.verification_id, dt.datetime.now(dt.UTC)),
         consent_text_version=listed.consent_text_version,
         bank_codes=[b.bank_code for b in listed.banks],

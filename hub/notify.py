@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -71,6 +72,22 @@ def read_outbox(path: Path) -> list[dict[str, str]]:
     if not Path(path).exists():
         return []
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def latest_verification_code(path: Path, phone: str) -> str | None:
+    """The code of the newest verification SMS to `phone` in an outbox file,
+    read as the phone would read it (for the demo and tests)."""
+    texts = [m["text"] for m in read_outbox(path) if m["phone"] == phone and m["kind"] == "VERIFICATION_CODE"]
+    return verification_code_in(texts[-1]) if texts else None
+
+
+def verification_code_in(text: str) -> str | None:
+    """The code in a message made by verification_text, if it is one."""
+    match = _CODE_IN_TEXT.search(text)
+    return match.group(1) if match else None
+
+
+_CODE_IN_TEXT = re.compile(r"验证码(\d{6})")
 
 
 def verification_text(code: str, ttl: dt.timedelta) -> str:

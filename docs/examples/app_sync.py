@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -71,7 +70,7 @@ def look_up(
 def main() -> None:
     from cardlookup.population import Population
     from client.devface import DevFaceProvider
-    from hub.notify import read_outbox
+    from hub.notify import read_outbox, verification_code_in
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     for flag in ("--hub", "--pki", "--outbox", "--user-id"):
@@ -90,10 +89,10 @@ def main() -> None:
             for m in read_outbox(Path(a.outbox))
             if m["kind"] == "VERIFICATION_CODE" and m["phone"].endswith(phone_tail)
         ]
-        match = re.search(r"验证码(\d{6})", texts[-1]) if texts else None
-        if match is None:
+        code = verification_code_in(texts[-1]) if texts else None
+        if code is None:
             raise SystemExit(f"no SMS code in {a.outbox}")
-        return match.group(1)
+        return code
 
     face = DevFaceProvider.from_file(Path(a.pki) / "keys" / "face-provider.key")
     try:

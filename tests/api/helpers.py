@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from cardlookup.population import Person, Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.errors import CardLookupError
-from hub.notify import read_outbox
+from hub.notify import latest_verification_code
 from hub.server import HubServer
 
 
@@ -47,13 +46,9 @@ class HubHarness:
         )
 
     def last_code(self, phone: str) -> str:
-        texts = [
-            m["text"] for m in read_outbox(self.outbox) if m["phone"] == phone and m["kind"] == "VERIFICATION_CODE"
-        ]
-        assert texts, "no SMS code was sent"
-        match = re.search(r"验证码(\d{6})", texts[-1])
-        assert match
-        return match.group(1)
+        code = latest_verification_code(self.outbox, phone)
+        assert code is not None, "no SMS code was sent"
+        return code
 
     async def verify(self, person: Person) -> tuple[str, str]:
         """(verification_id, code) after StartVerification."""
