@@ -13,4 +13,5 @@ all need, so that none of them depends on another:
 - population: the deterministic synthetic population (test ground truth)
 - clock: the injectable clock every time rule reads
 - rpc_errors: gRPC errors with google.rpc.ErrorInfo details
+- resource_names: the hub API's resource names (users/{u}/queries/{q})
 """

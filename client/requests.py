@@ -11,18 +11,7 @@ from collections.abc import Sequence
 
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
-
-
-def user_name(user_id: str) -> str:
-    return f"users/{user_id}"
-
-
-def query_name(user_id: str, query_id: str) -> str:
-    return f"users/{user_id}/queries/{query_id}"
-
-
-def report_name(user_id: str, query_id: str) -> str:
-    return f"{query_name(user_id, query_id)}/report"
+from cardlookup.resource_names import query_name, report_name, user_name
 
 
 def enroll_user(

@@ -1,22 +1,14 @@
-"""Resource names of the hub API (AIP-122): users/{user_id},
-users/{user_id}/queries/{query_id}, .../report."""
+"""Parsing the resource names of the hub API (AIP-122): users/{user_id},
+users/{user_id}/queries/{query_id}, .../report. The formatters live in
+cardlookup.resource_names, shared with the client; they are re-exported here."""
 
 from __future__ import annotations
 
+from cardlookup.resource_names import query_name, report_name, user_name
 from hub.identity import validation
 from hub.identity.errors import invalid
 
-
-def user_name(user_id: str) -> str:
-    return f"users/{user_id}"
-
-
-def query_name(user_id: str, query_id: str) -> str:
-    return f"users/{user_id}/queries/{query_id}"
-
-
-def report_name(user_id: str, query_id: str) -> str:
-    return f"{query_name(user_id, query_id)}/report"
+__all__ = ["parse_query", "parse_user", "query_name", "report_name", "user_name"]
 
 
 def parse_user(name: str, field: str = "parent") -> str:

@@ -1,0 +1,16 @@
+"""Resource names of the hub API (AIP-122), formatted in one place for the
+hub, which serves them, and the client, which sends them back."""
+
+from __future__ import annotations
+
+
+def user_name(user_id: str) -> str:
+    return f"users/{user_id}"
+
+
+def query_name(user_id: str, query_id: str) -> str:
+    return f"users/{user_id}/queries/{query_id}"
+
+
+def report_name(user_id: str, query_id: str) -> str:
+    return f"{query_name(user_id, query_id)}/report"
