@@ -25,10 +25,9 @@ from pathlib import Path
 import grpc
 import psutil  # type: ignore[import-untyped]
 
-from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
 from cardlookup.banks import bank_fleet
-from cardlookup.consent import sign_consent
+from cardlookup.consent import list_cards_request
 from cardlookup.pki import CONSENT_KEY_ID, PkiPaths, bank_server_name, create_dev_pki, load_ed25519_private
 from cardlookup.population import Population
 from cardlookup.tls import channel_credentials
@@ -45,7 +44,7 @@ async def call_every_bank(pki: PkiPaths, banks: dict[str, str], population: Popu
     async def one(code: str, address: str) -> int:
         query_id = str(uuid.uuid4())
         now = dt.datetime.now(dt.UTC)
-        consent = sign_consent(
+        request = list_cards_request(
             key,
             CONSENT_KEY_ID,
             query_id=query_id,
@@ -55,11 +54,6 @@ async def call_every_bank(pki: PkiPaths, banks: dict[str, str], population: Popu
             issue_time=now,
             expire_time=now + dt.timedelta(hours=24),
             consent_text_version="2022-03-01",
-        )
-        request = bank_pb.ListCardsRequest(
-            query_id=query_id,
-            subject=bank_pb.Subject(full_name=person.full_name, id_number=person.id_number),
-            consent=consent,
         )
         options = [("grpc.ssl_target_name_override", bank_server_name(code))]
         async with limit, grpc.aio.secure_channel(address, creds, options=options) as channel:

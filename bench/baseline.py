@@ -23,10 +23,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench.people import pick_people
 from bench.phase import CpuMeter, run_phase
 from bench.stats import summarize
-from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
 from cardlookup.banks import bank_fleet
-from cardlookup.consent import sign_consent
+from cardlookup.consent import list_cards_request
 from cardlookup.pki import CONSENT_KEY_ID, PkiPaths, bank_server_name, load_ed25519_private
 from cardlookup.population import Person, Population
 from cardlookup.tls import channel_credentials
@@ -53,7 +52,7 @@ class BareFanout:
 
     async def _list_cards(self, code: str, person: Person, query_id: str) -> None:
         now = dt.datetime.now(dt.UTC)
-        consent = sign_consent(
+        request = list_cards_request(
             self._key,
             CONSENT_KEY_ID,
             query_id=query_id,
@@ -63,11 +62,6 @@ class BareFanout:
             issue_time=now,
             expire_time=now + dt.timedelta(hours=24),
             consent_text_version=CONSENT_TEXT_VERSION,
-        )
-        request = bank_pb.ListCardsRequest(
-            query_id=query_id,
-            subject=bank_pb.Subject(full_name=person.full_name, id_number=person.id_number),
-            consent=consent,
         )
         last = None
         async for message in self._stubs[code].ListCards(request, timeout=ATTEMPT_TIMEOUT_S):

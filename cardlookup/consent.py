@@ -55,6 +55,38 @@ def sign_consent(
     return bank_pb.SignedConsent(consent=payload, signature=key.sign(payload), key_id=key_id)
 
 
+def list_cards_request(
+    key: Ed25519PrivateKey,
+    key_id: str,
+    *,
+    query_id: str,
+    bank_code: str,
+    id_number: str,
+    full_name: str,
+    issue_time: dt.datetime,
+    expire_time: dt.datetime,
+    consent_text_version: str,
+) -> bank_pb.ListCardsRequest:
+    """A complete ListCards request: the subject, and a consent for this very
+    bank, query and subject signed with `key`."""
+    consent = sign_consent(
+        key,
+        key_id,
+        query_id=query_id,
+        bank_code=bank_code,
+        id_number=id_number,
+        full_name=full_name,
+        issue_time=issue_time,
+        expire_time=expire_time,
+        consent_text_version=consent_text_version,
+    )
+    return bank_pb.ListCardsRequest(
+        query_id=query_id,
+        subject=bank_pb.Subject(full_name=full_name, id_number=id_number),
+        consent=consent,
+    )
+
+
 class ConsentError(Exception):
     """A consent that a bank must refuse. `reason` is the ErrorInfo reason."""
 

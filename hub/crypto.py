@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
-from cardlookup.consent import sign_consent
+from cardlookup.consent import list_cards_request
 from cardlookup.pki import load_ed25519_private, load_secret
 from hub.config import HubConfig
 
@@ -82,13 +82,14 @@ class KeyedHash:
 
 
 class ConsentSigner:
-    """Signs one consent artefact per bank per query (R4)."""
+    """Builds each bank's request with a consent signed for it (R4): one
+    signature per bank per query."""
 
     def __init__(self, key: Ed25519PrivateKey, key_id: str) -> None:
         self._key = key
         self.key_id = key_id
 
-    def sign(
+    def list_cards_request(
         self,
         *,
         query_id: str,
@@ -98,8 +99,8 @@ class ConsentSigner:
         issue_time: dt.datetime,
         expire_time: dt.datetime,
         consent_text_version: str,
-    ) -> bank_pb.SignedConsent:
-        return sign_consent(
+    ) -> bank_pb.ListCardsRequest:
+        return list_cards_request(
             self._key,
             self.key_id,
             query_id=query_id,

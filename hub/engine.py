@@ -271,7 +271,7 @@ class QueryEngine:
         return subject
 
     def _request(self, record: QueryRecord, bank_code: str, subject: Subject) -> bank_pb.ListCardsRequest:
-        consent = self._keys.consent_signer.sign(
+        return self._keys.consent_signer.list_cards_request(
             query_id=record.query_id,
             bank_code=bank_code,
             full_name=subject.full_name,
@@ -279,11 +279,6 @@ class QueryEngine:
             issue_time=record.create_time,
             expire_time=record.report_due_time,
             consent_text_version=record.consent_text_version,
-        )
-        return bank_pb.ListCardsRequest(
-            query_id=record.query_id,
-            subject=bank_pb.Subject(full_name=subject.full_name, id_number=subject.id_number),
-            consent=consent,
         )
 
     async def _run_bank(self, record: QueryRecord, bank_code: str, attempts: int) -> None:

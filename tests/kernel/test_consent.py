@@ -104,3 +104,34 @@ def test_signature_by_another_key_is_refused() -> None:
     with pytest.raises(ConsentError) as err:
         _verify(forged)
     assert err.value.reason == "CONSENT_SIGNATURE_INVALID"
+
+
+def test_list_cards_request_carries_a_consent_for_its_own_subject() -> None:
+    from cardlookup.consent import list_cards_request
+
+    request = list_cards_request(
+        KEY,
+        "k1",
+        query_id=QID,
+        bank_code="102",
+        id_number="11010519491231002X",
+        full_name="张三",
+        issue_time=NOW,
+        expire_time=NOW + dt.timedelta(hours=1),
+        consent_text_version="v",
+    )
+    assert (request.query_id, request.subject.id_number, request.subject.full_name) == (
+        QID,
+        "11010519491231002X",
+        "张三",
+    )
+    verified = verify_consent(
+        request.consent,
+        {"k1": KEY.public_key()},
+        bank_code="102",
+        query_id=request.query_id,
+        id_number=request.subject.id_number,
+        full_name=request.subject.full_name,
+        now=NOW,
+    )
+    assert verified.query_id == QID
