@@ -25,7 +25,6 @@ class BankLane:
     stub: bank_grpc.CardDirectoryServiceStub
     limit: asyncio.Semaphore
     breaker: CircuitBreaker
-    in_flight: int = 0
 
 
 class Fanout:

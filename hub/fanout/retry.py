@@ -86,11 +86,7 @@ async def run_bank_task(
                 if ctx.stopping():
                     lane.breaker.on_abandon()
                     return None
-                lane.in_flight += 1
-                try:
-                    result = await attempt(lane.stub, request, lane.endpoint.code, fanout.attempt_timeout)
-                finally:
-                    lane.in_flight -= 1
+                result = await attempt(lane.stub, request, lane.endpoint.code, fanout.attempt_timeout)
         except BaseException:
             lane.breaker.on_abandon()
             raise
