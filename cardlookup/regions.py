@@ -57,7 +57,3 @@ DEFAULT_OPEN_REGIONS: frozenset[str] = frozenset(
         "460000",
     }
 )
-
-
-def is_known_region(code: str) -> bool:
-    return code in REGION_NAMES

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,10 +242,3 @@ class Probe:
             self._baseline = await self.call(request)
         request = self.request(self._baseline_query_id, self._baseline_consent)
         return self._baseline, request
-
-
-def iter_strings(card: bank_pb.MaskedCard) -> Iterator[tuple[str, str]]:
-    """(field name, value) of every string field of a card."""
-    yield "first_four", card.first_four
-    yield "last_four", card.last_four
-    yield "card_ref", card.card_ref
