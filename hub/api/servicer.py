@@ -111,7 +111,7 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     async def CreateQuery(
         self, request: svc.CreateQueryRequest, context: grpc.aio.ServicerContext
     ) -> svc.CreateQueryResponse:
-        record = await self._journey.create_query(
+        view = await self._journey.create_query(
             CreateRequest(
                 user_id=request.user_id,
                 request_id=request.request_id,
@@ -122,7 +122,6 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
                 bank_codes=tuple(request.bank_codes),
             )
         )
-        view = await self._journey.get_query(record.user_id, record.query_id)
         return svc.CreateQueryResponse(query=convert.query(self._config, view))
 
     @_unary

@@ -141,7 +141,13 @@ class Journey:
 
     # --- creating a query ---
 
-    async def create_query(self, req: CreateRequest) -> QueryRecord:
+    async def create_query(self, req: CreateRequest) -> QueryView:
+        """Creates (or, for a repeated request id, returns) the query, as the
+        user sees it."""
+        record = await self._create(req)
+        return (await self._views([record]))[0]
+
+    async def _create(self, req: CreateRequest) -> QueryRecord:
         user_id = validation.app_id(req.user_id, "user_id")
         request_id = validation.app_id(req.request_id, "request_id")
         validation.verification_id(req.verification_id)
