@@ -15,13 +15,16 @@
   versions applied are kept in `schema_migrations`.
 
 All SQL is plain and portable where it can be, so a PostgreSQL store can
-implement the same module interfaces later.
+implement the same module interfaces later. Every store module keeps instants
+as INTEGER microseconds since the Unix epoch (UTC), through `to_micros` and
+`from_micros`: exact, and ordered by SQL comparison.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +41,25 @@ _PRAGMAS = (
     "PRAGMA synchronous=FULL",
     "PRAGMA busy_timeout=10000",
 )
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def to_micros(t: dt.datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch (UTC)."""
+    if t.tzinfo is None:
+        raise ValueError("times must be timezone-aware")
+    delta = t - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=value)
+
+
+def from_micros_or_none(value: int | None) -> dt.datetime | None:
+    return None if value is None else from_micros(value)
 
 
 class Database:

@@ -14,8 +14,8 @@ from typing import Literal
 
 import aiosqlite
 
-from hub.store.db import Database
-from hub.store.users import AccessResult, from_db, to_db
+from hub.store.db import Database, from_micros, to_micros
+from hub.store.users import AccessResult
 
 COMPONENT = "identity"
 MIGRATIONS = [
@@ -24,10 +24,10 @@ MIGRATIONS = [
         verification_id TEXT PRIMARY KEY,
         user_id TEXT NOT NULL,
         code_hash TEXT NOT NULL,
-        create_time TEXT NOT NULL,
-        expire_time TEXT NOT NULL,
+        create_time INTEGER NOT NULL,
+        expire_time INTEGER NOT NULL,
         failed_attempts INTEGER NOT NULL DEFAULT 0,
-        used_time TEXT
+        used_time INTEGER
     );
     CREATE INDEX verifications_by_user ON verifications (user_id, create_time);
     CREATE TABLE query_requests (
@@ -35,19 +35,19 @@ MIGRATIONS = [
         request_id TEXT NOT NULL,
         fingerprint TEXT NOT NULL,
         query_id TEXT NOT NULL,
-        create_time TEXT NOT NULL,
+        create_time INTEGER NOT NULL,
         PRIMARY KEY (user_id, request_id)
     );
     CREATE TABLE report_access_events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         query_id TEXT NOT NULL,
-        time TEXT NOT NULL,
+        time INTEGER NOT NULL,
         result TEXT NOT NULL
     );
     CREATE INDEX report_access_by_query ON report_access_events (query_id, seq);
     CREATE TABLE ready_notices (
         query_id TEXT PRIMARY KEY,
-        send_time TEXT NOT NULL
+        send_time INTEGER NOT NULL
     )
     """
 ]
@@ -117,13 +117,19 @@ class IdentityStore:
             ) as cur:
                 r = await cur.fetchone()
             if r is not None and r["latest"]:
-                retry = from_db(r["latest"]) + resend_interval
+                retry = from_micros(r["latest"]) + resend_interval
                 if retry > new.create_time:
                     return RateLimited(retry)
             await conn.execute(
                 "INSERT INTO verifications (verification_id, user_id, code_hash, create_time, expire_time)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (new.verification_id, new.user_id, new.code_hash, to_db(new.create_time), to_db(new.expire_time)),
+                (
+                    new.verification_id,
+                    new.user_id,
+                    new.code_hash,
+                    to_micros(new.create_time),
+                    to_micros(new.expire_time),
+                ),
             )
             return None
 
@@ -134,7 +140,11 @@ class IdentityStore:
         if r is None:
             return None
         return VerificationRow(
-            r["verification_id"], r["user_id"], from_db(r["expire_time"]), r["failed_attempts"], bool(r["used_time"])
+            r["verification_id"],
+            r["user_id"],
+            from_micros(r["expire_time"]),
+            r["failed_attempts"],
+            bool(r["used_time"]),
         )
 
     async def consume_code(
@@ -163,7 +173,7 @@ class IdentityStore:
                 return CodeOutcome("USED")
             if r["failed_attempts"] >= max_attempts:
                 return CodeOutcome("LOCKED")
-            if from_db(r["expire_time"]) <= now:
+            if from_micros(r["expire_time"]) <= now:
                 return CodeOutcome("EXPIRED")
             if r["code_hash"] != code_hash:
                 failed = r["failed_attempts"] + 1
@@ -174,14 +184,14 @@ class IdentityStore:
                 left = max_attempts - failed
                 return CodeOutcome("WRONG" if left > 0 else "LOCKED", left)
             await conn.execute(
-                "UPDATE verifications SET used_time = ? WHERE verification_id = ?", (to_db(now), verification_id)
+                "UPDATE verifications SET used_time = ? WHERE verification_id = ?", (to_micros(now), verification_id)
             )
             if request is not None:
                 request_id, fingerprint, query_id = request
                 await conn.execute(
                     "INSERT INTO query_requests (user_id, request_id, fingerprint, query_id, create_time)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (user_id, request_id, fingerprint, query_id, to_db(now)),
+                    (user_id, request_id, fingerprint, query_id, to_micros(now)),
                 )
             return CodeOutcome("OK")
 
@@ -201,7 +211,7 @@ class IdentityStore:
     async def add_access_event(self, query_id: str, time: dt.datetime, result: AccessResult) -> None:
         await self._db.execute(
             "INSERT INTO report_access_events (query_id, time, result) VALUES (?, ?, ?)",
-            (query_id, to_db(time), result),
+            (query_id, to_micros(time), result),
         )
 
     async def access_events(self, query_ids: list[str]) -> dict[str, list[AccessEvent]]:
@@ -215,7 +225,7 @@ class IdentityStore:
             query_ids,
         )
         for r in rows:
-            out[r["query_id"]].append(AccessEvent(from_db(r["time"]), r["result"]))
+            out[r["query_id"]].append(AccessEvent(from_micros(r["time"]), r["result"]))
         return out
 
     # --- ready notices (R9) ---
@@ -226,5 +236,5 @@ class IdentityStore:
     async def mark_notice_sent(self, query_id: str, time: dt.datetime) -> None:
         await self._db.execute(
             "INSERT INTO ready_notices (query_id, send_time) VALUES (?, ?) ON CONFLICT (query_id) DO NOTHING",
-            (query_id, to_db(time)),
+            (query_id, to_micros(time)),
         )

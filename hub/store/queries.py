@@ -23,7 +23,7 @@ import aiosqlite
 
 from hub.crypto import Sealed
 from hub.domain import BankProgress, BankState, NewQuery, QueryRecord, QueryState
-from hub.store.db import Database
+from hub.store.db import Database, from_micros, from_micros_or_none, to_micros
 
 MIGRATIONS = [
     """
@@ -67,25 +67,6 @@ MIGRATIONS = [
 ]
 
 _UNFINISHED = (QueryState.ACCEPTED.value, QueryState.RUNNING.value)
-
-
-def to_micros(t: dt.datetime) -> int:
-    if t.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    delta = t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_micros(value: int | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=value)
-
-
-def _time(value: int) -> dt.datetime:
-    t = from_micros(value)
-    assert t is not None
-    return t
 
 
 class QueryStore:
@@ -315,7 +296,7 @@ def _progress(r: aiosqlite.Row) -> BankProgress:
         reason=str(r["reason"]),
         attempt_count=int(r["attempt_count"]),
         card_count=int(r["card_count"]),
-        finish_time=from_micros(r["finish_time"]),
+        finish_time=from_micros_or_none(r["finish_time"]),
     )
 
 
@@ -326,9 +307,9 @@ def _record(r: aiosqlite.Row, banks: Iterable[BankProgress]) -> QueryRecord:
         state=QueryState(r["state"]),
         bank_codes=tuple(str(r["bank_codes"]).split(",")),
         banks=tuple(banks),
-        create_time=_time(r["create_time"]),
-        report_due_time=_time(r["report_due_time"]),
+        create_time=from_micros(r["create_time"]),
+        report_due_time=from_micros(r["report_due_time"]),
         consent_text_version=str(r["consent_text_version"]),
-        ready_time=from_micros(r["ready_time"]),
-        report_expire_time=from_micros(r["report_expire_time"]),
+        ready_time=from_micros_or_none(r["ready_time"]),
+        report_expire_time=from_micros_or_none(r["report_expire_time"]),
     )

@@ -15,7 +15,7 @@ from typing import Literal
 
 import aiosqlite
 
-from hub.store.db import Database
+from hub.store.db import Database, from_micros, to_micros
 
 AccessResult = Literal["VIEWED", "WRONG_PASSWORD", "LOCKED"]
 
@@ -32,22 +32,13 @@ MIGRATIONS = [
         id_expiry TEXT,
         password_hash TEXT NOT NULL,
         password_failures INTEGER NOT NULL DEFAULT 0,
-        password_locked_until TEXT,
-        create_time TEXT NOT NULL,
-        update_time TEXT NOT NULL
+        password_locked_until INTEGER,
+        create_time INTEGER NOT NULL,
+        update_time INTEGER NOT NULL
     );
     CREATE INDEX users_by_id_hash ON users (id_hash)
     """
 ]
-
-
-def to_db(when: dt.datetime) -> str:
-    """Fixed-width UTC text, so SQL comparisons order like the times."""
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def from_db(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -77,9 +68,9 @@ def _row(r: aiosqlite.Row) -> UserRow:
         id_expiry=dt.date.fromisoformat(r["id_expiry"]) if r["id_expiry"] else None,
         password_hash=r["password_hash"],
         password_failures=r["password_failures"],
-        password_locked_until=from_db(r["password_locked_until"]) if r["password_locked_until"] else None,
-        create_time=from_db(r["create_time"]),
-        update_time=from_db(r["update_time"]),
+        password_locked_until=from_micros(r["password_locked_until"]) if r["password_locked_until"] else None,
+        create_time=from_micros(r["create_time"]),
+        update_time=from_micros(r["update_time"]),
     )
 
 
@@ -154,9 +145,9 @@ class UserStore:
                     merged.id_expiry.isoformat() if merged.id_expiry else None,
                     merged.password_hash,
                     merged.password_failures,
-                    to_db(merged.password_locked_until) if merged.password_locked_until else None,
-                    to_db(merged.create_time),
-                    to_db(merged.update_time),
+                    to_micros(merged.password_locked_until) if merged.password_locked_until else None,
+                    to_micros(merged.create_time),
+                    to_micros(merged.update_time),
                 ),
             )
             return merged
@@ -178,7 +169,7 @@ class UserStore:
             if r is None:
                 raise KeyError(user_id)
             failures = r["password_failures"]
-            locked_until = from_db(r["password_locked_until"]) if r["password_locked_until"] else None
+            locked_until = from_micros(r["password_locked_until"]) if r["password_locked_until"] else None
             if locked_until is not None and locked_until > now:
                 return PasswordOutcome("LOCKED", locked_until, 0)
             if locked_until is not None:  # the lock has run out: a fresh start
@@ -191,7 +182,7 @@ class UserStore:
                     failures, locked_until = 0, now + lockout
             await conn.execute(
                 "UPDATE users SET password_failures = ?, password_locked_until = ? WHERE user_id = ?",
-                (failures, to_db(locked_until) if locked_until else None, user_id),
+                (failures, to_micros(locked_until) if locked_until else None, user_id),
             )
             left = 0 if locked_until else max_failures - failures
             return PasswordOutcome("VIEWED" if correct else "WRONG_PASSWORD", locked_until, left)
