@@ -43,6 +43,7 @@ from bench.table import curve_table, size_table
 from cardlookup.banks import bank_fleet
 from cardlookup.pki import PkiPaths, create_dev_pki
 from cardlookup.population import Person
+from client import localstack
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
@@ -77,14 +78,14 @@ class SizeResult:
 async def hub_phase(
     plan: Plan, pki: PkiPaths, banks: dict[str, str], bank_pid: int, work: Path, people: list[Person]
 ) -> tuple[PhaseResult, str]:
-    port = processes.free_port()
+    port = localstack.free_port()
     config = work / "hub.toml"
     processes.write_hub_config(config, pki, port, banks, work)
     hub = processes.start_hub(config, plan.hub_log_level, work)
     try:
         options = ClientOptions.from_pki(pki.root, f"127.0.0.1:{port}", create_timeout_s=120.0)
         async with AsyncCardLookupClient(options) as client:
-            await client.wait_ready(processes.START_TIMEOUT_S)
+            await client.wait_ready(localstack.START_TIMEOUT_S)
             await enrol(client, people)
             listed = await client.list_banks(people[0].user_id)
             driver = HubQueryDriver(
@@ -104,9 +105,9 @@ async def hub_phase(
                 meters=meters,
             )
         if hub.poll() is not None:
-            raise RuntimeError(f"the hub exited during the run:\n{processes.log_tail(work / 'hub.log')}")
+            raise RuntimeError(f"the hub exited during the run:\n{localstack.log_tail(work / 'hub.log')}")
     finally:
-        processes.stop(hub)
+        localstack.stop(hub)
     result = summarize(
         "hub",
         plan.banks,
@@ -170,13 +171,13 @@ async def run_size(plan: Plan, pki: PkiPaths, work: Path) -> SizeResult:
     bank_proc, addresses = processes.start_banks(pki, plan.banks, population.size, work)
     try:
         await processes.wait_for_file(addresses, bank_proc, "cardlookup-banks", work / "banks.log")
-        banks = processes.read_addresses(addresses)
+        banks = localstack.read_addresses(addresses)
         hub, hub_error = await hub_phase(plan, pki, banks, bank_proc.pid, work, people)
         base, base_error = await baseline_phase(plan, pki, addresses, bank_proc.pid, population.size, on, work)
         if bank_proc.poll() is not None:
-            raise RuntimeError(f"the banks exited during the run:\n{processes.log_tail(work / 'banks.log')}")
+            raise RuntimeError(f"the banks exited during the run:\n{localstack.log_tail(work / 'banks.log')}")
     finally:
-        processes.stop(bank_proc)
+        localstack.stop(bank_proc)
     errors = {name: e for name, e in (("hub", hub_error), ("baseline", base_error)) if e}
     return SizeResult(hub, base, errors)
 

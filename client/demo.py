@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,50 +33,15 @@ from rich.console import Console
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
-from client import render
+from client import localstack, render
 from client.cli import watch_with_progress
 from client.devface import DevFaceProvider
 from client.errors import CardLookupError
 from client.options import ClientOptions
 from client.sync import CardLookupClient
-from hub.config import HubConfig
 from hub.notify import read_outbox, verification_code_in
 
 BANK_COUNT = 16
-START_TIMEOUT_S = 60.0
-
-
-def _command(name: str) -> list[str]:
-    """A console script of this installation (next to this Python first)."""
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which(name)
-    if found is None:
-        raise SystemExit(f"cardlookup-demo: {name} is not installed (pip install -e .)")
-    return [found]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_file(path: Path, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not path.exists():
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {process.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start within {START_TIMEOUT_S:.0f} s")
-        time.sleep(0.05)
-
-
-def write_hub_config(path: Path, pki: PkiPaths, port: int, banks: dict[str, str], work: Path) -> None:
-    """The demo hub: the development configuration over `pki`, data in `work`."""
-    config = HubConfig.dev(pki, banks, work, listen=f"127.0.0.1:{port}")
-    path.write_text(config.to_toml(), encoding="utf-8")
 
 
 def ground_truth_mismatches(report: pb.Report, person: Person, population: Population) -> list[str]:
@@ -105,54 +67,32 @@ def ground_truth_mismatches(report: pb.Report, person: Person, population: Popul
     return problems
 
 
-def _stop(process: subprocess.Popen[bytes] | None, what: str, console: Console) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        console.print(f"{what} did not stop within 20 s; killing it")
-        process.kill()
-        process.wait()
-
-
 def run_demo(work: Path, console: Console) -> bool:
     pki = PkiPaths(work / "pki")
     console.rule("1. Development PKI")
-    subprocess.run([*_command("cardlookup-pki"), "--out", str(pki.root), "--banks", str(BANK_COUNT)], check=True)
-    banks_proc: subprocess.Popen[bytes] | None = None
-    hub_proc: subprocess.Popen[bytes] | None = None
+    subprocess.run(
+        [*localstack.command("cardlookup-pki"), "--out", str(pki.root), "--banks", str(BANK_COUNT)], check=True
+    )
+    banks_proc: localstack.Process | None = None
+    hub_proc: localstack.Process | None = None
     logs = work / "logs"
     logs.mkdir()
     try:
         console.rule(f"2. {BANK_COUNT} simulated banks")
         addresses_file = work / "banks.json"
-        with (logs / "banks.log").open("wb") as log:
-            banks_proc = subprocess.Popen(
-                [
-                    *_command("cardlookup-banks"),
-                    *("--pki", str(pki.root), "--count", str(BANK_COUNT), "--no-admin"),
-                    *("--addresses-out", str(addresses_file)),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        _wait_for_file(addresses_file, banks_proc, "cardlookup-banks")
-        banks = json.loads(addresses_file.read_text())["banks"]
+        banks_proc = localstack.start_banks(pki, BANK_COUNT, addresses_file, logs / "banks.log")
+        localstack.wait_for_file(addresses_file, banks_proc, "cardlookup-banks", logs / "banks.log")
+        banks = localstack.read_addresses(addresses_file)
         console.print(f"{len(banks)} banks serving over mTLS (pid {banks_proc.pid})")
 
         console.rule("3. The hub")
-        port = _free_port()
+        port = localstack.free_port()
         config = work / "hub.toml"
-        write_hub_config(config, pki, port, banks, work)
-        with (logs / "hub.log").open("wb") as log:
-            hub_proc = subprocess.Popen(
-                [*_command("cardlookup-hub"), "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
-            )
+        localstack.write_hub_config(config, pki, port, banks, work)
+        hub_proc = localstack.start_hub(config, logs / "hub.log")
         options = ClientOptions.from_pki(pki.root, f"127.0.0.1:{port}")
         with CardLookupClient(options) as client:
-            client.wait_ready(START_TIMEOUT_S)
+            client.wait_ready(localstack.START_TIMEOUT_S)
             console.print(f"hub serving on 127.0.0.1:{port} (pid {hub_proc.pid}), app-backend certificate only")
             return _journey(client, console, pki, work / "sms-outbox.jsonl")
     except (CardLookupError, RuntimeError, subprocess.CalledProcessError) as error:
@@ -165,8 +105,9 @@ def run_demo(work: Path, console: Console) -> bool:
         return False
     finally:
         console.rule("6. Shutdown")
-        _stop(hub_proc, "the hub", console)
-        _stop(banks_proc, "the banks", console)
+        for process, what in ((hub_proc, "the hub"), (banks_proc, "the banks")):
+            if localstack.stop(process):
+                console.print(f"{what} did not stop within {localstack.STOP_TIMEOUT_S:.0f} s; killed it")
         console.print("hub and banks stopped")
 
 

@@ -1,0 +1,110 @@
+"""A local stack as separate processes: the bank fleet (`cardlookup-banks`)
+and the hub (`cardlookup-hub --config`), each with its output in a log file.
+The end-to-end demo and the benchmark both run on it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cardlookup.pki import PkiPaths
+from hub.config import HubConfig, Timings
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+
+Process = subprocess.Popen[bytes]
+
+
+def command(name: str) -> list[str]:
+    """A console script of this installation (next to this Python first)."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{name} is not installed (pip install -e .)")
+    return [found]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 10) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_banks(pki: PkiPaths, count: int, addresses: Path, log: Path, extra: Sequence[str] = ()) -> Process:
+    """Starts `count` simulated banks; they write `addresses` once serving."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [
+                *command("cardlookup-banks"),
+                *("--pki", str(pki.root), "--count", str(count), "--no-admin"),
+                *("--addresses-out", str(addresses)),
+                *extra,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for_file(path: Path, process: Process, what: str, log: Path, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Waits for `process` to write `path`; raises RuntimeError (with the
+    log's last lines) if it exits or takes longer than `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode}:\n{log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start within {timeout_s:.0f} s")
+        time.sleep(0.05)
+
+
+def read_addresses(path: Path) -> dict[str, str]:
+    banks: dict[str, str] = json.loads(path.read_text())["banks"]
+    return banks
+
+
+def write_hub_config(
+    path: Path, pki: PkiPaths, port: int, banks: dict[str, str], work: Path, timings: Timings | None = None
+) -> None:
+    """The development configuration over `pki`, listening on `port`, with
+    its database and SMS outbox in `work`."""
+    config = HubConfig.dev(pki, banks, work, listen=f"127.0.0.1:{port}", timings=timings or Timings())
+    path.write_text(config.to_toml(), encoding="utf-8")
+
+
+def start_hub(config: Path, log: Path, extra: Sequence[str] = ()) -> Process:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*command("cardlookup-hub"), "--config", str(config), *extra], stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def stop(process: Process | None, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """SIGTERM, then SIGKILL if it does not exit in time. True if it had to
+    be killed."""
+    if process is None or process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+        return False
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return True
