@@ -19,4 +19,6 @@ Public API:
 - client.devface.DevFaceProvider: the development face-verification
   provider (signs FaceAttestations with the dev PKI's key).
 - The `cardlookup` command (client.cli) and `cardlookup-demo` (client.demo).
+- client.localstack: run the bank simulator and a hub as local processes
+  (what the demo and the benchmark use).
 """
