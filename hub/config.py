@@ -30,6 +30,7 @@ from typing import Any
 from cardlookup.banks import bank_by_code
 from cardlookup.pki import APP_BACKEND_NAME, CONSENT_KEY_ID, FACE_KEY_ID, PkiPaths, bank_server_name
 from cardlookup.regions import DEFAULT_OPEN_REGIONS, REGION_NAMES
+from hub.store.db import is_postgres_url
 
 DEFAULT_CONSENT_TEXT_VERSION = "2022-03-01"
 DEFAULT_CONSENT_TEXT = (
@@ -89,11 +90,17 @@ class Timings:
     password_lockout: dt.timedelta = dt.timedelta(hours=24)
     sweep_interval: dt.timedelta = dt.timedelta(seconds=60)
     """How often the retention sweeper runs (R11)."""
+    lease_duration: dt.timedelta = dt.timedelta(seconds=15)
+    """How long a replica's claim on a bank task lasts unless renewed (every
+    third of it while the call runs); after it another replica takes the
+    task over. The time a dead replica's banks wait to be resumed."""
 
 
 @dataclass(frozen=True)
 class HubConfig:
-    database: Path
+    database: Path | str
+    """A path: the embedded SQLite store (one hub process). A
+    `postgresql://` URL: PostgreSQL, which several hub replicas share."""
     api_tls: TlsFiles
     bank_tls: TlsFiles
     consent_signing_key: Path
@@ -123,6 +130,13 @@ class HubConfig:
 
     def bank(self, code: str) -> BankEndpoint | None:
         return self._banks_by_code.get(code)
+
+    def sms_outbox_path(self) -> Path:
+        """`sms_outbox`, else beside the SQLite file (var/ for PostgreSQL)."""
+        if self.sms_outbox is not None:
+            return self.sms_outbox
+        base = Path("var") if isinstance(self.database, str) else self.database.parent
+        return base / "sms-outbox.jsonl"
 
     @classmethod
     def dev(cls, pki: PkiPaths, bank_addresses: dict[str, str], data_dir: Path, **overrides: Any) -> HubConfig:
@@ -276,7 +290,7 @@ class _FileReader:
         database = self.env.get("CARDLOOKUP_HUB_DATABASE") or self._str(raw, "database", "var/hub.db")
         faces = self._table(keys, "face_provider_keys", prefix="keys.")
         return HubConfig(
-            database=self._resolve(database),
+            database=database if is_postgres_url(database) else self._resolve(database),
             listen=listen,
             health_listen=health_listen,
             api_tls=self._tls(raw, "api_tls"),

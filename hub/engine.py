@@ -12,6 +12,16 @@ resumes every unfinished query; bank calls are idempotent on the query id,
 and an answer is only ever stored once per bank, so a crash can neither lose
 nor duplicate cards.
 
+Several replicas (issue 8) run this engine on one PostgreSQL database.
+Each bank task is leased to one replica (hub.store.queries): the replica
+that accepts a query leases its tasks at once; every replica's lease loop
+renews its own leases, claims tasks whose lease ran out (a dead replica's),
+builds reports a dead replica left unbuilt, and sends ready SMSs nobody
+sent. Outcomes are fenced by the lease epoch. WatchQuery follows progress
+from the store's PROGRESS notifications, so it works on any replica
+whichever replica does the work. On SQLite the same code runs in one
+process, which simply claims every pending task when it starts.
+
 The engine never holds plaintext personal data at rest: the subject is
 sealed in the store and only opened in memory to build bank requests.
 """
@@ -19,15 +29,19 @@ sealed in the store and only opened in memory to build bank requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
-from hub.config import HubConfig
+from hub.config import BankEndpoint, HubConfig
 from hub.crypto import HubKeys
 from hub.domain import (
     BankProgress,
@@ -41,14 +55,22 @@ from hub.domain import (
     Subject,
 )
 from hub.fanout import Alarm, Fanout, FinalOutcome, TaskContext, run_bank_task
+from hub.fanout.breaker import CircuitBreaker
 from hub.logging import get_logger
 from hub.report import BankOutcome, build_report, decode_answer, decode_report, encode_answer, encode_report
+from hub.store.bank_health import BankHealthStore, wall_us
 from hub.store.db import Database
-from hub.store.queries import QueryStore
+from hub.store.queries import PROGRESS, Claim, Progress, QueryStore
 
 ReadyListener = Callable[[QueryRecord], Awaitable[None]]
 _FINAL_QUERY_STATES = (QueryState.READY, QueryState.EXPIRED)
+_CLAIM_BATCH = 500
 log = get_logger("hub.engine")
+
+
+def default_replica_id() -> str:
+    """Unique per process start: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def _subject_context(query_id: str) -> bytes:
@@ -72,17 +94,30 @@ class QueryEngine:
         clock: Clock,
         fanout: Fanout | None = None,
         run_fanout: bool = True,
+        replica_id: str | None = None,
     ) -> None:
         self._config = config
         self._keys = keys
         self._clock = clock
+        self._db = db
         self._store = QueryStore(db)
+        self.replica_id = replica_id or default_replica_id()
+        """Who holds this process's leases (a restart under the same id takes
+        its own leases back at once instead of waiting for them to expire)."""
+        self._lease_s = config.timings.lease_duration.total_seconds()
+        self._health = BankHealthStore(db, self.replica_id, config.timings.attempt_timeout.total_seconds() + 5)
         self._fanout = fanout
         self._run_fanout = run_fanout
         self._alarm = Alarm()
         self._started = False
         self._stopping = False
         self._bank_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._calling: set[tuple[str, str]] = set()
+        self._records: dict[str, QueryRecord] = {}
+        """Records of queries with bank tasks running here (their request
+        needs the create and due times); dropped when the last task ends."""
+        self._progress: asyncio.Queue[Progress] = asyncio.Queue()
+        self._held: dict[str, Progress] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._subjects: dict[str, Subject] = {}
         self._watchers: dict[str, set[asyncio.Queue[QueryEvent]]] = {}
@@ -95,22 +130,30 @@ class QueryEngine:
 
     async def migrate(self) -> None:
         await self._store.migrate()
+        await self._health.migrate()
 
     async def start(self) -> None:
-        """Resumes every unfinished query, and re-runs ready listeners for
-        READY queries whose notification was not recorded."""
-        await self._store.migrate()
+        """Claims the bank tasks nobody holds (on SQLite: every pending one),
+        builds reports left unbuilt, sends ready SMSs nobody sent, then keeps
+        doing so in the lease loop."""
+        await self.migrate()
         if self._run_fanout and self._fanout is None:
-            self._fanout = Fanout(self._config)
+            shared = self._db.shared
+            self._fanout = Fanout(
+                self._config,
+                slots=self._shared_slot if shared else None,
+                on_breaker_change=self._publish_breaker if shared else None,
+            )
+            if shared:
+                await self._health.start(self._follow_breaker)
+        await self._db.listen(PROGRESS, self._on_progress)
         self._started = True
         self._stopping = False
-        unfinished = await self._store.unfinished_ids()
-        for query_id in unfinished:
-            await self._resume(query_id)
-        for query_id in await self._store.ready_unnotified_ids():
-            self._spawn(self._notify(query_id))
-        if unfinished:
-            log.info("engine_resumed", queries=len(unfinished))
+        self._spawn(self._progress_loop())
+        resumed = await self._housekeeping(first=True)
+        if resumed:
+            log.info("engine_resumed", banks=resumed)
+        self._spawn(self._lease_loop())
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops new attempts, lets in-flight bank streams finish for up to
@@ -124,6 +167,9 @@ class QueryEngine:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if self._run_fanout:
+            with contextlib.suppress(Exception):
+                await self._store.release(self.replica_id)  # others resume these banks at once
         background = list(self._background)
         if background:
             _, late_bg = await asyncio.wait(background, timeout=grace)
@@ -154,14 +200,18 @@ class QueryEngine:
         due = now + self._config.timings.report_window
         plaintext = json.dumps({"n": new.subject.full_name, "i": new.subject.id_number}).encode()
         sealed = self._keys.envelope.seal(plaintext, _subject_context(new.query_id))
-        inserted = await self._store.insert(new, sealed, now, due)
+        runs_here = self._run_fanout and self._started and not self._stopping
+        lease = (self.replica_id, wall_us() + int(self._lease_s * 1e6)) if runs_here else None
+        inserted = await self._store.insert(new, sealed, now, due, lease)
         record = await self._store.get(new.query_id)
         assert record is not None
         if inserted:
             log.info("query_accepted", query_id=new.query_id, banks=len(new.bank_codes))
-            if self._run_fanout and self._started and not self._stopping:
+            if runs_here:
                 self._subjects[new.query_id] = new.subject
-                self._launch(record)
+                self._records[new.query_id] = record
+                for code in new.bank_codes:
+                    self._launch(Claim(new.query_id, code, 1, 0, ""))
         return record
 
     async def sweep_expired(self) -> int:
@@ -230,34 +280,77 @@ class QueryEngine:
                     del self._watchers[query_id]
                     self._snapshots.pop(query_id, None)
 
+    # -- leases ----------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        """Every third of a lease: renew ours, cancel calls whose lease was
+        taken over, claim what nobody holds, finish orphaned queries, send
+        unsent ready SMSs. A store failure here is retried next round."""
+        while not self._stopping:
+            await self._alarm.sleep(self._lease_s / 3)
+            if self._stopping:
+                return
+            try:
+                await self._housekeeping()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.error("lease_loop_failed", exc_info=True)
+
+    async def _housekeeping(self, first: bool = False) -> int:
+        claimed = 0
+        if self._run_fanout:
+            expires = wall_us() + int(self._lease_s * 1e6)
+            if not first:
+                held = await self._store.renew(self.replica_id, expires)
+                for key in list(self._calling):
+                    task = self._bank_tasks.get(key)
+                    if key not in held and task is not None:
+                        log.warning("lease_lost", query_id=key[0], bank=key[1])
+                        task.cancel()
+            # A SQLite file has one process: every lease in it is stale.
+            now = wall_us() if self._db.shared else 2**62
+            while True:
+                batch = await self._store.claim(self.replica_id, now, expires, _CLAIM_BATCH, reclaim=first)
+                for claim in batch:
+                    self._launch(claim)
+                claimed += len(batch)
+                if len(batch) < _CLAIM_BATCH:
+                    break
+            quiet_since = self._clock.now() - self._config.timings.lease_duration
+            for query_id in await self._store.orphaned_ids(self._clock.now() if first else quiet_since):
+                await self._complete(query_id)
+        for query_id in await self._store.ready_unnotified_ids(wall_us()):
+            self._spawn(self._notify(query_id))
+        return claimed
+
     # -- the fan-out ---------------------------------------------------------
 
-    async def _resume(self, query_id: str) -> None:
-        record = await self._store.get(query_id)
-        if record is None:
+    def _launch(self, claim: Claim) -> None:
+        key = (claim.query_id, claim.bank_code)
+        old = self._bank_tasks.get(key)
+        if old is not None and not old.done():
             return
-        if all(b.state != BankState.PENDING for b in record.banks):
-            await self._complete(query_id)  # crashed between the last answer and the report
-            return
-        if self._run_fanout:
-            self._launch(record)
-
-    def _launch(self, record: QueryRecord) -> None:
-        for bank in record.banks:
-            key = (record.query_id, bank.bank_code)
-            if bank.state == BankState.PENDING and key not in self._bank_tasks:
-                task = asyncio.create_task(
-                    self._run_bank(record, bank.bank_code, bank.attempt_count),
-                    name=f"bank:{bank.bank_code}:{record.query_id}",
-                )
-                self._bank_tasks[key] = task
-                task.add_done_callback(self._forget_task(key))
+        task = asyncio.create_task(self._run_bank(claim), name=f"bank:{claim.bank_code}:{claim.query_id}")
+        self._bank_tasks[key] = task
+        task.add_done_callback(self._forget_task(key))
 
     def _forget_task(self, key: tuple[str, str]) -> Callable[[asyncio.Task[None]], None]:
-        def forget(_task: asyncio.Task[None]) -> None:
-            self._bank_tasks.pop(key, None)
+        def forget(task: asyncio.Task[None]) -> None:
+            if self._bank_tasks.get(key) is task:
+                del self._bank_tasks[key]
+            if not any(k[0] == key[0] for k in self._bank_tasks):
+                self._records.pop(key[0], None)
 
         return forget
+
+    async def _record(self, query_id: str) -> QueryRecord | None:
+        record = self._records.get(query_id)
+        if record is None:
+            record = await self._store.get(query_id)
+            if record is not None:
+                self._records[query_id] = record
+        return record
 
     async def _subject(self, query_id: str) -> Subject | None:
         subject = self._subjects.get(query_id)
@@ -281,20 +374,30 @@ class QueryEngine:
             consent_text_version=record.consent_text_version,
         )
 
-    async def _run_bank(self, record: QueryRecord, bank_code: str, attempts: int) -> None:
-        query_id = record.query_id
+    async def _run_bank(self, claim: Claim) -> None:
+        query_id, bank_code, epoch = claim.query_id, claim.bank_code, claim.epoch
+        key = (query_id, bank_code)
         assert self._fanout is not None
         try:
+            record = await self._record(query_id)
             subject = await self._subject(query_id)
-            if subject is None:
+            if record is None or subject is None:
                 log.error("subject_missing", query_id=query_id, bank=bank_code)
-                outcome: FinalOutcome | None = FinalOutcome(BankState.NOT_ANSWERED, "SUBJECT_UNAVAILABLE", attempts)
+                outcome: FinalOutcome | None = FinalOutcome(
+                    BankState.NOT_ANSWERED, "SUBJECT_UNAVAILABLE", claim.attempt_count
+                )
             else:
                 request = self._request(record, bank_code, subject)
 
-                async def on_attempt(count: int, reason: str) -> None:
+                async def on_failure(count: int, reason: str) -> None:
                     log.info("bank_attempt_failed", query_id=query_id, bank=bank_code, attempt=count, reason=reason)
-                    await self._store.record_attempts(query_id, bank_code, count)
+                    await self._store.record_failure(query_id, bank_code, epoch, reason)
+
+                def in_call(calling: bool) -> None:
+                    if calling:
+                        self._calling.add(key)
+                    else:
+                        self._calling.discard(key)
 
                 ctx = TaskContext(
                     query_id=query_id,
@@ -302,18 +405,24 @@ class QueryEngine:
                     clock=self._clock,
                     alarm=self._alarm,
                     stopping=lambda: self._stopping,
-                    on_attempt=on_attempt,
+                    begin_attempt=lambda: self._store.start_attempt(query_id, bank_code, epoch),
+                    on_failure=on_failure,
+                    in_call=in_call,
                 )
-                outcome = await run_bank_task(self._fanout, self._fanout.lane(bank_code), request, attempts, ctx)
+                lane = self._fanout.lane(bank_code)
+                outcome = await run_bank_task(self._fanout, lane, request, claim.attempt_count, ctx, claim.last_error)
             if outcome is not None:
-                await self._finish(query_id, bank_code, outcome)
+                await self._finish(query_id, bank_code, outcome, epoch)
         except asyncio.CancelledError:
-            raise
+            if self._stopping:
+                raise
+            # Our lease was taken over: the new holder calls the bank.
         except Exception:
-            # A bug or a store failure: the bank stays PENDING and is resumed on restart.
+            # A bug or a store failure: the lease runs out and the task is
+            # claimed again (by this replica or another).
             log.error("bank_task_failed", exc_info=True, query_id=query_id, bank=bank_code)
 
-    async def _finish(self, query_id: str, bank_code: str, outcome: FinalOutcome) -> None:
+    async def _finish(self, query_id: str, bank_code: str, outcome: FinalOutcome, epoch: int) -> None:
         sealed = None
         card_count = 0
         if outcome.answer is not None:
@@ -329,8 +438,10 @@ class QueryEngine:
             card_count,
             sealed,
             finished_at,
+            epoch,
         )
         if pending is None:
+            log.warning("outcome_fenced", query_id=query_id, bank=bank_code)
             return
         log.info(
             "bank_final",
@@ -341,13 +452,8 @@ class QueryEngine:
             attempts=outcome.attempt_count,
             cards=card_count,
         )
-        progress = BankProgress(
-            bank_code, outcome.state, outcome.reason, outcome.attempt_count, card_count, finished_at
-        )
         if pending == 0:
             await self._complete(query_id)
-            self._snapshots.pop(query_id, None)  # READY: the next publish re-reads the final record once
-        await self._publish(query_id, progress, QueryState.READY if pending == 0 else QueryState.RUNNING)
 
     async def _complete(self, query_id: str) -> None:
         outcomes = []
@@ -366,6 +472,56 @@ class QueryEngine:
         if completed:
             log.info("query_ready", query_id=query_id, cards=len(report.cards), banks=len(report.banks))
             self._spawn(self._notify(query_id))
+
+    # -- shared bank health (PostgreSQL replicas) --------------------------------
+
+    def _shared_slot(self, endpoint: BankEndpoint) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._health.slot(endpoint.code, endpoint.max_concurrent)
+
+    def _publish_breaker(self, bank_code: str, breaker: CircuitBreaker) -> None:
+        self._spawn(self._health.publish_breaker(bank_code, breaker.open_for()))
+
+    def _follow_breaker(self, bank_code: str, open_for: float) -> None:
+        lane = self._fanout.known_lane(bank_code) if self._fanout is not None else None
+        if lane is not None:
+            lane.breaker.follow(open_for)
+
+    # -- progress (WatchQuery) -------------------------------------------------
+
+    def _on_progress(self, payload: str) -> None:
+        """A PROGRESS notification (any replica's outcome): queued for the
+        watchers of this process, if the query has any."""
+        progress = Progress.decode(payload)
+        if progress.query_id in self._watchers:
+            self._progress.put_nowait(progress)
+
+    async def _progress_loop(self) -> None:
+        """Publishes progress to watchers in notification order. The last
+        bank's outcome is held until READY so that watchers see it once,
+        with the READY record (ready and expiry times come from the store)."""
+        while True:
+            progress = await self._progress.get()
+            try:
+                if progress.bank is None:
+                    held = self._held.pop(progress.query_id, None)
+                    await self._publish_ready(progress.query_id, held.bank.bank_code if held and held.bank else None)
+                elif progress.pending == 0:
+                    self._held[progress.query_id] = progress
+                else:
+                    await self._publish(progress.query_id, progress.bank, QueryState.RUNNING)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.error("watch_publish_failed", exc_info=True, query_id=progress.query_id)
+
+    async def _publish_ready(self, query_id: str, bank_code: str | None) -> None:
+        self._snapshots.pop(query_id, None)
+        record = await self._store.get(query_id)
+        if record is None:
+            return
+        event = QueryEvent(record, bank_code)
+        for queue in list(self._watchers.get(query_id, ())):
+            queue.put_nowait(event)
 
     async def _publish(self, query_id: str, progress: BankProgress, state: QueryState) -> None:
         """Tells the query's watchers that `progress` is final. Patches the
@@ -389,6 +545,11 @@ class QueryEngine:
             queue.put_nowait(event)
 
     async def _notify(self, query_id: str) -> None:
+        """Runs the ready listeners (the SMS, R9) once per query across
+        replicas: only the replica that claims the notice sends it."""
+        now = wall_us()
+        if not await self._store.claim_notice(query_id, now, now + int(self._lease_s * 1e6)):
+            return
         record = await self._store.get(query_id)
         if record is None or record.state != QueryState.READY:
             return
@@ -399,7 +560,8 @@ class QueryEngine:
                 raise
             except Exception:
                 log.error("ready_listener_failed", exc_info=True, query_id=query_id)
-                return  # not recorded as notified: re-run on the next start
+                await self._store.release_notice(query_id)  # retried by the next lease round
+                return
         await self._store.mark_notified(query_id)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

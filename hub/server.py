@@ -32,7 +32,7 @@ from hub.config import HubConfig
 from hub.crypto import HubKeys
 from hub.engine import QueryEngine
 from hub.logging import get_logger
-from hub.store.db import Database
+from hub.store.db import Database, open_database
 
 log = get_logger("hub.server")
 
@@ -105,7 +105,7 @@ class HubServer:
 
     async def start(self) -> None:
         config = self.config
-        self._db = db = await Database.open(config.database)
+        self._db = db = await open_database(config.database)
         try:
             keys = _load_keys(config)
             self._engine = engine = QueryEngine(config, db, keys, self.clock)

@@ -2,13 +2,18 @@
 # Sets up everything and runs the full test suite: the README's second
 # command, and what CI runs (.ci/run). Safe to run again; only Python >= 3.11
 # and the package registries are needed (Node.js/npm for the second bank
-# implementation are installed here when missing).
+# implementation, and Debian's postgresql for the store tests, are installed
+# here when missing; no server needs to be running: tests start their own).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 source scripts/venv.sh
 ensure_venv '.[dev]'
 
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "== installing PostgreSQL (store tests run on SQLite and on a throwaway PostgreSQL)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
 echo "== generated code"
 PYTHON="$py" scripts/gen_protos.sh --check
 echo "== contracts"

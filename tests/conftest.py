@@ -6,6 +6,7 @@ conftest.py of tests/bank, tests/hub and tests/api.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.pki import PkiPaths, create_dev_pki
 from cardlookup.population import Population
+from tests import stores
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +32,25 @@ def population() -> Population:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `both_stores` run on SQLite and on PostgreSQL (issue 8)."""
+    if metafunc.definition.get_closest_marker("both_stores") is not None:
+        metafunc.parametrize("store_backend", stores.BACKENDS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The store engine of this test's hubs: a fresh PostgreSQL database per
+    test for `postgresql`, the hub's own SQLite file otherwise."""
+    backend = getattr(request, "param", "sqlite")
+    stores.current = stores.new_database() if backend == "postgresql" else None
+    try:
+        yield backend
+    finally:
+        stores.current = None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stores.stop()

@@ -36,7 +36,7 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     await user_store.migrate()
     await identity_store.migrate()
     if sender is None:
-        sender = OutboxSmsSender(config.sms_outbox or config.database.parent / "sms-outbox.jsonl")
+        sender = OutboxSmsSender(config.sms_outbox_path())
     hasher = PasswordHasher()
     users = UserDirectory(config, ctx.keys, ctx.clock, user_store, hasher)
     journey = Journey(

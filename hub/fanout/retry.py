@@ -3,8 +3,11 @@
 `run_bank_task` keeps calling a bank until it answers, is rejected, or the
 query's report window closes (judged by the injected clock), waiting with
 exponential backoff and jitter between attempts, honouring the lane's
-breaker and concurrency cap. It returns None when the hub is stopping: the
-task stays PENDING in the store and is resumed on the next start.
+breaker and concurrency cap. Before each call it asks `begin_attempt` to
+count the attempt durably (so a crash during a call still shows it) and to
+confirm the task's lease (a replica that lost it must not call). It returns
+None when the hub is stopping or the lease is lost: the task stays PENDING
+in the store and is resumed by whichever replica holds it next.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ IDENTITY_FAILURES_TO_REJECT = 3
 """Consecutive handshakes failing the bank-name check before the bank is
 rejected as WRONG_BANK_CERTIFICATE (one failure may be a rotation glitch)."""
 WINDOW_CLOSED = "REPORT_WINDOW_CLOSED"
+NEVER_CALLED = "NOT_CALLED"
+"""The last error of a bank the window closed on before any call was made."""
 
 
 @dataclass(frozen=True)
@@ -60,37 +65,56 @@ class TaskContext:
     clock: Clock
     alarm: Alarm
     stopping: Callable[[], bool]
-    on_attempt: Callable[[int, str], Awaitable[None]]
-    """Persists the attempt count after a transient failure (count, reason)."""
+    begin_attempt: Callable[[], Awaitable[int | None]]
+    """Counts an attempt in the store before the call; returns the new
+    count, or None if this replica no longer holds the task's lease."""
+    on_failure: Callable[[int, str], Awaitable[None]]
+    """Records a transient failure (count, reason) durably: the last error
+    survives a restart and ends up in `REPORT_WINDOW_CLOSED:<last error>`."""
+    in_call: Callable[[bool], None] = lambda _calling: None
+    """Told when a call starts (True) and ends (False): a replica cancels a
+    call whose lease it lost only while the call is in flight."""
 
 
 async def run_bank_task(
-    fanout: Fanout, lane: BankLane, request: bank_pb.ListCardsRequest, attempts: int, ctx: TaskContext
+    fanout: Fanout,
+    lane: BankLane,
+    request: bank_pb.ListCardsRequest,
+    attempts: int,
+    ctx: TaskContext,
+    last_reason: str = "",
 ) -> FinalOutcome | None:
     failures = 0
     identity_failures = 0
-    last_reason = ""
     while True:
         if ctx.stopping():
             return None
         remaining = (ctx.due - ctx.clock.now()).total_seconds()
         if remaining <= 0:
-            reason = f"{WINDOW_CLOSED}:{last_reason}" if last_reason else WINDOW_CLOSED
+            reason = f"{WINDOW_CLOSED}:{last_reason or NEVER_CALLED}"
             return FinalOutcome(BankState.NOT_ANSWERED, reason, attempts)
         wait = lane.breaker.before_call()
         if wait > 0:
             await ctx.alarm.sleep(min(wait, remaining))
             continue
         try:
-            async with lane.limit:
+            async with lane.limit, lane.slot():
                 if ctx.stopping():
                     lane.breaker.on_abandon()
                     return None
-                result = await attempt(lane.stub, request, lane.endpoint.code, fanout.attempt_timeout)
+                counted = await ctx.begin_attempt()
+                if counted is None:
+                    lane.breaker.on_abandon()
+                    return None
+                attempts = counted
+                ctx.in_call(True)
+                try:
+                    result = await attempt(lane.stub, request, lane.endpoint.code, fanout.attempt_timeout)
+                finally:
+                    ctx.in_call(False)
         except BaseException:
             lane.breaker.on_abandon()
             raise
-        attempts += 1
         if isinstance(result, Answered):
             lane.breaker.on_success()
             return FinalOutcome(BankState.ANSWERED, "", attempts, result.answer)
@@ -105,7 +129,7 @@ async def run_bank_task(
         last_reason = result.reason
         if identity_failures >= IDENTITY_FAILURES_TO_REJECT:
             return FinalOutcome(BankState.REJECTED, "WRONG_BANK_CERTIFICATE", attempts)
-        await ctx.on_attempt(attempts, result.reason)
+        await ctx.on_failure(attempts, result.reason)
         delay = fanout.backoff.delay(failures, fanout.rng, slow_down=result.slow_down)
         remaining = (ctx.due - ctx.clock.now()).total_seconds()
         await ctx.alarm.sleep(min(delay, max(0.0, remaining)))

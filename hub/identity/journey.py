@@ -9,7 +9,6 @@ Plain domain code over the engine interface: no gRPC here.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -35,7 +34,6 @@ from hub.store.users import UserRow
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
-_LOCK_STRIPES = 64
 
 
 class QueryEngineApi(Protocol):
@@ -123,9 +121,6 @@ class Journey:
         self._passwords = passwords
         self._sender = sender
         self._hash = keyed_hash
-        # Serialises CreateQuery per person inside this process, so two
-        # concurrent requests cannot both pass the one-query-at-a-time rule.
-        self._locks = tuple(asyncio.Lock() for _ in range(_LOCK_STRIPES))
 
     # --- before a query ---
 
@@ -158,7 +153,9 @@ class Journey:
         # Keyed by the person, not the account: the one-query and cooldown
         # rules span every app account enrolled with the same ID number.
         person = (await self._users.row(user_id)).id_hash
-        async with self._locks[hash(person) % _LOCK_STRIPES]:
+        # Serialises CreateQuery per person in the database (every replica),
+        # so two concurrent requests cannot both pass the one-query rule.
+        async with self._store.person_lock(person):
             earlier = await self._store.get_request(user_id, request_id)
             if earlier is not None:
                 if earlier.fingerprint != fingerprint:

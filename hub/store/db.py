@@ -1,46 +1,108 @@
-"""The database connection layer: SQLite through aiosqlite.
+"""The database layer every store module uses, on SQLite or PostgreSQL.
 
-- WAL journal, `secure_delete` on (deleted report bytes are overwritten),
-  foreign keys on, `synchronous=FULL` (an acknowledged write survives a
-  power cut; a hub killed with SIGKILL loses nothing it acknowledged).
-- Writes are batched: every `write()` call is queued, and one writer task
-  commits everything queued so far in a single transaction, each call inside
-  its own SAVEPOINT so one failing call rolls back alone. Callers await their
-  own commit, so "returned" means "durable". Under load many writes share one
-  fsync, which keeps the store from being the bottleneck.
-- Reads use a second connection, so they never see a batch that has not
-  committed.
-- Migrations are per component (e.g. "queries", "users"): each module that
-  owns tables passes its ordered list of SQL scripts to `migrate`, and the
-  versions applied are kept in `schema_migrations`.
+`open_database(target)` picks the engine from the `database` setting: a
+path means SQLite (hub.store.sqlite: embedded, one hub process), a
+`postgresql://` URL means PostgreSQL (hub.store.postgres: several hub
+replicas share it). Both offer the same interface, `Database`:
 
-All SQL is plain and portable where it can be, so a PostgreSQL store can
-implement the same module interfaces later. Every store module keeps instants
-as INTEGER microseconds since the Unix epoch (UTC), through `to_micros` and
-`from_micros`: exact, and ordered by SQL comparison.
+- `write(fn)`: runs `fn(conn)` in one transaction and returns once it is
+  durable. `conn` has the aiosqlite call shapes (`await conn.execute(sql,
+  params)` -> cursor with `rowcount`, `fetchone()`, `fetchall()`;
+  `async with conn.execute(...) as cur`; `executemany`), so store modules
+  are written once, with `?` placeholders and portable SQL.
+- `fetchone` / `fetchall`: read the latest committed state.
+- `migrate(component, scripts)`: the same migration scripts on both engines
+  (hub.store.sql translates column types and placeholders); applied once,
+  even when several replicas start together.
+- `listen(channel, callback)` and `conn.notify(channel, payload)`: a
+  notification sent inside a write reaches every listener, in every process
+  sharing the database, after the write commits (PostgreSQL LISTEN/NOTIFY;
+  in-process on SQLite). The engine's WatchQuery rides on it.
+- `exclusive(key)`: a lock held in the database for a critical section that
+  spans several statements (one CreateQuery per person at a time, R12),
+  across every replica; released if its holder dies.
+- `shared`: True when other processes may use the same database (then rules
+  such as a bank's concurrency cap are held in the database, not in memory).
+
+Every store module keeps instants as INTEGER microseconds since the Unix
+epoch (UTC), through `to_micros` and `from_micros`: exact, and ordered by SQL
+comparison on both engines.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TypeVar
-
-import aiosqlite
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
-WriteFn = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
-_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA secure_delete=ON",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA synchronous=FULL",
-    "PRAGMA busy_timeout=10000",
-)
+Notify = Callable[[str], None]
+"""A notification callback: gets the payload, runs on the event loop."""
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    async def fetchone(self) -> Any: ...
+    async def fetchall(self) -> Sequence[Any]: ...
+
+
+class Conn(Protocol):
+    """The connection a write callback gets: aiosqlite's call shapes."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Awaitable (-> Cursor) and usable as `async with ... as cursor`."""
+        ...
+
+    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None: ...
+    def notify(self, channel: str, payload: str) -> Awaitable[None]: ...
+    def lock(self, key: str) -> Awaitable[None]:
+        """Serialises transactions on `key` until this one ends."""
+        ...
+
+    @property
+    def skip_locked(self) -> str:
+        """' FOR UPDATE SKIP LOCKED' on PostgreSQL, '' on SQLite (whose one
+        writer serialises every write transaction anyway)."""
+        ...
+
+    @property
+    def for_update(self) -> str:
+        """' FOR UPDATE' on PostgreSQL (a check-then-update locks its row
+        first), '' on SQLite."""
+        ...
+
+
+class Database(Protocol):
+    dialect: str
+    shared: bool
+
+    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T: ...
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]: ...
+    async def migrate(self, component: str, migrations: Sequence[str]) -> None: ...
+    async def listen(self, channel: str, callback: Notify) -> None: ...
+    def exclusive(self, key: str) -> AbstractAsyncContextManager[None]: ...
+    async def close(self) -> None: ...
+
+
+def is_postgres_url(target: str | Path) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+async def open_database(target: str | Path, **options: Any) -> Database:
+    """SQLite for a path, PostgreSQL for a postgresql:// URL."""
+    if is_postgres_url(target):
+        from hub.store.postgres import PostgresDatabase
+
+        return await PostgresDatabase.open(str(target), **options)
+    from hub.store.sqlite import SqliteDatabase
+
+    return await SqliteDatabase.open(Path(target), **options)
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -62,131 +124,6 @@ def from_micros_or_none(value: int | None) -> dt.datetime | None:
     return None if value is None else from_micros(value)
 
 
-class Database:
-    """One SQLite database file, opened for one hub process."""
-
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, max_batch: int) -> None:
-        self._writer = writer
-        self._reader = reader
-        self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[WriteFn, asyncio.Future[Any]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        # One statement at a time on the read connection: overlapping cursors
-        # share one SQLite read transaction, and a connection whose cursors
-        # always overlap keeps reading an old snapshot (stale reads under load).
-        self._read_lock = asyncio.Lock()
-        self.batches_committed = 0
-        """How many transactions the writer committed (for metrics and tests)."""
-
-    @classmethod
-    async def open(cls, path: Path | str, max_batch: int = 256) -> Database:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        writer = await aiosqlite.connect(str(path), isolation_level=None)
-        reader = await aiosqlite.connect(str(path), isolation_level=None)
-        for conn in (writer, reader):
-            conn.row_factory = aiosqlite.Row
-            for pragma in _PRAGMAS:
-                await conn.execute(pragma)
-        db = cls(writer, reader, max_batch)
-        await writer.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))"
-        )
-        db._task = asyncio.create_task(db._write_loop(), name="db-writer")
-        return db
-
-    async def migrate(self, component: str, migrations: Sequence[str]) -> None:
-        """Applies, in order, the scripts of `component` not applied yet."""
-        rows = await self.fetchall("SELECT version FROM schema_migrations WHERE component = ?", (component,))
-        done = {row[0] for row in rows}
-        for version, script in enumerate(migrations, start=1):
-            if version in done:
-                continue
-
-            async def apply(conn: aiosqlite.Connection, script: str = script, version: int = version) -> None:
-                for statement in _split_sql(script):
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (component, version) VALUES (?, ?)", (component, version)
-                )
-
-            await self.write(apply)
-
-    async def write(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Runs `fn` in the next write batch; returns once it is committed."""
-        if self._closed:
-            raise RuntimeError("database is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((fn, future))
-        return await future
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """Shorthand for a single-statement write."""
-
-        async def run(conn: aiosqlite.Connection) -> None:
-            await conn.execute(sql, params)
-
-        await self.write(run)
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        """Reads the latest committed state (every completed write() included)."""
-        async with self._read_lock, self._reader.execute(sql, params) as cur:
-            return await cur.fetchone()
-
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Iterable[aiosqlite.Row]:
-        """Reads the latest committed state (every completed write() included)."""
-        async with self._read_lock, self._reader.execute(sql, params) as cur:
-            return await cur.fetchall()
-
-    async def close(self) -> None:
-        """Commits what is queued, then closes both connections."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._task is not None:
-            await self._queue.join()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        await self._reader.close()
-        await self._writer.close()
-
-    async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-            try:
-                await self._writer.execute("BEGIN IMMEDIATE")
-                for i, (fn, future) in enumerate(batch):
-                    await self._writer.execute(f"SAVEPOINT w{i}")
-                    try:
-                        value = await fn(self._writer)
-                    except Exception as exc:  # one caller's failure must not spoil the batch
-                        await self._writer.execute(f"ROLLBACK TO w{i}")
-                        results.append((future, None, exc))
-                    else:
-                        results.append((future, value, None))
-                    await self._writer.execute(f"RELEASE w{i}")
-                await self._writer.execute("COMMIT")
-                self.batches_committed += 1
-            except Exception as exc:  # the commit itself failed: nobody's write landed
-                with contextlib.suppress(Exception):
-                    await self._writer.execute("ROLLBACK")
-                results = [(future, None, exc) for _, future in batch]
-            for future, value, error in results:
-                if not future.done():
-                    if error is not None:
-                        future.set_exception(error)
-                    else:
-                        future.set_result(value)
-            for _ in batch:
-                self._queue.task_done()
-
-
-def _split_sql(script: str) -> list[str]:
+def split_sql(script: str) -> list[str]:
     """Splits a migration script on ';' (migrations hold no ';' in literals)."""
     return [s.strip() for s in script.split(";") if s.strip()]

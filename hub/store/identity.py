@@ -2,13 +2,17 @@
 ids (idempotency), report access events (R10) and sent ready notices (R9).
 
 Rule decisions that must not race (is this code right and unused, may this
-user get another SMS) run inside one write call, which the store
-serialises, so a check and its update commit together.
+user get another SMS) run inside one write call whose check locks what it
+reads (`FOR UPDATE`, or an advisory lock on the key when there is no row
+yet), so a check and its update commit together on one SQLite process and
+across PostgreSQL replicas alike: five wrong codes sent at once to three
+replicas count five.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -112,6 +116,7 @@ class IdentityStore:
         returned."""
 
         async def run(conn: aiosqlite.Connection) -> RateLimited | None:
+            await conn.lock("sms:" + new.user_id)  # type: ignore[attr-defined]
             async with conn.execute(
                 "SELECT MAX(create_time) AS latest FROM verifications WHERE user_id = ?", (new.user_id,)
             ) as cur:
@@ -164,7 +169,8 @@ class IdentityStore:
 
         async def run(conn: aiosqlite.Connection) -> CodeOutcome:
             async with conn.execute(
-                "SELECT * FROM verifications WHERE verification_id = ? AND user_id = ?", (verification_id, user_id)
+                "SELECT * FROM verifications WHERE verification_id = ? AND user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+                (verification_id, user_id),
             ) as cur:
                 r = await cur.fetchone()
             if r is None:
@@ -198,6 +204,12 @@ class IdentityStore:
         return await self._db.write(run)
 
     # --- CreateQuery idempotency ---
+
+    def person_lock(self, person_key: str) -> AbstractAsyncContextManager[None]:
+        """Held around CreateQuery's checks and acceptance for one person
+        (R12: one unfinished query, cooldown), in the database, so it holds
+        across replicas."""
+        return self._db.exclusive("person:" + person_key)
 
     async def get_request(self, user_id: str, request_id: str) -> RequestRow | None:
         r = await self._db.fetchone(

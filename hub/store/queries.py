@@ -9,6 +9,18 @@ Tables (component "queries"):
   reports     one row per READY query: the report sealed under its own data
               key; deleted (crypto-shredded) when it expires (R11).
 
+Replicas (issue 8): every PENDING bank task is leased to one hub replica at
+a time (`lease_owner`, `lease_expires`), claimed with `FOR UPDATE SKIP
+LOCKED` on PostgreSQL, renewed while its call runs, and taken over by
+another replica once it expires. `lease_epoch` grows at every claim and is
+the fencing token: an attempt or an outcome is written only with the epoch
+the writer claimed, so a replica that lost its lease cannot write. Each
+outcome and each READY is announced on the PROGRESS channel (LISTEN/NOTIFY
+on PostgreSQL), which is how WatchQuery on any replica follows a query
+worked on by another. A READY query's SMS is claimed before it is sent
+(`notified`: 0 not yet, 2 claimed until `notify_expires`, 1 sent), so one
+replica sends it.
+
 Times are stored as integer microseconds since the Unix epoch (UTC), so
 ordering is exact and portable. Nothing here is plaintext personal data:
 only user ids, bank codes, counts and ciphertext.
@@ -17,9 +29,10 @@ only user ids, bank codes, counts and ciphertext.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
-
-import aiosqlite
+from dataclasses import dataclass
+from typing import Any
 
 from hub.crypto import Sealed
 from hub.domain import BankProgress, BankState, NewQuery, QueryRecord, QueryState
@@ -64,7 +77,58 @@ MIGRATIONS = [
         expire_time INTEGER NOT NULL
     )
     """,
+    """
+    ALTER TABLE bank_tasks ADD COLUMN lease_owner TEXT;
+    ALTER TABLE bank_tasks ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE bank_tasks ADD COLUMN lease_expires INTEGER;
+    CREATE INDEX bank_tasks_pending ON bank_tasks (lease_expires) WHERE state = 'PENDING';
+    CREATE INDEX bank_tasks_by_owner ON bank_tasks (lease_owner) WHERE state = 'PENDING';
+    ALTER TABLE queries ADD COLUMN notify_expires INTEGER
+    """,
 ]
+
+PROGRESS = "cardlookup_progress"
+"""The notification channel of bank outcomes and READY queries."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A bank task this replica holds the lease of."""
+
+    query_id: str
+    bank_code: str
+    epoch: int
+    attempt_count: int
+    last_error: str
+    """The last transient error recorded (survives a replica), or ''."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A PROGRESS notification: one bank's final outcome (`bank` set), or
+    the query turning READY (`bank` None). Carries no personal data."""
+
+    query_id: str
+    bank: BankProgress | None
+    pending: int
+
+    def encode(self) -> str:
+        b = self.bank
+        if b is None:
+            return json.dumps([self.query_id])
+        finish = to_micros(b.finish_time) if b.finish_time else None
+        return json.dumps(
+            [self.query_id, b.bank_code, b.state.value, b.reason, b.attempt_count, b.card_count, finish, self.pending]
+        )
+
+    @classmethod
+    def decode(cls, payload: str) -> Progress:
+        v: list[Any] = json.loads(payload)
+        if len(v) == 1:
+            return cls(str(v[0]), None, 0)
+        bank = BankProgress(str(v[1]), BankState(v[2]), str(v[3]), int(v[4]), int(v[5]), from_micros_or_none(v[6]))
+        return cls(str(v[0]), bank, int(v[7]))
+
 
 _UNFINISHED = (QueryState.ACCEPTED.value, QueryState.RUNNING.value)
 
@@ -78,14 +142,24 @@ class QueryStore:
 
     # -- writes --------------------------------------------------------------
 
-    async def insert(self, new: NewQuery, subject: Sealed, create_time: dt.datetime, due: dt.datetime) -> bool:
-        """Writes the query and one PENDING task per bank in one transaction.
-        Returns False (and writes nothing) if the query id exists."""
+    async def insert(
+        self,
+        new: NewQuery,
+        subject: Sealed,
+        create_time: dt.datetime,
+        due: dt.datetime,
+        lease: tuple[str, int] | None = None,
+    ) -> bool:
+        """Writes the query and one PENDING task per bank in one transaction,
+        the tasks leased to `lease` = (owner, expires in micros) if given (the
+        accepting replica starts the calls at once, at epoch 1). Returns False
+        (and writes nothing) if the query id exists."""
 
-        async def run(conn: aiosqlite.Connection) -> bool:
+        async def run(conn: Any) -> bool:
             cur = await conn.execute(
-                "INSERT OR IGNORE INTO queries (query_id, user_id, state, bank_codes, consent_text_version,"
-                " create_time, report_due_time, subject_key, subject_ciphertext) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO queries (query_id, user_id, state, bank_codes, consent_text_version,"
+                " create_time, report_due_time, subject_key, subject_ciphertext) VALUES (?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (query_id) DO NOTHING",
                 (
                     new.query_id,
                     new.user_id,
@@ -100,19 +174,92 @@ class QueryStore:
             )
             if cur.rowcount == 0:
                 return False
+            owner, expires = lease if lease else (None, None)
+            epoch = 1 if lease else 0
             await conn.executemany(
-                "INSERT INTO bank_tasks (query_id, bank_code, position, state) VALUES (?,?,?,?)",
-                [(new.query_id, code, i, BankState.PENDING.value) for i, code in enumerate(new.bank_codes)],
+                "INSERT INTO bank_tasks (query_id, bank_code, position, state, lease_owner, lease_epoch,"
+                " lease_expires) VALUES (?,?,?,?,?,?,?)",
+                [
+                    (new.query_id, code, i, BankState.PENDING.value, owner, epoch, expires)
+                    for i, code in enumerate(new.bank_codes)
+                ],
             )
             return True
 
         return await self._db.write(run)
 
-    async def record_attempts(self, query_id: str, bank_code: str, attempt_count: int) -> None:
+    async def record_failure(self, query_id: str, bank_code: str, epoch: int, reason: str) -> None:
+        """Keeps a PENDING bank's last transient error (fenced by epoch)."""
         await self._db.execute(
-            "UPDATE bank_tasks SET attempt_count = ? WHERE query_id = ? AND bank_code = ? AND state = ?",
-            (attempt_count, query_id, bank_code, BankState.PENDING.value),
+            "UPDATE bank_tasks SET reason = ? WHERE query_id = ? AND bank_code = ? AND state = ? AND lease_epoch = ?",
+            (reason, query_id, bank_code, BankState.PENDING.value, epoch),
         )
+
+    # -- leases --------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, now_us: int, expires_us: int, limit: int, *, reclaim: bool = False
+    ) -> list[Claim]:
+        """Leases up to `limit` PENDING tasks that nobody holds (no lease, or
+        an expired one) to `owner`, each at a new epoch. With `reclaim`, the
+        owner's own unexpired leases are taken too (a restart under the same
+        replica id, or the only process of a SQLite store)."""
+        mine = " OR lease_owner = ?" if reclaim else ""
+        params: tuple[Any, ...] = (owner, expires_us, BankState.PENDING.value, now_us)
+        if reclaim:
+            params += (owner,)
+
+        async def run(conn: Any) -> list[Claim]:
+            async with conn.execute(
+                "UPDATE bank_tasks SET lease_owner = ?, lease_epoch = lease_epoch + 1, lease_expires = ?"
+                " WHERE (query_id, bank_code) IN (SELECT query_id, bank_code FROM bank_tasks"
+                f" WHERE state = ? AND (lease_expires IS NULL OR lease_expires < ?{mine})"
+                f" LIMIT ?{conn.skip_locked})"
+                " RETURNING query_id, bank_code, lease_epoch, attempt_count, reason",
+                (*params, limit),
+            ) as cur:
+                rows = await cur.fetchall()
+            return [Claim(str(r[0]), str(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]
+
+        return await self._db.write(run)
+
+    async def renew(self, owner: str, expires_us: int) -> set[tuple[str, str]]:
+        """Extends every lease `owner` still holds; returns the (query, bank)
+        pairs renewed (a task missing from it was taken over)."""
+
+        async def run(conn: Any) -> set[tuple[str, str]]:
+            async with conn.execute(
+                "UPDATE bank_tasks SET lease_expires = ? WHERE lease_owner = ? AND state = ?"
+                " RETURNING query_id, bank_code",
+                (expires_us, owner, BankState.PENDING.value),
+            ) as cur:
+                return {(str(r[0]), str(r[1])) for r in await cur.fetchall()}
+
+        return await self._db.write(run)
+
+    async def release(self, owner: str) -> None:
+        """Gives up every lease of `owner` (a stopping replica), so another
+        replica resumes those banks at once instead of after the lease."""
+        await self._db.execute(
+            "UPDATE bank_tasks SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ? AND state = ?",
+            (owner, BankState.PENDING.value),
+        )
+
+    async def start_attempt(self, query_id: str, bank_code: str, epoch: int) -> int | None:
+        """Counts an attempt durably BEFORE the call is made (a crash during
+        the call still shows it). Returns the new attempt count, or None if
+        the lease was lost (another replica holds the task now: don't call)."""
+
+        async def run(conn: Any) -> int | None:
+            async with conn.execute(
+                "UPDATE bank_tasks SET attempt_count = attempt_count + 1"
+                " WHERE query_id = ? AND bank_code = ? AND state = ? AND lease_epoch = ? RETURNING attempt_count",
+                (query_id, bank_code, BankState.PENDING.value, epoch),
+            ) as cur:
+                row = await cur.fetchone()
+            return int(row[0]) if row else None
+
+        return await self._db.write(run)
 
     async def finish_bank(
         self,
@@ -124,15 +271,27 @@ class QueryStore:
         card_count: int,
         answer: Sealed | None,
         finish_time: dt.datetime,
+        epoch: int | None = None,
     ) -> int | None:
-        """Makes a bank's outcome final, atomically with its sealed answer.
-        Returns how many banks of the query are still pending, or None if
-        this bank was already final (nothing changed)."""
+        """Makes a bank's outcome final, atomically with its sealed answer,
+        and announces it on PROGRESS. With `epoch`, only while that lease is
+        held (fencing). Returns how many banks of the query are still
+        pending, or None if nothing changed (already final, or lease lost)."""
+        fence = "" if epoch is None else " AND lease_epoch = ?"
+        fence_params: tuple[int, ...] = () if epoch is None else (epoch,)
 
-        async def run(conn: aiosqlite.Connection) -> int | None:
+        async def run(conn: Any) -> int | None:
+            # Lock the query row first: finishes of one query's banks then
+            # run one at a time, so exactly one of them sees 0 pending, on
+            # every replica (READ COMMITTED counts what has committed).
+            await conn.execute(
+                "UPDATE queries SET state = ? WHERE query_id = ? AND state IN (?, ?)",
+                (QueryState.RUNNING.value, query_id, *_UNFINISHED),
+            )
             cur = await conn.execute(
                 "UPDATE bank_tasks SET state = ?, reason = ?, attempt_count = ?, card_count = ?, finish_time = ?,"
-                " answer_key = ?, answer_ciphertext = ? WHERE query_id = ? AND bank_code = ? AND state = ?",
+                " answer_key = ?, answer_ciphertext = ?, lease_owner = NULL, lease_expires = NULL"
+                f" WHERE query_id = ? AND bank_code = ? AND state = ?{fence}",
                 (
                     state.value,
                     reason,
@@ -144,6 +303,7 @@ class QueryStore:
                     query_id,
                     bank_code,
                     BankState.PENDING.value,
+                    *fence_params,
                 ),
             )
             if cur.rowcount == 0:
@@ -154,11 +314,8 @@ class QueryStore:
             ) as c:
                 row = await c.fetchone()
             pending = int(row[0]) if row else 0
-            if pending:
-                await conn.execute(
-                    "UPDATE queries SET state = ? WHERE query_id = ? AND state = ?",
-                    (QueryState.RUNNING.value, query_id, QueryState.ACCEPTED.value),
-                )
+            progress = BankProgress(bank_code, state, reason, attempt_count, card_count, finish_time)
+            await conn.notify(PROGRESS, Progress(query_id, progress, pending).encode())
             return pending
 
         return await self._db.write(run)
@@ -167,7 +324,7 @@ class QueryStore:
         """Stores the sealed report, marks the query READY and deletes what
         is no longer needed: the subject and the per-bank answers."""
 
-        async def run(conn: aiosqlite.Connection) -> bool:
+        async def run(conn: Any) -> bool:
             cur = await conn.execute(
                 "UPDATE queries SET state = ?, ready_time = ?, report_expire_time = ?, subject_key = NULL,"
                 " subject_ciphertext = NULL WHERE query_id = ? AND state IN (?, ?)",
@@ -182,6 +339,7 @@ class QueryStore:
             await conn.execute(
                 "UPDATE bank_tasks SET answer_key = NULL, answer_ciphertext = NULL WHERE query_id = ?", (query_id,)
             )
+            await conn.notify(PROGRESS, Progress(query_id, None, 0).encode())
             return True
 
         return await self._db.write(run)
@@ -190,23 +348,42 @@ class QueryStore:
         """R11: deletes the sealed report (data key and ciphertext) of every
         READY query whose report has expired, and marks it EXPIRED."""
 
-        async def run(conn: aiosqlite.Connection) -> list[str]:
+        async def run(conn: Any) -> list[str]:
+            # One atomic UPDATE decides which queries expire: a replica
+            # sweeping at the same time waits for the row and then finds it
+            # EXPIRED already, so each report is deleted once.
             async with conn.execute(
-                "SELECT query_id FROM queries WHERE state = ? AND report_expire_time <= ?",
-                (QueryState.READY.value, to_micros(now)),
+                "UPDATE queries SET state = ? WHERE state = ? AND report_expire_time <= ? RETURNING query_id",
+                (QueryState.EXPIRED.value, QueryState.READY.value, to_micros(now)),
             ) as cur:
                 ids = [str(r[0]) for r in await cur.fetchall()]
             for query_id in ids:
                 await conn.execute("DELETE FROM reports WHERE query_id = ?", (query_id,))
-                await conn.execute(
-                    "UPDATE queries SET state = ? WHERE query_id = ?", (QueryState.EXPIRED.value, query_id)
-                )
             return ids
+
+        return await self._db.write(run)
+
+    async def claim_notice(self, query_id: str, now_us: int, expires_us: int) -> bool:
+        """Claims the sending of a READY query's SMS (R9) for this replica
+        until `expires_us`; False if it was sent or another replica holds an
+        unexpired claim."""
+
+        async def run(conn: Any) -> bool:
+            cur = await conn.execute(
+                "UPDATE queries SET notified = 2, notify_expires = ? WHERE query_id = ? AND state = ?"
+                " AND (notified = 0 OR (notified = 2 AND notify_expires < ?))",
+                (expires_us, query_id, QueryState.READY.value, now_us),
+            )
+            return bool(cur.rowcount)
 
         return await self._db.write(run)
 
     async def mark_notified(self, query_id: str) -> None:
         await self._db.execute("UPDATE queries SET notified = 1 WHERE query_id = ?", (query_id,))
+
+    async def release_notice(self, query_id: str) -> None:
+        """The send failed: let the next sweep (any replica) try again."""
+        await self._db.execute("UPDATE queries SET notified = 0 WHERE query_id = ? AND notified = 2", (query_id,))
 
     # -- reads ---------------------------------------------------------------
 
@@ -248,10 +425,24 @@ class QueryStore:
         )
         return [str(r[0]) for r in rows]
 
-    async def ready_unnotified_ids(self) -> list[str]:
+    async def ready_unnotified_ids(self, now_us: int) -> list[str]:
+        """READY queries whose SMS is neither sent nor claimed (or whose
+        claim ran out: its replica died between claim and send)."""
         rows = await self._db.fetchall(
-            "SELECT query_id FROM queries WHERE state = ? AND notified = 0 ORDER BY ready_time",
-            (QueryState.READY.value,),
+            "SELECT query_id FROM queries WHERE state = ? AND (notified = 0 OR (notified = 2 AND notify_expires < ?))"
+            " ORDER BY ready_time",
+            (QueryState.READY.value, now_us),
+        )
+        return [str(r[0]) for r in rows]
+
+    async def orphaned_ids(self, finished_before: dt.datetime) -> list[str]:
+        """Unfinished queries with no PENDING bank whose last outcome is older
+        than `finished_before`: the replica that finished the last bank died
+        before building the report; any replica may build it now."""
+        rows = await self._db.fetchall(
+            "SELECT q.query_id FROM queries q WHERE q.state IN (?, ?) AND NOT EXISTS"
+            " (SELECT 1 FROM bank_tasks t WHERE t.query_id = q.query_id AND (t.state = ? OR t.finish_time >= ?))",
+            (*_UNFINISHED, BankState.PENDING.value, to_micros(finished_before)),
         )
         return [str(r[0]) for r in rows]
 
@@ -289,7 +480,7 @@ class QueryStore:
         return [_record(r, tasks[str(r["query_id"])]) for r in rows]
 
 
-def _progress(r: aiosqlite.Row) -> BankProgress:
+def _progress(r: Any) -> BankProgress:
     return BankProgress(
         bank_code=str(r["bank_code"]),
         state=BankState(r["state"]),
@@ -300,7 +491,7 @@ def _progress(r: aiosqlite.Row) -> BankProgress:
     )
 
 
-def _record(r: aiosqlite.Row, banks: Iterable[BankProgress]) -> QueryRecord:
+def _record(r: Any, banks: Iterable[BankProgress]) -> QueryRecord:
     return QueryRecord(
         query_id=str(r["query_id"]),
         user_id=str(r["user_id"]),

@@ -106,7 +106,10 @@ class UserStore:
         password hash and its lockout state are kept."""
 
         async def run(conn: aiosqlite.Connection) -> UserRow:
-            async with conn.execute("SELECT * FROM users WHERE user_id = ?", (row.user_id,)) as cur:
+            async with conn.execute(
+                "SELECT * FROM users WHERE user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+                (row.user_id,),
+            ) as cur:
                 old_raw = await cur.fetchone()
             old = _row(old_raw) if old_raw else None
             if old is None and keep_password:
@@ -163,7 +166,8 @@ class UserStore:
 
         async def run(conn: aiosqlite.Connection) -> PasswordOutcome:
             async with conn.execute(
-                "SELECT password_failures, password_locked_until FROM users WHERE user_id = ?", (user_id,)
+                "SELECT password_failures, password_locked_until FROM users WHERE user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+                (user_id,),
             ) as cur:
                 r = await cur.fetchone()
             if r is None:

@@ -20,6 +20,7 @@ from client.devface import DevFaceProvider
 from client.options import ClientOptions
 from hub.config import HubConfig, Timings
 from hub.server import HubServer
+from tests import stores
 from tests.api.helpers import HubHarness
 
 FAST = Timings(
@@ -59,7 +60,9 @@ async def start_hub(config: HubConfig, clock: ManualClock) -> HubServer:
 async def harness(
     pki: PkiPaths, population: Population, fleet: BankFleet, clock: ManualClock, tmp_path: Path
 ) -> AsyncIterator[HubHarness]:
-    config = HubConfig.dev(pki, fleet.addresses, tmp_path, listen="127.0.0.1:0", timings=FAST)
+    config = HubConfig.dev(
+        pki, fleet.addresses, tmp_path, listen="127.0.0.1:0", timings=FAST, database=stores.database_for(tmp_path)
+    )
     server = await start_hub(config, clock)
     try:
         async with AsyncCardLookupClient(client_options(pki, server.port)) as client:

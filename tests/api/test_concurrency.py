@@ -7,9 +7,13 @@ import dataclasses
 import datetime as dt
 import uuid
 
+import pytest
+
 from cardlookup.hub.v1 import resources_pb2 as pb
 from client.errors import CardLookupError
 from tests.api.helpers import HubHarness
+
+pytestmark = pytest.mark.both_stores
 
 BANKS = ["102", "103", "104"]
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import pytest
+
 from cardlookup.hub.v1 import resources_pb2 as pb
 from tests.api.helpers import HubHarness, refused
+
+pytestmark = pytest.mark.both_stores
 
 
 async def test_create_is_idempotent_on_request_id(harness: HubHarness) -> None:

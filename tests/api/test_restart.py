@@ -11,6 +11,8 @@ import dataclasses
 import uuid
 from pathlib import Path
 
+import pytest
+
 import hub.api
 from bank_sim.faults import Faults
 from bank_sim.fleet import BankFleet
@@ -25,6 +27,8 @@ from hub.notify import OutboxSmsSender, SmsMessage, read_outbox
 from hub.server import HubContext, HubServer
 from tests.api.conftest import FAST, client_options
 from tests.api.helpers import HubHarness, refused
+
+pytestmark = pytest.mark.both_stores
 
 
 class GatewayRefusingReadyNotices:

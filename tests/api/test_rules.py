@@ -28,6 +28,8 @@ from hub.notify import read_outbox
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.helpers import HubHarness, refused
 
+pytestmark = pytest.mark.both_stores
+
 
 def when(ts: object) -> dt.datetime:
     return ts.ToDatetime(tzinfo=dt.UTC)  # type: ignore[attr-defined,no-any-return]

@@ -22,7 +22,8 @@ from hub.config import HubConfig, Timings
 from hub.crypto import HubKeys
 from hub.domain import BankState, NewQuery, QueryRecord, QueryState, Report, Subject
 from hub.engine import QueryEngine
-from hub.store.db import Database
+from hub.store.db import open_database
+from tests import stores
 
 FAST = Timings(
     retry_initial=dt.timedelta(milliseconds=20),
@@ -86,6 +87,7 @@ def fleet_config(
 def hub_config(pki: PkiPaths, addresses: dict[str, str], data_dir: Path, **overrides: Any) -> HubConfig:
     overrides.setdefault("timings", FAST)
     overrides.setdefault("listen", "127.0.0.1:0")
+    overrides.setdefault("database", stores.database_for(data_dir))
     return HubConfig.dev(pki, addresses, data_dir, **overrides)
 
 
@@ -101,7 +103,7 @@ async def running_fleet(config: FleetConfig) -> AsyncIterator[BankFleet]:
 
 @contextlib.asynccontextmanager
 async def running_engine(config: HubConfig, clock: Clock, **kw: Any) -> AsyncIterator[QueryEngine]:
-    db = await Database.open(config.database)
+    db = await open_database(config.database)
     engine = QueryEngine(config, db, HubKeys.load(config), clock, **kw)
     await engine.start()
     try:

@@ -21,7 +21,7 @@ from cardlookup.pki import create_dev_pki
 from cardlookup.population import Population
 from hub.crypto import HubKeys
 from hub.engine import QueryEngine
-from hub.store.db import Database
+from hub.store.db import open_database
 from tests.hub.helpers import hub_config, new_query, wait_for
 
 
@@ -33,7 +33,7 @@ async def measure(queries: int, concurrency: int) -> None:
     people = population.eligible_people(clock.now().date())
     async with BankFleet(FleetConfig.default(pki, population, clock=clock, admin_port=None)) as fleet:
         config = hub_config(pki, fleet.addresses, root / "data")
-        db = await Database.open(config.database)
+        db = await open_database(config.database)
         engine = QueryEngine(config, db, HubKeys.load(config), clock)
         await engine.start()
         try:

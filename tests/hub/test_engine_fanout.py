@@ -28,6 +28,8 @@ from tests.hub.helpers import (
     wait_until,
 )
 
+pytestmark = pytest.mark.both_stores
+
 CODES = list(DEFAULT_BANK_CODES)
 
 

@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 import io
 import logging
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,8 @@ from cardlookup.population import Population
 from hub.config import HubConfig
 from hub.domain import BankState, QueryRecord, QueryState, ReportUnavailable
 from hub.logging import configure_logging
+from hub.store.db import open_database
+from tests import stores
 from tests.hub.helpers import (
     assert_report_is_ground_truth,
     fleet_config,
@@ -31,6 +32,8 @@ from tests.hub.helpers import (
     wait_for,
     wait_until,
 )
+
+pytestmark = pytest.mark.both_stores
 
 CODES = list(DEFAULT_BANK_CODES)
 
@@ -70,11 +73,15 @@ async def test_report_expires_after_seven_days_and_is_destroyed(
         assert unavailable.value.expire_time == ready.report_expire_time
         events = [e async for e in engine.watch(query.query_id)]
         assert len(events) == 1 and events[0].query.state == QueryState.EXPIRED
-    db = sqlite3.connect(tmp_path / "hub.db")
-    assert db.execute("SELECT COUNT(*) FROM reports").fetchone() == (0,)
-    assert db.execute("SELECT COUNT(*) FROM queries WHERE subject_key IS NOT NULL").fetchone() == (0,)
-    assert db.execute("SELECT COUNT(*) FROM bank_tasks WHERE answer_key IS NOT NULL").fetchone() == (0,)
-    db.close()
+    db = await open_database(stores.database_for(tmp_path))
+    for sql in (
+        "SELECT COUNT(*) FROM reports",
+        "SELECT COUNT(*) FROM queries WHERE subject_key IS NOT NULL",
+        "SELECT COUNT(*) FROM bank_tasks WHERE answer_key IS NOT NULL",
+    ):
+        row = await db.fetchone(sql)
+        assert row is not None and row[0] == 0, sql
+    await db.close()
 
 
 async def test_report_not_ready_yet_is_unavailable(
@@ -238,12 +245,11 @@ async def test_nothing_personal_in_the_database_or_the_logs(
                 for q in queries:
                     await wait_for(engine, q.query_id)
                     await engine.read_report(q.query_id)
-                # Keep the WAL: scan it before the clean close checkpoints it.
-                wal = (tmp_path / "hub.db-wal").read_bytes()
+                # Scan before a clean close checkpoints the SQLite WAL away.
+                stored = await stores.stored_bytes(tmp_path)
     finally:
         logging.getLogger("hub").handlers.clear()
-    assert len(wal) > 100_000  # the run's pages really are in the WAL
-    stored = (tmp_path / "hub.db").read_bytes() + wal
+    assert len(stored) > 100_000  # the run's pages really are in what was scanned
     text = logs.getvalue()
     assert "bank_final" in text and "FULL_CARD_NUMBER" in text  # the logs did record the run
     secrets: list[str] = []

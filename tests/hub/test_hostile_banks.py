@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import pytest
 
 from bank_sim.faults import Faults, Misbehaviour
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
@@ -38,6 +39,8 @@ from tests.hub.helpers import (
     running_fleet,
     wait_for,
 )
+
+pytestmark = pytest.mark.both_stores
 
 CODES = list(DEFAULT_BANK_CODES)
 REJECTED = {

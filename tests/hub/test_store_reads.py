@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from hub.store.db import Database
+import pytest
+
+from hub.store.db import open_database
+from tests import stores
 
 
+@pytest.mark.both_stores
 async def test_a_read_after_a_write_sees_it_while_other_reads_overlap(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "t.db")
+    db = await open_database(stores.database_for(tmp_path))
     try:
         await db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
         await db.execute("INSERT INTO t (k, v) VALUES (1, 0)")

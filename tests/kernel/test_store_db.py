@@ -1,5 +1,7 @@
-"""The store's connection layer: durable batched writes, isolation of a
-failing write, migrations applied once, secure_delete on."""
+"""The store's connection layer on both engines: durable writes, isolation
+of a failing write, migrations applied once (also by replicas starting
+together), notifications after commit, the cross-replica exclusive lock;
+and SQLite's own batching and pragmas."""
 
 from __future__ import annotations
 
@@ -8,23 +10,39 @@ from pathlib import Path
 
 import pytest
 
-from hub.store.db import Database
+from hub.store.db import Database, open_database
+from tests import stores
 
 SCHEMA = ["CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT NOT NULL)"]
 
 
-async def test_concurrent_writes_share_transactions_and_all_land(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "s.db")
+async def _open(tmp_path: Path) -> Database:
+    return await open_database(stores.database_for(tmp_path))
+
+
+@pytest.mark.both_stores
+async def test_concurrent_writes_all_land(tmp_path: Path) -> None:
+    db = await _open(tmp_path)
     await db.migrate("items", SCHEMA)
     await asyncio.gather(*(db.execute("INSERT INTO items VALUES (?, ?)", (i, f"x{i}")) for i in range(500)))
     row = await db.fetchone("SELECT COUNT(*) FROM items")
     assert row is not None and row[0] == 500
+    await db.close()
+
+
+async def test_sqlite_writes_share_transactions(tmp_path: Path) -> None:
+    from hub.store.sqlite import SqliteDatabase
+
+    db = await SqliteDatabase.open(tmp_path / "s.db")
+    await db.migrate("items", SCHEMA)
+    await asyncio.gather(*(db.execute("INSERT INTO items VALUES (?, ?)", (i, f"x{i}")) for i in range(500)))
     assert db.batches_committed < 500  # batching happened: fewer commits than writes
     await db.close()
 
 
+@pytest.mark.both_stores
 async def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "s.db")
+    db = await _open(tmp_path)
     await db.migrate("items", SCHEMA)
     await db.execute("INSERT INTO items VALUES (1, 'a')")
     results = await asyncio.gather(
@@ -40,24 +58,116 @@ async def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
     await db.close()
 
 
+@pytest.mark.both_stores
+async def test_write_callbacks_see_rowcounts_and_returning(tmp_path: Path) -> None:
+    db = await _open(tmp_path)
+    await db.migrate("items", SCHEMA)
+
+    async def run(conn: object) -> tuple[int, int, list[tuple[object, ...]]]:
+        c: object = conn
+        await c.executemany("INSERT INTO items VALUES (?, ?)", [(i, "a") for i in range(5)])  # type: ignore[attr-defined]
+        cur = await c.execute("UPDATE items SET label = ? WHERE id < ?", ("b", 3))  # type: ignore[attr-defined]
+        none = await c.execute("UPDATE items SET label = ? WHERE id > ?", ("c", 99))  # type: ignore[attr-defined]
+        async with c.execute(  # type: ignore[attr-defined]
+            "UPDATE items SET label = ? WHERE id >= ? RETURNING id, label", ("d", 3)
+        ) as returning:
+            rows = [tuple(r) for r in await returning.fetchall()]
+        return cur.rowcount, none.rowcount, sorted(rows)
+
+    assert await db.write(run) == (3, 0, [(3, "d"), (4, "d")])
+    await db.close()
+
+
+@pytest.mark.both_stores
 async def test_writes_survive_reopen_and_migrations_run_once(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "s.db")
+    db = await _open(tmp_path)
     await db.migrate("items", SCHEMA)
     await db.execute("INSERT INTO items VALUES (1, 'a')")
     await db.close()
-    again = await Database.open(tmp_path / "s.db")
+    again = await _open(tmp_path)
     await again.migrate("items", [*SCHEMA, "ALTER TABLE items ADD COLUMN note TEXT"])
     row = await again.fetchone("SELECT label, note FROM items WHERE id = 1")
     assert row is not None and tuple(row) == ("a", None)
-    secure = await again.fetchone("PRAGMA secure_delete")
-    journal = await again.fetchone("PRAGMA journal_mode")
-    assert secure is not None and secure[0] == 1
-    assert journal is not None and journal[0] == "wal"
     await again.close()
 
 
+@pytest.mark.both_stores
+async def test_replicas_starting_together_migrate_once(tmp_path: Path, store_backend: str) -> None:
+    if store_backend == "sqlite":
+        pytest.skip("one process owns a SQLite file")
+    dbs = [await _open(tmp_path) for _ in range(3)]
+    await asyncio.gather(*(db.migrate("items", SCHEMA) for db in dbs))
+    rows = await dbs[0].fetchall("SELECT component, version FROM schema_migrations WHERE component = 'items'")
+    assert [tuple(r) for r in rows] == [("items", 1)]
+    for db in dbs:
+        await db.close()
+
+
+@pytest.mark.both_stores
+async def test_notifications_reach_listeners_after_commit_only(tmp_path: Path, store_backend: str) -> None:
+    writer = await _open(tmp_path)
+    # On PostgreSQL a second connection set stands for another replica.
+    other = await _open(tmp_path) if store_backend == "postgresql" else writer
+    await writer.migrate("items", SCHEMA)
+    got: list[str] = []
+    arrived = asyncio.Event()
+
+    def on(payload: str) -> None:
+        got.append(payload)
+        arrived.set()
+
+    await other.listen("items", on)
+
+    async def failing(conn: object) -> None:
+        await conn.notify("items", "rolled-back")  # type: ignore[attr-defined]
+        raise ValueError("abort")
+
+    with pytest.raises(ValueError):
+        await writer.write(failing)
+
+    async def ok(conn: object) -> None:
+        await conn.execute("INSERT INTO items VALUES (1, 'a')")  # type: ignore[attr-defined]
+        await conn.notify("items", "committed")  # type: ignore[attr-defined]
+
+    await writer.write(ok)
+    await asyncio.wait_for(arrived.wait(), 5)
+    assert got == ["committed"]
+    for db in {id(writer): writer, id(other): other}.values():
+        await db.close()
+
+
+@pytest.mark.both_stores
+async def test_exclusive_serialises_a_key_across_connections(tmp_path: Path, store_backend: str) -> None:
+    dbs = [await _open(tmp_path) for _ in range(2 if store_backend == "postgresql" else 1)]
+    inside = 0
+    overlaps = 0
+
+    async def critical(db: Database) -> None:
+        nonlocal inside, overlaps
+        async with db.exclusive("person-1"):
+            inside += 1
+            overlaps += inside > 1
+            await asyncio.sleep(0.01)
+            inside -= 1
+
+    await asyncio.gather(*(critical(dbs[i % len(dbs)]) for i in range(10)))
+    assert overlaps == 0
+    for db in dbs:
+        await db.close()
+
+
+async def test_sqlite_pragmas(tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "s.db")
+    secure = await db.fetchone("PRAGMA secure_delete")
+    journal = await db.fetchone("PRAGMA journal_mode")
+    assert secure is not None and secure[0] == 1
+    assert journal is not None and journal[0] == "wal"
+    await db.close()
+
+
+@pytest.mark.both_stores
 async def test_closed_database_refuses_writes(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "s.db")
+    db = await _open(tmp_path)
     await db.close()
     with pytest.raises(RuntimeError):
         await db.execute("SELECT 1")

@@ -1,0 +1,229 @@
+"""The PostgreSQL engine of the store (asyncpg): several hub replicas share
+one database.
+
+Why asyncpg: measured on this machine (docs/deployment.md, `python -m
+bench.pgdriver`), asyncpg ran the store's statement mix faster and with
+less CPU than psycopg 3 in async mode, and its binary protocol hands bytes
+and integers over without text conversion.
+
+- Each `write(fn)` is one READ COMMITTED transaction on a pooled
+  connection. Rules that check then act take row locks (`SELECT ... FOR
+  UPDATE`, or `conn.skip_locked` for work queues) or an advisory lock
+  (`exclusive`), so they hold across replicas exactly as they do in one
+  process. A transaction that hits a serialization failure or a deadlock is
+  retried whole (write callbacks only touch the database, so re-running
+  them is safe).
+- Notifications (`conn.notify`) are `pg_notify` inside the transaction:
+  PostgreSQL delivers them on commit, to every replica's listening
+  connection.
+- `exclusive(key)` takes a session advisory lock on a connection of a
+  separate small pool, so a holder that needs pooled connections for its
+  own writes can never starve itself; the lock goes if the replica dies.
+- Migrations run under a transaction-level advisory lock: replicas that
+  start together apply each script once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from hub.logging import get_logger
+from hub.store.db import Notify, split_sql
+from hub.store.sql import ddl_to_postgres, returns_rows, to_postgres
+
+T = TypeVar("T")
+log = get_logger("hub.store")
+
+_RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+_MAX_TRIES = 8
+_MIGRATION_LOCK = 0x63617264  # "card"
+
+
+def _rowcount(status: str) -> int:
+    """asyncpg's command tag ("UPDATE 3", "INSERT 0 1") -> rows affected."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class _Cursor:
+    def __init__(self, rows: Sequence[Any], rowcount: int) -> None:
+        self._rows = list(rows)
+        self.rowcount = rowcount
+
+    async def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    async def fetchall(self) -> Sequence[Any]:
+        return self._rows
+
+    async def __aenter__(self) -> _Cursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _Statement:
+    """What `conn.execute` returns: awaitable, or `async with` as a cursor
+    (aiosqlite's two call shapes)."""
+
+    def __init__(self, conn: Any, sql: str, params: Sequence[Any]) -> None:
+        self._conn = conn
+        self._sql = sql
+        self._params = params
+
+    async def _run(self) -> _Cursor:
+        sql = to_postgres(self._sql)
+        if returns_rows(self._sql):
+            rows = await self._conn.fetch(sql, *self._params)
+            return _Cursor(rows, len(rows))
+        status = await self._conn.execute(sql, *self._params)
+        return _Cursor((), _rowcount(status))
+
+    def __await__(self) -> Any:
+        return self._run().__await__()
+
+    async def __aenter__(self) -> _Cursor:
+        return await self._run()
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _PgConn:
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+    for_update = " FOR UPDATE"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn  # a pooled asyncpg connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Statement:
+        return _Statement(self._conn, sql, params)
+
+    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(to_postgres(sql), list(params))
+
+    async def notify(self, channel: str, payload: str) -> None:
+        await self._conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+    async def lock(self, key: str) -> None:
+        """A transaction-level advisory lock on `key`: a check-then-insert
+        with no row to lock yet (an SMS rate limit) runs alone per key."""
+        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+    shared = True
+
+    def __init__(self, url: str, pool: asyncpg.Pool, locks: asyncpg.Pool) -> None:
+        self._url = url
+        self._pool = pool
+        self._locks = locks
+        self._listen_conn: asyncpg.Connection | None = None
+        self._listeners: dict[str, list[Notify]] = defaultdict(list)
+        self._subscribed: set[str] = set()
+        self._subscribe_lock = asyncio.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str, pool_size: int = 10, lock_pool_size: int = 32) -> PostgresDatabase:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+        locks = await asyncpg.create_pool(url, min_size=0, max_size=lock_pool_size)
+        db = cls(url, pool, locks)
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " component TEXT NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (component, version))"
+        )
+        return db
+
+    async def migrate(self, component: str, migrations: Sequence[str]) -> None:
+        async def run(conn: _PgConn) -> None:
+            raw = conn._conn
+            await raw.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            rows = await raw.fetch("SELECT version FROM schema_migrations WHERE component = $1", component)
+            done = {int(r[0]) for r in rows}
+            for version, script in enumerate(migrations, start=1):
+                if version in done:
+                    continue
+                for statement in split_sql(script):
+                    await raw.execute(ddl_to_postgres(statement))
+                await raw.execute(
+                    "INSERT INTO schema_migrations (component, version) VALUES ($1, $2)", component, version
+                )
+
+        await self.write(run)
+
+    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        if self._closed:
+            raise RuntimeError("database is closed")
+        for attempt in range(1, _MAX_TRIES + 1):
+            try:
+                async with self._pool.acquire() as raw, raw.transaction():
+                    return await fn(_PgConn(raw))
+            except _RETRYABLE:
+                if attempt == _MAX_TRIES:
+                    raise
+                await asyncio.sleep(0.002 * attempt)
+        raise AssertionError("unreachable")
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if self._closed:
+            raise RuntimeError("database is closed")
+        await self._pool.execute(to_postgres(sql), *params)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return await self._pool.fetchrow(to_postgres(sql), *params)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
+        return await self._pool.fetch(to_postgres(sql), *params)
+
+    async def listen(self, channel: str, callback: Notify) -> None:
+        """Registers a callback; returns once the channel is listened to (a
+        notification committed after that reaches it). The listening
+        connection is opened on first use."""
+        self._listeners[channel].append(callback)
+        await self._subscribe(channel)
+
+    async def _subscribe(self, channel: str) -> None:
+        async with self._subscribe_lock:
+            if self._closed:
+                return
+            if channel in self._subscribed:
+                return
+            if self._listen_conn is None:
+                self._listen_conn = await asyncpg.connect(self._url)
+            await self._listen_conn.add_listener(channel, self._dispatch)
+            self._subscribed.add(channel)
+
+    def _dispatch(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
+        for callback in list(self._listeners.get(channel, ())):
+            try:
+                callback(str(payload))
+            except Exception:
+                log.error("listener_failed", exc_info=True, channel=channel)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, key: str) -> AsyncIterator[None]:
+        async with self._locks.acquire() as raw:
+            await raw.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
+            try:
+                yield
+            finally:
+                await raw.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._listen_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._listen_conn.close()
+        await self._locks.close()
+        await self._pool.close()

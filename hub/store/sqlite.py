@@ -1,0 +1,220 @@
+"""The SQLite engine of the store (aiosqlite): the embedded default, for one
+hub process.
+
+- WAL journal, `secure_delete` on (deleted report bytes are overwritten),
+  foreign keys on, `synchronous=FULL` (an acknowledged write survives a
+  power cut; a hub killed with SIGKILL loses nothing it acknowledged).
+- Writes are batched: every `write()` call is queued, and one writer task
+  commits everything queued so far in a single transaction, each call inside
+  its own SAVEPOINT so one failing call rolls back alone. Callers await their
+  own commit, so "returned" means "durable". Under load many writes share one
+  fsync, which keeps the store from being the bottleneck. One writer also
+  means every write transaction runs alone: a check and its update commit
+  together without row locks.
+- Reads use a second connection, so they never see a batch that has not
+  committed.
+- Notifications sent inside a write are delivered to this process's
+  listeners once the batch has committed (only this process uses the file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from hub.logging import get_logger
+from hub.store.db import Notify, split_sql
+
+T = TypeVar("T")
+WriteFn = Callable[[Any], Awaitable[Any]]
+log = get_logger("hub.store")
+
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA secure_delete=ON",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA busy_timeout=10000",
+)
+_LOCK_STRIPES = 64
+
+
+class _SqliteConn:
+    """The writer connection as a write callback sees it: aiosqlite itself,
+    plus notifications collected until the batch commits."""
+
+    skip_locked = ""
+    for_update = ""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self.pending: list[tuple[str, str]] = []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(sql, params)
+
+    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, params)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        self.pending.append((channel, payload))
+
+    async def lock(self, key: str) -> None:
+        """Nothing to do: the one writer runs each write transaction alone."""
+
+
+class SqliteDatabase:
+    """One SQLite database file, opened for one hub process."""
+
+    dialect = "sqlite"
+    shared = False
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, max_batch: int) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[WriteFn, asyncio.Future[Any]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        # One statement at a time on the read connection: overlapping cursors
+        # share one SQLite read transaction, and a connection whose cursors
+        # always overlap keeps reading an old snapshot (stale reads under load).
+        self._read_lock = asyncio.Lock()
+        self._listeners: dict[str, list[Notify]] = defaultdict(list)
+        self._locks = tuple(asyncio.Lock() for _ in range(_LOCK_STRIPES))
+        self.batches_committed = 0
+        """How many transactions the writer committed (for metrics and tests)."""
+
+    @classmethod
+    async def open(cls, path: Path | str, max_batch: int = 256) -> SqliteDatabase:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        writer = await aiosqlite.connect(str(path), isolation_level=None)
+        reader = await aiosqlite.connect(str(path), isolation_level=None)
+        for conn in (writer, reader):
+            conn.row_factory = aiosqlite.Row
+            for pragma in _PRAGMAS:
+                await conn.execute(pragma)
+        db = cls(writer, reader, max_batch)
+        await writer.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))"
+        )
+        db._task = asyncio.create_task(db._write_loop(), name="db-writer")
+        return db
+
+    async def migrate(self, component: str, migrations: Sequence[str]) -> None:
+        """Applies, in order, the scripts of `component` not applied yet."""
+        rows = await self.fetchall("SELECT version FROM schema_migrations WHERE component = ?", (component,))
+        done = {row[0] for row in rows}
+        for version, script in enumerate(migrations, start=1):
+            if version in done:
+                continue
+
+            async def apply(conn: _SqliteConn, script: str = script, version: int = version) -> None:
+                for statement in split_sql(script):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (component, version) VALUES (?, ?)", (component, version)
+                )
+
+            await self.write(apply)
+
+    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """Runs `fn` in the next write batch; returns once it is committed."""
+        if self._closed:
+            raise RuntimeError("database is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((fn, future))
+        return await future
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Shorthand for a single-statement write."""
+
+        async def run(conn: _SqliteConn) -> None:
+            await conn.execute(sql, params)
+
+        await self.write(run)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        """Reads the latest committed state (every completed write() included)."""
+        async with self._read_lock, self._reader.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[aiosqlite.Row]:
+        """Reads the latest committed state (every completed write() included)."""
+        async with self._read_lock, self._reader.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def listen(self, channel: str, callback: Notify) -> None:
+        self._listeners[channel].append(callback)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, key: str) -> AsyncIterator[None]:
+        """Only this process uses the file: an in-memory lock (striped) is
+        exact here."""
+        async with self._locks[hash(key) % _LOCK_STRIPES]:
+            yield
+
+    async def close(self) -> None:
+        """Commits what is queued, then closes both connections."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self._reader.close()
+        await self._writer.close()
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            conn = _SqliteConn(self._writer)
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+                for i, (fn, future) in enumerate(batch):
+                    await self._writer.execute(f"SAVEPOINT w{i}")
+                    mark = len(conn.pending)
+                    try:
+                        value = await fn(conn)
+                    except Exception as exc:  # one caller's failure must not spoil the batch
+                        await self._writer.execute(f"ROLLBACK TO w{i}")
+                        del conn.pending[mark:]
+                        results.append((future, None, exc))
+                    else:
+                        results.append((future, value, None))
+                    await self._writer.execute(f"RELEASE w{i}")
+                await self._writer.execute("COMMIT")
+                self.batches_committed += 1
+            except Exception as exc:  # the commit itself failed: nobody's write landed
+                with contextlib.suppress(Exception):
+                    await self._writer.execute("ROLLBACK")
+                results = [(future, None, exc) for _, future in batch]
+                conn.pending.clear()
+            for future, value, error in results:
+                if not future.done():
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(value)
+            for channel, payload in conn.pending:
+                for callback in list(self._listeners.get(channel, ())):
+                    try:
+                        callback(payload)
+                    except Exception:
+                        log.error("listener_failed", exc_info=True, channel=channel)
+            for _ in batch:
+                self._queue.task_done()
