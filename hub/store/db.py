@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from cardlookup.private_files import ensure_private
+
 T = TypeVar("T")
 WriteFn = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
@@ -81,7 +83,12 @@ class Database:
 
     @classmethod
     async def open(cls, path: Path | str, max_batch: int = 256) -> Database:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # The database holds sealed personal data and hashes: it, its WAL and
+        # its shared-memory file are created 0600 before SQLite opens them
+        # (SQLite creates -wal/-shm itself, with the main file's mode; making
+        # all three here leaves no window with a wider mode).
+        for suffix in ("", "-wal", "-shm"):
+            ensure_private(f"{path}{suffix}")
         writer = await aiosqlite.connect(str(path), isolation_level=None)
         reader = await aiosqlite.connect(str(path), isolation_level=None)
         for conn in (writer, reader):
