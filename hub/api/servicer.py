@@ -43,7 +43,7 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         return svc.EnrollUserResponse(user=convert.user(view))
 
     async def GetUser(self, request: svc.GetUserRequest, context: Ctx) -> svc.GetUserResponse:
-        return svc.GetUserResponse(user=convert.user(await self._users.get(request.user_id)))
+        return svc.GetUserResponse(user=convert.user(await self._journey.get_user(request.user_id)))
 
     async def ListBanks(
         self, request: svc.ListBanksRequest, context: grpc.aio.ServicerContext
