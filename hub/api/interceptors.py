@@ -21,8 +21,8 @@ returns a handler that wraps the generated one, in this order:
    (hub.api.errors); an unexpected exception is logged (type only) and
    answered UNAVAILABLE / HUB_UNAVAILABLE with a fixed sentence.
 5. Deadline: a unary call runs at most `max_call_time` (or the client's
-   shorter deadline); past it the call ends DEADLINE_EXCEEDED /
-   HUB_UNAVAILABLE instead of holding a store call forever.
+   shorter deadline); past it the call ends UNAVAILABLE / HUB_UNAVAILABLE
+   (retry later) instead of holding a store call forever.
 6. Response size: a response above MAX_RESPONSE_BYTES is refused with
    RESOURCE_EXHAUSTED / RESPONSE_TOO_LARGE.
 
@@ -174,7 +174,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             except TimeoutError:
                 await abort(
                     context,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    grpc.StatusCode.UNAVAILABLE,
                     "HUB_UNAVAILABLE",
                     "the hub could not complete the request in time; retry later",
                     HUB_DOMAIN,
