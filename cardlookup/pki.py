@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import ipaddress
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cardlookup.banks import DEFAULT_BANK_CODES
+from cardlookup.private_files import write_private
 
 HUB_SERVER_NAME = "hub.cardlookup.internal"
 HUB_CLIENT_NAME = "hub-client.cardlookup.internal"
@@ -101,11 +101,12 @@ class PkiPaths:
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> None:
+    if private:  # 0600 from the first byte (cardlookup.private_files)
+        write_private(path, data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_bytes(data)
-    if private:
-        os.chmod(tmp, 0o600)
     tmp.replace(path)
 
 

@@ -94,6 +94,12 @@ class Timings:
     """How long a replica's claim on a bank task lasts unless renewed (every
     third of it while the call runs); after it another replica takes the
     task over. The time a dead replica's banks wait to be resumed."""
+    sms_daily_cap_per_phone: int = 10
+    """Verification SMS sent to one phone number in any 24 hours, at most
+    (across every app account and person using that number)."""
+    watch_streams_per_caller: int = 1000
+    """WatchQuery streams one caller (client certificate name) may keep open
+    at once, per hub process."""
 
 
 @dataclass(frozen=True)
@@ -264,7 +270,15 @@ _KEYS_KEYS = frozenset(
     {"consent_signing_key", "consent_key_id", "key_encryption_key", "index_key", "face_provider_keys"}
 )
 _BANK_KEYS = frozenset({"code", "address", "server_name", "max_concurrent", "display_name", "english_name"})
-_COUNT_TIMINGS = frozenset({"breaker_failures", "sms_max_attempts", "password_max_failures"})
+_COUNT_TIMINGS = frozenset(
+    {
+        "breaker_failures",
+        "sms_max_attempts",
+        "password_max_failures",
+        "sms_daily_cap_per_phone",
+        "watch_streams_per_caller",
+    }
+)
 _BANK_CODE = re.compile(r"[0-9]{3,6}")
 _ADDRESS = re.compile(r"(?P<host>\S+):(?P<port>[0-9]{1,5})")
 

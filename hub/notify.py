@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from cardlookup.private_files import open_private_append
+
 SmsKind = Literal["VERIFICATION_CODE", "REPORT_READY"]
 
 
@@ -60,8 +62,8 @@ class OutboxSmsSender:
             await asyncio.to_thread(self._append, line)
 
     def _append(self, line: str) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with self._path.open("a", encoding="utf-8") as f:
+        # The outbox holds phone numbers: 0600 from its first byte.
+        with open_private_append(self._path) as f:
             f.write(line + "\n")
             f.flush()
 

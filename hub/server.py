@@ -28,6 +28,8 @@ from grpc_reflection.v1alpha import reflection
 from cardlookup.clock import Clock, SystemClock
 from cardlookup.pki import load_ed25519_private, load_ed25519_public, load_secret
 from cardlookup.tls import server_credentials
+from hub.api.interceptors import ApiInterceptor
+from hub.api.limits import SERVER_OPTIONS
 from hub.config import HubConfig
 from hub.crypto import HubKeys
 from hub.engine import QueryEngine
@@ -78,6 +80,7 @@ class HubServer:
         self._health: health_aio.HealthServicer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._port = 0
+        self.api_interceptor: ApiInterceptor | None = None
         self._health_port = 0
         self.context: HubContext | None = None
 
@@ -110,8 +113,11 @@ class HubServer:
             keys = _load_keys(config)
             self._engine = engine = QueryEngine(config, db, keys, self.clock)
             await engine.migrate()
+            # The API's cross-cutting checks (caller, decoding, limits, error
+            # mapping) are one interceptor, applied to every API method.
+            self.api_interceptor = ApiInterceptor.for_config(config)
             self._server = server = grpc.aio.server(
-                options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 1024 * 1024)]
+                options=[("grpc.so_reuseport", 0), *SERVER_OPTIONS], interceptors=[self.api_interceptor]
             )
             self.context = ctx = HubContext(config, self.clock, db, keys, engine, server)
             for install in self._installers:

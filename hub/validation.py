@@ -6,8 +6,17 @@ the masked fields the report needs; the first violation raises
 `AnswerRejected` with a machine-readable reason, and the whole answer of
 that bank is discarded (never stored, never logged).
 
+Card numbers are looked for after removing separators (anything that is
+neither a letter nor a digit: `-`, `_`, spaces, dots, slashes..., after
+Unicode NFKC so full-width digits count), in every string of the message
+and in its unknown fields (fields a newer or hostile bank added: their
+bytes, nested messages and numbers are searched too). Unknown fields are
+then dropped (DiscardUnknownFields): nothing the hub did not ask for is
+ever kept, stored or re-encoded.
+
 Reasons (recorded as the bank's outcome):
-  FULL_CARD_NUMBER    a field holds something that looks like a card number
+  FULL_CARD_NUMBER    a field, or an unknown field, holds something that
+                      looks like a card number (separators removed)
   BAD_DIGITS          first/last four are not exactly 4 ASCII digits, or the
                       stated length is outside 13..19
   UNKNOWN_CARD_TYPE   card type unspecified or unknown
@@ -23,8 +32,14 @@ Reasons (recorded as the bank's outcome):
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from google.protobuf import empty_pb2
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.checksums import is_luhn_valid
@@ -39,7 +54,8 @@ MAX_UNLISTED = 1000
 
 _FOUR_DIGITS = re.compile(r"[0-9]{4}")
 _CARD_REF = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_DIGIT_RUN = re.compile(r"[0-9][0-9 -]{10,}[0-9]")
+_LONG_DIGIT_RUN = re.compile(r"[0-9]{13,}")
+_MAX_UNKNOWN_DEPTH = 8
 
 _KINDS: dict[int, CardKind] = {bank_pb.CARD_TYPE_DEBIT: "debit", bank_pb.CARD_TYPE_CREDIT: "credit"}
 UNLISTED_REASON_NAMES: dict[int, str] = {
@@ -74,27 +90,79 @@ class BankAnswer:
         return sum(1 for c in self.cards if c.kind == "credit")
 
 
+def without_separators(text: str) -> str:
+    """`text` with every character that is neither a letter nor a digit
+    removed, after NFKC (full-width digits become ASCII)."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text) if c.isalnum())
+
+
 def looks_like_card_number(text: str) -> bool:
-    """True if `text` holds a run of 13 or more digits (spaces or dashes
-    between them allowed): no masked field may."""
-    return any(sum(c.isdigit() for c in m.group()) >= 13 for m in _DIGIT_RUN.finditer(text))
+    """True if `text` holds 13 or more digits in a row once separators are
+    removed: no masked field may."""
+    return _LONG_DIGIT_RUN.search(without_separators(text)) is not None
 
 
 def reveals_number(card_ref: str, card: bank_pb.MaskedCard) -> bool:
-    """True if `card_ref` embeds this card's full number: a Luhn-valid digit
-    run of the stated length that starts and ends with the masked digits.
-    (A plain 13-digit test would misfire on random hex references.)"""
-    for m in re.finditer(r"[0-9]{13,}", card_ref):
+    """True if `card_ref` embeds this card's full number, separators
+    removed: a Luhn-valid run of 13-19 digits that starts and ends with the
+    masked digits. (A plain 13-digit test would misfire on honest
+    references such as dates and sequence numbers.)"""
+    for m in _LONG_DIGIT_RUN.finditer(without_separators(card_ref)):
         run = m.group()
-        for start in range(len(run) - card.number_length + 1):
-            candidate = run[start : start + card.number_length]
-            if (
-                candidate.startswith(card.first_four)
-                and candidate.endswith(card.last_four)
-                and is_luhn_valid(candidate)
-            ):
-                return True
+        for length in range(13, min(19, len(run)) + 1):
+            for start in range(len(run) - length + 1):
+                candidate = run[start : start + length]
+                if (
+                    candidate.startswith(card.first_four)
+                    and candidate.endswith(card.last_four)
+                    and is_luhn_valid(candidate)
+                ):
+                    return True
     return False
+
+
+def unknown_field_hides_card_number(message: Message) -> bool:
+    """True if an unknown field anywhere in `message` (its sub-messages
+    included) holds something that can be a card number: text with 13 or
+    more digits in a row once separators are removed, or a number of 13-19
+    digits that passes Luhn."""
+    return any(_unknown_set_hides(UnknownFieldSet(m), 0) for m in _messages(message))
+
+
+def _messages(message: Message) -> Iterator[Message]:
+    yield message
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None:
+            continue
+        for item in value if descriptor.is_repeated else [value]:
+            yield from _messages(item)
+
+
+def _unknown_set_hides(fields: UnknownFieldSet, depth: int) -> bool:
+    for i in range(len(fields)):
+        data = fields[i].data
+        if isinstance(data, int):
+            digits = str(data)
+            if 13 <= len(digits) <= 19 and is_luhn_valid(digits):
+                return True
+        elif isinstance(data, bytes):
+            if looks_like_card_number(data.decode("utf-8", "replace")) or _bytes_hide(data, depth):
+                return True
+        elif depth < _MAX_UNKNOWN_DEPTH and _unknown_set_hides(data, depth + 1):  # a group
+            return True
+    return False
+
+
+def _bytes_hide(data: bytes, depth: int) -> bool:
+    """Length-delimited bytes may be a nested message: search its fields."""
+    if depth >= _MAX_UNKNOWN_DEPTH:
+        return False
+    nested = empty_pb2.Empty()
+    try:
+        nested.ParseFromString(data)
+    except DecodeError:
+        return False
+    return _unknown_set_hides(UnknownFieldSet(nested), depth + 1)
 
 
 class AnswerValidator:
@@ -110,6 +178,9 @@ class AnswerValidator:
     def feed(self, message: bank_pb.ListCardsResponse) -> None:
         if message.ByteSize() > MAX_MESSAGE_BYTES:
             raise AnswerRejected("MESSAGE_TOO_LARGE")
+        if unknown_field_hides_card_number(message):
+            raise AnswerRejected("FULL_CARD_NUMBER")
+        message.DiscardUnknownFields()
         if self._unlisted is not None:
             raise AnswerRejected("MESSAGE_AFTER_SUMMARY")
         which = message.WhichOneof("item")

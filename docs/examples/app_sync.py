@@ -37,8 +37,10 @@ def look_up(
 ) -> pb.Report | None:
     with CardLookupClient(options) as hub:
         banks = hub.list_banks(user_id)  # show banks.consent_text; the user accepts it
-        started = hub.start_verification(user_id)
         try:
+            # Refused, before any SMS, when a query could not be created now
+            # (the cooldown, a query in progress), with CreateQuery's reason.
+            started = hub.start_verification(user_id)
             query = hub.create_query(
                 user_id=user_id,
                 request_id=uuid.uuid4().hex,  # keep it to retry this same request

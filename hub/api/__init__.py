@@ -2,18 +2,18 @@
 
 `install(ctx)` is the hub's ServiceInstaller for it: runs the identity
 migrations, builds the identity services over the engine, registers the
-ready-SMS listener and the servicer behind the caller guard.
+ready-SMS listener and the servicer. The caller check, request decoding,
+error mapping and limits are the API interceptor's (hub.api.interceptors),
+which the hub server is built with (hub.server).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
-import grpc
+from typing import TYPE_CHECKING
 
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.pki import load_ed25519_public
-from hub.api.caller_guard import CallerGuard, GuardedRegistrar
+from hub.api.interceptors import SERVICE_NAME, ApiInterceptor
 from hub.api.servicer import CardLookupServicer
 from hub.identity.face import FaceVerifier
 from hub.identity.journey import Journey
@@ -26,8 +26,6 @@ from hub.store.users import UserStore
 
 if TYPE_CHECKING:
     from hub.server import HubContext
-
-SERVICE_NAME = "cardlookup.hub.v1.CardLookupService"
 
 
 async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
@@ -56,9 +54,8 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     )
     ctx.engine.add_ready_listener(journey.notify_ready)
     servicer = CardLookupServicer(config, users, journey)
-    registrar = GuardedRegistrar(ctx.server, CallerGuard(config.allowed_clients))
-    svc_grpc.add_CardLookupServiceServicer_to_server(servicer, cast(grpc.aio.Server, registrar))
+    svc_grpc.add_CardLookupServiceServicer_to_server(servicer, ctx.server)
     ctx.service_names.append(SERVICE_NAME)
 
 
-__all__ = ["SERVICE_NAME", "install"]
+__all__ = ["SERVICE_NAME", "ApiInterceptor", "install"]

@@ -74,6 +74,8 @@ def user(view: UserView) -> pb.User:
     )
     out.create_time.CopyFrom(ts(view.create_time))
     out.update_time.CopyFrom(ts(view.update_time))
+    if view.eligible_time is not None:
+        out.eligible_time.CopyFrom(ts(view.eligible_time))
     return out
 
 

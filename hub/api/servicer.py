@@ -1,62 +1,23 @@
 """The cardlookup.hub.v1.CardLookupService servicer: protos in, domain calls,
-protos out. Every rule lives in hub.identity; a refusal (RuleViolation)
-becomes the status code and ErrorInfo the contract names."""
+protos out. Every rule lives in hub.identity. Caller checks, request
+decoding, error mapping (a RuleViolation becomes the contract's status and
+ErrorInfo) and deadlines are the API interceptor's (hub.api.interceptors),
+so each method here is only the conversion."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import NoReturn, TypeVar
+from collections.abc import AsyncIterator
 
 import grpc
 
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
-from cardlookup.rpc_errors import HUB_DOMAIN, abort
 from hub.api import convert, names
-from hub.api.errors import status_of
 from hub.config import HubConfig
-from hub.identity.errors import RuleViolation
 from hub.identity.journey import CreateRequest, Journey
 from hub.identity.users import Enrolment, UserDirectory
-from hub.logging import get_logger
-
-log = get_logger("hub.api")
 
 Ctx = grpc.aio.ServicerContext
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-Handler = Callable[["CardLookupServicer", Req, grpc.aio.ServicerContext], Awaitable[Resp]]
-
-
-async def _refuse(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> NoReturn:
-    if isinstance(exc, RuleViolation):
-        log.info("refused", method=method, reason=exc.reason)
-        await abort(context, status_of(exc.reason), exc.reason, exc.message, HUB_DOMAIN, exc.metadata)
-    log.error("failed", method=method, exc_info=True)
-    await abort(
-        context,
-        grpc.StatusCode.UNAVAILABLE,
-        "HUB_UNAVAILABLE",
-        "the hub could not complete the request; retry later",
-        HUB_DOMAIN,
-    )
-
-
-def _unary(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    @functools.wraps(fn)
-    async def run(self: CardLookupServicer, request: Req, context: grpc.aio.ServicerContext) -> Resp:
-        try:
-            return await fn(self, request, context)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if isinstance(exc, grpc.aio.AbortError):
-                raise
-            await _refuse(context, fn.__name__, exc)
-
-    return run
 
 
 class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
@@ -65,7 +26,6 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         self._users = users
         self._journey = journey
 
-    @_unary
     async def EnrollUser(
         self, request: svc.EnrollUserRequest, context: grpc.aio.ServicerContext
     ) -> svc.EnrollUserResponse:
@@ -82,11 +42,9 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         )
         return svc.EnrollUserResponse(user=convert.user(view))
 
-    @_unary
     async def GetUser(self, request: svc.GetUserRequest, context: Ctx) -> svc.GetUserResponse:
-        return svc.GetUserResponse(user=convert.user(await self._users.get(request.user_id)))
+        return svc.GetUserResponse(user=convert.user(await self._journey.get_user(request.user_id)))
 
-    @_unary
     async def ListBanks(
         self, request: svc.ListBanksRequest, context: grpc.aio.ServicerContext
     ) -> svc.ListBanksResponse:
@@ -97,7 +55,6 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
             consent_text=choice.consent_text,
         )
 
-    @_unary
     async def StartVerification(
         self, request: svc.StartVerificationRequest, context: grpc.aio.ServicerContext
     ) -> svc.StartVerificationResponse:
@@ -107,7 +64,6 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         out.resend_time.CopyFrom(convert.ts(started.resend_time))
         return out
 
-    @_unary
     async def CreateQuery(
         self, request: svc.CreateQueryRequest, context: grpc.aio.ServicerContext
     ) -> svc.CreateQueryResponse:
@@ -124,7 +80,6 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         )
         return svc.CreateQueryResponse(query=convert.query(self._config, view))
 
-    @_unary
     async def GetQuery(self, request: svc.GetQueryRequest, context: Ctx) -> svc.GetQueryResponse:
         user_id, query_id = names.parse_query(request.name)
         view = await self._journey.get_query(user_id, query_id)
@@ -133,19 +88,11 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     async def WatchQuery(
         self, request: svc.WatchQueryRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[svc.WatchQueryResponse]:
-        try:
-            user_id, query_id = names.parse_query(request.name)
-            watched = convert.WatchedQuery(self._config)
-            async for view, changed in self._journey.watch(user_id, query_id):
-                yield svc.WatchQueryResponse(query=watched.convert(view, changed), changed_bank_code=changed)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if isinstance(exc, grpc.aio.AbortError):
-                raise
-            await _refuse(context, "WatchQuery", exc)
+        user_id, query_id = names.parse_query(request.name)
+        watched = convert.WatchedQuery(self._config)
+        async for view, changed in self._journey.watch(user_id, query_id):
+            yield svc.WatchQueryResponse(query=watched.convert(view, changed), changed_bank_code=changed)
 
-    @_unary
     async def ListQueries(
         self, request: svc.ListQueriesRequest, context: grpc.aio.ServicerContext
     ) -> svc.ListQueriesResponse:
@@ -155,7 +102,6 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
             queries=[convert.query(self._config, v) for v in page.queries], next_page_token=page.next_page_token
         )
 
-    @_unary
     async def GetReport(
         self, request: svc.GetReportRequest, context: grpc.aio.ServicerContext
     ) -> svc.GetReportResponse:

@@ -20,9 +20,28 @@ class RuleViolation(Exception):
         self.metadata = dict(metadata or {})
 
 
+def ceil_second(when: dt.datetime) -> dt.datetime:
+    """`when` rounded up to a whole second."""
+    if when.microsecond:
+        return when.replace(microsecond=0) + dt.timedelta(seconds=1)
+    return when
+
+
 def rfc3339(when: dt.datetime) -> str:
-    """UTC, second precision, 'Z' suffix: the form error metadata uses."""
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC, second precision, 'Z' suffix: the form error metadata uses.
+    Rounded up, never truncated: a client that retries at a retry_time it
+    was given must not be refused again for the lost fraction of a second."""
+    return ceil_second(when).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def duration_text(span: dt.timedelta) -> str:
+    """A configured duration in words for messages: "7 days", "36 hours"."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def invalid(field: str, message: str) -> RuleViolation:

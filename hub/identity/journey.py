@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -23,10 +24,10 @@ from hub.config import BankEndpoint, HubConfig
 from hub.crypto import KeyedHash
 from hub.domain import NewQuery, QueryEvent, QueryRecord, QueryState, Report, ReportUnavailable
 from hub.identity import validation
-from hub.identity.errors import RuleViolation, invalid, rfc3339
+from hub.identity.errors import RuleViolation, ceil_second, duration_text, invalid, rfc3339
 from hub.identity.face import Attestation, FaceVerifier
 from hub.identity.passwords import PasswordGate
-from hub.identity.users import CHINA_TZ, UserDirectory
+from hub.identity.users import CHINA_TZ, UserDirectory, UserView
 from hub.identity.verification import SmsVerifier, StartedVerification
 from hub.notify import SmsMessage, SmsSender, report_ready_text
 from hub.store.identity import AccessEvent, IdentityStore
@@ -128,11 +129,33 @@ class Journey:
         await self._users.require_eligible(user_id)
         return BankChoice(self._config.banks, self._config.consent_text_version, self._config.consent_text)
 
+    async def get_user(self, user_id: str) -> UserView:
+        """The user with their eligibility now: the enrolment rules (R1, R2)
+        and, when those pass, one query at a time and the cooldown (R12), so
+        that `eligible` is true exactly when CreateQuery would not refuse
+        for the user's situation."""
+        view = await self._users.get(user_id)
+        if view.ineligible_reason:
+            return view
+        row = await self._users.row(user_id)
+        problem, retry = await self._query_problem(user_id, await self._users.same_person_user_ids(row))
+        if problem is None:
+            return view
+        return dataclasses.replace(view, ineligible_reason=problem.reason, eligible_time=retry)
+
     async def start_verification(self, user_id: str) -> tuple[StartedVerification, str]:
-        """Sends an SMS code; returns it with the masked phone it went to."""
+        """Sends an SMS code; returns it with the masked phone it went to.
+
+        Refuses, before any SMS is sent, a user who could not create a query
+        now, with the reason CreateQuery would give (R1, R2, R12): a code
+        they cannot use is a free SMS for an abuser. The rate limits are per
+        person and per phone (hub.identity.verification)."""
         row = await self._users.require_eligible(user_id)
+        problem, _ = await self._query_problem(user_id, await self._users.same_person_user_ids(row))
+        if problem is not None:
+            raise problem
         phone = self._users.identity(row).phone
-        return await self._verifier.start(row.user_id, phone), row.masked_phone
+        return await self._verifier.start(row.user_id, phone, row.id_hash), row.masked_phone
 
     # --- creating a query ---
 
@@ -202,22 +225,34 @@ class Journey:
         )
 
     async def _check_one_at_a_time(self, user_id: str, person_user_ids: Sequence[str]) -> None:
+        problem, _ = await self._query_problem(user_id, person_user_ids)
+        if problem is not None:
+            raise problem
+
+    async def _query_problem(
+        self, user_id: str, person_user_ids: Sequence[str]
+    ) -> tuple[RuleViolation | None, dt.datetime | None]:
+        """R12 for this person now: the refusal, if any, and for the cooldown
+        the exact time it ends."""
         now = self._clock.now()
         latest: dt.datetime | None = None
         for uid in person_user_ids or [user_id]:
             unfinished = await self._engine.unfinished_for_user(uid)
             if unfinished is not None:
                 meta = {"query_id": unfinished.query_id} if uid == user_id else {}
-                raise RuleViolation("QUERY_IN_PROGRESS", "another query of this user is not finished yet", meta)
+                return RuleViolation("QUERY_IN_PROGRESS", "another query of this user is not finished yet", meta), None
             ready = await self._engine.latest_ready_time(uid)
             if ready is not None and (latest is None or ready > latest):
                 latest = ready
-        if latest is not None and now < latest + self._config.timings.cooldown:
-            raise RuleViolation(
+        cooldown = self._config.timings.cooldown
+        if latest is not None and now < latest + cooldown:
+            retry = ceil_second(latest + cooldown)
+            return RuleViolation(
                 "COOLDOWN_ACTIVE",
-                "a new query is allowed 7 days after the latest report",
-                {"retry_time": rfc3339(latest + self._config.timings.cooldown)},
-            )
+                f"a new query is allowed {duration_text(cooldown)} after the latest report",
+                {"retry_time": rfc3339(retry)},
+            ), retry
+        return None, None
 
     def _fingerprint(self, req: CreateRequest) -> str:
         face = req.face

@@ -43,6 +43,8 @@ class UserView:
     """'' when the user may start a lookup now."""
     create_time: dt.datetime
     update_time: dt.datetime
+    eligible_time: dt.datetime | None = None
+    """With COOLDOWN_ACTIVE: when a new query is allowed (hub.identity.journey)."""
 
 
 @dataclass(frozen=True)

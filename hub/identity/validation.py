@@ -1,6 +1,12 @@
 """Syntax checks of the values the app backend sends. Each returns the
-normalised value or raises INVALID_FIELD naming the field; messages never
-repeat the value (it may be a name, an ID number or a phone number)."""
+value or raises INVALID_FIELD naming the field; messages never repeat the
+value (it may be a name, an ID number or a phone number).
+
+One rule everywhere: the whole value must match (`fullmatch`, never a
+`$`-anchored search, which lets a trailing newline through), and nothing is
+stripped: a value with surrounding whitespace or a trailing newline is
+refused, not silently repaired (the app shows the user what was wrong).
+The only normalisation is the ID number's check character, x -> X."""
 
 from __future__ import annotations
 
@@ -11,15 +17,15 @@ from cardlookup.checksums import is_valid_id_number
 from cardlookup.regions import REGION_NAMES
 from hub.identity.errors import invalid
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_PHONE_RE = re.compile(r"^1[3-9][0-9]{9}$")
-_DIGITS6_RE = re.compile(r"^[0-9]{6}$")
-_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-_BANK_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
-_VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PHONE_RE = re.compile(r"1[3-9][0-9]{9}")
+_DIGITS6_RE = re.compile(r"[0-9]{6}")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_BANK_CODE_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
+_VERSION_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_BANK_CODES = 1000
 """More than any configuration this hub is built for (R3 picks a subset)."""
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def app_id(value: str, field: str) -> str:
@@ -30,16 +36,17 @@ def app_id(value: str, field: str) -> str:
 
 
 def full_name(value: str) -> str:
-    name = value.strip()
     # isprintable() is False for control, format and line/paragraph
     # separator characters: none belongs in a name sent on to banks.
-    if not 1 <= len(name) <= 64 or not name.isprintable():
-        raise invalid("full_name", "full_name must be 1 to 64 printable characters on one line")
-    return name
+    if not 1 <= len(value) <= 64 or not value.isprintable() or value != value.strip():
+        raise invalid(
+            "full_name", "full_name must be 1 to 64 printable characters on one line, without surrounding spaces"
+        )
+    return value
 
 
 def id_number(value: str) -> str:
-    number = value.strip().upper()
+    number = value.upper()
     if not is_valid_id_number(number):
         raise invalid("id_number", "id_number must be an 18-character resident ID with a valid check character")
     return number

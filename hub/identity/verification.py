@@ -1,7 +1,8 @@
 """SMS verification before every query (R4): a 6-digit code to the
 registered phone, kept only as a keyed hash, valid for a short time, a
-limited number of wrong tries, usable once, and sent at most once per
-resend interval per user."""
+limited number of wrong tries, usable once, sent at most once per resend
+interval per account, person and phone, and at most a daily cap per
+phone."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hub.config import Timings
 from hub.crypto import KeyedHash
 from hub.identity.errors import RuleViolation, rfc3339
 from hub.notify import SmsMessage, SmsSender, verification_text
-from hub.store.identity import IdentityStore, NewVerification, RateLimited
+from hub.store.identity import IdentityStore, NewVerification, RateLimited, SmsLimits
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,12 @@ class SmsVerifier:
     def code_hash(self, verification_id: str, code: str) -> str:
         return self._hash.digest(f"{verification_id}:{code}", "sms_code")
 
-    async def start(self, user_id: str, phone: str) -> StartedVerification:
+    async def start(self, user_id: str, phone: str, person_hash: str) -> StartedVerification:
+        """Sends a code to `phone`. Rate limits (R4, anti-abuse): one code per
+        resend interval per account, per person (`person_hash`, the ID
+        number's keyed hash: a second account of the same person gets no
+        second code) and per phone; at most `sms_daily_cap_per_phone` codes
+        to one phone in any 24 hours."""
         now = self._clock.now()
         verification_id = str(uuid.uuid4())
         code = f"{secrets.randbelow(10**6):06d}"
@@ -49,12 +55,19 @@ class SmsVerifier:
                 code_hash=self.code_hash(verification_id, code),
                 create_time=now,
                 expire_time=now + self._timings.sms_code_ttl,
+                person_hash=person_hash,
+                phone_hash=self._hash.digest(phone, "sms_phone"),
             ),
-            self._timings.sms_resend_interval,
+            SmsLimits(self._timings.sms_resend_interval, self._timings.sms_daily_cap_per_phone),
         )
         if isinstance(limited, RateLimited):
+            message = (
+                "the daily number of SMS codes to this phone is used up"
+                if limited.limit == "daily"
+                else "an SMS code was sent too recently"
+            )
             raise RuleViolation(
-                "SMS_RATE_LIMITED", "an SMS code was sent too recently", {"retry_time": rfc3339(limited.retry_time)}
+                "SMS_RATE_LIMITED", message, {"retry_time": rfc3339(limited.retry_time), "limit": limited.limit}
             )
         await self._sender.send(
             SmsMessage(phone, "VERIFICATION_CODE", verification_text(code, self._timings.sms_code_ttl), now)

@@ -53,7 +53,15 @@ MIGRATIONS = [
         query_id TEXT PRIMARY KEY,
         send_time INTEGER NOT NULL
     )
+    """,
+    # 2: SMS limits per person and per phone, not per app account (issue 9
+    # item 5). Keyed hashes only: the phone number itself is never stored.
     """
+    ALTER TABLE verifications ADD COLUMN person_hash TEXT NOT NULL DEFAULT '';
+    ALTER TABLE verifications ADD COLUMN phone_hash TEXT NOT NULL DEFAULT '';
+    CREATE INDEX verifications_by_person ON verifications (person_hash, create_time);
+    CREATE INDEX verifications_by_phone ON verifications (phone_hash, create_time)
+    """,
 ]
 
 
@@ -64,11 +72,24 @@ class NewVerification:
     code_hash: str
     create_time: dt.datetime
     expire_time: dt.datetime
+    person_hash: str = ""
+    """Keyed hash of the ID number: the resend interval spans the person's accounts."""
+    phone_hash: str = ""
+    """Keyed hash of the phone number: the resend interval and the daily cap span it."""
+
+
+@dataclass(frozen=True)
+class SmsLimits:
+    resend_interval: dt.timedelta
+    daily_cap: int
+    """At most this many codes to one phone in any `day`."""
+    day: dt.timedelta = dt.timedelta(hours=24)
 
 
 @dataclass(frozen=True)
 class RateLimited:
     retry_time: dt.datetime
+    limit: Literal["resend", "daily"] = "resend"
 
 
 CodeCheck = Literal["OK", "NOT_FOUND", "EXPIRED", "USED", "LOCKED", "WRONG"]
@@ -110,30 +131,48 @@ class IdentityStore:
 
     # --- SMS verification (R4) ---
 
-    async def add_verification(self, new: NewVerification, resend_interval: dt.timedelta) -> RateLimited | None:
-        """Stores a verification unless the user's latest one is younger than
-        `resend_interval`; then nothing is stored and the retry time is
-        returned."""
+    async def add_verification(self, new: NewVerification, limits: SmsLimits) -> RateLimited | None:
+        """Stores a verification unless the latest one of the same account,
+        person or phone is younger than the resend interval, or the phone
+        already got `daily_cap` codes in the last day; then nothing is
+        stored and the exact retry time is returned."""
 
         async def run(conn: aiosqlite.Connection) -> RateLimited | None:
-            await conn.lock("sms:" + new.user_id)  # type: ignore[attr-defined]
+            # The limits span account, person and phone: lock all three (in
+            # one order, so two transactions never wait on each other).
+            for key in sorted({new.user_id, new.person_hash or "", new.phone_hash or ""} - {""}):
+                await conn.lock("sms:" + key)  # type: ignore[attr-defined]
             async with conn.execute(
-                "SELECT MAX(create_time) AS latest FROM verifications WHERE user_id = ?", (new.user_id,)
+                "SELECT MAX(create_time) AS latest FROM verifications"
+                " WHERE user_id = ? OR person_hash = ? OR phone_hash = ?",
+                (new.user_id, new.person_hash or new.user_id, new.phone_hash or new.user_id),
             ) as cur:
                 r = await cur.fetchone()
             if r is not None and r["latest"]:
-                retry = from_micros(r["latest"]) + resend_interval
+                retry = from_micros(r["latest"]) + limits.resend_interval
                 if retry > new.create_time:
                     return RateLimited(retry)
+            if new.phone_hash:
+                async with conn.execute(
+                    "SELECT create_time FROM verifications WHERE phone_hash = ? AND create_time > ?"
+                    " ORDER BY create_time",
+                    (new.phone_hash, to_micros(new.create_time - limits.day)),
+                ) as cur:
+                    times = [row["create_time"] for row in await cur.fetchall()]
+                if len(times) >= limits.daily_cap:
+                    return RateLimited(from_micros(times[len(times) - limits.daily_cap]) + limits.day, "daily")
             await conn.execute(
-                "INSERT INTO verifications (verification_id, user_id, code_hash, create_time, expire_time)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO verifications"
+                " (verification_id, user_id, code_hash, create_time, expire_time, person_hash, phone_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.verification_id,
                     new.user_id,
                     new.code_hash,
                     to_micros(new.create_time),
                     to_micros(new.expire_time),
+                    new.person_hash,
+                    new.phone_hash,
                 ),
             )
             return None
@@ -141,7 +180,11 @@ class IdentityStore:
         return await self._db.write(run)
 
     async def get_verification(self, verification_id: str) -> VerificationRow | None:
-        r = await self._db.fetchone("SELECT * FROM verifications WHERE verification_id = ?", (verification_id,))
+        r = await self._db.fetchone(
+            "SELECT verification_id, user_id, expire_time, failed_attempts, used_time FROM verifications"
+            " WHERE verification_id = ?",
+            (verification_id,),
+        )
         if r is None:
             return None
         return VerificationRow(

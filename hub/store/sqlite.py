@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from cardlookup.private_files import ensure_private
 from hub.logging import get_logger
 from hub.store.db import Notify, split_sql
 
@@ -94,6 +95,12 @@ class SqliteDatabase:
     @classmethod
     async def open(cls, path: Path | str, max_batch: int = 256) -> SqliteDatabase:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # The database holds sealed personal data and hashes: it, its WAL and
+        # its shared-memory file are created 0600 before SQLite opens them
+        # (SQLite creates -wal/-shm itself, with the main file's mode; making
+        # all three here leaves no window with a wider mode).
+        for suffix in ("", "-wal", "-shm"):
+            ensure_private(f"{path}{suffix}")
         writer = await aiosqlite.connect(str(path), isolation_level=None)
         reader = await aiosqlite.connect(str(path), isolation_level=None)
         for conn in (writer, reader):

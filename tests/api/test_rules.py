@@ -24,6 +24,7 @@ from client.aio import AsyncCardLookupClient
 from client.errors import CallerNotAllowed, HubUnavailable
 from hub.config import HubConfig
 from hub.domain import QueryState, ReportUnavailable
+from hub.identity.errors import ceil_second
 from hub.notify import read_outbox
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.helpers import HubHarness, refused
@@ -214,7 +215,7 @@ async def test_r10_payment_password_with_lockout(harness: HubHarness) -> None:
         assert error.metadata["attempts_left"] == str(left)
     error = await refused("PASSWORD_LOCKED", hub.client.get_report(person.user_id, query.query_id, wrong))
     unlock = when_text(error.metadata["unlock_time"])
-    assert unlock == (hub.clock.now() + dt.timedelta(hours=24)).replace(microsecond=0)
+    assert unlock == ceil_second(hub.clock.now() + dt.timedelta(hours=24))
     # Locked: even the right password is refused until the unlock time.
     hub.clock.advance(dt.timedelta(hours=23, minutes=59))
     await refused("PASSWORD_LOCKED", hub.client.get_report(person.user_id, query.query_id, person.payment_password))
@@ -261,7 +262,7 @@ async def test_r12_cooldown_seven_days_after_latest_report(harness: HubHarness) 
     ready = when(first.ready_time)
     hub.clock.set(ready + dt.timedelta(days=6, hours=23))
     error = await refused("COOLDOWN_ACTIVE", hub.create(person, ["102"]))
-    assert when_text(error.metadata["retry_time"]) == (ready + dt.timedelta(days=7)).replace(microsecond=0)
+    assert when_text(error.metadata["retry_time"]) == ceil_second(ready + dt.timedelta(days=7))
     assert "from " in error.sentence()
     hub.clock.set(ready + dt.timedelta(days=7))
     second = await hub.create(person, ["102"])

@@ -108,3 +108,73 @@ def test_random_hex_references_are_not_mistaken_for_card_numbers() -> None:
     # 13+ digits in a row inside an opaque reference, but not this card's number.
     answer = run(card(card_ref="c1234567890123456789"), summary())
     assert len(answer.cards) == 1  # type: ignore[attr-defined]
+
+
+def _with_unknown(message: pb.ListCardsResponse, raw: bytes, inner: str = "card") -> pb.ListCardsResponse:
+    """`message` with `raw` (encoded fields) appended as unknown fields of its
+    card or summary, as a hostile bank would send them."""
+    sub = getattr(message, inner)
+    sub.MergeFromString(raw)
+    out = pb.ListCardsResponse()
+    out.ParseFromString(message.SerializeToString())
+    return out
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _bytes_field(number: int, data: bytes) -> bytes:
+    return _varint((number << 3) | 2) + _varint(len(data)) + data
+
+
+def _text_field(number: int, text: str) -> bytes:
+    return _bytes_field(number, text.encode())
+
+
+def _varint_field(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value)
+
+
+@pytest.mark.parametrize("sep", ["-", "_", " ", ".", "/", "·", "－"])
+def test_item4_a_card_ref_that_is_the_number_split_by_separators_is_rejected(sep: str) -> None:
+    ref = sep.join(NUMBER[i : i + 4] for i in range(0, 16, 4))
+    assert rejected(card(card_ref=ref), summary()) == "FULL_CARD_NUMBER"
+
+
+def test_item4_full_width_digits_count_as_digits() -> None:
+    full_width = "".join(chr(ord("０") + int(d)) for d in NUMBER)
+    assert rejected(card(card_ref=full_width), summary()) == "FULL_CARD_NUMBER"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _text_field(99, NUMBER),
+        _text_field(99, "-".join(NUMBER[i : i + 4] for i in range(0, 16, 4))),
+        _varint_field(99, int(NUMBER)),
+        _bytes_field(98, _varint_field(1, 7) + _text_field(5, NUMBER)),
+    ],
+    ids=["text", "split-text", "varint", "nested"],
+)
+def test_item4_a_card_number_in_an_unknown_field_is_rejected(raw: bytes) -> None:
+    assert rejected(_with_unknown(card(), raw), summary()) == "FULL_CARD_NUMBER"
+    assert rejected(card(), _with_unknown(summary(), raw, "summary")) == "FULL_CARD_NUMBER"
+
+
+def test_item4_unknown_fields_are_never_kept() -> None:
+    message = _with_unknown(card(), _text_field(99, "harmless extra"))
+    assert len(message.SerializeToString()) > len(card().SerializeToString())
+    v = AnswerValidator("102")
+    v.feed(message)
+    assert message.SerializeToString() == card().SerializeToString()
+
+
+def test_item4_honest_references_with_digits_pass() -> None:
+    run(card(card_ref="ref_2024_0101_000123"), summary())
+    run(card(card_ref="c-" + NUMBER[:4] + "-x-" + NUMBER[-4:]), summary())

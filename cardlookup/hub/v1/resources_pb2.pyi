@@ -81,7 +81,7 @@ NOTICE_KIND_UNRECOGNISED_CARDS: NoticeKind
 NOTICE_KIND_CREDIT_REPORT: NoticeKind
 
 class User(_message.Message):
-    __slots__ = ("name", "user_id", "region_code", "masked_phone", "id_expiry_date", "eligible", "ineligible_reason", "create_time", "update_time")
+    __slots__ = ("name", "user_id", "region_code", "masked_phone", "id_expiry_date", "eligible", "ineligible_reason", "create_time", "update_time", "eligible_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,7 @@ class User(_message.Message):
     INELIGIBLE_REASON_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ELIGIBLE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     user_id: str
     region_code: str
@@ -100,7 +101,8 @@ class User(_message.Message):
     ineligible_reason: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., user_id: _Optional[str] = ..., region_code: _Optional[str] = ..., masked_phone: _Optional[str] = ..., id_expiry_date: _Optional[str] = ..., eligible: _Optional[bool] = ..., ineligible_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    eligible_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., user_id: _Optional[str] = ..., region_code: _Optional[str] = ..., masked_phone: _Optional[str] = ..., id_expiry_date: _Optional[str] = ..., eligible: _Optional[bool] = ..., ineligible_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eligible_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Bank(_message.Message):
     __slots__ = ("bank_code", "display_name", "english_name")
