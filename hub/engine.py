@@ -308,8 +308,9 @@ class QueryEngine:
                     if key not in held and task is not None:
                         log.warning("lease_lost", query_id=key[0], bank=key[1])
                         task.cancel()
-            # A SQLite file has one process: every lease in it is stale.
-            now = wall_us() if self._db.shared else 2**62
+            # A SQLite file has one process: at start every lease in it is a
+            # previous run's, stale (later rounds must not take our own).
+            now = 2**62 if first and not self._db.shared else wall_us()
             while True:
                 batch = await self._store.claim(self.replica_id, now, expires, _CLAIM_BATCH, reclaim=first)
                 for claim in batch:
