@@ -73,7 +73,7 @@ def _split_hub_addresses(target: str | Sequence[str]) -> tuple[str, ...]:
     parts = [target] if isinstance(target, str) else list(target)
     addresses = tuple(a.strip() for part in parts for a in part.split(",") if a.strip())
     if not addresses:
-        raise ValueError("target: give the hub's host:port (or several, comma-separated)")
+        raise ValueError("no hub address: give the hub's host:port (or several, comma-separated)")
     return addresses
 
 
@@ -124,7 +124,7 @@ class ClientOptions:
             families = {_ip_family(a) for a in addresses}
             if None in families or len(families) > 1:
                 raise ValueError(
-                    "target: several hubs must each be an IP address with its port, all IPv4 "
+                    "several hub addresses must each be an IP address with its port, all IPv4 "
                     "(10.0.0.1:50051) or all IPv6 ([fd00::1]:50051); to balance over a host name, "
                     "give that one name and let DNS return every replica's address"
                 )
