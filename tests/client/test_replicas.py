@@ -195,3 +195,11 @@ async def test_a_replica_reporting_not_serving_gets_no_calls_until_it_serves_aga
     finally:
         for h in hubs:
             await h.stop(grace=0)
+
+
+def test_the_cli_refuses_several_hubs_given_by_name(pki: PkiPaths) -> None:
+    out = io.StringIO()
+    argv = ["--hub", "hub-a.example:50051", "--hub", "hub-b.example:50051", "--pki", str(pki.root)]
+    code = run([*argv, "list", "--user-id", "u1"], Console(file=out, width=200))
+    assert code == 2
+    assert "Error: --hub: several hub addresses must each be an IP address with its port" in out.getvalue()
