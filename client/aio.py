@@ -3,9 +3,12 @@
     async with AsyncCardLookupClient(ClientOptions.from_pki("pki", "127.0.0.1:50051")) as hub:
         user = await hub.get_user("u1")
 
-Create the client inside the running event loop (gRPC channels belong to
-one loop). Every method raises a `client.errors.CardLookupError` subclass on
-failure, never a raw grpc error.
+The channel is opened by `async with`, `connect()` or the first call, inside
+the running event loop (gRPC channels belong to one loop), and closed by
+leaving the block or `close()`. Every method raises a
+`client.errors.CardLookupError` subclass on failure, never a raw grpc error:
+each stub call goes through `client.errors.translated()`. The sync client
+(client.sync) has the same methods with the same parameters.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
@@ -23,7 +28,7 @@ from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.tls import channel_credentials
 from client import requests
-from client.errors import HubUnavailable, from_rpc_error
+from client.errors import HubUnavailable, translated
 from client.options import ClientOptions
 
 
@@ -43,32 +48,44 @@ class AsyncCardLookupClient:
         await self.close()
 
     def connect(self) -> None:
+        """Opens the channel, once: a second call (e.g. `async with` after
+        `wait_ready()`) keeps the open one rather than leaking it."""
+        if self._channel is not None:
+            return
         o = self.options
         self._channel = grpc.aio.secure_channel(
-            o.target, channel_credentials(o.ca, o.cert, o.key), options=o.channel_options()
+            o.channel_target(), channel_credentials(o.ca, o.cert, o.key), options=o.channel_options()
         )
         self._stub = svc_grpc.CardLookupServiceStub(self._channel)
 
-    def _ready(self, method: str) -> bool:
-        return self.options.waits_for_ready(method)
-
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = None
+        """Closes the channel (idempotent); a later call opens a new one."""
+        channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            await channel.close(None)
 
     async def wait_ready(self, timeout_s: float) -> None:
-        """Waits until the channel is connected (e.g. a hub that is starting)."""
-        if self._channel is None:
-            self.connect()
+        """Waits until the channel is connected to a hub (e.g. one that is
+        starting); HubUnavailable after `timeout_s`."""
+        self.connect()
         assert self._channel is not None
-        await _wait(self._channel, timeout_s)
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
+        except TimeoutError:
+            raise HubUnavailable(
+                grpc.StatusCode.UNAVAILABLE, "HUB_UNAVAILABLE", f"not connected within {timeout_s} s", {}
+            ) from None
 
     @property
     def stub(self) -> svc_grpc.CardLookupServiceAsyncStub:
-        if self._stub is None:
-            raise RuntimeError("the client is not connected: use `async with` or call connect()")
+        """The generated stub, for calls this client does not wrap (raw grpc errors)."""
+        self.connect()
+        assert self._stub is not None
         return self._stub
+
+    async def _unary(self, method: str, request: Message) -> Any:
+        with translated():
+            return await getattr(self.stub, method)(request, **self.options.call_kwargs(method))
 
     async def enroll_user(
         self,
@@ -90,44 +107,22 @@ class AsyncCardLookupClient:
             phone_number=phone_number,
             payment_password=payment_password,
         )
-        try:
-            return (
-                await self.stub.EnrollUser(
-                    request, timeout=self.options.timeout_s, wait_for_ready=self._ready("EnrollUser")
-                )
-            ).user
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        user: pb.User = (await self._unary("EnrollUser", request)).user
+        return user
 
     async def get_user(self, user_id: str) -> pb.User:
-        try:
-            return (
-                await self.stub.GetUser(
-                    svc.GetUserRequest(user_id=user_id),
-                    timeout=self.options.timeout_s,
-                    wait_for_ready=self._ready("GetUser"),
-                )
-            ).user
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        user: pb.User = (await self._unary("GetUser", requests.get_user(user_id))).user
+        return user
 
     async def list_banks(self, user_id: str) -> svc.ListBanksResponse:
-        try:
-            return await self.stub.ListBanks(
-                svc.ListBanksRequest(user_id=user_id),
-                timeout=self.options.timeout_s,
-                wait_for_ready=self._ready("ListBanks"),
-            )
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        listed: svc.ListBanksResponse = await self._unary("ListBanks", requests.list_banks(user_id))
+        return listed
 
     async def start_verification(self, user_id: str) -> svc.StartVerificationResponse:
-        try:
-            return await self.stub.StartVerification(
-                svc.StartVerificationRequest(user_id=user_id), timeout=self.options.timeout_s
-            )
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        started: svc.StartVerificationResponse = await self._unary(
+            "StartVerification", requests.start_verification(user_id)
+        )
+        return started
 
     async def create_query(
         self,
@@ -149,49 +144,28 @@ class AsyncCardLookupClient:
             consent_text_version=consent_text_version,
             bank_codes=bank_codes,
         )
-        try:
-            return (
-                await self.stub.CreateQuery(
-                    request, timeout=self.options.create_timeout_s, wait_for_ready=self._ready("CreateQuery")
-                )
-            ).query
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        query: pb.Query = (await self._unary("CreateQuery", request)).query
+        return query
 
     async def get_query(self, user_id: str, query_id: str) -> pb.Query:
-        request = requests.get_query(user_id, query_id)
-        try:
-            return (
-                await self.stub.GetQuery(
-                    request, timeout=self.options.timeout_s, wait_for_ready=self._ready("GetQuery")
-                )
-            ).query
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        query: pb.Query = (await self._unary("GetQuery", requests.get_query(user_id, query_id))).query
+        return query
 
     async def watch_query(self, user_id: str, query_id: str) -> AsyncIterator[svc.WatchQueryResponse]:
         """The query's progress: the current state, then one message per bank
         outcome; ends after the message in which the query is READY."""
-        request = requests.watch_query(user_id, query_id)
-        call = self.stub.WatchQuery(
-            request, timeout=self.options.watch_timeout_s, wait_for_ready=self._ready("WatchQuery")
-        )
+        call = self.stub.WatchQuery(requests.watch_query(user_id, query_id), **self.options.call_kwargs("WatchQuery"))
         try:
-            async for message in call:
-                yield message
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+            with translated():
+                async for message in call:
+                    yield message
         finally:
             call.cancel()
 
     async def list_queries(self, user_id: str, page_size: int = 0, page_token: str = "") -> svc.ListQueriesResponse:
         request = requests.list_queries(user_id, page_size, page_token)
-        try:
-            return await self.stub.ListQueries(
-                request, timeout=self.options.timeout_s, wait_for_ready=self._ready("ListQueries")
-            )
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        page: svc.ListQueriesResponse = await self._unary("ListQueries", request)
+        return page
 
     async def iter_queries(self, user_id: str, page_size: int = 0) -> AsyncIterator[pb.Query]:
         """Every query of the user, newest first, page by page."""
@@ -206,16 +180,5 @@ class AsyncCardLookupClient:
 
     async def get_report(self, user_id: str, query_id: str, payment_password: str) -> pb.Report:
         request = requests.get_report(user_id, query_id, payment_password)
-        try:
-            return (await self.stub.GetReport(request, timeout=self.options.timeout_s)).report
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
-
-
-async def _wait(channel: grpc.aio.Channel, timeout_s: float) -> None:
-    try:
-        await asyncio.wait_for(channel.channel_ready(), timeout_s)
-    except TimeoutError:
-        raise HubUnavailable(
-            grpc.StatusCode.UNAVAILABLE, "HUB_UNAVAILABLE", f"not connected within {timeout_s} s", {}
-        ) from None
+        report: pb.Report = (await self._unary("GetReport", request)).report
+        return report

@@ -9,7 +9,10 @@ client. For operators, bank IT teams and demos.
     cardlookup ... list --user-id u220000155
     cardlookup ... report --user-id u220000155 --query-id Q [--password 123456]
 
---hub and --pki default to $CARDLOOKUP_HUB and $CARDLOOKUP_PKI. The face
+--hub and --pki default to $CARDLOOKUP_HUB and $CARDLOOKUP_PKI. Several hub
+replicas: `--hub 10.0.0.1:50051,10.0.0.2:50051` or `--hub` repeated (each
+an IP address with its port); calls are spread over the replicas that are
+up and serving. The face
 attestation `query` sends is signed by the development face provider
 (client.devface) with the PKI's face-provider key. Errors are shown as one
 plain sentence, never a traceback; see EXIT_STATUSES.
@@ -207,6 +210,13 @@ def _sentence(error: CardLookupError) -> str:
     return f"{sentence[:-1]} ({flag})." if flag else sentence
 
 
+def _options(pki: PkiPaths, hubs: list[str], timeout_s: float) -> ClientOptions:
+    try:
+        return ClientOptions.from_pki(pki.root, hubs, timeout_s=timeout_s)
+    except ValueError as problem:
+        raise LocalProblem(f"--hub: {problem}.") from None
+
+
 def _check_pki(pki: PkiPaths) -> None:
     for what, path in (
         ("CA certificate", pki.ca_cert),
@@ -230,8 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--hub",
-        default=os.environ.get("CARDLOOKUP_HUB", "127.0.0.1:50051"),
-        help="hub host:port (default: $CARDLOOKUP_HUB, else 127.0.0.1:50051)",
+        action="append",
+        metavar="HOST:PORT",
+        help="hub host:port; several hub replicas as IP:PORT,IP:PORT,... or a repeated --hub: calls are "
+        "spread over those that are up (default: $CARDLOOKUP_HUB, else 127.0.0.1:50051)",
     )
     parser.add_argument(
         "--pki",
@@ -297,7 +309,7 @@ def run(argv: list[str] | None = None, console: Console | None = None) -> int:
     pki = PkiPaths(Path(args.pki))
     try:
         _check_pki(pki)
-        options = ClientOptions.from_pki(pki.root, args.hub, timeout_s=args.timeout)
+        options = _options(pki, args.hub or [os.environ.get("CARDLOOKUP_HUB", "127.0.0.1:50051")], args.timeout)
         with CardLookupClient(options) as client:
             if args.command == "query":
                 _query(client, console, args, pki)

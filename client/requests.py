@@ -70,3 +70,15 @@ def list_queries(user_id: str, page_size: int, page_token: str) -> svc.ListQueri
 
 def get_report(user_id: str, query_id: str, payment_password: str) -> svc.GetReportRequest:
     return svc.GetReportRequest(name=report_name(user_id, query_id), payment_password=payment_password)
+
+
+def get_user(user_id: str) -> svc.GetUserRequest:
+    return svc.GetUserRequest(user_id=user_id)
+
+
+def list_banks(user_id: str) -> svc.ListBanksRequest:
+    return svc.ListBanksRequest(user_id=user_id)
+
+
+def start_verification(user_id: str) -> svc.StartVerificationRequest:
+    return svc.StartVerificationRequest(user_id=user_id)

@@ -4,7 +4,12 @@ async one, for app backends without asyncio.
     with CardLookupClient(ClientOptions.from_pki("pki", "127.0.0.1:50051")) as hub:
         banks = hub.list_banks("u1")
 
-Every method raises a `client.errors.CardLookupError` subclass on failure.
+The channel is opened by `with`, `connect()` or the first call, and closed
+by leaving the block or `close()`. Every method raises a
+`client.errors.CardLookupError` subclass on failure, never a raw grpc error:
+each stub call goes through `client.errors.translated()`. The methods and
+their parameters are those of the async client (client.aio); a test keeps
+the two equal.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from types import TracebackType
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
@@ -21,21 +28,18 @@ from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.tls import channel_credentials
 from client import requests
-from client.errors import HubUnavailable, from_rpc_error
+from client.errors import HubUnavailable, translated
 from client.options import ClientOptions
 
 
 class CardLookupClient:
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
-        self._channel = grpc.secure_channel(
-            options.target,
-            channel_credentials(options.ca, options.cert, options.key),
-            options=options.channel_options(),
-        )
-        self.stub = svc_grpc.CardLookupServiceStub(self._channel)
+        self._channel: grpc.Channel | None = None
+        self._stub: svc_grpc.CardLookupServiceStub | None = None
 
     def __enter__(self) -> CardLookupClient:
+        self.connect()
         return self
 
     def __exit__(
@@ -43,19 +47,48 @@ class CardLookupClient:
     ) -> None:
         self.close()
 
-    def _ready(self, method: str) -> bool:
-        return self.options.waits_for_ready(method)
+    def connect(self) -> None:
+        """Opens the channel, once: a second call (e.g. `with` after
+        `wait_ready()`) keeps the open one rather than leaking it."""
+        if self._channel is not None:
+            return
+        o = self.options
+        self._channel = grpc.secure_channel(
+            o.channel_target(), channel_credentials(o.ca, o.cert, o.key), options=o.channel_options()
+        )
+        self._stub = svc_grpc.CardLookupServiceStub(self._channel)
 
     def close(self) -> None:
-        self._channel.close()
+        """Closes the channel (idempotent); a later call opens a new one."""
+        channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            channel.close()
 
     def wait_ready(self, timeout_s: float) -> None:
+        """Waits until the channel is connected to a hub (e.g. one that is
+        starting); HubUnavailable after `timeout_s`."""
+        self.connect()
+        assert self._channel is not None
+        ready = grpc.channel_ready_future(self._channel)
         try:
-            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+            ready.result(timeout=timeout_s)
         except grpc.FutureTimeoutError:
             raise HubUnavailable(
                 grpc.StatusCode.UNAVAILABLE, "HUB_UNAVAILABLE", f"not connected within {timeout_s} s", {}
             ) from None
+        finally:
+            ready.cancel()  # stops watching the channel's state
+
+    @property
+    def stub(self) -> svc_grpc.CardLookupServiceStub:
+        """The generated stub, for calls this client does not wrap (raw grpc errors)."""
+        self.connect()
+        assert self._stub is not None
+        return self._stub
+
+    def _unary(self, method: str, request: Message) -> Any:
+        with translated():
+            return getattr(self.stub, method)(request, **self.options.call_kwargs(method))
 
     def enroll_user(
         self,
@@ -77,40 +110,20 @@ class CardLookupClient:
             phone_number=phone_number,
             payment_password=payment_password,
         )
-        try:
-            return self.stub.EnrollUser(
-                request, timeout=self.options.timeout_s, wait_for_ready=self._ready("EnrollUser")
-            ).user
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        user: pb.User = self._unary("EnrollUser", request).user
+        return user
 
     def get_user(self, user_id: str) -> pb.User:
-        try:
-            return self.stub.GetUser(
-                svc.GetUserRequest(user_id=user_id),
-                timeout=self.options.timeout_s,
-                wait_for_ready=self._ready("GetUser"),
-            ).user
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        user: pb.User = self._unary("GetUser", requests.get_user(user_id)).user
+        return user
 
     def list_banks(self, user_id: str) -> svc.ListBanksResponse:
-        try:
-            return self.stub.ListBanks(
-                svc.ListBanksRequest(user_id=user_id),
-                timeout=self.options.timeout_s,
-                wait_for_ready=self._ready("ListBanks"),
-            )
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        listed: svc.ListBanksResponse = self._unary("ListBanks", requests.list_banks(user_id))
+        return listed
 
     def start_verification(self, user_id: str) -> svc.StartVerificationResponse:
-        try:
-            return self.stub.StartVerification(
-                svc.StartVerificationRequest(user_id=user_id), timeout=self.options.timeout_s
-            )
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        started: svc.StartVerificationResponse = self._unary("StartVerification", requests.start_verification(user_id))
+        return started
 
     def create_query(
         self,
@@ -132,44 +145,30 @@ class CardLookupClient:
             consent_text_version=consent_text_version,
             bank_codes=bank_codes,
         )
-        try:
-            return self.stub.CreateQuery(
-                request, timeout=self.options.create_timeout_s, wait_for_ready=self._ready("CreateQuery")
-            ).query
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        query: pb.Query = self._unary("CreateQuery", request).query
+        return query
 
     def get_query(self, user_id: str, query_id: str) -> pb.Query:
-        request = requests.get_query(user_id, query_id)
-        try:
-            return self.stub.GetQuery(
-                request, timeout=self.options.timeout_s, wait_for_ready=self._ready("GetQuery")
-            ).query
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        query: pb.Query = self._unary("GetQuery", requests.get_query(user_id, query_id)).query
+        return query
 
     def watch_query(self, user_id: str, query_id: str) -> Iterator[svc.WatchQueryResponse]:
-        request = requests.watch_query(user_id, query_id)
-        call = self.stub.WatchQuery(
-            request, timeout=self.options.watch_timeout_s, wait_for_ready=self._ready("WatchQuery")
-        )
+        """The query's progress: the current state, then one message per bank
+        outcome; ends after the message in which the query is READY."""
+        call = self.stub.WatchQuery(requests.watch_query(user_id, query_id), **self.options.call_kwargs("WatchQuery"))
         try:
-            yield from call
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+            with translated():
+                yield from call
         finally:
             call.cancel()
 
     def list_queries(self, user_id: str, page_size: int = 0, page_token: str = "") -> svc.ListQueriesResponse:
         request = requests.list_queries(user_id, page_size, page_token)
-        try:
-            return self.stub.ListQueries(
-                request, timeout=self.options.timeout_s, wait_for_ready=self._ready("ListQueries")
-            )
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        page: svc.ListQueriesResponse = self._unary("ListQueries", request)
+        return page
 
     def iter_queries(self, user_id: str, page_size: int = 0) -> Iterator[pb.Query]:
+        """Every query of the user, newest first, page by page."""
         token = ""
         while True:
             page = self.list_queries(user_id, page_size, token)
@@ -180,7 +179,5 @@ class CardLookupClient:
 
     def get_report(self, user_id: str, query_id: str, payment_password: str) -> pb.Report:
         request = requests.get_report(user_id, query_id, payment_password)
-        try:
-            return self.stub.GetReport(request, timeout=self.options.timeout_s).report
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        report: pb.Report = self._unary("GetReport", request).report
+        return report

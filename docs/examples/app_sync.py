@@ -22,7 +22,7 @@ from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
 from cardlookup.hub.v1 import resources_pb2 as pb
 
 # --- the code shown in docs/app-backend.md ---
-from client.errors import CardLookupError, CooldownActive, PasswordLocked
+from client.errors import CardLookupError, CooldownActive, PasswordLocked, UserMustAct
 from client.options import ClientOptions
 from client.sync import CardLookupClient
 
@@ -52,6 +52,9 @@ def look_up(
             )
         except CooldownActive as e:
             print(f"{e.sentence()} (retry_time {e.metadata['retry_time']})")
+            return None
+        except UserMustAct as e:  # e.g. a mistyped code or a stale notice: the sentence says what to do
+            print(e.sentence())
             return None
         print(query.acceptance_notice)
         for step in hub.watch_query(user_id, query.query_id):

@@ -5,6 +5,7 @@ retried calls match the client and the hub."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import datetime as dt
@@ -143,6 +144,30 @@ def test_the_error_table_matches_the_client_and_the_hub() -> None:
         assert cls.__name__ == "".join(w.capitalize() for w in reason.split("_")) or reason == "HUB_UNAVAILABLE"
         for key in re.findall(r"`(\w+)`", meta):
             assert "{" + key + "}" in errors.SENTENCES[reason], (reason, key)
+    classes = {r: (c, k) for r, c, k in re.findall(r"^\| `([A-Z_]+)` \|.*\| `(\w+)` \((\w+)\) \|$", DOC, re.M)}
+    assert set(classes) == set(errors.BY_REASON)
+    for reason, shown in classes.items():
+        cls = errors.BY_REASON[reason]
+        assert shown == (cls.__name__, cls.__mro__[1].__name__), reason
+        assert cls.__mro__[1] in errors.CATEGORIES, reason
+
+
+def test_the_documented_replica_options_work() -> None:
+    block = re.search(r"### Several hub replicas\n\n.*?```\n(.*?)```", DOC, re.S)
+    assert block
+    lines = block.group(1).splitlines()
+    documented = re.search(r'^ClientOptions\.from_pki\("pki", (\[.*?\])\)', block.group(1), re.M)
+    assert documented
+    listed = ClientOptions.from_pki("pki", ast.literal_eval(documented.group(1)))
+    assert listed.addresses == ("10.0.0.1:50051", "10.0.0.2:50051", "10.0.0.3:50051")
+    assert listed.channel_target() == "ipv4:10.0.0.1:50051,10.0.0.2:50051,10.0.0.3:50051"
+    cli = next(line for line in lines if line.startswith("cardlookup "))
+    args = build_parser().parse_args([*cli.split("#")[0].replace("...", "").split()[1:], "list", "--user-id", "u"])
+    assert args.hub == ["10.0.0.1:50051,10.0.0.2:50051", "10.0.0.3:50051"]
+    with pytest.raises(ValueError, match="IP address"):
+        ClientOptions.from_pki("pki", ["hub-a.example:50051", "hub-b.example:50051"])
+    single = ClientOptions.from_pki("pki", "hubs.example:50051")  # one DNS name: balanced over its addresses
+    assert single.channel_target() == "hubs.example:50051" and '"round_robin"' in single.service_config()
 
 
 def test_the_documented_deadlines_and_retries_are_the_clients() -> None:

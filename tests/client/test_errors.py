@@ -1,21 +1,44 @@
-"""Every reason of the contract has an exception class and a sentence."""
+"""Every reason of the contract has an exception class, a category and a
+sentence; the one boundary (`translated`, `from_rpc_error`) keeps every
+google.rpc detail the hub sends."""
 
 from __future__ import annotations
 
-import grpc
+import datetime as dt
+import importlib
 
+import grpc
+import pytest
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import error_reason_pb2
+from cardlookup.pki import PkiPaths
 from cardlookup.rpc_errors import HUB_DOMAIN, make_status
+from client.aio import AsyncCardLookupClient
 from client.errors import (
     BY_REASON,
+    CATEGORIES,
     SENTENCES,
     CardLookupError,
     CooldownActive,
+    FieldViolation,
+    HubUnavailable,
+    InvalidField,
     PaymentPasswordWrong,
     ReportNotReady,
+    Retryable,
     SmsCodeWrong,
+    SmsRateLimited,
+    UserMustAct,
     from_rpc_error,
+    translated,
 )
+from client.localstack import free_port
+from client.options import ClientOptions
 
 
 def test_every_reason_has_a_class_and_a_sentence() -> None:
@@ -72,3 +95,71 @@ def test_from_rpc_error_maps_reason_and_transport_failures() -> None:
     assert isinstance(error, CooldownActive) and error.metadata == {"retry_time": "t"}
     transport = from_rpc_error(_FakeRpcError(None, grpc.StatusCode.DEADLINE_EXCEEDED))
     assert transport.reason == "HUB_UNAVAILABLE"
+
+
+def test_every_reason_has_exactly_one_category_and_old_names_still_import() -> None:
+    for reason, cls in BY_REASON.items():
+        assert [c for c in CATEGORIES if issubclass(cls, c)] == [cls.__mro__[1]], reason
+        assert issubclass(cls, CardLookupError)
+    by_category = {c.__name__: sorted(r for r, cls in BY_REASON.items() if issubclass(cls, c)) for c in CATEGORIES}
+    assert by_category["Retryable"] == ["HUB_UNAVAILABLE", "REPORT_NOT_READY", "SMS_RATE_LIMITED"]
+    assert {"SMS_CODE_WRONG", "PAYMENT_PASSWORD_WRONG", "CONSENT_VERSION_MISMATCH"} <= set(by_category["UserMustAct"])
+    assert {"COOLDOWN_ACTIVE", "PASSWORD_LOCKED", "REGION_NOT_OPEN"} <= set(by_category["Refused"])
+
+    for cls in BY_REASON.values():  # every concrete class keeps its importable name
+        assert cls.__module__ == "client.errors"
+        assert getattr(importlib.import_module("client.errors"), cls.__name__) is cls
+
+
+def _status_with(code: grpc.StatusCode, *details: Message) -> grpc.Status:
+    packed = []
+    for detail in details:
+        any_ = any_pb2.Any()
+        any_.Pack(detail)
+        packed.append(any_)
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message="m", details=packed))
+
+
+def test_retry_info_and_bad_request_details_are_kept() -> None:
+    status = _status_with(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        error_details_pb2.ErrorInfo(reason="INVALID_FIELD", domain=HUB_DOMAIN, metadata={"field": "phone_number"}),
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field="phone_number", description="11 digits"),
+            ]
+        ),
+    )
+    error = from_rpc_error(_FakeRpcError(status, grpc.StatusCode.INVALID_ARGUMENT))
+    assert isinstance(error, InvalidField) and isinstance(error, UserMustAct)
+    assert error.field_violations == (FieldViolation("phone_number", "11 digits"),)
+    delay = duration_pb2.Duration(seconds=42)
+    status = _status_with(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        error_details_pb2.ErrorInfo(reason="SMS_RATE_LIMITED", domain=HUB_DOMAIN),
+        error_details_pb2.RetryInfo(retry_delay=delay),
+    )
+    error = from_rpc_error(_FakeRpcError(status, grpc.StatusCode.RESOURCE_EXHAUSTED))
+    assert isinstance(error, SmsRateLimited) and isinstance(error, Retryable)
+    assert error.retry_delay == dt.timedelta(seconds=42)
+    newer = from_rpc_error(
+        _FakeRpcError(
+            _status_with(grpc.StatusCode.FAILED_PRECONDITION, error_details_pb2.ErrorInfo(reason="NEW_REASON")),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+    )
+    assert type(newer) is CardLookupError and newer.reason == "NEW_REASON"  # a newer hub's reason still surfaces
+    bare = from_rpc_error(_FakeRpcError(None, grpc.StatusCode.INTERNAL))
+    assert type(bare) is CardLookupError and bare.reason == "INTERNAL" and bare.retry_delay is None
+
+
+async def test_the_boundary_translates_a_real_aio_error_and_hides_the_grpc_traceback(pki: PkiPaths) -> None:
+    """`translated()` around a real grpc.aio call that fails (no hub on the
+    port): HubUnavailable, a Retryable, with no RpcError chained to it."""
+    options = ClientOptions.from_pki(pki.root, f"127.0.0.1:{free_port()}", timeout_s=0.5)
+    async with AsyncCardLookupClient(options) as client:
+        with pytest.raises(HubUnavailable) as info, translated():
+            await client.stub.StartVerification(svc.StartVerificationRequest(user_id="u1"), timeout=0.5)
+    assert isinstance(info.value, Retryable)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert info.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
