@@ -62,7 +62,7 @@ def test_generated_private_keys_are_0600(tmp_path: Path, open_umask: None) -> No
 
 async def test_database_wal_and_shm_are_0600(tmp_path: Path, open_umask: None) -> None:
     path = tmp_path / "data" / "hub.db"
-    db = await Database.open(path)
+    db = await open_database(path)
     try:
         await db.execute("CREATE TABLE t (v INTEGER)")
         await db.execute("INSERT INTO t (v) VALUES (1)")
@@ -70,7 +70,7 @@ async def test_database_wal_and_shm_are_0600(tmp_path: Path, open_umask: None) -
             assert mode(Path(f"{path}{suffix}")) == 0o600, suffix
     finally:
         await db.close()
-    db = await Database.open(path)  # reopening keeps the data and the modes
+    db = await open_database(path)  # reopening keeps the data and the modes
     try:
         row = await db.fetchone("SELECT v FROM t")
         assert row is not None and row[0] == 1
