@@ -37,7 +37,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
@@ -65,6 +65,10 @@ from hub.store.queries import PROGRESS, Claim, Progress, QueryStore
 ReadyListener = Callable[[QueryRecord], Awaitable[None]]
 _FINAL_QUERY_STATES = (QueryState.READY, QueryState.EXPIRED)
 _CLAIM_BATCH = 500
+_STORE_RETRY_FIRST = 0.05
+_STORE_RETRY_MAX = 2.0
+"""Seconds between retries of a failing store write (doubling from FIRST)."""
+T = TypeVar("T")
 log = get_logger("hub.engine")
 
 
@@ -117,6 +121,8 @@ class QueryEngine:
         """Records of queries with bank tasks running here (their request
         needs the create and due times); dropped when the last task ends."""
         self._progress: asyncio.Queue[Progress] = asyncio.Queue()
+        self._store_healthy = True
+        self._store_listeners: list[Callable[[bool], None]] = []
         self._held: dict[str, Progress] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._subjects: dict[str, Subject] = {}
@@ -294,8 +300,9 @@ class QueryEngine:
                 await self._housekeeping()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 log.error("lease_loop_failed", exc_info=True)
+                self._set_store_healthy(False, type(error).__name__)
 
     async def _housekeeping(self, first: bool = False) -> int:
         claimed = 0
@@ -331,7 +338,9 @@ class QueryEngine:
         key = (claim.query_id, claim.bank_code)
         old = self._bank_tasks.get(key)
         if old is not None and not old.done():
-            return
+            # Claimed again at a newer epoch (our lease ran out while the
+            # store refused renewals): the old task is fenced, replace it.
+            old.cancel()
         task = asyncio.create_task(self._run_bank(claim), name=f"bank:{claim.bank_code}:{claim.query_id}")
         self._bank_tasks[key] = task
         task.add_done_callback(self._forget_task(key))
@@ -392,7 +401,7 @@ class QueryEngine:
 
                 async def on_failure(count: int, reason: str) -> None:
                     log.info("bank_attempt_failed", query_id=query_id, bank=bank_code, attempt=count, reason=reason)
-                    await self._store.record_failure(query_id, bank_code, epoch, reason)
+                    await self._stored(lambda: self._store.record_failure(query_id, bank_code, epoch, reason))
 
                 def in_call(calling: bool) -> None:
                     if calling:
@@ -406,7 +415,7 @@ class QueryEngine:
                     clock=self._clock,
                     alarm=self._alarm,
                     stopping=lambda: self._stopping,
-                    begin_attempt=lambda: self._store.start_attempt(query_id, bank_code, epoch),
+                    begin_attempt=lambda: self._stored(lambda: self._store.start_attempt(query_id, bank_code, epoch)),
                     on_failure=on_failure,
                     in_call=in_call,
                 )
@@ -430,16 +439,18 @@ class QueryEngine:
             card_count = len(outcome.answer.cards)
             sealed = self._keys.envelope.seal(encode_answer(outcome.answer), _answer_context(query_id, bank_code))
         finished_at = self._clock.now()
-        pending = await self._store.finish_bank(
-            query_id,
-            bank_code,
-            outcome.state,
-            outcome.reason,
-            outcome.attempt_count,
-            card_count,
-            sealed,
-            finished_at,
-            epoch,
+        pending = await self._stored(
+            lambda: self._store.finish_bank(
+                query_id,
+                bank_code,
+                outcome.state,
+                outcome.reason,
+                outcome.attempt_count,
+                card_count,
+                sealed,
+                finished_at,
+                epoch,
+            )
         )
         if pending is None:
             log.warning("outcome_fenced", query_id=query_id, bank=bank_code)
@@ -468,11 +479,56 @@ class QueryEngine:
         expire = now + self._config.timings.report_retention
         report = build_report(query_id, now, expire, outcomes)
         sealed_report = self._keys.envelope.seal(encode_report(report), _report_context(query_id))
-        completed = await self._store.complete(query_id, sealed_report, now, expire)
+        completed = await self._stored(lambda: self._store.complete(query_id, sealed_report, now, expire))
         self._subjects.pop(query_id, None)
         if completed:
             log.info("query_ready", query_id=query_id, cards=len(report.cards), banks=len(report.banks))
             self._spawn(self._notify(query_id))
+
+    # -- store failures ------------------------------------------------------------
+
+    async def _stored(self, write: Callable[[], Awaitable[T]]) -> T | None:
+        """Runs a store write of the fan-out until it succeeds: a full disk or
+        a database refusing writes must not lose a bank's answer, which is
+        kept in memory meanwhile (issue 9). While writes fail the engine
+        reports the store unhealthy (the hub's health says NOT_SERVING).
+        Returns None, leaving the bank PENDING for the next start, only if
+        the hub stops first."""
+        delay = _STORE_RETRY_FIRST
+        while True:
+            try:
+                result = await write()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._set_store_healthy(False, type(error).__name__)
+                if self._stopping:
+                    return None
+                await self._alarm.sleep(delay)
+                delay = min(delay * 2, _STORE_RETRY_MAX)
+                continue
+            self._set_store_healthy(True)
+            return result
+
+    @property
+    def store_healthy(self) -> bool:
+        return self._store_healthy
+
+    def add_store_health_listener(self, listener: Callable[[bool], None]) -> None:
+        """Told False when the engine's store writes start failing, True when
+        they succeed again (the hub turns its health status with it)."""
+        self._store_listeners.append(listener)
+
+    def _set_store_healthy(self, healthy: bool, error: str = "") -> None:
+        if healthy == self._store_healthy:
+            return
+        self._store_healthy = healthy
+        if healthy:
+            log.info("store_writes_recovered")
+        else:
+            log.error("store_writes_failing", error=error)
+        for listener in list(self._store_listeners):
+            listener(healthy)
 
     # -- shared bank health (PostgreSQL replicas) --------------------------------
 

@@ -34,7 +34,7 @@ from hub.config import HubConfig
 from hub.crypto import HubKeys
 from hub.engine import QueryEngine
 from hub.logging import get_logger
-from hub.store.db import Database, open_database
+from hub.store.db import Database, describe_target, open_database
 
 log = get_logger("hub.server")
 
@@ -108,11 +108,22 @@ class HubServer:
 
     async def start(self) -> None:
         config = self.config
-        self._db = db = await open_database(config.database)
+        try:
+            self._db = db = await open_database(config.database)
+        except Exception as error:
+            raise StartupError(
+                f"database: {describe_target(config.database)} cannot be opened: {_why(error)}"
+            ) from None
         try:
             keys = _load_keys(config)
             self._engine = engine = QueryEngine(config, db, keys, self.clock)
-            await engine.migrate()
+            try:
+                await engine.migrate()
+            except Exception as error:
+                raise StartupError(
+                    f"database: {describe_target(config.database)} refuses writes: {_why(error)}"
+                ) from None
+            engine.add_store_health_listener(self._on_store_health)
             # The API's cross-cutting checks (caller, decoding, limits, error
             # mapping) are one interceptor, applied to every API method.
             self.api_interceptor = ApiInterceptor.for_config(config)
@@ -172,6 +183,22 @@ class HubServer:
         self._db = None
         log.info("hub_stopped")
 
+    async def set_serving(self, serving: bool) -> None:
+        """Turns every health status of this hub (the API's port and the
+        plaintext health port): NOT_SERVING sends load balancers and
+        round_robin clients to the other replicas."""
+        if self._health is None or self.context is None:
+            return
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *self.context.service_names]:
+            await self._health.set(name, status)
+
+    def _on_store_health(self, healthy: bool) -> None:
+        # Store writes failing: work that needs them would fail here, so
+        # this replica says NOT_SERVING until a write succeeds again.
+        task = asyncio.get_running_loop().create_task(self.set_serving(healthy))
+        self._tasks.append(task)
+
     async def _sweep_forever(self) -> None:
         interval = self.config.timings.sweep_interval.total_seconds()
         while True:
@@ -201,6 +228,13 @@ def _load_keys(config: HubConfig) -> HubKeys:
             # The loaders' own messages may quote file content; name the key and the file only.
             raise StartupError(f"{key}: {path} does not hold a usable key") from None
     return HubKeys.load(config)
+
+
+def _why(error: Exception) -> str:
+    """One line about a database error: its class and first line (SQLite's
+    and PostgreSQL's messages name the problem, never stored data)."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:160]}" if text else type(error).__name__
 
 
 def _bind(address: str, key: str, add_port: Callable[[], int]) -> int:

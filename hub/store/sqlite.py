@@ -101,17 +101,27 @@ class SqliteDatabase:
         # all three here leaves no window with a wider mode).
         for suffix in ("", "-wal", "-shm"):
             ensure_private(f"{path}{suffix}")
-        writer = await aiosqlite.connect(str(path), isolation_level=None)
-        reader = await aiosqlite.connect(str(path), isolation_level=None)
-        for conn in (writer, reader):
-            conn.row_factory = aiosqlite.Row
-            for pragma in _PRAGMAS:
-                await conn.execute(pragma)
+        opened: list[aiosqlite.Connection] = []
+        try:
+            for _ in range(2):
+                conn = await aiosqlite.connect(str(path), isolation_level=None)
+                opened.append(conn)
+                conn.row_factory = aiosqlite.Row
+                for pragma in _PRAGMAS:
+                    await conn.execute(pragma)
+            writer, reader = opened
+            await writer.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))"
+            )
+        except BaseException:
+            # An unusable file (read-only, not a database): close what was
+            # opened, or its threads would keep the process alive.
+            for conn in opened:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            raise
         db = cls(writer, reader, max_batch)
-        await writer.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))"
-        )
         db._task = asyncio.create_task(db._write_loop(), name="db-writer")
         return db
 
