@@ -6,7 +6,8 @@ import re
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
-_ID_SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")
+_ID_SHAPE = re.compile(r"[0-9]{17}[0-9X]")
+"""Used with fullmatch: a trailing newline must not pass (a `$` anchor would let it)."""
 
 
 def id_check_char(first17: str) -> str:
@@ -17,7 +18,7 @@ def id_check_char(first17: str) -> str:
 
 
 def is_valid_id_number(id_number: str) -> bool:
-    return bool(_ID_SHAPE.match(id_number)) and id_check_char(id_number[:17]) == id_number[17]
+    return bool(_ID_SHAPE.fullmatch(id_number)) and id_check_char(id_number[:17]) == id_number[17]
 
 
 def luhn_check_digit(partial: str) -> str:
