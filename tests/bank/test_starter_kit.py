@@ -5,6 +5,7 @@ suite over real mTLS (the go-live gate)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -77,3 +78,26 @@ async def test_the_kit_passes_the_conformance_suite(pki: PkiPaths, kit_bank: str
     results = await run_conformance(target)
     assert [r.name for r in results] == [c.name for c in CHECKS]
     assert [(r.name, r.explanation) for r in results if r.outcome is not Outcome.PASS] == []
+
+
+def test_the_readme_commands_use_real_options() -> None:
+    """Every option the kit's README passes to its server and to the suite
+    exists (the commands are the go-live gate a bank copies)."""
+    readme = (ROOT / "bank_kit" / "README.md").read_text(encoding="utf-8")
+    shell = "\n".join(re.findall(r"```sh\n(.*?)```", readme, flags=re.S)).replace("\\\n", " ")
+    commands = [line.strip() for line in shell.splitlines()]
+    server_options = {
+        o for c in commands if c.startswith("python -m bank_kit.server") for o in re.findall(r"--[a-z-]+", c)
+    }
+    suite_options = {o for c in commands if c.startswith("cardlookup-conformance") for o in re.findall(r"--[a-z-]+", c)}
+    help_text = subprocess.run(
+        [sys.executable, "-m", "bank_kit.server", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert server_options and {o for o in server_options if o not in help_text} == set()
+    suite_help = subprocess.run(
+        [str(Path(sys.executable).parent / "cardlookup-conformance"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert suite_options and {o for o in suite_options if o not in suite_help} == set()
