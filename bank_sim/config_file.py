@@ -1,7 +1,7 @@
 """The bank simulator's configuration file (TOML), and its defaults.
 
-Every key is optional; with no file the fleet is the 16 banks of SPEC.md on
-free ports, healthy, over the default population. The CLI's flags override
+Every key is optional; with no file the fleet is the first 16 banks
+(docs/rules.md) on free ports, healthy, over the default population. The CLI's flags override
 the file. Example (docs/bank-simulator.md describes every key):
 
     [population]

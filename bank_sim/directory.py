@@ -14,7 +14,9 @@ these calls. Each ListCards call goes through `CardDirectory.answer`:
    so the answer reveals nothing about who is a customer.
 4. List only cards the user can use remotely (R13): cards with no phone on
    file, an expired ID document, or card-not-present service disabled are
-   counted by reason in the summary instead of being listed.
+   counted by reason in the summary instead of being listed; a card with
+   several of these conditions counts once, under the first in the order
+   ID document expired, no phone, card-not-present disabled.
 5. Mask: only the first 4 and last 4 digits, the length and the kind leave
    the bank, plus a stable opaque card reference.
 6. Answer retries of the same query id exactly as the first time.
@@ -36,9 +38,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.checksums import is_valid_id_number
 from cardlookup.consent import subject_digest, verify_consent
-from cardlookup.population import UNLISTED_REASONS, Card, Population
+from cardlookup.population import UNLISTED_REASONS, Card, Population, counted_reason
 
-QUERY_ID_SHAPE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Always used with fullmatch: the whole value must match, so a trailing
+# newline is refused (a `$` anchor with search/match would let it through).
+QUERY_ID_SHAPE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_NAME_LENGTH = 64
 REMEMBERED_QUERIES = 100_000
 """Answers kept per bank for retries. The answer is a pure function of the
@@ -106,10 +110,20 @@ def validate(lookup: Lookup) -> None:
         raise InvalidRequest("subject.full_name", "is required")
     if len(lookup.full_name) > MAX_NAME_LENGTH:
         raise InvalidRequest("subject.full_name", f"must be at most {MAX_NAME_LENGTH} characters")
+    if not is_name_shaped(lookup.full_name):
+        raise InvalidRequest("subject.full_name", "must be printable characters on one line, not padded")
     if not is_valid_id_number(lookup.id_number):
         raise InvalidRequest("subject.id_number", "must be an 18-character GB 11643 ID number with a valid check")
     if lookup.consent is None:
         raise InvalidRequest("consent", "is required")
+
+
+def is_name_shaped(name: str) -> bool:
+    """Printable characters on one line, as the hub accepts names: no control
+    or format character (a trailing newline is refused, never stripped), no
+    leading or trailing white space. str.isprintable() is False for C* and Z*
+    characters other than the ASCII space."""
+    return name.isprintable() and name == name.strip()
 
 
 def mask(card: Card) -> ListedCard:
@@ -144,7 +158,13 @@ class CardDirectory:
     def answer(self, lookup: Lookup, now: dt.datetime) -> Answer:
         """The bank's answer, or InvalidRequest / ConsentError."""
         validate(lookup)
-        assert lookup.consent is not None  # validate() guarantees it
+        return self.answer_validated(lookup, now)
+
+    def answer_validated(self, lookup: Lookup, now: dt.datetime) -> Answer:
+        """`answer` for a lookup that already passed `validate` (the
+        simulator's lax-validation misbehaviour calls this directly)."""
+        if lookup.consent is None:
+            raise InvalidRequest("consent", "is required")
         verify_consent(
             lookup.consent,
             self._trusted_keys,
@@ -168,15 +188,20 @@ class CardDirectory:
         return answer
 
     def _lookup(self, id_number: str, full_name: str) -> Answer:
-        person = self._records.find_by_id_number(id_number)
-        if person is None or person.full_name != full_name:
-            return EMPTY_ANSWER
+        if self._records.holder_name(id_number) != full_name:
+            return EMPTY_ANSWER  # unknown, or the name does not match our records
         held = self._records.cards_at(self.bank_code, id_number)
-        unlisted = Counter(c.unlisted_reason for c in held if c.unlisted_reason is not None)
+        # R13: one card, one reason, by the documented precedence.
+        unlisted = Counter(counted_reason(c.conditions) for c in held if c.conditions)
         return Answer(
-            cards=tuple(mask(c) for c in held if c.unlisted_reason is None),
+            cards=tuple(mask(c) for c in held if not c.conditions),
             unlisted=tuple((r, unlisted[r]) for r in UNLISTED_REASONS if unlisted[r]),
         )
+
+    def unlisted_conditions(self, id_number: str) -> tuple[frozenset[str], ...]:
+        """The R13 conditions of each unlisted card held for this ID number.
+        Only the simulator's WRONG_REASON_PRECEDENCE misbehaviour uses it."""
+        return tuple(c.conditions for c in self._records.cards_at(self.bank_code, id_number) if c.conditions)
 
     def full_number(self, id_number: str, card_ref: str) -> str | None:
         """The full number of a held card. Only the simulator's

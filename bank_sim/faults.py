@@ -19,8 +19,9 @@ import grpc
 
 
 class Misbehaviour(StrEnum):
-    """Ways a bank breaks the data rules of the bank contract (the hub must
-    reject the answer). Each one corrupts the answer in exactly one place."""
+    """Ways a bank breaks the bank contract: the data rules (the hub must
+    reject the answer) or the rules the conformance suite checks. Each one
+    breaks exactly one rule and leaves the rest right."""
 
     FULL_CARD_NUMBER = "FULL_CARD_NUMBER"
     """One card carries the full card number in `first_four`."""
@@ -32,6 +33,18 @@ class Misbehaviour(StrEnum):
     """The summary counts one more (debit) card than the stream carried."""
     OVERSIZED_MESSAGE = "OVERSIZED_MESSAGE"
     """One card message is about 1 MiB: its `card_ref` is huge."""
+    CARD_REF_FROM_NUMBER = "CARD_REF_FROM_NUMBER"
+    """One card's `card_ref` is its full number in groups of four joined by '-' (R8)."""
+    TOO_MANY_CARDS = "TOO_MANY_CARDS"
+    """The answer lists one card more than the hub's card cap; all else right."""
+    WRONG_REASON_PRECEDENCE = "WRONG_REASON_PRECEDENCE"
+    """A card with several R13 conditions counts under the lowest-numbered
+    reason instead of the documented precedence."""
+    TRAILING_NEWLINE_ACCEPTED = "TRAILING_NEWLINE_ACCEPTED"
+    """Validation lets a trailing newline through in full_name and id_number."""
+    CALLER_BY_COMMON_NAME = "CALLER_BY_COMMON_NAME"
+    """The caller check also accepts the hub's name as a certificate's common
+    name, not only as its DNS SubjectAltName."""
 
 
 class FaultsError(ValueError):

@@ -23,6 +23,9 @@ from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
+from grpc_reflection.v1alpha import reflection
 
 from bank_sim.admin import BankSimAdminServicer
 from bank_sim.directory import CardDirectory
@@ -42,6 +45,22 @@ log = logging.getLogger(__name__)
 # No SO_REUSEPORT: a second fleet on the same fixed ports must fail to bind
 # instead of silently sharing them.
 _SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+CARD_DIRECTORY_SERVICE = "cardlookup.bank.v1.CardDirectoryService"
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+async def add_health_and_reflection(server: grpc.aio.Server) -> health_aio.HealthServicer:
+    """grpc.health.v1 (SERVING for "" and the card directory) and server
+    reflection, as a real bank's server offers them (docs/bank-integration.md,
+    "Health and reflection"). Both sit behind the same mTLS as ListCards; the
+    caller check guards ListCards only, so an operator's probe with any
+    certificate from the CA can ask whether the bank is up."""
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    for service in ("", CARD_DIRECTORY_SERVICE):
+        await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection((CARD_DIRECTORY_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+    return health
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,7 @@ class BankFleet:
                 servicer = CardDirectoryServicer(directory, self._states[bank.code], config.clock, self._rng)
                 server = grpc.aio.server(options=_SERVER_OPTIONS)
                 bank_grpc.add_CardDirectoryServiceServicer_to_server(servicer, server)
+                await add_health_and_reflection(server)
                 creds = server_credentials(config.pki.bank_cert(bank.code), config.pki.bank_key(bank.code), ca)
                 self._ports[bank.code] = self._bind(server, bank.port, creds, f"bank {bank.code}")
                 self._servers.append(server)

@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--pki", type=Path, default=Path("pki"), help="PKI directory (dev PKI created if missing)")
     parser.add_argument("--config", type=Path, help="banks.toml: ports, faults, population (optional)")
-    parser.add_argument("--count", type=int, help="number of banks (default 16: SPEC.md's; more are synthetic)")
+    parser.add_argument(
+        "--count", type=int, help="number of banks (default 16: the first 16 of docs/rules.md; more are synthetic)"
+    )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--base-port", type=int, help="bank i listens on P+i (default 0: free ports)")
     parser.add_argument("--admin-port", type=int, help="admin API port (default 0: a free port)")

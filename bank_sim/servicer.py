@@ -15,9 +15,9 @@ from typing import NoReturn
 
 import grpc
 
-from bank_sim.directory import CardDirectory, InvalidRequest, Lookup
-from bank_sim.faults import Faults
-from bank_sim.misbehaviour import misbehave
+from bank_sim.directory import CardDirectory, InvalidRequest, Lookup, validate
+from bank_sim.faults import Faults, Misbehaviour
+from bank_sim.misbehaviour import lax_lookup, misbehave
 from bank_sim.state import BankState
 from bank_sim.wire import answer_messages
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
@@ -26,7 +26,7 @@ from cardlookup.clock import Clock
 from cardlookup.consent import ConsentError
 from cardlookup.pki import HUB_CLIENT_NAME
 from cardlookup.rpc_errors import BANK_DOMAIN, abort
-from cardlookup.tls import peer_names
+from cardlookup.tls import peer_common_names, peer_names
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,12 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
         state = self._state
         state.call_count += 1
         faults = state.faults
-        if not peer_names(context) & self._allowed_callers:
+        # The caller is who the certificate's DNS SubjectAltName says (R17);
+        # the common name is never trusted (only the misbehaviour does).
+        callers = peer_names(context)
+        if faults.misbehaviour is Misbehaviour.CALLER_BY_COMMON_NAME:
+            callers |= peer_common_names(context)
+        if not callers & self._allowed_callers:
             await self._refuse(context, grpc.StatusCode.PERMISSION_DENIED, CALLER_NOT_HUB, "only the hub may call")
         if faults.max_concurrent is not None and state.in_flight >= faults.max_concurrent:
             await self._refuse(
@@ -98,7 +103,11 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
             await self._refuse(context, code, SIMULATED_ERROR, "simulated failure")
         lookup = lookup_of(request)
         try:
-            answer = self._directory.answer(lookup, self._clock.now())
+            if faults.misbehaviour is Misbehaviour.TRAILING_NEWLINE_ACCEPTED:
+                validate(lax_lookup(lookup))
+                answer = self._directory.answer_validated(lookup, self._clock.now())
+            else:
+                answer = self._directory.answer(lookup, self._clock.now())
         except InvalidRequest as error:
             await self._refuse(
                 context, grpc.StatusCode.INVALID_ARGUMENT, INVALID_REQUEST, str(error), {"field": error.field}
@@ -109,7 +118,8 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
         if faults.misbehaviour is not None:
             first = answer.cards[0].card_ref if answer.cards else None
             full = self._directory.full_number(lookup.id_number, first) if first else None
-            messages = misbehave(faults.misbehaviour, messages, full)
+            conditions = self._directory.unlisted_conditions(lookup.id_number)
+            messages = misbehave(faults.misbehaviour, messages, full, conditions)
         sent = 0
         for message in messages:
             # A broken or stalled stream never completes: with fewer than k

@@ -5,7 +5,7 @@ protos/ (never edit it: run scripts/gen_protos.sh). The hand-written modules
 here are the few things the hub, the bank simulator, the client and the tests
 all need, so that none of them depends on another:
 
-- banks, regions: the default registry of banks (SPEC.md) and regions (R2)
+- banks, regions: the default registry of banks (docs/rules.md) and regions (R2)
 - checksums: GB 11643 ID check characters and Luhn card digits
 - consent: the hub-signed consent artefact banks verify (R4)
 - pki: the development PKI (CA, certificates, signing keys)

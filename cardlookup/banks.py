@@ -1,4 +1,4 @@
-"""The default bank registry: the first 16 banks of SPEC.md, and synthetic
+"""The default bank registry: the first 16 banks of docs/rules.md, and synthetic
 banks for scale tests. Which banks take part is configuration, not code (R2);
 this module only supplies defaults."""
 

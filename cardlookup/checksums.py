@@ -7,6 +7,7 @@ import re
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 _ID_SHAPE = re.compile(r"[0-9]{17}[0-9X]")
+"""Used with fullmatch: a trailing newline must not pass (a `$` anchor would let it)."""
 
 
 def id_check_char(first17: str) -> str:

@@ -33,6 +33,33 @@ UNLISTED_REASONS: tuple[UnlistedReason, ...] = (
     "ID_DOCUMENT_EXPIRED",
     "CARD_NOT_PRESENT_DISABLED",
 )
+"""The R13 reasons in the contract's enum order (the order of summary entries)."""
+R13_PRECEDENCE: tuple[UnlistedReason, ...] = (
+    "ID_DOCUMENT_EXPIRED",
+    "NO_PHONE_ON_FILE",
+    "CARD_NOT_PRESENT_DISABLED",
+)
+"""One card, one reason (R13, docs/bank-integration.md "Which cards are
+listed"): a card with several conditions counts under the first of these that
+applies, the order in which its holder has to clear them at the bank."""
+
+
+def counted_reason(conditions: frozenset[UnlistedReason]) -> UnlistedReason | None:
+    """The one reason a card with these R13 conditions is counted under, or
+    None for a card without any (a listed card)."""
+    return next((r for r in R13_PRECEDENCE if r in conditions), None)
+
+
+R13_TEST_CUSTOMER = ("多因测试", "110101190001029989")
+"""(name, ID number) of a test customer every simulated bank holds, for the
+conformance check list.unlisted_reason_precedence: two unlisted cards, one
+with all three R13 conditions and one without a phone and with card-not-
+present disabled, so a correct bank counts one ID_DOCUMENT_EXPIRED and one
+NO_PHONE_ON_FILE. Born 1900-01-02: not an app user, nobody's real number."""
+R13_TEST_CONDITIONS: tuple[frozenset[UnlistedReason], ...] = (
+    frozenset(UNLISTED_REASONS),
+    frozenset({"NO_PHONE_ON_FILE", "CARD_NOT_PRESENT_DISABLED"}),
+)
 
 _SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏"
@@ -66,8 +93,14 @@ class Card:
     """The full card number: only a bank ever holds it."""
     kind: CardKind
     card_ref: str
-    unlisted_reason: UnlistedReason | None
-    """Why the bank does not list this card (R13); None if listed."""
+    conditions: frozenset[UnlistedReason] = frozenset()
+    """The R13 conditions the bank's records hold for this card (several may
+    hold at once); empty for a card the bank lists."""
+
+    @property
+    def unlisted_reason(self) -> UnlistedReason | None:
+        """The one reason the card is counted under (R13); None if listed."""
+        return counted_reason(self.conditions)
 
     @property
     def first_four(self) -> str:
@@ -158,12 +191,24 @@ class Population:
         return self._by_user_id[user_id]
 
     def find_by_id_number(self, id_number: str) -> Person | None:
+        """A person of the population, or None. The R13 test customer is a
+        bank record only: not a person here (cards_at knows it)."""
         return self._by_id_number.get(id_number)
+
+    def holder_name(self, id_number: str) -> str | None:
+        """The name the banks hold for this ID number: a person's, the R13 test
+        customer's, or None for someone no bank knows."""
+        if id_number == R13_TEST_CUSTOMER[1]:
+            return R13_TEST_CUSTOMER[0]
+        person = self._by_id_number.get(id_number)
+        return None if person is None else person.full_name
 
     def cards_at(self, bank_code: str, id_number: str) -> tuple[Card, ...]:
         """Every card the bank holds for this ID number, listed or not, in the
         order the bank streams them. Unknown people and banks hold none."""
         bank = self._banks.get(bank_code)
+        if bank is not None and id_number == R13_TEST_CUSTOMER[1]:
+            return self._test_customer_cards(bank)
         if bank is None or id_number not in self._by_id_number:
             return ()
         rng = random.Random(f"cards:{self.seed}:{bank_code}:{id_number}")
@@ -178,7 +223,16 @@ class Population:
             number = body + luhn_check_digit(body)
             reason: UnlistedReason | None = rng.choice(UNLISTED_REASONS) if rng.random() < 0.12 else None
             ref = hashlib.sha256(f"ref:{self.seed}:{bank_code}:{number}".encode()).hexdigest()[:24]
-            cards.append(Card(bank_code, number, kind, f"c{ref}", reason))
+            cards.append(Card(bank_code, number, kind, f"c{ref}", _conditions(reason, ref)))
+        return tuple(cards)
+
+    def _test_customer_cards(self, bank: BankInfo) -> tuple[Card, ...]:
+        cards = []
+        for i, conditions in enumerate(R13_TEST_CONDITIONS):
+            body = bank.debit_bins[0] + f"{i:09d}"
+            number = body + luhn_check_digit(body)
+            ref = hashlib.sha256(f"ref:{self.seed}:{bank.code}:{number}".encode()).hexdigest()[:24]
+            cards.append(Card(bank.code, number, "debit", f"c{ref}", conditions))
         return tuple(cards)
 
     def expected_answer(self, bank_code: str, id_number: str) -> ExpectedAnswer:
@@ -206,3 +260,15 @@ class Population:
             ),
         )
         return best
+
+
+def _conditions(reason: UnlistedReason | None, card_ref: str) -> frozenset[UnlistedReason]:
+    """The R13 conditions of a generated card: the drawn reason, and for about
+    a third of unlisted cards one or two more, so that the precedence rule
+    matters in the ground truth. Drawn from the card's own seed so that which
+    cards are listed does not depend on it."""
+    if reason is None:
+        return frozenset()
+    rng = random.Random(f"conditions:{card_ref}")
+    extra = [r for r in UNLISTED_REASONS if r != reason and rng.random() < 0.2]
+    return frozenset((reason, *extra))

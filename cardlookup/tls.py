@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import grpc
@@ -26,7 +27,17 @@ def channel_credentials(ca: Path, cert: Path, key: Path) -> grpc.ChannelCredenti
 
 
 def peer_names(context: grpc.aio.ServicerContext) -> set[str]:
-    """The DNS SANs and common name of the client certificate of this call."""
-    auth = context.auth_context()
-    names = [*auth.get("x509_subject_alternative_name", []), *auth.get("x509_common_name", [])]
-    return {n.decode() if isinstance(n, bytes) else str(n) for n in names}
+    """The DNS SubjectAltNames of the client certificate of this call: the
+    caller's identity. Never the common name, which a CA may put anything in
+    (a certificate with CN = the hub's name and another SAN is not the hub)."""
+    return _decoded(context.auth_context().get("x509_subject_alternative_name", []))
+
+
+def peer_common_names(context: grpc.aio.ServicerContext) -> set[str]:
+    """The subject common name(s) of the client certificate: for display and
+    for tests of what must NOT be trusted, never for a caller check."""
+    return _decoded(context.auth_context().get("x509_common_name", []))
+
+
+def _decoded(values: Iterable[bytes | str]) -> set[str]:
+    return {n.decode() if isinstance(n, bytes) else str(n) for n in values}

@@ -92,7 +92,9 @@ def report_view(report: pb.Report) -> Group:
     notices.add_column(no_wrap=True)
     notices.add_column()
     for n in report.notices:
-        notices.add_row("•", Text(f"{n.text}\n{n.english_text}"))
+        # Chinese has no spaces to break at: "fold" wraps it at any character
+        # instead of cutting the notice short with "…" (R13, R16 must be read whole).
+        notices.add_row("•", Text(f"{n.text}\n{n.english_text}", overflow="fold"))
     header = Text(
         f"Report generated {local_time(report.generate_time)}, deleted {local_time(report.expire_time)} (Beijing time)."
     )

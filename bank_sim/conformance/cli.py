@@ -19,10 +19,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bank_sim.conformance.impostor import cn_impostor_identity
 from bank_sim.conformance.report import render_table, to_json
 from bank_sim.conformance.results import Outcome
 from bank_sim.conformance.runner import CHECKS, run_conformance
 from bank_sim.conformance.target import (
+    DEFAULT_PRECEDENCE_ID_NUMBER,
+    DEFAULT_PRECEDENCE_NAME,
     DEFAULT_UNKNOWN_ID_NUMBER,
     ClientIdentity,
     ConformanceTarget,
@@ -45,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dev-pki",
         type=Path,
-        help="a cardlookup-pki directory: sets --ca, --client-*, --consent-key*, --other-client-* from it",
+        help="a cardlookup-pki directory: sets --ca, --client-*, --consent-key*, --other-client-*, --cn-impostor-* "
+        "from it",
     )
     p.add_argument(
         "--population-subject",
@@ -65,6 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--untrusted-key-id", default="conformance-untrusted", help="key id for --untrusted-key")
     p.add_argument("--other-client-cert", type=Path, help="a client cert from the same CA that is not the hub's")
     p.add_argument("--other-client-key", type=Path, help="its private key")
+    p.add_argument(
+        "--cn-impostor-cert", type=Path, help="a client cert from the CA with the hub's name as CN only, not as SAN"
+    )
+    p.add_argument("--cn-impostor-key", type=Path, help="its private key")
+    p.add_argument(
+        "--precedence-subject-name", default=DEFAULT_PRECEDENCE_NAME, help="full name of the R13 test customer"
+    )
+    p.add_argument(
+        "--precedence-subject-id", default=DEFAULT_PRECEDENCE_ID_NUMBER, help="ID number of the R13 test customer"
+    )
     p.add_argument("--server-name", help="TLS name to verify the bank by (default <code>.bank.cardlookup.internal)")
     p.add_argument("--unknown-id", default=DEFAULT_UNKNOWN_ID_NUMBER, help="a valid ID number the bank does not hold")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
@@ -103,6 +117,9 @@ def _fill_dev_defaults(args: argparse.Namespace) -> None:
         for name, value in defaults.items():
             if getattr(args, name) is None:
                 setattr(args, name, value)
+        if args.cn_impostor_cert is None and pki.ca_key.is_file():
+            impostor = cn_impostor_identity(pki)
+            args.cn_impostor_cert, args.cn_impostor_key = impostor.cert, impostor.key
     if args.population_subject and args.bank_code and args.subject_id is None:
         subject = population_subject(Population(banks=bank_fleet(5000)), args.bank_code)
         args.subject_name, args.subject_id = subject.full_name, subject.id_number
@@ -122,6 +139,10 @@ def target_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error("--subject-id is not a valid 18-character ID number")
     if (args.other_client_cert is None) != (args.other_client_key is None):
         parser.error("--other-client-cert and --other-client-key go together")
+    if (args.cn_impostor_cert is None) != (args.cn_impostor_key is None):
+        parser.error("--cn-impostor-cert and --cn-impostor-key go together")
+    if not is_valid_id_number(args.precedence_subject_id):
+        parser.error("--precedence-subject-id is not a valid 18-character ID number")
     return ConformanceTarget(
         address=args.address,
         bank_code=args.bank_code,
@@ -131,6 +152,8 @@ def target_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         subject=KnownSubject(args.subject_name, args.subject_id, args.expected_cards),
         untrusted_key=SigningKey(args.untrusted_key, args.untrusted_key_id) if args.untrusted_key else None,
         other_client=ClientIdentity(args.other_client_cert, args.other_client_key) if args.other_client_cert else None,
+        cn_impostor=ClientIdentity(args.cn_impostor_cert, args.cn_impostor_key) if args.cn_impostor_cert else None,
+        precedence_subject=KnownSubject(args.precedence_subject_name, args.precedence_subject_id),
         server_name=args.server_name,
         unknown_id_number=args.unknown_id,
         timeout=args.timeout,

@@ -15,9 +15,14 @@ MAX_MESSAGE_BYTES = 1024
 summary takes under 200 bytes (and the hub's transport refuses 64 KiB)."""
 MAX_UNLISTED_PER_REASON = 1000
 """The hub treats a larger unlisted count as absurd."""
+MAX_CARDS = 200
+"""The hub discards an answer listing more cards (hub.validation.MAX_CARDS)."""
 _FOUR_DIGITS = re.compile(r"[0-9]{4}")
 _CARD_REF = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_DIGIT_RUN = re.compile(rb"[0-9]{13,19}")
+_SEPARATORS = re.compile(rb"[-_ ]")
+# Digits, possibly split by separators ("6222-0200-0000-0007", "6222_0200..."):
+# a card number written in groups is still a card number.
+_DIGIT_RUN = re.compile(rb"[0-9](?:[-_ ]?[0-9]){12,}")
 _KNOWN_TYPES = (bank_pb.CARD_TYPE_DEBIT, bank_pb.CARD_TYPE_CREDIT)
 _KNOWN_REASONS = (
     bank_pb.UNLISTED_REASON_NO_PHONE_ON_FILE,
@@ -76,15 +81,29 @@ def _masking_problems(index: int, card: bank_pb.MaskedCard, raw: bytes) -> list[
         problems.append(f"card {index} number_length is {card.number_length}, not 13 to 19")
     if not _CARD_REF.fullmatch(card.card_ref):
         problems.append(f"card {index} card_ref is not 1 to 64 characters from [A-Za-z0-9_-]")
-    # A full number shows as a digit run that starts with the card's first
-    # four and ends with its last four, or passes the Luhn check: in any field,
-    # known or not, so the raw bytes are searched.
+    # A full number shows as a digit run (separators removed) that starts with
+    # the card's first four and ends with its last four, or passes the Luhn
+    # check: in any field, known or not, so the raw bytes are searched.
     for run in _DIGIT_RUN.findall(raw):
-        digits = run.decode()
-        if is_luhn_valid(digits) or (digits.startswith(card.first_four) and digits.endswith(card.last_four)):
-            problems.append(f"card {index} carries a {len(digits)}-digit run that looks like a card number")
+        digits = _SEPARATORS.sub(b"", run).decode()
+        if _looks_like_number(digits, card):
+            split = " (split by separators)" if len(digits) != len(run) else ""
+            problems.append(f"card {index} carries a {len(digits)}-digit run{split} that looks like a card number")
             break
     return problems
+
+
+def _looks_like_number(digits: str, card: bank_pb.MaskedCard) -> bool:
+    if 13 <= len(digits) <= 19 and (
+        is_luhn_valid(digits) or (digits.startswith(card.first_four) and digits.endswith(card.last_four))
+    ):
+        return True
+    # A longer run may embed the number: look for the card's own digits.
+    return any(
+        is_luhn_valid(window) and window.startswith(card.first_four) and window.endswith(card.last_four)
+        for length in range(13, 20)
+        for window in (digits[i : i + length] for i in range(len(digits) - length + 1))
+    )
 
 
 async def masked_only(probe: Probe) -> None:
@@ -201,6 +220,16 @@ async def card_ref_stable(probe: Probe) -> None:
         )
 
 
+async def card_cap(probe: Probe) -> None:
+    answer = await _baseline_ok(probe)
+    if len(answer.cards) > MAX_CARDS:
+        raise CheckFailed(
+            f"the answer lists {len(answer.cards)} cards; the hub discards any answer with more than {MAX_CARDS} "
+            "(TOO_MANY_CARDS) and the user gets nothing from your bank. Fix: list only the subject's own cards; "
+            "no person holds that many at one bank."
+        )
+
+
 async def known_subject_listed(probe: Probe) -> None:
     answer, _ = await probe.baseline()
     if not answer.ok:
@@ -240,6 +269,33 @@ async def unknown_subject_empty(probe: Probe) -> None:
         )
 
 
+async def unlisted_reason_precedence(probe: Probe) -> None:
+    await _baseline_ok(probe)
+    subject = probe.target.precedence_subject
+    qid = new_query_id()
+    consent = probe.sign(probe.consent_fields(qid, id_number=subject.id_number, full_name=subject.full_name).payload())
+    answer = await probe.call(probe.request(qid, consent, id_number=subject.id_number, full_name=subject.full_name))
+    fix = (
+        "count each unlisted card once, under the first of its R13 conditions in the order ID document expired, "
+        "no phone on file, card-not-present disabled; and create the R13 test customer "
+        f"({subject.full_name}, {subject.id_number}) with its two cards in your test environment "
+        "(docs/bank-integration.md, 'Which cards are listed (R13)')."
+    )
+    if not answer.ok or len(answer.summaries) != 1:
+        raise CheckFailed(f"the R13 test customer got {answer.describe()}. Fix: {fix}")
+    got = {bank_pb.UnlistedReason.Name(u.reason): u.card_count for u in answer.summaries[0].unlisted}
+    if answer.cards or got != _PRECEDENCE_EXPECTED:
+        raise CheckFailed(
+            f"the R13 test customer got {len(answer.cards)} listed card(s) and unlisted counts {got or 'none'}; "
+            f"expected no listed card and {_PRECEDENCE_EXPECTED}. Fix: {fix}"
+        )
+
+
+_PRECEDENCE_EXPECTED = {"UNLISTED_REASON_ID_DOCUMENT_EXPIRED": 1, "UNLISTED_REASON_NO_PHONE_ON_FILE": 1}
+"""The R13 test customer's two cards: all three conditions (ID document
+expired wins), and no phone + card-not-present disabled (no phone wins)."""
+
+
 LIST_CHECKS = (
     Check(
         "list.stream_shape",
@@ -258,6 +314,7 @@ LIST_CHECKS = (
         summary_matches_stream,
     ),
     Check("list.message_size", f"Every response message is at most {MAX_MESSAGE_BYTES} bytes.", message_size),
+    Check("list.card_cap", f"An answer lists at most {MAX_CARDS} cards (the hub's cap).", card_cap),
     Check("list.idempotent", "A retry with the same query_id and consent gets the identical answer.", idempotent),
     Check(
         "list.card_ref_stable",
@@ -273,5 +330,11 @@ LIST_CHECKS = (
         "list.unknown_subject_empty",
         "An unknown subject gets no cards and an all-zero summary with status OK, never NOT_FOUND.",
         unknown_subject_empty,
+    ),
+    Check(
+        "list.unlisted_reason_precedence",
+        "A card with several R13 reasons counts once, by precedence: ID document expired, no phone, "
+        "card-not-present disabled.",
+        unlisted_reason_precedence,
     ),
 )

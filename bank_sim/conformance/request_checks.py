@@ -58,10 +58,39 @@ async def malformed_refused(probe: Probe) -> None:
     )
 
 
+async def trailing_newline_refused(probe: Probe) -> None:
+    subject = probe.target.subject
+    cases = [
+        (
+            "a full_name with a trailing newline",
+            _signed_for(probe, new_query_id(), subject.id_number, subject.full_name + "\n"),
+        ),
+        (
+            "an ID number with a trailing newline",
+            _signed_for(probe, new_query_id(), subject.id_number + "\n", subject.full_name),
+        ),
+    ]
+    await expect_refusals(
+        probe,
+        "request.trailing_newline_refused",
+        cases,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_REQUEST",
+        "match each field's whole value (Python re.fullmatch, Java matches(), Go ^...$ with regexp, JS /^...$/ "
+        "without the m flag); a pattern ending in `$` used with Python re.match/search, or a value stripped "
+        "before it is checked, lets a trailing newline through. Refuse such values, never strip them.",
+    )
+
+
 REQUEST_CHECKS = (
     Check(
         "request.malformed_refused",
         "A malformed request is refused: INVALID_ARGUMENT, INVALID_REQUEST.",
         malformed_refused,
+    ),
+    Check(
+        "request.trailing_newline_refused",
+        "A full_name or ID number with a trailing newline is refused, not stripped: INVALID_ARGUMENT, INVALID_REQUEST.",
+        trailing_newline_refused,
     ),
 )

@@ -10,12 +10,15 @@ from typing import Any
 from cardlookup.checksums import id_check_char
 from cardlookup.clock import Clock, SystemClock
 from cardlookup.pki import CONSENT_KEY_ID, PkiPaths, bank_server_name
-from cardlookup.population import Population
+from cardlookup.population import R13_TEST_CUSTOMER, Population
 
 # A well-formed ID number no bank should hold: the birth date 1900-01-01 is
 # before any living customer's. Banks with such a record can pass their own.
 _UNKNOWN_FIRST17 = "11010119000101999"
 DEFAULT_UNKNOWN_ID_NUMBER = _UNKNOWN_FIRST17 + id_check_char(_UNKNOWN_FIRST17)
+DEFAULT_PRECEDENCE_NAME, DEFAULT_PRECEDENCE_ID_NUMBER = R13_TEST_CUSTOMER
+"""The R13 test customer a bank creates for list.unlisted_reason_precedence
+(docs/bank-integration.md, "The conformance suite")."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,12 @@ class ConformanceTarget:
     other_client: ClientIdentity | None = None
     """A certificate from the same CA that is not the hub's (e.g. the app
     backend's): enables tls.caller_must_be_hub."""
+    cn_impostor: ClientIdentity | None = None
+    """A certificate from the same CA whose common name is the hub's name but
+    whose DNS SAN is not: enables tls.caller_identity_from_san."""
+    precedence_subject: KnownSubject = KnownSubject(DEFAULT_PRECEDENCE_NAME, DEFAULT_PRECEDENCE_ID_NUMBER)
+    """The R13 test customer: two unlisted cards, one with all three R13
+    conditions, one with no phone on file and card-not-present disabled."""
     server_name: str | None = None
     """The TLS name to verify the bank by; default <code>.bank.cardlookup.internal."""
     unknown_id_number: str = DEFAULT_UNKNOWN_ID_NUMBER
@@ -83,7 +92,10 @@ def dev_target(
 ) -> ConformanceTarget:
     """A target using the development PKI's files (cardlookup-pki): the hub's
     client certificate, the dev consent key, the app backend's certificate
-    as the non-hub caller."""
+    as the non-hub caller, and a CN-only impostor issued by its CA."""
+    from bank_sim.conformance.impostor import cn_impostor_identity
+
+    overrides.setdefault("cn_impostor", cn_impostor_identity(pki))
     return ConformanceTarget(
         address=address,
         bank_code=bank_code,

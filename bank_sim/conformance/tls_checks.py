@@ -103,6 +103,26 @@ async def caller_must_be_hub(probe: Probe) -> None:
     )
 
 
+async def caller_identity_from_san(probe: Probe) -> None:
+    impostor = probe.target.cn_impostor
+    if impostor is None:
+        raise CheckSkipped(
+            "no certificate from the CA with the hub's name as common name only was given (--cn-impostor-cert)"
+        )
+    await _require_reachable(probe)
+    answer = await probe.call_as(probe.valid_request(), impostor)
+    if not answer.ok:
+        probe.refusals.append(Refusal("tls.caller_identity_from_san", "a hub-named common name only", answer))
+    problem = refusal_problem(answer, grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_HUB")
+    if problem is None:
+        return
+    raise CheckFailed(
+        f"a client certificate from the CA whose common name is {HUB_CLIENT_NAME} but whose DNS SubjectAltName is "
+        f"not: {problem}. Fix: take the caller's identity from the certificate's DNS SubjectAltNames only, never "
+        "from the subject common name."
+    )
+
+
 TLS_CHECKS = (
     Check(
         "tls.handshake",
@@ -124,5 +144,11 @@ TLS_CHECKS = (
         "tls.caller_must_be_hub",
         "A client certificate from the CA that is not the hub's is refused: PERMISSION_DENIED, CALLER_NOT_HUB.",
         caller_must_be_hub,
+    ),
+    Check(
+        "tls.caller_identity_from_san",
+        "A certificate from the CA with the hub's name as common name but not as DNS SAN is refused: "
+        "PERMISSION_DENIED, CALLER_NOT_HUB.",
+        caller_identity_from_san,
     ),
 )

@@ -206,3 +206,32 @@ async def test_a_certificate_from_another_ca_fails_the_handshake(
         error = await refused(intruder, code, request)
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert fleet.call_count(code) == 0  # never reached the bank's code
+
+
+async def test_a_certificate_naming_the_hub_only_in_its_common_name_is_refused(
+    pki: PkiPaths, fleet: BankFleet, customer: tuple[Person, str], clock: ManualClock
+) -> None:
+    """Issue 9 item 1 at the banks: the caller is who the DNS SubjectAltName
+    says; a certificate from the CA with CN = the hub's name is not the hub."""
+    from bank_sim.conformance.impostor import CN_IMPOSTOR, cn_impostor_identity
+
+    cn_impostor_identity(pki)
+    person, code = customer
+    async with bank_caller(pki, fleet.addresses, identity=CN_IMPOSTOR) as impostor:
+        error = await refused(
+            impostor, code, impostor.request(code, person.full_name, person.id_number, now=clock.now())
+        )
+    assert reason(error) == (grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_HUB", {})
+
+
+@pytest.mark.parametrize("field", ["subject.full_name", "subject.id_number"])
+async def test_a_trailing_newline_is_refused_not_stripped(
+    caller: BankCaller, customer: tuple[Person, str], clock: ManualClock, field: str
+) -> None:
+    """Issue 9 item 3 at the banks: whole-value matching. The consent is
+    signed for exactly the value sent, so only the newline can be refused."""
+    person, code = customer
+    name = person.full_name + ("\n" if field == "subject.full_name" else "")
+    id_number = person.id_number + ("\n" if field == "subject.id_number" else "")
+    error = await refused(caller, code, caller.request(code, name, id_number, now=clock.now()))
+    assert reason(error) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", {"field": field})

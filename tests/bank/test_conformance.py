@@ -3,6 +3,7 @@ every check; a bank switched to each misbehaviour fails the named check."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import AsyncIterator
@@ -76,14 +77,65 @@ async def test_a_misbehaving_bank_fails_the_named_check(
     assert all(name.startswith("list.") for name in failed), failed
 
 
+# A card-level misbehaviour corrupts every answer (a card-less one gets a
+# decoy card), so the checks that look at other subjects' answers fail too.
+_OTHER_SUBJECTS = {"list.unknown_subject_empty", "list.unlisted_reason_precedence"}
+
+
+@pytest.mark.parametrize(
+    ("misbehaviour", "check", "also"),
+    [
+        (Misbehaviour.CARD_REF_FROM_NUMBER, "list.masked_only", _OTHER_SUBJECTS),
+        (Misbehaviour.TOO_MANY_CARDS, "list.card_cap", _OTHER_SUBJECTS),
+        (Misbehaviour.WRONG_REASON_PRECEDENCE, "list.unlisted_reason_precedence", set()),
+        (Misbehaviour.TRAILING_NEWLINE_ACCEPTED, "request.trailing_newline_refused", set()),
+        (Misbehaviour.CALLER_BY_COMMON_NAME, "tls.caller_identity_from_san", set()),
+    ],
+)
+async def test_each_new_rule_fails_its_check(
+    pki: PkiPaths,
+    population: Population,
+    sim_bank: BankFleet,
+    misbehaviour: Misbehaviour,
+    check: str,
+    also: set[str],
+) -> None:
+    """Issue 9 (SAN-only identity, trailing newlines, split card numbers, the
+    card cap) and R13's precedence: a bank breaking one rule fails its check,
+    the whole suite run. No --expected-cards is given, so the card cap is
+    caught on its own."""
+    subject = dataclasses.replace(population_subject(population, CODE), expected_listed=None)
+    target = dev_target(pki, sim_bank.address(CODE), CODE, subject, timeout=5.0)
+    sim_bank.set_faults(CODE, Faults(misbehaviour=misbehaviour))
+    failed = _failed(await run_conformance(target))
+    assert check in failed, failed
+    assert set(failed) <= {check, *also}, failed
+    assert failed[check].count("Fix:") == 1
+
+
+def test_a_card_number_split_by_underscores_is_found() -> None:
+    from bank_sim.conformance.list_checks import _masking_problems
+
+    number = "6222020000000007"
+    card = bank_pb.MaskedCard(
+        card_type=bank_pb.CARD_TYPE_DEBIT, first_four="6222", last_four="0007", number_length=16, card_ref="x"
+    )
+    for ref in ("_".join(number[i : i + 4] for i in range(0, 16, 4)), "ref-" + "-".join(number), "c0ffee12"):
+        card.card_ref = ref
+        problems = _masking_problems(0, card, bank_pb.ListCardsResponse(card=card).SerializeToString())
+        assert bool(problems) is (ref != "c0ffee12"), (ref, problems)
+
+
 def test_the_suite_is_as_strict_as_the_hub() -> None:
     """A bank that passes the suite must not have its answers discarded by the
     hub's validator for size or counts."""
+    from bank_sim import misbehaviour
     from bank_sim.conformance import list_checks
     from hub import validation
 
     assert list_checks.MAX_MESSAGE_BYTES == validation.MAX_MESSAGE_BYTES
     assert list_checks.MAX_UNLISTED_PER_REASON == validation.MAX_UNLISTED
+    assert list_checks.MAX_CARDS == validation.MAX_CARDS == misbehaviour.HUB_CARD_CAP
 
 
 def test_the_worked_example_in_the_guide_verifies(repo_root: Path) -> None:

@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from bank_sim.conformance import ConformanceTarget, Outcome, run_conformance
 from bank_sim.conformance.target import dev_target, population_subject
+from bank_sim.directory import is_name_shaped
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
 from cardlookup.checksums import is_valid_id_number
@@ -72,6 +73,7 @@ class FlawedBank(bank_grpc.CardDirectoryServiceServicer):
         if (
             not _QUERY_ID.fullmatch(request.query_id)
             or not subject.full_name
+            or not is_name_shaped(subject.full_name)
             or not is_valid_id_number(subject.id_number)
             or not request.HasField("consent")
         ):
@@ -186,10 +188,19 @@ ALL_CONSENT_REFUSALS = {
         pytest.param(Flaws(), set(), id="no-flaw"),
         pytest.param(
             Flaws(client_cert_optional=True, any_caller=True),
-            {"tls.client_cert_required", "tls.client_cert_from_ca_required", "tls.caller_must_be_hub"},
+            {
+                "tls.client_cert_required",
+                "tls.client_cert_from_ca_required",
+                "tls.caller_must_be_hub",
+                "tls.caller_identity_from_san",
+            },
             id="anyone-may-call",
         ),
-        pytest.param(Flaws(any_caller=True), {"tls.caller_must_be_hub"}, id="any-client-of-the-ca"),
+        pytest.param(
+            Flaws(any_caller=True),
+            {"tls.caller_must_be_hub", "tls.caller_identity_from_san"},
+            id="any-client-of-the-ca",
+        ),
         pytest.param(Flaws(wildcard_cert=True), {"tls.server_name_binds_bank"}, id="wildcard-cert"),
         pytest.param(Flaws(skip_consent=True), ALL_CONSENT_REFUSALS, id="no-consent-check"),
         pytest.param(Flaws(echo_subject=True), {"errors.no_personal_data"}, id="echoes-id-number"),
@@ -199,7 +210,9 @@ ALL_CONSENT_REFUSALS = {
             {
                 *ALL_CONSENT_REFUSALS,
                 "tls.caller_must_be_hub",
+                "tls.caller_identity_from_san",
                 "request.malformed_refused",
+                "request.trailing_newline_refused",
                 "errors.error_info_present",
             },
             id="no-error-info",

@@ -43,11 +43,12 @@ def table_options(text: str) -> set[str]:
     [
         ("cardlookup-banks", SIMULATOR_DOC, "## Running it"),
         ("cardlookup-conformance", GUIDE, "## The conformance suite"),
+        ("cardlookup-population", SIMULATOR_DOC, "## People for clients and load tests"),
     ],
 )
 def test_every_documented_option_is_in_help(command: str, doc: str, heading: str) -> None:
     documented = table_options(section(doc, heading))
-    assert len(documented) >= 10
+    assert len(documented) >= 5
     helped = set(re.findall(r"^  (--[a-z-]+)", help_text(command), flags=re.M))
     assert documented <= helped, documented - helped
     assert helped - {"--help"} <= documented, f"undocumented: {helped - documented - {'--help'}}"
@@ -85,3 +86,48 @@ def test_every_documented_bank_reason_is_sent_by_the_reference_bank() -> None:
 def test_every_documented_misbehaviour_exists() -> None:
     documented = set(re.findall(r"^\| `([A-Z_]+)` \| the", section(SIMULATOR_DOC, "## Fault switches"), flags=re.M))
     assert documented == {m.name for m in Misbehaviour}
+
+
+def test_the_limits_table_equals_the_hubs_constants() -> None:
+    """docs/bank-integration.md states the hub's limits as numbers in one
+    table; each must be the number the hub (and the reference banks) use."""
+    from bank_kit import bank as kit
+    from bank_sim import directory
+    from bank_sim.conformance import list_checks
+    from hub import config, validation
+    from hub.fanout import channels
+
+    rows = re.findall(r"^\| ([^|]+?) \| ([0-9,]+)( s)? \|", section(GUIDE, "## Limits in numbers"), flags=re.M)
+    table = {name: int(value.replace(",", "")) for name, value, _ in rows}
+    card_ref_max = re.search(r"\{1,(\d+)\}", validation._CARD_REF.pattern)
+    assert card_ref_max is not None
+    assert table == {
+        "cards per answer": validation.MAX_CARDS,
+        "bytes per response message": validation.MAX_MESSAGE_BYTES,
+        "bytes per message on the hub's channel, each direction": channels.MAX_RECEIVE_BYTES,
+        "unlisted cards per reason": validation.MAX_UNLISTED,
+        "`card_ref` length": int(card_ref_max.group(1)),
+        "`full_name` length, in a request": directory.MAX_NAME_LENGTH,
+        "deadline per call, stream included": config.Timings().attempt_timeout.total_seconds(),
+        "calls in flight to one bank, per hub process": config.BankEndpoint.__dataclass_fields__[
+            "max_concurrent"
+        ].default,
+    }
+    # The suite and the starter kit hold the same numbers.
+    assert (list_checks.MAX_CARDS, list_checks.MAX_MESSAGE_BYTES) == (
+        validation.MAX_CARDS,
+        validation.MAX_MESSAGE_BYTES,
+    )
+    assert kit.MAX_NAME_LENGTH == directory.MAX_NAME_LENGTH
+
+
+def test_the_guide_names_real_server_options() -> None:
+    """The grpcio option names the guide gives are the ones the starter kit
+    sets (and grpcio accepts: the kit's server starts in the kit tests)."""
+    from bank_kit import server
+
+    table = section(GUIDE, "## Performance expectations")
+    for name, _ in server.SERVER_OPTIONS:
+        if name.startswith("grpc.http2.") or name == "grpc.max_receive_message_length":
+            assert f"`{name}`" in table, name
+    assert "maximum_concurrent_rpcs" in table and "maximum_concurrent_rpcs" in (ROOT / "bank_kit/server.py").read_text()

@@ -11,11 +11,11 @@ import pytest
 
 from bank_sim.faults import Faults, Misbehaviour
 from bank_sim.fleet import BankFleet
-from bank_sim.misbehaviour import DECOY_NUMBER, OVERSIZED_REF_BYTES, UNKNOWN_CARD_TYPE
+from bank_sim.misbehaviour import DECOY_NUMBER, HUB_CARD_CAP, OVERSIZED_REF_BYTES, UNKNOWN_CARD_TYPE
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.checksums import id_check_char, is_luhn_valid
 from cardlookup.clock import ManualClock
-from cardlookup.population import Person, Population
+from cardlookup.population import R13_TEST_CUSTOMER, Person, Population
 from cardlookup.rpc_errors import error_info_of
 from tests.bank.caller import BankCaller
 
@@ -193,7 +193,20 @@ def counts_of(cards: list[bank_pb.MaskedCard]) -> tuple[int, int, int]:
     )
 
 
-@pytest.mark.parametrize("kind", list(Misbehaviour))
+ONE_CARD_OR_SUMMARY = [
+    Misbehaviour.FULL_CARD_NUMBER,
+    Misbehaviour.WRONG_DIGITS,
+    Misbehaviour.UNKNOWN_CARD_TYPE,
+    Misbehaviour.SUMMARY_MISMATCH,
+    Misbehaviour.OVERSIZED_MESSAGE,
+    Misbehaviour.CARD_REF_FROM_NUMBER,
+]
+"""The misbehaviours that corrupt one card or the summary; the others break
+the card cap, R13's precedence or a request-side rule (tests below and the
+conformance tests)."""
+
+
+@pytest.mark.parametrize("kind", ONE_CARD_OR_SUMMARY)
 async def test_each_misbehaviour_corrupts_exactly_one_thing(
     fleet: BankFleet,
     caller: BankCaller,
@@ -227,6 +240,9 @@ async def test_each_misbehaviour_corrupts_exactly_one_thing(
         assert bad.card_type == UNKNOWN_CARD_TYPE
         assert bad.card_type not in bank_pb.CardType.values()
         changed = "card_type"
+    elif kind is Misbehaviour.CARD_REF_FROM_NUMBER:
+        assert bad.card_ref.replace("-", "") == full_number and "-" in bad.card_ref
+        changed = "card_ref"
     else:
         assert kind is Misbehaviour.OVERSIZED_MESSAGE
         assert bank_pb.ListCardsResponse(card=bad).ByteSize() >= OVERSIZED_REF_BYTES
@@ -235,7 +251,7 @@ async def test_each_misbehaviour_corrupts_exactly_one_thing(
     assert [f for f in fields if getattr(bad, f) != getattr(good, f)] == [changed]
 
 
-@pytest.mark.parametrize("kind", [m for m in Misbehaviour if m is not Misbehaviour.SUMMARY_MISMATCH])
+@pytest.mark.parametrize("kind", [m for m in ONE_CARD_OR_SUMMARY if m is not Misbehaviour.SUMMARY_MISMATCH])
 async def test_misbehaviour_shows_even_for_a_subject_without_cards(
     fleet: BankFleet, caller: BankCaller, clock: ManualClock, kind: Misbehaviour
 ) -> None:
@@ -257,3 +273,32 @@ async def test_summary_mismatch_for_a_subject_without_cards(
     fleet.set_faults("102", Faults(misbehaviour=Misbehaviour.SUMMARY_MISMATCH))
     got = await caller.list_cards("102", caller.request("102", "路人甲", stranger, now=clock.now()))
     assert got.cards == [] and got.summary is not None and got.summary.listed_card_count == 1
+
+
+async def test_too_many_cards_is_one_over_the_cap_and_consistent(
+    fleet: BankFleet, caller: BankCaller, customer: tuple[Person, str], clock: ManualClock
+) -> None:
+    person, code = customer
+    fleet.set_faults(code, Faults(misbehaviour=Misbehaviour.TOO_MANY_CARDS))
+    cards, summary = await answer(caller, person, code, clock)
+    assert len(cards) == HUB_CARD_CAP + 1
+    assert len({c.card_ref for c in cards}) == len(cards)
+    assert counts(summary) == counts_of(cards)
+
+
+async def test_wrong_precedence_counts_the_r13_test_customer_by_enum_order(
+    fleet: BankFleet, caller: BankCaller, clock: ManualClock
+) -> None:
+    name, id_number = R13_TEST_CUSTOMER
+    right = await caller.list_cards("102", caller.request("102", name, id_number, now=clock.now()))
+    fleet.set_faults("102", Faults(misbehaviour=Misbehaviour.WRONG_REASON_PRECEDENCE))
+    wrong = await caller.list_cards("102", caller.request("102", name, id_number, now=clock.now()))
+    assert right.summary is not None and wrong.summary is not None
+    assert right.cards == wrong.cards == []
+    assert {bank_pb.UnlistedReason.Name(u.reason): u.card_count for u in right.summary.unlisted} == {
+        "UNLISTED_REASON_ID_DOCUMENT_EXPIRED": 1,
+        "UNLISTED_REASON_NO_PHONE_ON_FILE": 1,
+    }
+    assert {bank_pb.UnlistedReason.Name(u.reason): u.card_count for u in wrong.summary.unlisted} == {
+        "UNLISTED_REASON_NO_PHONE_ON_FILE": 2
+    }

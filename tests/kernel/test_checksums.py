@@ -31,3 +31,12 @@ def test_luhn_completion_is_valid_and_single_digit_errors_are_caught(partial: st
 @given(st.text(alphabet="0123456789", min_size=17, max_size=17))
 def test_id_completion_is_valid(first17: str) -> None:
     assert is_valid_id_number(first17 + id_check_char(first17))
+
+
+def test_an_id_number_with_a_trailing_newline_is_not_valid() -> None:
+    """The shape is matched whole: `$` with re.match would accept "...\\n"."""
+    first17 = "31010119900307123"
+    number = first17 + id_check_char(first17)
+    assert is_valid_id_number(number)
+    assert not is_valid_id_number(number + "\n")
+    assert not is_valid_id_number(" " + number)

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import IO
 
 from cardlookup.pki import CONSENT_KEY_ID, HUB_CLIENT_NAME, PkiPaths
-from cardlookup.population import Population
+from cardlookup.population import R13_TEST_CUSTOMER, Population
 
 NODE_BANK_DIR = Path(__file__).resolve().parent
 SERVER_JS = NODE_BANK_DIR / "server.js"
@@ -32,13 +32,17 @@ _CARD_TYPES = {"debit": "CARD_TYPE_DEBIT", "credit": "CARD_TYPE_CREDIT"}
 
 def bank_data(population: Population, bank_code: str) -> dict[str, object]:
     """The Node bank's records: every person of `population` holding cards
-    at the bank, masked as the contract requires."""
+    at the bank (and the R13 test customer), listed cards masked as the
+    contract requires, and for each unlisted card its R13 conditions (the
+    Node bank picks the one reason it counts under)."""
     subjects: dict[str, object] = {}
-    for person in population.people:
-        expected = population.expected_answer(bank_code, person.id_number)
-        if not expected.listed and not expected.unlisted:
+    holders = [(p.full_name, p.id_number) for p in population.people] + [R13_TEST_CUSTOMER]
+    for full_name, id_number in holders:
+        held = population.cards_at(bank_code, id_number)
+        if not held:
             continue
-        subjects[person.id_number] = {
+        subjects[id_number] = {
+            "full_name": full_name,
             "cards": [
                 {
                     "card_type": _CARD_TYPES[card.kind],
@@ -47,11 +51,13 @@ def bank_data(population: Population, bank_code: str) -> dict[str, object]:
                     "number_length": len(card.number),
                     "card_ref": card.card_ref,
                 }
-                for card in expected.listed
+                for card in held
+                if not card.conditions
             ],
-            "unlisted": [
-                {"reason": f"UNLISTED_REASON_{reason}", "card_count": count}
-                for reason, count in sorted(expected.unlisted.items())
+            "unlisted_cards": [
+                {"conditions": [f"UNLISTED_REASON_{c}" for c in sorted(card.conditions)]}
+                for card in held
+                if card.conditions
             ],
         }
     return {"bank_code": bank_code, "subjects": subjects}

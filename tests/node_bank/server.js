@@ -32,7 +32,26 @@ const SUBJECT_DIGEST_PREFIX = 'cardlookup.bank.v1/subject\n';
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
 const MAX_NAME_LENGTH = 64;
 const QUERY_ID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+// JavaScript's `$` (without the m flag) matches only at the very end, so
+// these patterns match whole values: a trailing newline is refused.
 const ID_SHAPE = /^[0-9]{17}[0-9X]$/;
+// Printable on one line, as the hub accepts names: no control, format,
+// surrogate, private-use or unassigned character, and no separator other than
+// the ASCII space (a trailing newline is refused, never stripped).
+const NOT_PRINTABLE = /[\p{C}\p{Zl}\p{Zp}]|(?! )\p{Zs}/u;
+// R13, one card one reason: a card with several conditions counts under the
+// first of these (docs/bank-integration.md, "Which cards are listed (R13)").
+const R13_PRECEDENCE = [
+  'UNLISTED_REASON_ID_DOCUMENT_EXPIRED',
+  'UNLISTED_REASON_NO_PHONE_ON_FILE',
+  'UNLISTED_REASON_CARD_NOT_PRESENT_DISABLED',
+];
+// Summary entries in the contract's enum order.
+const REASON_ORDER = [
+  'UNLISTED_REASON_NO_PHONE_ON_FILE',
+  'UNLISTED_REASON_ID_DOCUMENT_EXPIRED',
+  'UNLISTED_REASON_CARD_NOT_PRESENT_DISABLED',
+];
 const ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const ID_CHECK = '10X98765432';
 
@@ -152,6 +171,9 @@ function validateRequest(request) {
   const name = subject ? subject.full_name : '';
   if (!name.trim()) throw invalid('subject.full_name', 'is required');
   if ([...name].length > MAX_NAME_LENGTH) throw invalid('subject.full_name', 'is too long');
+  if (NOT_PRINTABLE.test(name) || name !== name.trim()) {
+    throw invalid('subject.full_name', 'must be printable characters on one line, not padded');
+  }
   if (!isValidIdNumber(subject.id_number)) throw invalid('subject.id_number', 'is not a valid ID number');
   const consent = request.consent;
   if (!consent || (!consent.consent.length && !consent.signature.length && !consent.key_id)) {
@@ -224,9 +246,20 @@ function callerNames(call) {
     .map((entry) => entry.slice(4));
 }
 
-function answerFor(data, idNumber) {
-  // An unknown subject gets the same shape as a customer with no cards.
-  const held = data.subjects[idNumber] || { cards: [], unlisted: [] };
+function unlistedCounts(unlistedCards) {
+  const counts = new Map();
+  for (const card of unlistedCards) {
+    const reason = R13_PRECEDENCE.find((r) => card.conditions.includes(r));
+    if (reason) counts.set(reason, (counts.get(reason) || 0) + 1);
+  }
+  return REASON_ORDER.filter((r) => counts.has(r)).map((r) => ({ reason: r, card_count: counts.get(r) }));
+}
+
+function answerFor(data, idNumber, fullName) {
+  // An unknown subject, or a name that does not match our records, gets the
+  // same shape as a customer with no cards.
+  const known = data.subjects[idNumber];
+  const held = known && known.full_name === fullName ? known : { cards: [], unlisted_cards: [] };
   const count = (type) => held.cards.filter((card) => card.card_type === type).length;
   return {
     cards: held.cards,
@@ -234,7 +267,7 @@ function answerFor(data, idNumber) {
       listed_card_count: held.cards.length,
       debit_card_count: count('CARD_TYPE_DEBIT'),
       credit_card_count: count('CARD_TYPE_CREDIT'),
-      unlisted: held.unlisted,
+      unlisted: unlistedCounts(held.unlisted_cards),
     },
   };
 }
@@ -267,7 +300,7 @@ function listCardsHandler(contract, options) {
     }
     // The answer is a pure function of the subject, so a retry with the same
     // query id gets exactly the same stream (idempotency).
-    const answer = answerFor(options.data, request.subject.id_number);
+    const answer = answerFor(options.data, request.subject.id_number, request.subject.full_name);
     for (const card of answer.cards) call.write({ card });
     call.write({ summary: answer.summary });
     call.end();

@@ -18,12 +18,22 @@ class Misbehaviour(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MISBEHAVIOUR_UNKNOWN_CARD_TYPE: _ClassVar[Misbehaviour]
     MISBEHAVIOUR_SUMMARY_MISMATCH: _ClassVar[Misbehaviour]
     MISBEHAVIOUR_OVERSIZED_MESSAGE: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_CARD_REF_FROM_NUMBER: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_TOO_MANY_CARDS: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_WRONG_REASON_PRECEDENCE: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_TRAILING_NEWLINE_ACCEPTED: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_CALLER_BY_COMMON_NAME: _ClassVar[Misbehaviour]
 MISBEHAVIOUR_UNSPECIFIED: Misbehaviour
 MISBEHAVIOUR_FULL_CARD_NUMBER: Misbehaviour
 MISBEHAVIOUR_WRONG_DIGITS: Misbehaviour
 MISBEHAVIOUR_UNKNOWN_CARD_TYPE: Misbehaviour
 MISBEHAVIOUR_SUMMARY_MISMATCH: Misbehaviour
 MISBEHAVIOUR_OVERSIZED_MESSAGE: Misbehaviour
+MISBEHAVIOUR_CARD_REF_FROM_NUMBER: Misbehaviour
+MISBEHAVIOUR_TOO_MANY_CARDS: Misbehaviour
+MISBEHAVIOUR_WRONG_REASON_PRECEDENCE: Misbehaviour
+MISBEHAVIOUR_TRAILING_NEWLINE_ACCEPTED: Misbehaviour
+MISBEHAVIOUR_CALLER_BY_COMMON_NAME: Misbehaviour
 
 class Faults(_message.Message):
     __slots__ = ("latency", "latency_jitter", "error_rate", "error_code", "down", "outages", "break_after_cards", "stall_after_cards", "max_concurrent", "misbehaviour")
