@@ -4,8 +4,9 @@ A hub reads one TOML file (`cardlookup-hub --config hub.toml`), then a few
 environment overrides (CARDLOOKUP_HUB_LISTEN, CARDLOOKUP_HUB_DATABASE,
 CARDLOOKUP_HUB_HEALTH_LISTEN). Regions and banks are configuration, not code
 (R2): the file lists the banks (at least one; names default to the
-registry's) and the open regions (default: SPEC.md's). `HubConfig.dev()` builds the configuration the demo and tests
-use from a development PKI directory.
+registry's) and the open regions (default: the pilot's, see docs/rules.md
+R2). `HubConfig.dev()` builds the configuration the demo and tests use from
+a development PKI directory.
 
 The file is documented by example: docs/examples/hub.toml (every key, with
 comments; paths are relative to the file), shown in docs/hub-engine.md and

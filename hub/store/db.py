@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -77,9 +78,20 @@ class Conn(Protocol):
         ...
 
 
+@dataclass
+class StoreStats:
+    """Counts for the benchmark and docs/deployment.md: statements sent by
+    the store modules (reads and writes; transaction control and LISTEN
+    plumbing excluded) and write transactions (one per `write()`)."""
+
+    statements: int = 0
+    transactions: int = 0
+
+
 class Database(Protocol):
     dialect: str
     shared: bool
+    stats: StoreStats
 
     async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T: ...
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...

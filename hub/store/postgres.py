@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from hub.logging import get_logger
-from hub.store.db import Notify, split_sql
+from hub.store.db import Notify, StoreStats, split_sql
 from hub.store.sql import ddl_to_postgres, returns_rows, to_postgres
 
 T = TypeVar("T")
@@ -73,12 +73,14 @@ class _Statement:
     """What `conn.execute` returns: awaitable, or `async with` as a cursor
     (aiosqlite's two call shapes)."""
 
-    def __init__(self, conn: Any, sql: str, params: Sequence[Any]) -> None:
+    def __init__(self, conn: Any, sql: str, params: Sequence[Any], stats: StoreStats) -> None:
         self._conn = conn
+        self._stats = stats
         self._sql = sql
         self._params = params
 
     async def _run(self) -> _Cursor:
+        self._stats.statements += 1
         sql = to_postgres(self._sql)
         if returns_rows(self._sql):
             rows = await self._conn.fetch(sql, *self._params)
@@ -100,16 +102,19 @@ class _PgConn:
     skip_locked = " FOR UPDATE SKIP LOCKED"
     for_update = " FOR UPDATE"
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, stats: StoreStats) -> None:
         self._conn = conn  # a pooled asyncpg connection
+        self._stats = stats
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Statement:
-        return _Statement(self._conn, sql, params)
+        return _Statement(self._conn, sql, params, self._stats)
 
     async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        self._stats.statements += 1
         await self._conn.executemany(to_postgres(sql), list(params))
 
     async def notify(self, channel: str, payload: str) -> None:
+        self._stats.statements += 1
         await self._conn.execute("SELECT pg_notify($1, $2)", channel, payload)
 
     async def lock(self, key: str) -> None:
@@ -128,6 +133,7 @@ class PostgresDatabase:
         self._locks = locks
         self._listen_conn: asyncpg.Connection | None = None
         self._listeners: dict[str, list[Notify]] = defaultdict(list)
+        self.stats = StoreStats()
         self._subscribed: set[str] = set()
         self._subscribe_lock = asyncio.Lock()
         self._closed = False
@@ -145,7 +151,7 @@ class PostgresDatabase:
 
     async def migrate(self, component: str, migrations: Sequence[str]) -> None:
         async def run(conn: _PgConn) -> None:
-            raw = conn._conn
+            raw = conn._conn  # migrations: raw statements, not counted
             await raw.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             rows = await raw.fetch("SELECT version FROM schema_migrations WHERE component = $1", component)
             done = {int(r[0]) for r in rows}
@@ -165,8 +171,9 @@ class PostgresDatabase:
             raise RuntimeError("database is closed")
         for attempt in range(1, _MAX_TRIES + 1):
             try:
+                self.stats.transactions += 1
                 async with self._pool.acquire() as raw, raw.transaction():
-                    return await fn(_PgConn(raw))
+                    return await fn(_PgConn(raw, self.stats))
             except _RETRYABLE:
                 if attempt == _MAX_TRIES:
                     raise
@@ -176,12 +183,16 @@ class PostgresDatabase:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         if self._closed:
             raise RuntimeError("database is closed")
+        self.stats.statements += 1
+        self.stats.transactions += 1
         await self._pool.execute(to_postgres(sql), *params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self.stats.statements += 1
         return await self._pool.fetchrow(to_postgres(sql), *params)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
+        self.stats.statements += 1
         return await self._pool.fetch(to_postgres(sql), *params)
 
     async def listen(self, channel: str, callback: Notify) -> None:

@@ -30,7 +30,7 @@ import aiosqlite
 
 from cardlookup.private_files import ensure_private
 from hub.logging import get_logger
-from hub.store.db import Notify, split_sql
+from hub.store.db import Notify, StoreStats, split_sql
 
 T = TypeVar("T")
 WriteFn = Callable[[Any], Awaitable[Any]]
@@ -53,14 +53,17 @@ class _SqliteConn:
     skip_locked = ""
     for_update = ""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, stats: StoreStats) -> None:
         self._conn = conn
+        self._stats = stats
         self.pending: list[tuple[str, str]] = []
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self._stats.statements += 1
         return self._conn.execute(sql, params)
 
     async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        self._stats.statements += 1
         await self._conn.executemany(sql, params)
 
     async def notify(self, channel: str, payload: str) -> None:
@@ -89,6 +92,7 @@ class SqliteDatabase:
         self._read_lock = asyncio.Lock()
         self._listeners: dict[str, list[Notify]] = defaultdict(list)
         self._locks = tuple(asyncio.Lock() for _ in range(_LOCK_STRIPES))
+        self.stats = StoreStats()
         self.batches_committed = 0
         """How many transactions the writer committed (for metrics and tests)."""
 
@@ -147,6 +151,7 @@ class SqliteDatabase:
         if self._closed:
             raise RuntimeError("database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.stats.transactions += 1
         await self._queue.put((fn, future))
         return await future
 
@@ -160,11 +165,13 @@ class SqliteDatabase:
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         """Reads the latest committed state (every completed write() included)."""
+        self.stats.statements += 1
         async with self._read_lock, self._reader.execute(sql, params) as cur:
             return await cur.fetchone()
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[aiosqlite.Row]:
         """Reads the latest committed state (every completed write() included)."""
+        self.stats.statements += 1
         async with self._read_lock, self._reader.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
@@ -199,7 +206,7 @@ class SqliteDatabase:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-            conn = _SqliteConn(self._writer)
+            conn = _SqliteConn(self._writer, self.stats)
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
                 for i, (fn, future) in enumerate(batch):
