@@ -52,7 +52,6 @@ async def measure(
     try:
         await engine.start()
         before = (db.stats.statements, db.stats.transactions)
-        version = config.consent_text_version
         news = [
             NewQuery(
                 str(uuid.uuid4()),
