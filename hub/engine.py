@@ -153,6 +153,9 @@ class QueryEngine:
             if shared:
                 await self._health.start(self._follow_breaker)
         await self._db.listen(PROGRESS, self._on_progress)
+        add_reconnect = getattr(self._db, "add_reconnect_listener", None)
+        if add_reconnect is not None:
+            add_reconnect(self._resync_watchers)
         self._started = True
         self._stopping = False
         self._spawn(self._progress_loop())
@@ -561,7 +564,7 @@ class QueryEngine:
             try:
                 if progress.bank is None:
                     held = self._held.pop(progress.query_id, None)
-                    await self._publish_ready(progress.query_id, held.bank.bank_code if held and held.bank else None)
+                    await self._publish_record(progress.query_id, held.bank.bank_code if held and held.bank else None)
                 elif progress.pending == 0:
                     self._held[progress.query_id] = progress
                 else:
@@ -571,7 +574,15 @@ class QueryEngine:
             except Exception:
                 log.error("watch_publish_failed", exc_info=True, query_id=progress.query_id)
 
-    async def _publish_ready(self, query_id: str, bank_code: str | None) -> None:
+    def _resync_watchers(self) -> None:
+        """Progress notifications were missed (the store's listening
+        connection was lost): every watched query gets a fresh record."""
+        for query_id in list(self._watchers):
+            self._snapshots.pop(query_id, None)
+            self._held.pop(query_id, None)
+            self._spawn(self._publish_record(query_id, None))
+
+    async def _publish_record(self, query_id: str, bank_code: str | None) -> None:
         self._snapshots.pop(query_id, None)
         record = await self._store.get(query_id)
         if record is None:

@@ -136,6 +136,7 @@ class PostgresDatabase:
         self.stats = StoreStats()
         self._subscribed: set[str] = set()
         self._subscribe_lock = asyncio.Lock()
+        self._reconnect_listeners: list[Callable[[], None]] = []
         self._closed = False
 
     @classmethod
@@ -210,8 +211,46 @@ class PostgresDatabase:
                 return
             if self._listen_conn is None:
                 self._listen_conn = await asyncpg.connect(self._url)
+                self._listen_conn.add_termination_listener(self._listen_lost)
             await self._listen_conn.add_listener(channel, self._dispatch)
             self._subscribed.add(channel)
+
+    def add_reconnect_listener(self, callback: Callable[[], None]) -> None:
+        """Told after the listening connection was lost and is back (a
+        database failover, a restart): notifications sent meanwhile were
+        missed, so caches fed by them must re-read the store."""
+        self._reconnect_listeners.append(callback)
+
+    def _listen_lost(self, _conn: object) -> None:
+        if self._closed:
+            return
+        log.warning("listen_connection_lost")
+        self._listen_conn = None
+        channels, self._subscribed = set(self._subscribed), set()
+        asyncio.get_running_loop().create_task(self._relisten(channels))
+
+    async def _relisten(self, channels: set[str]) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                for channel in sorted(channels):
+                    await self._subscribe(channel)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                if self._listen_conn is not None:
+                    with contextlib.suppress(Exception):
+                        await self._listen_conn.close()
+                    self._listen_conn = None
+                self._subscribed = set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            log.info("listen_connection_restored")
+            for callback in list(self._reconnect_listeners):
+                try:
+                    callback()
+                except Exception:
+                    log.error("reconnect_listener_failed", exc_info=True)
+            return
 
     def _dispatch(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
         for callback in list(self._listeners.get(channel, ())):

@@ -171,3 +171,32 @@ async def test_closed_database_refuses_writes(tmp_path: Path) -> None:
     await db.close()
     with pytest.raises(RuntimeError):
         await db.execute("SELECT 1")
+
+
+async def test_postgres_listening_survives_a_lost_connection(tmp_path: Path) -> None:
+    """A failover or restart drops the listening connection: it comes back,
+    and those who cache what notifications tell are told to re-read."""
+    import asyncpg
+
+    url = stores.new_database()
+    db = await open_database(url)
+    got: list[str] = []
+    reconnected = asyncio.Event()
+    db.add_reconnect_listener(reconnected.set)  # type: ignore[attr-defined]
+    await db.listen("items", got.append)
+    admin = await asyncpg.connect(url)
+    try:
+        killed = await admin.fetchval(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        )
+        assert killed == 1
+        await asyncio.wait_for(reconnected.wait(), 10)
+        await admin.execute("SELECT pg_notify('items', 'after')")
+        async with asyncio.timeout(5):
+            while not got:  # noqa: ASYNC110 - the notification arrives on the database's own connection
+                await asyncio.sleep(0.02)
+        assert got == ["after"]
+    finally:
+        await admin.close()
+        await db.close()
