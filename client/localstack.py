@@ -47,13 +47,17 @@ def log_tail(path: Path, lines: int = 10) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start_banks(pki: PkiPaths, count: int, addresses: Path, log: Path, extra: Sequence[str] = ()) -> Process:
-    """Starts `count` simulated banks; they write `addresses` once serving."""
+def start_banks(
+    pki: PkiPaths, count: int, addresses: Path, log: Path, extra: Sequence[str] = (), admin: bool = False
+) -> Process:
+    """Starts `count` simulated banks; they write `addresses` once serving.
+    With `admin`, their admin API runs too (fault switches)."""
     with log.open("wb") as out:
         return subprocess.Popen(
             [
                 *command("cardlookup-banks"),
-                *("--pki", str(pki.root), "--count", str(count), "--no-admin"),
+                *("--pki", str(pki.root), "--count", str(count)),
+                *(() if admin else ("--no-admin",)),
                 *("--addresses-out", str(addresses)),
                 *extra,
             ],
