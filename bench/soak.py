@@ -69,6 +69,7 @@ from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
 from hub.config import HubConfig, Timings
+from hub.store.db import open_database
 
 BANKS = 8
 TYPE = {pb.CARD_TYPE_DEBIT: "debit", pb.CARD_TYPE_CREDIT: "credit"}
@@ -82,6 +83,7 @@ class Tally:
     failed: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     events: Counter[str] = field(default_factory=Counter)
+    lost_detail: dict[str, Any] = field(default_factory=dict)
 
 
 def truth(population: Population, person: Person, codes: list[str]) -> Counter[tuple[str, str, str, str]]:
@@ -415,7 +417,31 @@ async def run(args: argparse.Namespace, setup: Setup, tally: Tally) -> float:
             tally.events["drain_timed_out"] += 1
         stop.set()
         tally.events["hostile_streams_opened"] = await hostile
-        return time.monotonic() - start
+        elapsed = time.monotonic() - start
+    await explain_lost(stack, tally)
+    return elapsed
+
+
+async def explain_lost(stack: Stack, tally: Tally) -> None:
+    """For each lost query, what the store says (states and leases only)."""
+    lost = set(tally.accepted) - tally.completed - tally.wrong
+    if not lost:
+        return
+    db = await open_database(stack.database)
+    try:
+        for query_id in sorted(lost):
+            q = await db.fetchone("SELECT state FROM queries WHERE query_id = ?", (query_id,))
+            rows = await db.fetchall(
+                "SELECT bank_code, state, reason, attempt_count, lease_owner, lease_epoch, lease_expires"
+                " FROM bank_tasks WHERE query_id = ? AND state = 'PENDING'",
+                (query_id,),
+            )
+            tally.lost_detail[query_id] = {
+                "state": q[0] if q else None,
+                "pending": [[str(x) for x in r] for r in rows],
+            }
+    finally:
+        await db.close()
 
 
 def report(args: argparse.Namespace, setup: Setup, tally: Tally, elapsed: float) -> int:
@@ -432,6 +458,7 @@ def report(args: argparse.Namespace, setup: Setup, tally: Tally, elapsed: float)
         "wrong_reports": len(tally.wrong),
         "latency_s": {q: round(percentile(lat, q), 2) for q in (50, 90, 99)} if lat else {},
         "injected": dict(tally.events),
+        "lost_detail": tally.lost_detail,
     }
     print(json.dumps(result, indent=2))
     if args.json:

@@ -318,6 +318,11 @@ class QueryEngine:
                     if key not in held and task is not None:
                         log.warning("lease_lost", query_id=key[0], bank=key[1])
                         task.cancel()
+                # Leases we hold with no task running here (it died on an
+                # error): give them back, so the claim below starts them again.
+                idle = [key for key in held if key not in self._bank_tasks]
+                if idle:
+                    await self._store.release_tasks(self.replica_id, idle)
             # A SQLite file has one process: at start every lease in it is a
             # previous run's, stale (later rounds must not take our own).
             now = 2**62 if first and not self._db.shared else wall_us()

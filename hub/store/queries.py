@@ -245,6 +245,18 @@ class QueryStore:
             (owner, BankState.PENDING.value),
         )
 
+    async def release_tasks(self, owner: str, keys: Sequence[tuple[str, str]]) -> None:
+        """Gives up `owner`'s leases of these (query, bank) pairs."""
+
+        async def run(conn: Any) -> None:
+            await conn.executemany(
+                "UPDATE bank_tasks SET lease_owner = NULL, lease_expires = NULL"
+                " WHERE query_id = ? AND bank_code = ? AND lease_owner = ? AND state = ?",
+                [(q, b, owner, BankState.PENDING.value) for q, b in keys],
+            )
+
+        await self._db.write(run)
+
     async def start_attempt(self, query_id: str, bank_code: str, epoch: int) -> int | None:
         """Counts an attempt durably BEFORE the call is made (a crash during
         the call still shows it). Returns the new attempt count, or None if

@@ -1,0 +1,41 @@
+"""The short fault soak (issue 9), on each store: real bank and hub
+processes, banks failing in every documented way, the hub SIGKILLed and
+restarted, the store refusing writes, a client holding unread watch
+streams. Nothing accepted may be lost and every report must equal the
+population's ground truth. The long run and its figures: docs/reliability.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_short_soak_loses_nothing(store: str, tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.soak",
+            *("--store", store, "--duration", "12", "--users", "12", "--concurrency", "4"),
+            *("--kill-every", "5", "--drain", "90", "--json", str(out)),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.exists(), run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["lost"] == 0, result
+    assert result["accepted"] > 0 and result["completed"] == result["accepted"], result
+    assert result["injected"].get("hub_killed", 0) >= 1, result
+    assert run.returncode == 0, run.stderr[-3000:]
