@@ -31,8 +31,10 @@ from cardlookup.tls import server_credentials
 from hub.config import HubConfig
 from hub.crypto import HubKeys
 from hub.engine import QueryEngine
+from hub.fanout import Fanout
 from hub.logging import get_logger
-from hub.store.db import Database
+from hub.metrics import ApiMetricsInterceptor, HubMetrics, MetricsEndpoint
+from hub.store.db import Database, to_micros
 
 log = get_logger("hub.server")
 
@@ -59,6 +61,8 @@ class HubContext:
     """Full names of the services an installer added (reflection + health)."""
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Long-running coroutines the hub runs and cancels on stop."""
+    metrics: HubMetrics = field(default_factory=HubMetrics)
+    """The process's metrics (hub.metrics); installers wrap what they own."""
 
 
 ServiceInstaller = Callable[[HubContext], Awaitable[None]]
@@ -80,6 +84,9 @@ class HubServer:
         self._port = 0
         self._health_port = 0
         self.context: HubContext | None = None
+        self.metrics = HubMetrics()
+        """This hub's metrics, on a registry of its own (several hubs may share a process)."""
+        self._metrics_endpoint: MetricsEndpoint | None = None
 
     @property
     def port(self) -> int:
@@ -90,6 +97,11 @@ class HubServer:
     def health_port(self) -> int:
         """The plaintext health port, 0 if none is configured."""
         return self._health_port
+
+    @property
+    def metrics_port(self) -> int:
+        """The bound metrics port, 0 if none is configured."""
+        return self._metrics_endpoint.port if self._metrics_endpoint is not None else 0
 
     @property
     def engine(self) -> QueryEngine:
@@ -106,14 +118,18 @@ class HubServer:
     async def start(self) -> None:
         config = self.config
         self._db = db = await Database.open(config.database)
+        metrics = self.metrics
+        metrics.instrument_database(db)
         try:
             keys = _load_keys(config)
-            self._engine = engine = QueryEngine(config, db, keys, self.clock)
+            fanout = Fanout(config, metrics=metrics)
+            self._engine = engine = QueryEngine(config, db, keys, self.clock, fanout=fanout)
             await engine.migrate()
             self._server = server = grpc.aio.server(
-                options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 1024 * 1024)]
+                options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 1024 * 1024)],
+                interceptors=[ApiMetricsInterceptor(metrics)],
             )
-            self.context = ctx = HubContext(config, self.clock, db, keys, engine, server)
+            self.context = ctx = HubContext(config, self.clock, db, keys, engine, server, metrics=metrics)
             for install in self._installers:
                 await install(ctx)
             await engine.start()
@@ -134,6 +150,8 @@ class HubServer:
                     config.health_listen, "health_listen", lambda: health_server.add_insecure_port(config.health_listen)
                 )
                 await self._health_server.start()
+            if config.metrics_listen:
+                self._metrics_endpoint = _bind_metrics(metrics, config.metrics_listen)
             for name in ["", *ctx.service_names]:
                 await health.set(name, health_pb2.HealthCheckResponse.SERVING)
             self._tasks.append(asyncio.create_task(self._sweep_forever(), name="retention-sweeper"))
@@ -161,6 +179,9 @@ class HubServer:
                 await task
         if self._db is not None:
             await self._db.close()
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.close()
+            self._metrics_endpoint = None
         self._server = self._health_server = self._health = None
         self._engine = None
         self._db = None
@@ -171,6 +192,7 @@ class HubServer:
         while True:
             try:
                 await self.engine.sweep_expired()
+                await self.metrics.refresh_store_gauges(self.db, to_micros(self.clock.now()))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -204,6 +226,15 @@ def _bind(address: str, key: str, add_port: Callable[[], int]) -> int:
         return add_port()
     except RuntimeError:
         raise StartupError(f"{key}: cannot listen on {address} (in use, or not an address of this host)") from None
+
+
+def _bind_metrics(metrics: HubMetrics, address: str) -> MetricsEndpoint:
+    try:
+        return MetricsEndpoint(metrics.registry, address)
+    except OSError:
+        raise StartupError(
+            f"metrics_listen: cannot listen on {address} (in use, or not an address of this host)"
+        ) from None
 
 
 async def _run(fn: Callable[[], Awaitable[None]]) -> None:

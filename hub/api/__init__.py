@@ -37,6 +37,7 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     await identity_store.migrate()
     if sender is None:
         sender = OutboxSmsSender(config.sms_outbox or config.database.parent / "sms-outbox.jsonl")
+    sender = ctx.metrics.metered_sender(sender)
     hasher = PasswordHasher()
     users = UserDirectory(config, ctx.keys, ctx.clock, user_store, hasher)
     journey = Journey(

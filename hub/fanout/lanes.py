@@ -17,6 +17,7 @@ from hub.config import BankEndpoint, HubConfig
 from hub.fanout.backoff import Backoff
 from hub.fanout.breaker import CircuitBreaker
 from hub.fanout.channels import BankChannels
+from hub.metrics import HubMetrics
 
 
 @dataclass
@@ -30,8 +31,10 @@ class BankLane:
 class Fanout:
     """Everything the engine needs to call banks: lanes, backoff, jitter."""
 
-    def __init__(self, config: HubConfig, rng: random.Random | None = None) -> None:
+    def __init__(self, config: HubConfig, rng: random.Random | None = None, metrics: HubMetrics | None = None) -> None:
         self._config = config
+        self.metrics = metrics if metrics is not None else HubMetrics()
+        self.metrics.watch_fanout(self)
         self._channels = BankChannels(config.bank_tls, config.timings)
         self._lanes: dict[str, BankLane] = {}
         self.backoff = Backoff.from_timings(config.timings)
@@ -54,6 +57,10 @@ class Fanout:
             )
             self._lanes[bank_code] = lane
         return lane
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each lane's breaker state (metrics, the admin bank-health view)."""
+        return {code: lane.breaker.state.value for code, lane in list(self._lanes.items())}
 
     async def close(self) -> None:
         self._lanes.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -67,6 +68,16 @@ class TaskContext:
 async def run_bank_task(
     fanout: Fanout, lane: BankLane, request: bank_pb.ListCardsRequest, attempts: int, ctx: TaskContext
 ) -> FinalOutcome | None:
+    outcome = await _run_bank_task(fanout, lane, request, attempts, ctx)
+    if outcome is not None:
+        fanout.metrics.bank_final(lane.endpoint.code, outcome.state.value, outcome.reason)
+    return outcome
+
+
+async def _run_bank_task(
+    fanout: Fanout, lane: BankLane, request: bank_pb.ListCardsRequest, attempts: int, ctx: TaskContext
+) -> FinalOutcome | None:
+    metrics = fanout.metrics
     failures = 0
     identity_failures = 0
     last_reason = ""
@@ -86,11 +97,15 @@ async def run_bank_task(
                 if ctx.stopping():
                     lane.breaker.on_abandon()
                     return None
-                result = await attempt(lane.stub, request, lane.endpoint.code, fanout.attempt_timeout)
+                started = time.perf_counter()
+                with metrics.bank_call(lane.endpoint.code):
+                    result = await attempt(lane.stub, request, lane.endpoint.code, fanout.attempt_timeout)
+                seconds = time.perf_counter() - started
         except BaseException:
             lane.breaker.on_abandon()
             raise
         attempts += 1
+        metrics.bank_attempt(lane.endpoint.code, *_result_labels(result), seconds)
         if isinstance(result, Answered):
             lane.breaker.on_success()
             return FinalOutcome(BankState.ANSWERED, "", attempts, result.answer)
@@ -109,3 +124,11 @@ async def run_bank_task(
         delay = fanout.backoff.delay(failures, fanout.rng, slow_down=result.slow_down)
         remaining = (ctx.due - ctx.clock.now()).total_seconds()
         await ctx.alarm.sleep(min(delay, max(0.0, remaining)))
+
+
+def _result_labels(result: Answered | Rejected | Transient) -> tuple[str, str]:
+    if isinstance(result, Answered):
+        return "answered", ""
+    if isinstance(result, Rejected):
+        return "rejected", result.reason
+    return "transient", result.reason
