@@ -140,6 +140,11 @@ class QueryEngine:
         and breaker (call after moving a manual clock)."""
         self._alarm.wake_all()
 
+    def reconfigure(self, config: HubConfig) -> None:
+        """A reloaded configuration (HubServer.reload): new queries are checked
+        against its bank registry; bank tasks already running keep going."""
+        self._config = config
+
     def add_ready_listener(self, listener: ReadyListener) -> None:
         self._listeners.append(listener)
 

@@ -192,6 +192,8 @@ class HubMetrics:
             registry=r,
         )
         self.health = BankHealth()
+        self.api_in_progress = 0
+        """Hub API calls being served now (the admin Drain reports it)."""
         self._fanout: Fanout | None = None
         r.register(_BreakerCollector(self))
 
@@ -320,6 +322,7 @@ class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):
         is_watch = method == "WatchQuery"
 
         def done(context: grpc.aio.ServicerContext, started: float, error: BaseException | None) -> None:
+            metrics.api_in_progress -= 1
             code = _code_of(context, error)
             metrics.api_calls.labels(method, code).inc()
             metrics.api_seconds.labels(method).observe(time.perf_counter() - started)
@@ -329,6 +332,7 @@ class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 started = time.perf_counter()
+                metrics.api_in_progress += 1
                 try:
                     response = await inner_uu(request, context)
                 except BaseException as error:
@@ -343,6 +347,7 @@ class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 started = time.perf_counter()
+                metrics.api_in_progress += 1
                 if is_watch:
                     metrics.watch_subscribers.inc()
                 try:

@@ -10,6 +10,12 @@ reflection, bind the mTLS port, start serving and the background tasks.
 Stop order: health NOT_SERVING, stop accepting and drain RPCs for `grace`,
 stop the engine (in-flight bank streams finish or stay PENDING for the next
 start), cancel background tasks, close the database.
+
+Run-time operations (issue 11): `reload` re-reads the configuration (SIGHUP
+or the admin service's Reload) and applies it without a restart; `drain`
+takes the hub out of the load balancers' rotation; `bank_health` feeds the
+admin service's bank-health view. The admin service listens on its own
+port (`admin_listen`), for operator certificates only (hub.admin).
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ from grpc_reflection.v1alpha import reflection
 
 from cardlookup.clock import Clock, SystemClock
 from cardlookup.pki import load_ed25519_private, load_ed25519_public, load_secret
-from cardlookup.tls import server_credentials
-from hub.config import HubConfig
+from hub.certs import ReloadableServerCredentials
+from hub.config import ConfigError, HubConfig
 from hub.crypto import HubKeys
 from hub.engine import QueryEngine
 from hub.fanout import Fanout
+from hub.hsm import HsmError
 from hub.logging import get_logger
-from hub.metrics import ApiMetricsInterceptor, HubMetrics, MetricsEndpoint
+from hub.metrics import ApiMetricsInterceptor, BankHealthRow, HubMetrics, MetricsEndpoint
 from hub.store.db import Database, to_micros
 
 log = get_logger("hub.server")
@@ -63,6 +70,9 @@ class HubContext:
     """Long-running coroutines the hub runs and cancels on stop."""
     metrics: HubMetrics = field(default_factory=HubMetrics)
     """The process's metrics (hub.metrics); installers wrap what they own."""
+    reloaders: list[Callable[[HubConfig], list[str]]] = field(default_factory=list)
+    """Called with the new configuration on every reload (SIGHUP, admin
+    Reload); each applies what it owns and returns what changed."""
 
 
 ServiceInstaller = Callable[[HubContext], Awaitable[None]]
@@ -70,9 +80,15 @@ ServiceInstaller = Callable[[HubContext], Awaitable[None]]
 
 class HubServer:
     def __init__(
-        self, config: HubConfig, clock: Clock | None = None, installers: Sequence[ServiceInstaller] = ()
+        self,
+        config: HubConfig,
+        clock: Clock | None = None,
+        installers: Sequence[ServiceInstaller] = (),
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
+        """The file `reload()` re-reads (None: reload takes a HubConfig)."""
         self.clock: Clock = clock or SystemClock()
         self._installers = list(installers)
         self._db: Database | None = None
@@ -87,6 +103,13 @@ class HubServer:
         self.metrics = HubMetrics()
         """This hub's metrics, on a registry of its own (several hubs may share a process)."""
         self._metrics_endpoint: MetricsEndpoint | None = None
+        self._credentials: ReloadableServerCredentials | None = None
+        self._admin_credentials: ReloadableServerCredentials | None = None
+        self._admin_server: grpc.aio.Server | None = None
+        self._admin_port = 0
+        self._fanout: Fanout | None = None
+        self._reload_lock = asyncio.Lock()
+        self.draining = False
 
     @property
     def port(self) -> int:
@@ -97,6 +120,11 @@ class HubServer:
     def health_port(self) -> int:
         """The plaintext health port, 0 if none is configured."""
         return self._health_port
+
+    @property
+    def admin_port(self) -> int:
+        """The bound admin port, 0 if none is configured."""
+        return self._admin_port
 
     @property
     def metrics_port(self) -> int:
@@ -122,7 +150,7 @@ class HubServer:
         metrics.instrument_database(db)
         try:
             keys = _load_keys(config)
-            fanout = Fanout(config, metrics=metrics)
+            self._fanout = fanout = Fanout(config, metrics=metrics)
             self._engine = engine = QueryEngine(config, db, keys, self.clock, fanout=fanout)
             await engine.migrate()
             self._server = server = grpc.aio.server(
@@ -138,9 +166,15 @@ class HubServer:
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             names = [*ctx.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME]
             reflection.enable_server_reflection(names, server)
-            creds = server_credentials(config.api_tls.cert, config.api_tls.key, config.api_tls.ca)
+            try:
+                self._credentials = credentials = ReloadableServerCredentials(config.api_tls)
+            except OSError:
+                raise StartupError("api_tls: the server certificate, key or CA cannot be read") from None
+            creds = credentials.credentials
             self._port = _bind(config.listen, "listen", lambda: server.add_secure_port(config.listen, creds))
             await server.start()
+            if config.admin_listen:
+                await self._start_admin(config.admin_listen)
             if config.health_listen:
                 # Plaintext health only (load balancers); the API stays mTLS-only.
                 self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -169,6 +203,8 @@ class HubServer:
             await self._server.stop(grace)
         if self._health_server is not None:
             await self._health_server.stop(0)
+        if self._admin_server is not None:
+            await self._admin_server.stop(0)
         if self._engine is not None:
             await self._engine.stop(grace)
         tasks, self._tasks = self._tasks, []
@@ -182,10 +218,87 @@ class HubServer:
         if self._metrics_endpoint is not None:
             self._metrics_endpoint.close()
             self._metrics_endpoint = None
-        self._server = self._health_server = self._health = None
-        self._engine = None
+        self._server = self._health_server = self._health = self._admin_server = None
+        self._engine = self._fanout = None
         self._db = None
         log.info("hub_stopped")
+
+    async def _start_admin(self, address: str) -> None:
+        from hub.admin import install_admin  # the admin layer sits above the server
+
+        self._admin_server = admin = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        install_admin(admin, self)
+        # Credentials of its own: gRPC hands a dynamic credential's initial
+        # configuration to the first port only.
+        self._admin_credentials = ReloadableServerCredentials(self.config.api_tls)
+        creds = self._admin_credentials.credentials
+        self._admin_port = _bind(address, "admin_listen", lambda: admin.add_secure_port(address, creds))
+        await admin.start()
+
+    # -- run-time operations (issue 11) ----------------------------------------
+
+    async def reload(self, config: HubConfig | None = None) -> list[str]:
+        """Applies a new configuration without a restart and returns what
+        changed. Without `config`, re-reads `config_path`. Everything is read
+        and checked before anything is applied, so a bad file (ConfigError)
+        or an unreadable key (StartupError) changes nothing. Settings not
+        listed in docs/operations.md (listen addresses, database, timings)
+        need a restart."""
+        async with self._reload_lock:
+            try:
+                new = config if config is not None else self._read_config()
+                _check_keys(new)
+                HubKeys.load(new)  # HSM and key files read first: a failure changes nothing
+                changes = self._apply(new)
+            except (ConfigError, StartupError, HsmError, OSError, ValueError):
+                self.metrics.reloads.labels("failed").inc()
+                raise
+            self.metrics.reloads.labels("applied").inc()
+            log.info("hub_reloaded", changes=len(changes))
+            return changes
+
+    def _read_config(self) -> HubConfig:
+        if self.config_path is None:
+            raise ConfigError("this hub was started without a configuration file; nothing to re-read")
+        return HubConfig.from_file(self.config_path)
+
+    def _apply(self, new: HubConfig) -> list[str]:
+        if self.context is None or self._engine is None or self._credentials is None:
+            raise RuntimeError("the hub is not started")
+        old, changes = self.config, list[str]()
+        # Always staged again: the paths may be the same and the content new.
+        self._credentials.update(new.api_tls)
+        if self._admin_credentials is not None:
+            self._admin_credentials.update(new.api_tls)
+        changes.append("api_tls: server certificate and trusted CAs reloaded (new connections use them)")
+        old_codes, new_codes = {b.code for b in old.banks}, {b.code for b in new.banks}
+        changes += [f"banks: added {c}" for c in sorted(new_codes - old_codes)]
+        changes += [f"banks: removed {c} (queries in flight finish)" for c in sorted(old_codes - new_codes)]
+        self._engine.reconfigure(new)
+        if self._fanout is not None:
+            changes += self._fanout.reconfigure(new)
+        changes += self.context.keys.reload(new)
+        self.config = self.context.config = new
+        for reloader in self.context.reloaders:
+            changes += reloader(new)
+        return changes
+
+    async def drain(self) -> tuple[int, int]:
+        """Health answers NOT_SERVING from now on (load balancers move new
+        calls elsewhere); calls and bank work in progress continue. Returns
+        (API calls in progress, bank calls in flight)."""
+        self.draining = True
+        if self._health is not None:
+            for name in ["", *(self.context.service_names if self.context else [])]:
+                await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        log.info("hub_draining")
+        bank_calls = sum(self.metrics.health.in_flight(b.code) for b in self.config.banks)
+        return self.metrics.api_in_progress, bank_calls
+
+    def bank_health(self) -> list[BankHealthRow]:
+        """Every configured bank's recent calls (admin GetBankHealth)."""
+        states = self._fanout.breaker_states() if self._fanout is not None else {}
+        return [self.metrics.health.row(b.code, states.get(b.code, "closed")) for b in self.config.banks]
 
     async def _sweep_forever(self) -> None:
         interval = self.config.timings.sweep_interval.total_seconds()
@@ -201,10 +314,26 @@ class HubServer:
 
 
 def _load_keys(config: HubConfig) -> HubKeys:
+    _check_keys(config)
+    try:
+        return HubKeys.load(config)
+    except HsmError as error:
+        raise StartupError(str(error)) from None
+
+
+def _check_keys(config: HubConfig) -> None:
+    """Every key file is usable (keys held in an HSM are checked by loading)."""
+    hsm = config.hsm
     checks: tuple[tuple[str, Path, Callable[[Path], object]], ...] = (
-        ("keys.key_encryption_key", config.key_encryption_key, load_secret),
         ("keys.index_key", config.index_key, load_secret),
-        ("keys.consent_signing_key", config.consent_signing_key, load_ed25519_private),
+    )
+    if not (hsm and hsm.key_encryption_key_label):
+        checks += (("keys.key_encryption_key", config.key_encryption_key, load_secret),)
+    if not (hsm and hsm.consent_signing_key_label):
+        checks += (("keys.consent_signing_key", config.consent_signing_key, load_ed25519_private),)
+    checks += tuple(
+        (f"keys.previous_key_encryption_keys.{key_id}", path, load_secret)
+        for key_id, path in config.previous_key_encryption_keys.items()
     )
     checks += tuple(
         (f"keys.face_provider_keys.{key_id}", path, load_ed25519_public)
@@ -216,7 +345,6 @@ def _load_keys(config: HubConfig) -> HubKeys:
         except (OSError, ValueError):
             # The loaders' own messages may quote file content; name the key and the file only.
             raise StartupError(f"{key}: {path} does not hold a usable key") from None
-    return HubKeys.load(config)
 
 
 def _bind(address: str, key: str, add_port: Callable[[], int]) -> int:

@@ -4,6 +4,13 @@ A lane isolates one bank: its semaphore bounds the calls in flight to it
 (`BankEndpoint.max_concurrent`), and its breaker stops sending while it is
 sick, so a slow or failing bank cannot take capacity from the others (each
 bank's work runs in its own tasks; nothing is shared across lanes).
+
+A lane outlives a reload (issue 11 item 3): `Fanout.reconfigure` points the
+lanes of re-addressed banks at their new endpoint and the channels at the
+new client certificate; each attempt asks the channels for the stub, so the
+next attempt re-dials. A removed bank's lane stays for the bank tasks
+already running (queries in flight are unaffected); new queries cannot
+choose it.
 """
 
 from __future__ import annotations
@@ -23,9 +30,14 @@ from hub.metrics import HubMetrics
 @dataclass
 class BankLane:
     endpoint: BankEndpoint
-    stub: bank_grpc.CardDirectoryServiceStub
+    channels: BankChannels
     limit: asyncio.Semaphore
     breaker: CircuitBreaker
+
+    @property
+    def stub(self) -> bank_grpc.CardDirectoryServiceStub:
+        """The stub of the bank's current channel (re-dialled after a reload)."""
+        return self.channels.stub(self.endpoint)
 
 
 class Fanout:
@@ -51,12 +63,27 @@ class Fanout:
             t = self._config.timings
             lane = BankLane(
                 endpoint=endpoint,
-                stub=self._channels.stub(endpoint),
+                channels=self._channels,
                 limit=asyncio.Semaphore(endpoint.max_concurrent),
                 breaker=CircuitBreaker(t.breaker_failures, t.breaker_reset.total_seconds()),
             )
             self._lanes[bank_code] = lane
         return lane
+
+    def reconfigure(self, config: HubConfig) -> list[str]:
+        """Applies a reloaded configuration: the bank registry (re-addressed
+        lanes), and the client certificate (channels re-dial). Returns what
+        changed, for the operator."""
+        changes = []
+        self._config = config
+        for code, lane in list(self._lanes.items()):
+            endpoint = config.bank(code)
+            if endpoint is not None and endpoint != lane.endpoint:
+                lane.endpoint = endpoint
+                changes.append(f"banks: {code} re-addressed")
+        if self._channels.reload(config.bank_tls):
+            changes.append("bank_tls: client certificate and trusted CAs reloaded; bank channels re-dial")
+        return changes
 
     def breaker_states(self) -> dict[str, str]:
         """Each lane's breaker state (metrics, the admin bank-health view)."""

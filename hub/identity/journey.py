@@ -127,6 +127,10 @@ class Journey:
         # concurrent requests cannot both pass the one-query-at-a-time rule.
         self._locks = tuple(asyncio.Lock() for _ in range(_LOCK_STRIPES))
 
+    def reconfigure(self, config: HubConfig) -> None:
+        """A reloaded configuration (the bank registry users choose from, R3)."""
+        self._config = config
+
     # --- before a query ---
 
     async def list_banks(self, user_id: str) -> BankChoice:
