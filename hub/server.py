@@ -122,6 +122,13 @@ class HubServer:
         return self._health_port
 
     @property
+    def fanout(self) -> Fanout:
+        """The bank lanes and channels (bank health, tests of re-dialling)."""
+        if self._fanout is None:
+            raise RuntimeError("the hub is not started")
+        return self._fanout
+
+    @property
     def admin_port(self) -> int:
         """The bound admin port, 0 if none is configured."""
         return self._admin_port

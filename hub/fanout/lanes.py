@@ -53,6 +53,10 @@ class Fanout:
         self.rng = rng or random.Random()
         self.attempt_timeout = config.timings.attempt_timeout.total_seconds()
 
+    @property
+    def channels(self) -> BankChannels:
+        return self._channels
+
     def lane(self, bank_code: str) -> BankLane:
         """The lane of a configured bank (KeyError for an unknown code)."""
         lane = self._lanes.get(bank_code)
