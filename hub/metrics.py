@@ -395,3 +395,70 @@ class MetricsEndpoint:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class BankSimMetrics:
+    """The bank simulator's metrics (bank_sim.fleet, `[fleet] metrics_port`):
+    what each simulated bank was asked and answered, for load tests and
+    demos. Defined here beside the hub's so every metric name lives in one
+    module; nothing of the hub is imported at run time."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.calls = Counter(
+            "cardlookup_banksim_calls",
+            "Calls to a simulated bank by bank, method and gRPC status code",
+            ["bank", "method", "code"],
+            registry=r,
+        )
+        self.call_seconds = Histogram(
+            "cardlookup_banksim_call_seconds",
+            "Duration of calls to a simulated bank (streams: until they end)",
+            ["bank"],
+            buckets=BANK_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "cardlookup_banksim_in_flight", "Calls in progress at a simulated bank", ["bank"], registry=r
+        )
+
+    def interceptor(self, bank: str) -> grpc.aio.ServerInterceptor:
+        return _BankSimInterceptor(self, bank)
+
+    def exposition(self) -> str:
+        return generate_latest(self.registry).decode()
+
+
+class _BankSimInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: BankSimMetrics, bank: str) -> None:
+        self._metrics = metrics
+        self._bank = bank
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler: Any = await continuation(handler_call_details)
+        if handler is None or handler.unary_stream is None:
+            return handler
+        method = handler_call_details.method.rsplit("/", 1)[-1] or "unknown"
+        metrics, bank, inner = self._metrics, self._bank, handler.unary_stream
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            metrics.in_flight.labels(bank).inc()
+            error: BaseException | None = None
+            try:
+                async for response in inner(request, context):
+                    yield response
+            except BaseException as raised:
+                error = raised
+                raise
+            finally:
+                metrics.in_flight.labels(bank).dec()
+                metrics.calls.labels(bank, method, _code_of(context, error)).inc()
+                metrics.call_seconds.labels(bank).observe(time.perf_counter() - started)
+
+        return handler._replace(unary_stream=unary_stream)

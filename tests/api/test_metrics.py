@@ -1,8 +1,8 @@
-"""Metrics (issue 11 item 1): a real hub with its Prometheus endpoint, the
-real bank fleet and the real client; after a journey (a refused call, a
-bank that fails transiently, a bank that leaks a full card number) the
-whole exposition text, fetched over HTTP, carries per-bank figures and no
-personal data (R14)."""
+"""Metrics (issue 11 item 1): a real hub and the real bank fleet, each with
+its Prometheus endpoint, and the real client; after a journey (a refused
+call, a bank that fails transiently, a bank that leaks a full card number)
+both expositions, fetched over HTTP, carry per-bank figures, and the hub's
+carries no personal data (R14)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bank_sim.faults import Faults, Misbehaviour
-from bank_sim.fleet import BankFleet
+from bank_sim.fleet import BankFleet, FleetConfig
 from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
@@ -30,9 +30,18 @@ LEAKY_BANK, FLAKY_BANK = "102", "103"
 
 
 @pytest.fixture
+async def metered_fleet(pki: PkiPaths, population: Population, clock: ManualClock) -> AsyncIterator[BankFleet]:
+    fleet = BankFleet(FleetConfig.default(pki, population, count=16, clock=clock, admin_port=None, metrics_port=0))
+    await fleet.start()
+    yield fleet
+    await fleet.stop(grace=0)
+
+
+@pytest.fixture
 async def metered(
-    pki: PkiPaths, population: Population, fleet: BankFleet, clock: ManualClock, tmp_path: Path
+    pki: PkiPaths, population: Population, metered_fleet: BankFleet, clock: ManualClock, tmp_path: Path
 ) -> AsyncIterator[HubHarness]:
+    fleet = metered_fleet
     config = HubConfig.dev(
         pki, fleet.addresses, tmp_path, listen="127.0.0.1:0", metrics_listen="127.0.0.1:0", timings=FAST
     )
@@ -130,3 +139,11 @@ async def test_metrics_show_per_bank_figures_and_no_personal_data(metered: HubHa
     assert label_values
     assert not [v for v in label_values if re.search(r"\d{11,}", v)], "a phone, ID or card number as a label"
     assert not re.search(r"[\u4e00-\u9fff]", text), "CJK text (a name) in the metrics"
+
+    # The simulated banks count what they were asked, per bank and status code.
+    assert hub.fleet.metrics_port
+    banks = await asyncio.to_thread(scrape, hub.fleet.metrics_port)
+    for code in set(DEFAULT_BANK_CODES) - {LEAKY_BANK}:  # the hub cuts the leaky bank's stream short
+        assert value(banks, "cardlookup_banksim_calls_total", bank=code, method="ListCards", code="OK") >= 2
+    assert value(banks, "cardlookup_banksim_calls_total", bank=FLAKY_BANK, code="UNAVAILABLE") >= 1
+    assert value(banks, "cardlookup_banksim_in_flight", bank="104") == 0
