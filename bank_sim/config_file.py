@@ -151,17 +151,26 @@ def load_settings(path: Path | None) -> FleetSettings:
         raise ConfigError(f"{path}: {error!r}") from None
 
 
+TOP_KEYS = frozenset({"population", "fleet", "defaults", "banks"})
+POPULATION_KEYS = frozenset({"seed", "size"})
+FLEET_KEYS = frozenset({"count", "codes", "host", "base_port", "admin_port", "admin", "metrics_port"})
+DEFAULTS_KEYS = frozenset({"faults"})
+BANK_KEYS = frozenset({"code", "port", "faults"})
+"""Every key of the file, by table (docs/configuration.md documents each;
+tests/hub/test_config_docs.py compares)."""
+
+
 def _parse(raw: Mapping[str, Any]) -> FleetSettings:
-    _only(raw, {"population", "fleet", "defaults", "banks"}, "top level")
+    _only(raw, TOP_KEYS, "top level")
     population = raw.get("population", {})
-    _only(population, {"seed", "size"}, "[population]")
+    _only(population, POPULATION_KEYS, "[population]")
     fleet = raw.get("fleet", {})
-    _only(fleet, {"count", "codes", "host", "base_port", "admin_port", "admin", "metrics_port"}, "[fleet]")
+    _only(fleet, FLEET_KEYS, "[fleet]")
     defaults = raw.get("defaults", {})
-    _only(defaults, {"faults"}, "[defaults]")
+    _only(defaults, DEFAULTS_KEYS, "[defaults]")
     banks: dict[str, BankOverride] = {}
     for entry in raw.get("banks", []):
-        _only(entry, {"code", "port", "faults"}, "[[banks]]")
+        _only(entry, BANK_KEYS, "[[banks]]")
         code = _typed(entry, "code", str, "[[banks]]")
         if code in banks:
             raise ConfigError(f"[[banks]] code {code} appears twice")
@@ -190,7 +199,7 @@ def _parse(raw: Mapping[str, Any]) -> FleetSettings:
     return settings
 
 
-def _only(table: object, allowed: set[str], where: str) -> None:
+def _only(table: object, allowed: frozenset[str], where: str) -> None:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table")
     unknown = sorted(set(table) - allowed)
