@@ -33,7 +33,8 @@ from grpc_reflection.v1alpha import reflection
 
 from cardlookup.clock import Clock, SystemClock
 from cardlookup.pki import load_ed25519_private, load_ed25519_public, load_secret
-from hub.certs import ReloadableServerCredentials
+from cardlookup.tls import channel_credentials
+from hub.certs import ReloadableServerCredentials, certificate_configuration
 from hub.config import ConfigError, HubConfig
 from hub.crypto import HubKeys
 from hub.engine import QueryEngine
@@ -255,6 +256,7 @@ class HubServer:
             try:
                 new = config if config is not None else self._read_config()
                 _check_keys(new)
+                _check_tls(new)
                 HubKeys.load(new)  # HSM and key files read first: a failure changes nothing
                 changes = self._apply(new)
             except (ConfigError, StartupError, HsmError, OSError, ValueError):
@@ -352,6 +354,16 @@ def _check_keys(config: HubConfig) -> None:
         except (OSError, ValueError):
             # The loaders' own messages may quote file content; name the key and the file only.
             raise StartupError(f"{key}: {path} does not hold a usable key") from None
+
+
+def _check_tls(config: HubConfig) -> None:
+    """Both certificate sets read and parse (before a reload applies anything)."""
+    for section, tls in (("api_tls", config.api_tls), ("bank_tls", config.bank_tls)):
+        try:
+            certificate_configuration(tls)
+            channel_credentials(Path(tls.ca), Path(tls.cert), Path(tls.key))
+        except (OSError, ValueError):
+            raise StartupError(f"{section}: a certificate, key or CA file cannot be read") from None
 
 
 def _bind(address: str, key: str, add_port: Callable[[], int]) -> int:

@@ -47,6 +47,7 @@ from client.devface import DevFaceProvider
 from client.options import ClientOptions
 from hub.config import HubConfig, TlsFiles
 from hub.crypto import Envelope
+from hub.server import StartupError
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.helpers import HubHarness, refused
 
@@ -308,3 +309,23 @@ async def test_consent_and_face_keys_rotate(
         full_name=people[1].full_name,
         now=hub.clock.now(),
     )
+
+
+async def test_a_reload_with_an_unreadable_file_changes_nothing(
+    hub4: HubHarness, pki: PkiPaths, tmp_path: Path
+) -> None:
+    hub = hub4
+    before = hub.server.config
+    broken = dataclasses.replace(
+        before,
+        banks=before.banks[:1],
+        bank_tls=TlsFiles(pki.ca_cert, tmp_path / "missing.pem", pki.key("hub-client")),
+    )
+    with pytest.raises(StartupError, match=r"^bank_tls: "):
+        await hub.server.reload(broken)
+    assert hub.server.config is before
+    person = hub.eligible(0)
+    await hub.enrol(person)
+    listed = {b.bank_code for b in (await hub.client.list_banks(person.user_id)).banks}
+    assert listed == {b.code for b in before.banks}
+    assert 'cardlookup_hub_reloads_total{result="failed"} 1.0' in hub.server.metrics.exposition()
