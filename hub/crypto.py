@@ -220,9 +220,10 @@ class HubKeys:
             consent_signer=ConsentSigner(consent_key, config.consent_key_id),
         )
 
-    def reload(self, config: HubConfig) -> list[str]:
-        """Applies rotated KEKs and consent-signing key; returns what changed."""
-        kek, consent_key = load_custody(config)
+    def reload(self, config: HubConfig, custody: Custody | None = None) -> list[str]:
+        """Applies rotated KEKs and consent-signing key (`custody`: loaded by
+        the caller already, see load_custody); returns what changed."""
+        kek, consent_key = custody if custody is not None else load_custody(config)
         changes = []
         self.envelope.rotate(kek, config.key_encryption_key_id, load_previous_keks(config))
         changes.append(f"keys: sealing with key-encryption key {config.key_encryption_key_id}")
@@ -235,7 +236,11 @@ def load_previous_keks(config: HubConfig) -> dict[str, bytes | KeyEncryptionKey]
     return {kid: load_secret(path) for kid, path in config.previous_key_encryption_keys.items()}
 
 
-def load_custody(config: HubConfig) -> tuple[bytes | KeyEncryptionKey, ConsentKey]:
+Custody = tuple[bytes | KeyEncryptionKey, ConsentKey]
+"""The current KEK and consent-signing key, wherever they live."""
+
+
+def load_custody(config: HubConfig) -> Custody:
     """The current KEK and consent-signing key: from the HSM where the
     configuration names them there (hub.hsm), else from their files."""
     hsm = config.hsm

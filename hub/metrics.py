@@ -377,9 +377,9 @@ def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
                 return status.name
     if error is None:
         return "OK"
-    if isinstance(error, grpc.aio.AbortError):
-        return "UNKNOWN"
-    return "CANCELLED" if isinstance(error, BaseException) and not isinstance(error, Exception) else "UNKNOWN"
+    # No code was set: an exception escaped the handler (UNKNOWN to the
+    # client), or the call was cancelled (asyncio.CancelledError).
+    return "UNKNOWN" if isinstance(error, Exception) else "CANCELLED"
 
 
 class MetricsEndpoint:

@@ -36,7 +36,7 @@ from cardlookup.pki import load_ed25519_private, load_ed25519_public, load_secre
 from cardlookup.tls import channel_credentials
 from hub.certs import ReloadableServerCredentials, certificate_configuration
 from hub.config import ConfigError, HubConfig
-from hub.crypto import HubKeys
+from hub.crypto import Custody, HubKeys, load_custody
 from hub.engine import QueryEngine
 from hub.fanout import Fanout
 from hub.hsm import HsmError
@@ -257,8 +257,8 @@ class HubServer:
                 new = config if config is not None else self._read_config()
                 _check_keys(new)
                 _check_tls(new)
-                HubKeys.load(new)  # HSM and key files read first: a failure changes nothing
-                changes = self._apply(new)
+                custody = load_custody(new)  # HSM objects and key files, read before anything changes
+                changes = self._apply(new, custody)
             except (ConfigError, StartupError, HsmError, OSError, ValueError):
                 self.metrics.reloads.labels("failed").inc()
                 raise
@@ -271,7 +271,7 @@ class HubServer:
             raise ConfigError("this hub was started without a configuration file; nothing to re-read")
         return HubConfig.from_file(self.config_path)
 
-    def _apply(self, new: HubConfig) -> list[str]:
+    def _apply(self, new: HubConfig, custody: Custody) -> list[str]:
         if self.context is None or self._engine is None or self._credentials is None:
             raise RuntimeError("the hub is not started")
         old, changes = self.config, list[str]()
@@ -286,7 +286,7 @@ class HubServer:
         self._engine.reconfigure(new)
         if self._fanout is not None:
             changes += self._fanout.reconfigure(new)
-        changes += self.context.keys.reload(new)
+        changes += self.context.keys.reload(new, custody)
         self.config = self.context.config = new
         for reloader in self.context.reloaders:
             changes += reloader(new)
