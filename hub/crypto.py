@@ -247,7 +247,7 @@ def load_custody(config: HubConfig) -> Custody:
     kek: bytes | KeyEncryptionKey | None = None
     consent_key: ConsentKey | None = None
     if hsm is not None:
-        from hub.hsm import HsmSession  # python-pkcs11 is loaded only with an HSM
+        from hub.hsm import HsmSession  # a PKCS#11 module is loaded only when [hsm] is configured
 
         session = HsmSession.open(hsm)
         if hsm.key_encryption_key_label:
