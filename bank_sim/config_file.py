@@ -13,6 +13,7 @@ the file. Example (docs/bank-simulator.md describes every key):
     host = "127.0.0.1"
     base_port = 7100      # bank i listens on base_port + i; 0 = free ports
     admin_port = 7099     # 0 = a free port; admin = false turns it off
+    metrics_port = 7098   # Prometheus /metrics (hub.metrics BankSimMetrics); omit for none
 
     [defaults.faults]     # every bank starts with these switches
     latency = 0.02
@@ -60,6 +61,8 @@ class FleetSettings:
     host: str = "127.0.0.1"
     base_port: int = 0
     admin_port: int | None = 0
+    metrics_port: int | None = None
+    """Prometheus endpoint port on `host` (0 = a free port); None = no endpoint."""
     seed: int = DEFAULT_SEED
     population_size: int = DEFAULT_SIZE
     default_faults: Mapping[str, Any] = field(default_factory=dict)
@@ -106,6 +109,32 @@ def bank_info(code: str) -> BankInfo:
     raise ConfigError(f"unknown bank code {code!r}: use a registry code or a synthetic code from {SYNTHETIC_BASE}")
 
 
+ENV_OVERRIDES = {
+    "CARDLOOKUP_BANKS_HOST": "host",
+    "CARDLOOKUP_BANKS_BASE_PORT": "base_port",
+    "CARDLOOKUP_BANKS_ADMIN_PORT": "admin_port",
+    "CARDLOOKUP_BANKS_METRICS_PORT": "metrics_port",
+}
+"""Environment variables that override [fleet] keys of the file (addresses a
+deployment injects); the command's flags override both."""
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """The ENV_OVERRIDES present in `env`, typed. Raises ConfigError."""
+    changes: dict[str, Any] = {}
+    for name, key in ENV_OVERRIDES.items():
+        value = env.get(name)
+        if not value:
+            continue
+        if key == "host":
+            changes[key] = value
+        elif value.isdigit() and int(value) <= 65535:
+            changes[key] = int(value)
+        else:
+            raise ConfigError(f"{name} must be a port number, not {value!r}")
+    return changes
+
+
 def load_settings(path: Path | None) -> FleetSettings:
     """The settings of a file, or the defaults for None. Raises ConfigError."""
     if path is None:
@@ -122,17 +151,26 @@ def load_settings(path: Path | None) -> FleetSettings:
         raise ConfigError(f"{path}: {error!r}") from None
 
 
+TOP_KEYS = frozenset({"population", "fleet", "defaults", "banks"})
+POPULATION_KEYS = frozenset({"seed", "size"})
+FLEET_KEYS = frozenset({"count", "codes", "host", "base_port", "admin_port", "admin", "metrics_port"})
+DEFAULTS_KEYS = frozenset({"faults"})
+BANK_KEYS = frozenset({"code", "port", "faults"})
+"""Every key of the file, by table (docs/configuration.md documents each;
+tests/hub/test_config_docs.py compares)."""
+
+
 def _parse(raw: Mapping[str, Any]) -> FleetSettings:
-    _only(raw, {"population", "fleet", "defaults", "banks"}, "top level")
+    _only(raw, TOP_KEYS, "top level")
     population = raw.get("population", {})
-    _only(population, {"seed", "size"}, "[population]")
+    _only(population, POPULATION_KEYS, "[population]")
     fleet = raw.get("fleet", {})
-    _only(fleet, {"count", "codes", "host", "base_port", "admin_port", "admin"}, "[fleet]")
+    _only(fleet, FLEET_KEYS, "[fleet]")
     defaults = raw.get("defaults", {})
-    _only(defaults, {"faults"}, "[defaults]")
+    _only(defaults, DEFAULTS_KEYS, "[defaults]")
     banks: dict[str, BankOverride] = {}
     for entry in raw.get("banks", []):
-        _only(entry, {"code", "port", "faults"}, "[[banks]]")
+        _only(entry, BANK_KEYS, "[[banks]]")
         code = _typed(entry, "code", str, "[[banks]]")
         if code in banks:
             raise ConfigError(f"[[banks]] code {code} appears twice")
@@ -149,6 +187,7 @@ def _parse(raw: Mapping[str, Any]) -> FleetSettings:
         host=_typed(fleet, "host", str, "[fleet]", defaults_.host),
         base_port=_typed(fleet, "base_port", int, "[fleet]", defaults_.base_port),
         admin_port=None if fleet.get("admin") is False else _typed(fleet, "admin_port", int, "[fleet]", 0),
+        metrics_port=_typed(fleet, "metrics_port", int, "[fleet]", None),
         seed=_typed(population, "seed", int, "[population]", defaults_.seed),
         population_size=_typed(population, "size", int, "[population]", defaults_.population_size),
         default_faults=defaults.get("faults", {}),
@@ -160,7 +199,7 @@ def _parse(raw: Mapping[str, Any]) -> FleetSettings:
     return settings
 
 
-def _only(table: object, allowed: set[str], where: str) -> None:
+def _only(table: object, allowed: frozenset[str], where: str) -> None:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table")
     unknown = sorted(set(table) - allowed)

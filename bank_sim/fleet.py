@@ -39,6 +39,7 @@ from cardlookup.clock import Clock, SystemClock
 from cardlookup.pki import CONSENT_KEY_ID, PkiPaths, bank_server_name, load_ed25519_public
 from cardlookup.population import Population
 from cardlookup.tls import server_credentials
+from hub.metrics import BankSimMetrics, MetricsEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class FleetConfig:
     """None = {CONSENT_KEY_ID: the pki's consent public key}."""
     seed: int | None = None
     """Seeds the random choices of faults (error_rate, latency_jitter)."""
+    metrics_port: int | None = None
+    """Port of the Prometheus endpoint on `host` (0 = a free port); None = none."""
 
     @classmethod
     def default(cls, pki: PkiPaths, population: Population, count: int = 16, **kw: Any) -> FleetConfig:
@@ -112,6 +115,9 @@ class BankFleet:
         self._servers: list[grpc.aio.Server] = []
         self._ports: dict[str, int] = {}
         self._admin_port: int | None = None
+        self.metrics = BankSimMetrics()
+        """Calls per bank, method and status code (hub.metrics); served at metrics_port."""
+        self._metrics_endpoint: MetricsEndpoint | None = None
 
     async def start(self) -> None:
         if self._servers:
@@ -125,7 +131,7 @@ class BankFleet:
             for bank in config.banks:
                 directory = CardDirectory(bank.code, config.population, keys)
                 servicer = CardDirectoryServicer(directory, self._states[bank.code], config.clock, self._rng)
-                server = grpc.aio.server(options=_SERVER_OPTIONS)
+                server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=[self.metrics.interceptor(bank.code)])
                 bank_grpc.add_CardDirectoryServiceServicer_to_server(servicer, server)
                 await add_health_and_reflection(server)
                 creds = server_credentials(config.pki.bank_cert(bank.code), config.pki.bank_key(bank.code), ca)
@@ -144,6 +150,10 @@ class BankFleet:
                 self._admin_port = self._bind(admin, config.admin_port, creds, "the admin server")
                 self._servers.append(admin)
                 await admin.start()
+            if config.metrics_port is not None:
+                self._metrics_endpoint = MetricsEndpoint(
+                    self.metrics.registry, join_host_port(config.host, config.metrics_port)
+                )
         except BaseException:
             await self.stop(grace=0)
             raise
@@ -165,6 +175,14 @@ class BankFleet:
         await asyncio.gather(*(s.stop(grace) for s in servers))
         self._ports.clear()
         self._admin_port = None
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.close()
+            self._metrics_endpoint = None
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound metrics port while serving, None without an endpoint."""
+        return self._metrics_endpoint.port if self._metrics_endpoint is not None else None
 
     async def __aenter__(self) -> BankFleet:
         await self.start()

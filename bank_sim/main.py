@@ -25,7 +25,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bank_sim.config_file import ConfigError, FleetSettings, load_settings
+from bank_sim.config_file import ConfigError, FleetSettings, env_overrides, load_settings
 from bank_sim.fleet import BankFleet, FleetConfig
 from cardlookup.pki import PkiPaths, create_dev_pki
 
@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--base-port", type=int, help="bank i listens on P+i (default 0: free ports)")
     parser.add_argument("--admin-port", type=int, help="admin API port (default 0: a free port)")
     parser.add_argument("--no-admin", action="store_true", help="run no admin API")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (default: none; 0 = a free port)")
     parser.add_argument("--seed", type=int, help="population seed")
     parser.add_argument("--population-size", type=int, help="number of people")
     parser.add_argument("--addresses-out", type=Path, help="write bank and admin addresses here (JSON)")
@@ -65,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def settings_from(args: argparse.Namespace) -> FleetSettings:
-    settings = load_settings(args.config)
+    settings = load_settings(args.config).with_overrides(**env_overrides(os.environ))
     if args.count is not None:
         if args.count < 1:
             raise ConfigError("--count must be at least 1")
@@ -76,6 +77,7 @@ def settings_from(args: argparse.Namespace) -> FleetSettings:
         host=args.host,
         base_port=args.base_port,
         admin_port=args.admin_port,
+        metrics_port=args.metrics_port,
         seed=args.seed,
         population_size=args.population_size,
     )
@@ -145,7 +147,12 @@ def main(argv: list[str] | None = None) -> None:
         args.addresses_out.unlink(missing_ok=True)  # a stale file must not look like this run's
     pki = ensure_pki(args.pki, [b.code for b in banks])
     config = FleetConfig(
-        pki=pki, banks=banks, population=population, host=settings.host, admin_port=settings.admin_port
+        pki=pki,
+        banks=banks,
+        population=population,
+        host=settings.host,
+        admin_port=settings.admin_port,
+        metrics_port=settings.metrics_port,
     )
     try:
         asyncio.run(serve(config, args.addresses_out, started))

@@ -12,9 +12,10 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
@@ -24,6 +25,13 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 """How far in the future a consent's issue time may be, for clock drift."""
 
 
+class ConsentKey(Protocol):
+    """What signs a consent: an Ed25519PrivateKey from a file, or a key that
+    never leaves an HSM (hub.hsm). Both produce plain Ed25519 signatures."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
 def subject_digest(query_id: str, id_number: str, full_name: str) -> bytes:
     """SHA-256 binding a consent to one subject in one query, no raw ID."""
     text = f"{SUBJECT_DIGEST_PREFIX}{query_id}\n{id_number}\n{full_name}"
@@ -31,7 +39,7 @@ def subject_digest(query_id: str, id_number: str, full_name: str) -> bytes:
 
 
 def sign_consent(
-    key: Ed25519PrivateKey,
+    key: ConsentKey,
     key_id: str,
     *,
     query_id: str,
@@ -56,7 +64,7 @@ def sign_consent(
 
 
 def list_cards_request(
-    key: Ed25519PrivateKey,
+    key: ConsentKey,
     key_id: str,
     *,
     query_id: str,

@@ -33,8 +33,12 @@ from cardlookup.private_files import write_private
 HUB_SERVER_NAME = "hub.cardlookup.internal"
 HUB_CLIENT_NAME = "hub-client.cardlookup.internal"
 APP_BACKEND_NAME = "app-backend.cardlookup.internal"
+OPERATOR_NAME = "operator.cardlookup.internal"
+"""The DNS SAN of the operator's client certificate (the hub's admin service)."""
 CONSENT_KEY_ID = "hub-consent-dev-1"
 FACE_KEY_ID = "face-provider-dev-1"
+KEK_ID = "kek-dev-1"
+"""The id of the development key-encryption key (hub.crypto records it in sealed data)."""
 
 
 def bank_server_name(bank_code: str) -> str:
@@ -61,7 +65,7 @@ class PkiPaths:
         return self.root / "ca.key"
 
     def cert(self, name: str) -> Path:
-        """name: "hub-server", "hub-client", "app-backend" or "bank-<code>"."""
+        """name: "hub-server", "hub-client", "app-backend", "operator" or "bank-<code>"."""
         return self.root / "certs" / f"{name}.pem"
 
     def key(self, name: str) -> Path:
@@ -185,6 +189,9 @@ def create_dev_pki(
         ("hub-server", HUB_SERVER_NAME, [HUB_SERVER_NAME, "localhost"], ["127.0.0.1", "::1"], [server]),
         ("hub-client", HUB_CLIENT_NAME, [HUB_CLIENT_NAME], [], [client]),
         ("app-backend", APP_BACKEND_NAME, [APP_BACKEND_NAME], [], [client]),
+        # The operator's client certificate (cardlookup-admin). Its CN says
+        # "operator" too, but the hub decides by the DNS SAN only.
+        ("operator", OPERATOR_NAME, [OPERATOR_NAME], [], [client]),
     ]
     wanted += [(f"bank-{c}", bank_server_name(c), [bank_server_name(c)], [], [server]) for c in bank_codes]
     for name, cn, dns, ips, usage in wanted:

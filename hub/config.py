@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from cardlookup.banks import bank_by_code
-from cardlookup.pki import APP_BACKEND_NAME, CONSENT_KEY_ID, FACE_KEY_ID, PkiPaths, bank_server_name
+from cardlookup.pki import (
+    APP_BACKEND_NAME,
+    CONSENT_KEY_ID,
+    FACE_KEY_ID,
+    KEK_ID,
+    OPERATOR_NAME,
+    PkiPaths,
+    bank_server_name,
+)
 from cardlookup.regions import DEFAULT_OPEN_REGIONS, REGION_NAMES
 from hub.store.db import is_postgres_url
 
@@ -104,6 +112,22 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class HsmSettings:
+    """A PKCS#11 token holding the consent-signing key and/or the key-encryption
+    key (hub.hsm); the keys never leave it. Files stay the development default."""
+
+    module: Path
+    """The PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so)."""
+    token_label: str
+    pin: str
+    """The user PIN; set it through CARDLOOKUP_HUB_HSM_PIN rather than the file."""
+    consent_signing_key_label: str = ""
+    """Label of an Ed25519 (CKK_EC_EDWARDS) private key; empty = keys.consent_signing_key (file)."""
+    key_encryption_key_label: str = ""
+    """Label of an AES-256 secret key; empty = keys.key_encryption_key (file)."""
+
+
+@dataclass(frozen=True)
 class HubConfig:
     database: Path | str
     """A path: the embedded SQLite store (one hub process). A
@@ -128,6 +152,19 @@ class HubConfig:
     sms_outbox: Path | None = None
     """Where the default SMS sender appends messages (JSON lines)."""
     timings: Timings = field(default_factory=Timings)
+    metrics_listen: str = ""
+    """host:port of the Prometheus endpoint (plaintext HTTP, /metrics);
+    empty = no metrics endpoint (hub.metrics)."""
+    admin_listen: str = ""
+    """host:port of the operator admin service (mTLS, same server
+    certificate as the API); empty = no admin service (hub.admin)."""
+    admin_clients: frozenset[str] = frozenset({OPERATOR_NAME})
+    """Client certificate DNS names allowed on the admin service."""
+    key_encryption_key_id: str = KEK_ID
+    """The id recorded in everything sealed from now on (hub.crypto)."""
+    previous_key_encryption_keys: dict[str, Path] = field(default_factory=dict)
+    """Retired KEKs by id: still open what they sealed, never seal."""
+    hsm: HsmSettings | None = None
 
     @cached_property
     def _banks_by_code(self) -> dict[str, BankEndpoint]:
@@ -188,6 +225,11 @@ class HubConfig:
         ]
         if self.sms_outbox is not None:
             lines.append(f"sms_outbox = {q(str(self.sms_outbox))}")
+        lines += [
+            f"metrics_listen = {q(self.metrics_listen)}",
+            f"admin_listen = {q(self.admin_listen)}",
+            f"admin_clients = [{', '.join(q(c) for c in sorted(self.admin_clients))}]",
+        ]
         for section, tls in (("api_tls", self.api_tls), ("bank_tls", self.bank_tls)):
             lines += [
                 "",
@@ -197,17 +239,31 @@ class HubConfig:
                 f"key = {q(str(tls.key))}",
             ]
         faces = ", ".join(f"{q(k)} = {q(str(v))}" for k, v in self.face_provider_keys.items())
+        previous = ", ".join(f"{q(k)} = {q(str(v))}" for k, v in self.previous_key_encryption_keys.items())
+        hsm = self.hsm
+        lines += ["", "[keys]"]
+        if not (hsm and hsm.consent_signing_key_label):
+            lines.append(f"consent_signing_key = {q(str(self.consent_signing_key))}")
+        if not (hsm and hsm.key_encryption_key_label):
+            lines.append(f"key_encryption_key = {q(str(self.key_encryption_key))}")
         lines += [
-            "",
-            "[keys]",
-            f"consent_signing_key = {q(str(self.consent_signing_key))}",
             f"consent_key_id = {q(self.consent_key_id)}",
-            f"key_encryption_key = {q(str(self.key_encryption_key))}",
+            f"key_encryption_key_id = {q(self.key_encryption_key_id)}",
+            f"previous_key_encryption_keys = {{ {previous} }}",
             f"index_key = {q(str(self.index_key))}",
             f"face_provider_keys = {{ {faces} }}",
-            "",
-            "[timings]",
         ]
+        if hsm is not None:
+            lines += [
+                "",
+                "[hsm]",
+                f"module = {q(str(hsm.module))}",
+                f"token_label = {q(hsm.token_label)}",
+                f"pin = {q(hsm.pin)}",
+                f"consent_signing_key_label = {q(hsm.consent_signing_key_label)}",
+                f"key_encryption_key_label = {q(hsm.key_encryption_key_label)}",
+            ]
+        lines += ["", "[timings]"]
         for f in dataclasses.fields(Timings):
             value = getattr(self.timings, f.name)
             lines.append(f"{f.name} = {value.total_seconds() if isinstance(value, dt.timedelta) else value!r}")
@@ -264,12 +320,35 @@ _TOP_KEYS = frozenset(
         "keys",
         "timings",
         "banks",
+        "metrics_listen",
+        "admin_listen",
+        "admin_clients",
+        "hsm",
     }
 )
 _TLS_KEYS = frozenset({"ca", "cert", "key"})
 _KEYS_KEYS = frozenset(
-    {"consent_signing_key", "consent_key_id", "key_encryption_key", "index_key", "face_provider_keys"}
+    {
+        "consent_signing_key",
+        "consent_key_id",
+        "key_encryption_key",
+        "index_key",
+        "face_provider_keys",
+        "key_encryption_key_id",
+        "previous_key_encryption_keys",
+    }
 )
+_HSM_KEYS = frozenset({"module", "token_label", "pin", "consent_signing_key_label", "key_encryption_key_label"})
+ENV_OVERRIDES = {
+    "CARDLOOKUP_HUB_LISTEN": "listen",
+    "CARDLOOKUP_HUB_HEALTH_LISTEN": "health_listen",
+    "CARDLOOKUP_HUB_DATABASE": "database",
+    "CARDLOOKUP_HUB_METRICS_LISTEN": "metrics_listen",
+    "CARDLOOKUP_HUB_ADMIN_LISTEN": "admin_listen",
+    "CARDLOOKUP_HUB_HSM_PIN": "hsm.pin",
+}
+"""Environment variables that override a key of the file (addresses, the
+database and secrets, which deployments inject rather than write down)."""
 _BANK_KEYS = frozenset({"code", "address", "server_name", "max_concurrent", "display_name", "english_name"})
 _COUNT_TIMINGS = frozenset(
     {
@@ -304,15 +383,26 @@ class _FileReader:
             self._address(health_listen, "health_listen")
         database = self.env.get("CARDLOOKUP_HUB_DATABASE") or self._str(raw, "database", "var/hub.db")
         faces = self._table(keys, "face_provider_keys", prefix="keys.")
+        previous = self._table(keys, "previous_key_encryption_keys", prefix="keys.")
+        metrics_listen = self.env.get("CARDLOOKUP_HUB_METRICS_LISTEN") or self._str(raw, "metrics_listen", "")
+        admin_listen = self.env.get("CARDLOOKUP_HUB_ADMIN_LISTEN") or self._str(raw, "admin_listen", "")
+        for key, value in (("metrics_listen", metrics_listen), ("admin_listen", admin_listen)):
+            if value:
+                self._address(value, key)
+        hsm = self._hsm(raw)
+        kek_id = self._str(keys, "key_encryption_key_id", KEK_ID, "keys.", nonempty=True)
+        if kek_id in previous:
+            raise self._fail("keys.previous_key_encryption_keys", f"{kek_id!r} is the current key's id")
+        in_hsm = hsm.consent_signing_key_label if hsm else "", hsm.key_encryption_key_label if hsm else ""
         return HubConfig(
             database=database if is_postgres_url(database) else self._resolve(database),
             listen=listen,
             health_listen=health_listen,
             api_tls=self._tls(raw, "api_tls"),
             bank_tls=self._tls(raw, "bank_tls"),
-            consent_signing_key=self._file(keys, "consent_signing_key", "keys."),
+            consent_signing_key=self._file(keys, "consent_signing_key", "keys.", optional=bool(in_hsm[0])),
             consent_key_id=self._str(keys, "consent_key_id", CONSENT_KEY_ID, "keys.", nonempty=True),
-            key_encryption_key=self._file(keys, "key_encryption_key", "keys."),
+            key_encryption_key=self._file(keys, "key_encryption_key", "keys.", optional=bool(in_hsm[1])),
             index_key=self._file(keys, "index_key", "keys."),
             face_provider_keys={k: self._file(faces, k, "keys.face_provider_keys.") for k in faces},
             banks=self._banks(raw),
@@ -322,7 +412,34 @@ class _FileReader:
             consent_text=self._str(raw, "consent_text", DEFAULT_CONSENT_TEXT, nonempty=True),
             sms_outbox=self._resolve(self._str(raw, "sms_outbox", "", nonempty=True)) if "sms_outbox" in raw else None,
             timings=self._timings(raw),
+            metrics_listen=metrics_listen,
+            admin_listen=admin_listen,
+            admin_clients=frozenset(self._str_list(raw, "admin_clients", [OPERATOR_NAME])),
+            key_encryption_key_id=kek_id,
+            previous_key_encryption_keys={
+                k: self._file(previous, k, "keys.previous_key_encryption_keys.") for k in previous
+            },
+            hsm=hsm,
         )
+
+    def _hsm(self, raw: dict[str, Any]) -> HsmSettings | None:
+        if "hsm" not in raw:
+            return None
+        table = self._table(raw, "hsm")
+        self._no_unknown(table, _HSM_KEYS, "hsm.")
+        pin = self.env.get("CARDLOOKUP_HUB_HSM_PIN") or self._str(table, "pin", "", "hsm.")
+        if not pin:
+            raise self._fail("hsm.pin", "missing (set it in the file or CARDLOOKUP_HUB_HSM_PIN)")
+        settings = HsmSettings(
+            module=self._file(table, "module", "hsm."),
+            token_label=self._str(table, "token_label", "", "hsm.", nonempty=True),
+            pin=pin,
+            consent_signing_key_label=self._str(table, "consent_signing_key_label", "", "hsm."),
+            key_encryption_key_label=self._str(table, "key_encryption_key_label", "", "hsm."),
+        )
+        if not settings.consent_signing_key_label and not settings.key_encryption_key_label:
+            raise self._fail("hsm", "names no key (consent_signing_key_label, key_encryption_key_label)")
+        return settings
 
     def _fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.path}: {key}: {problem}")
@@ -359,8 +476,10 @@ class _FileReader:
     def _resolve(self, value: str) -> Path:
         return (self.path.resolve().parent / value).resolve()
 
-    def _file(self, raw: dict[str, Any], name: str, prefix: str) -> Path:
+    def _file(self, raw: dict[str, Any], name: str, prefix: str, optional: bool = False) -> Path:
         if name not in raw:
+            if optional:
+                return Path()  # the key lives in the HSM
             raise self._fail(prefix + name, "missing")
         path = self._resolve(self._str(raw, name, "", prefix, nonempty=True))
         if not path.is_file():

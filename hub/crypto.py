@@ -11,6 +11,18 @@ which is how reports expire (R11).
 Keyed hash: ID numbers are found by HMAC-SHA256 under the index key, so the
 store can answer "is this person enrolled" without holding the number in
 clear, and a stolen database cannot be brute-forced without the key.
+
+Key ids (issue 11 item 3): the wrapped DEK records which KEK wrapped it, as
+`0x01 | len(key id) | key id | nonce | ciphertext`. Rows sealed before key
+ids existed hold the bare 60-byte `nonce | ciphertext`; they are still
+opened, by trying the current and the retired KEKs (AES-GCM's tag tells
+which one). No schema change: the id travels inside the wrapped-key bytes.
+Rotating the KEK = a new current key with a new id, the old one kept as
+"previous" until everything it sealed has expired (R11, 7 days).
+
+Custody (issue 11 item 4): a KEK or the consent-signing key may be an HSM
+object (hub.hsm) instead of bytes from a file; this module only needs
+`encrypt`/`decrypt` (AES-GCM) and `sign` (Ed25519) from them.
 """
 
 from __future__ import annotations
@@ -19,17 +31,45 @@ import datetime as dt
 import hashlib
 import hmac
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
-from cardlookup.consent import list_cards_request
-from cardlookup.pki import load_ed25519_private, load_secret
+from cardlookup.consent import ConsentKey, list_cards_request
+from cardlookup.pki import KEK_ID, load_ed25519_private, load_secret
 from hub.config import HubConfig
 
 _NONCE = 12
+_LEGACY_WRAPPED = _NONCE + 32 + 16
+"""A wrapped DEK without a key id: nonce + 32-byte key + 16-byte tag."""
+_VERSION_1 = 1
+
+
+class KeyEncryptionKey(Protocol):
+    """AES-256-GCM under a key-encryption key (AESGCM from a file, or an HSM key)."""
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+
+def _kek(key: bytes | KeyEncryptionKey) -> KeyEncryptionKey:
+    if isinstance(key, bytes):
+        if len(key) != 32:
+            raise ValueError("the key-encryption key must be 32 bytes")
+        return AESGCM(key)
+    return key
+
+
+def _key_id_bytes(key_id: str) -> bytes:
+    raw = key_id.encode()
+    if not 0 < len(raw) < 256:
+        raise ValueError("a key id must be 1-255 bytes")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -43,28 +83,74 @@ class Sealed:
 
 
 class Envelope:
-    """Seals and opens items under per-item data keys wrapped by a KEK."""
+    """Seals and opens items under per-item data keys wrapped by a KEK.
 
-    def __init__(self, kek: bytes) -> None:
-        if len(kek) != 32:
-            raise ValueError("the key-encryption key must be 32 bytes")
-        self._kek = AESGCM(kek)
+    Who invalidates: `rotate` (HubServer.reload) swaps the current and
+    retired keys; seal/open read them per call."""
+
+    def __init__(
+        self,
+        kek: bytes | KeyEncryptionKey,
+        key_id: str = KEK_ID,
+        previous: Mapping[str, bytes | KeyEncryptionKey] | None = None,
+    ) -> None:
+        self.rotate(kek, key_id, previous or {})
+
+    @property
+    def key_id(self) -> str:
+        """The id of the KEK that seals from now on."""
+        return self._key_id
+
+    def rotate(
+        self, kek: bytes | KeyEncryptionKey, key_id: str, previous: Mapping[str, bytes | KeyEncryptionKey]
+    ) -> None:
+        """Seals with `kek` (id `key_id`) from now on; opens with it and with
+        the retired `previous` keys."""
+        keys = {kid: _kek(k) for kid, k in previous.items()}
+        keys[key_id] = _kek(kek)
+        self._prefix = bytes([_VERSION_1, len(_key_id_bytes(key_id))]) + _key_id_bytes(key_id)
+        self._keys, self._key_id = keys, key_id
 
     def seal(self, plaintext: bytes, context: bytes) -> Sealed:
         """`context` (e.g. b"report:<query id>") is bound as associated data,
         so a ciphertext moved to another row fails to open."""
         dek = AESGCM.generate_key(bit_length=256)
         wrap_nonce, data_nonce = os.urandom(_NONCE), os.urandom(_NONCE)
-        wrapped = wrap_nonce + self._kek.encrypt(wrap_nonce, dek, b"dek:" + context)
+        kek = self._keys[self._key_id]
+        wrapped = self._prefix + wrap_nonce + kek.encrypt(wrap_nonce, dek, b"dek:" + context)
         ciphertext = data_nonce + AESGCM(dek).encrypt(data_nonce, plaintext, context)
         return Sealed(wrapped, ciphertext)
 
     def open(self, sealed: Sealed, context: bytes) -> bytes:
-        """Raises cryptography.exceptions.InvalidTag on any tampering."""
-        w = sealed.wrapped_key
-        dek = self._kek.decrypt(w[:_NONCE], w[_NONCE:], b"dek:" + context)
+        """Raises cryptography.exceptions.InvalidTag on any tampering, and
+        KeyError naming the key id if the KEK that sealed it is not configured."""
+        dek = self._unwrap(sealed.wrapped_key, b"dek:" + context)
         c = sealed.ciphertext
         return AESGCM(dek).decrypt(c[:_NONCE], c[_NONCE:], context)
+
+    @staticmethod
+    def key_id_of(wrapped_key: bytes) -> str | None:
+        """The id recorded in a wrapped DEK; None for a row sealed before ids."""
+        if len(wrapped_key) == _LEGACY_WRAPPED:
+            return None
+        if len(wrapped_key) < 2 or wrapped_key[0] != _VERSION_1:
+            raise InvalidTag()
+        return wrapped_key[2 : 2 + wrapped_key[1]].decode()
+
+    def _unwrap(self, w: bytes, aad: bytes) -> bytes:
+        key_id = self.key_id_of(w)
+        if key_id is not None:
+            kek = self._keys.get(key_id)
+            if kek is None:
+                raise KeyError(f"key-encryption key {key_id!r} is not configured")
+            body = w[2 + w[1] :]
+            return kek.decrypt(body[:_NONCE], body[_NONCE:], aad)
+        for kek in self._keys.values():  # sealed before key ids: the tag tells which key
+            try:
+                return kek.decrypt(w[:_NONCE], w[_NONCE:], aad)
+            except InvalidTag:
+                continue
+        raise InvalidTag()
 
 
 class KeyedHash:
@@ -85,9 +171,15 @@ class ConsentSigner:
     """Builds each bank's request with a consent signed for it (R4): one
     signature per bank per query."""
 
-    def __init__(self, key: Ed25519PrivateKey, key_id: str) -> None:
+    def __init__(self, key: ConsentKey, key_id: str) -> None:
         self._key = key
         self.key_id = key_id
+
+    def rotate(self, key: ConsentKey, key_id: str) -> None:
+        """Signs with `key` under `key_id` from now on (HubServer.reload).
+        Banks must trust the new key id before, and the old one until the
+        consents it signed have expired (docs/operations.md)."""
+        self._key, self.key_id = key, key_id
 
     def list_cards_request(
         self,
@@ -121,8 +213,48 @@ class HubKeys:
 
     @classmethod
     def load(cls, config: HubConfig) -> HubKeys:
+        kek, consent_key = load_custody(config)
         return cls(
-            envelope=Envelope(load_secret(config.key_encryption_key)),
+            envelope=Envelope(kek, config.key_encryption_key_id, load_previous_keks(config)),
             keyed_hash=KeyedHash(load_secret(config.index_key)),
-            consent_signer=ConsentSigner(load_ed25519_private(config.consent_signing_key), config.consent_key_id),
+            consent_signer=ConsentSigner(consent_key, config.consent_key_id),
         )
+
+    def reload(self, config: HubConfig, custody: Custody | None = None) -> list[str]:
+        """Applies rotated KEKs and consent-signing key (`custody`: loaded by
+        the caller already, see load_custody); returns what changed."""
+        kek, consent_key = custody if custody is not None else load_custody(config)
+        changes = []
+        self.envelope.rotate(kek, config.key_encryption_key_id, load_previous_keks(config))
+        changes.append(f"keys: sealing with key-encryption key {config.key_encryption_key_id}")
+        self.consent_signer.rotate(consent_key, config.consent_key_id)
+        changes.append(f"keys: signing consents with key id {config.consent_key_id}")
+        return changes
+
+
+def load_previous_keks(config: HubConfig) -> dict[str, bytes | KeyEncryptionKey]:
+    return {kid: load_secret(path) for kid, path in config.previous_key_encryption_keys.items()}
+
+
+Custody = tuple[bytes | KeyEncryptionKey, ConsentKey]
+"""The current KEK and consent-signing key, wherever they live."""
+
+
+def load_custody(config: HubConfig) -> Custody:
+    """The current KEK and consent-signing key: from the HSM where the
+    configuration names them there (hub.hsm), else from their files."""
+    hsm = config.hsm
+    kek: bytes | KeyEncryptionKey | None = None
+    consent_key: ConsentKey | None = None
+    if hsm is not None:
+        from hub.hsm import HsmSession  # a PKCS#11 module is loaded only when [hsm] is configured
+
+        session = HsmSession.open(hsm)
+        if hsm.key_encryption_key_label:
+            kek = session.kek(hsm.key_encryption_key_label)
+        if hsm.consent_signing_key_label:
+            consent_key = session.consent_key(hsm.consent_signing_key_label)
+    return (
+        kek if kek is not None else load_secret(config.key_encryption_key),
+        consent_key if consent_key is not None else load_ed25519_private(config.consent_signing_key),
+    )

@@ -143,14 +143,11 @@ class QueryEngine:
         builds reports left unbuilt, sends ready SMSs nobody sent, then keeps
         doing so in the lease loop."""
         await self.migrate()
-        if self._run_fanout and self._fanout is None:
-            shared = self._db.shared
-            self._fanout = Fanout(
-                self._config,
-                slots=self._shared_slot if shared else None,
-                on_breaker_change=self._publish_breaker if shared else None,
-            )
-            if shared:
+        if self._run_fanout:
+            if self._fanout is None:
+                self._fanout = Fanout(self._config)
+            if self._db.shared:
+                self._fanout.share(self._shared_slot, self._publish_breaker)
                 await self._health.start(self._follow_breaker)
         await self._db.listen(PROGRESS, self._on_progress)
         add_reconnect = getattr(self._db, "add_reconnect_listener", None)
@@ -194,6 +191,11 @@ class QueryEngine:
         """Ends every retry wait now, so each bank task re-checks its window
         and breaker (call after moving a manual clock)."""
         self._alarm.wake_all()
+
+    def reconfigure(self, config: HubConfig) -> None:
+        """A reloaded configuration (HubServer.reload): new queries are checked
+        against its bank registry; bank tasks already running keep going."""
+        self._config = config
 
     def add_ready_listener(self, listener: ReadyListener) -> None:
         self._listeners.append(listener)

@@ -23,7 +23,7 @@ hub silences them by configuration (GRPC_VERBOSITY=NONE, set by
 `quiet_grpc_core()` before gRPC loads; an operator who sets GRPC_VERBOSITY
 gets core's plain-text lines back, for debugging).
 
-The level changes at run time: `set_level(name)` (the admin service calls
+The level changes at run time: `set_level(level)` (the admin service calls
 it), or the signals SIGUSR1 (DEBUG) and SIGUSR2 (back to the configured
 level).
 """
@@ -155,14 +155,20 @@ def quiet_grpc_core() -> None:
 _configured_level = logging.INFO
 
 
-def set_level(name: str) -> None:
-    """Changes the hub's log level now (DEBUG, INFO, WARNING, ERROR); the
-    admin service and the signal handlers call it. Raises ValueError for an
-    unknown name."""
-    level = logging.getLevelName(name.upper())
-    if not isinstance(level, int):
-        raise ValueError(f"unknown log level {name!r}")
-    logging.getLogger(HUB_LOGGER).setLevel(level)
+def set_level(level: str, logger: str = HUB_LOGGER) -> str:
+    """Changes a hub logger's level now (DEBUG, INFO, WARNING, ERROR; the
+    whole hub by default) and returns its previous effective level. The
+    admin service (SetLogLevel) and the signal handlers call it. ValueError
+    for an unknown level or a logger outside the hub."""
+    if logger != HUB_LOGGER and not logger.startswith(HUB_LOGGER + "."):
+        raise ValueError(f"only the hub's loggers ({HUB_LOGGER}, {HUB_LOGGER}.*) can be changed")
+    value = logging.getLevelName(level.upper())
+    if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR") or not isinstance(value, int):
+        raise ValueError(f"unknown log level {level!r}: DEBUG, INFO, WARNING or ERROR")
+    target = logging.getLogger(logger)
+    previous = logging.getLevelName(target.getEffectiveLevel())
+    target.setLevel(value)
+    return str(previous)
 
 
 def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> None:

@@ -1,5 +1,9 @@
 """`cardlookup-hub --config hub.toml`: runs the hub until SIGTERM/SIGINT.
 
+SIGHUP re-reads the configuration file and applies it without a restart
+(HubServer.reload: certificates, keys, the bank registry; docs/operations.md);
+a file it cannot use is logged and changes nothing.
+
 The app-facing API (hub.api.install) is loaded by default; `--without-api`
 runs an engine-only hub (fan-out, recovery, retention, health), which the
 engine's crash-recovery tests and operators draining a node use.
@@ -32,19 +36,38 @@ def load_api_installer() -> ServiceInstaller:
     return installer
 
 
-async def serve(config: HubConfig, with_api: bool, grace: float) -> None:
+async def serve(config: HubConfig, with_api: bool, grace: float, config_path: Path | None = None) -> None:
     installers = [load_api_installer()] if with_api else []
-    hub = HubServer(config, installers=installers)
+    hub = HubServer(config, installers=installers, config_path=config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hangup() -> None:
+        task = loop.create_task(_reload(hub))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     await hub.start()
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await stop.wait()
         log.info("hub_stopping")
     finally:
         await hub.stop(grace)
+
+
+async def _reload(hub: HubServer) -> None:
+    try:
+        changes = await hub.reload()
+    except Exception as error:
+        # ConfigError/StartupError messages name the key; nothing was applied.
+        log.error("reload_refused", error_type=type(error).__name__, problem=str(error).split(": ", 1)[-1])
+        return
+    for change in changes:
+        log.info("reload_applied", change=change)
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -82,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     configure_logging(args.log_level)
     try:
-        asyncio.run(serve(config, with_api=not args.without_api, grace=args.grace))
+        asyncio.run(serve(config, with_api=not args.without_api, grace=args.grace, config_path=args.config))
     except StartupError as error:
         print(f"cardlookup-hub: {error}", file=sys.stderr)
         sys.exit(1)

@@ -10,6 +10,12 @@ reflection, bind the mTLS port, start serving and the background tasks.
 Stop order: health NOT_SERVING, stop accepting and drain RPCs for `grace`,
 stop the engine (in-flight bank streams finish or stay PENDING for the next
 start), cancel background tasks, close the database.
+
+Run-time operations (issue 11): `reload` re-reads the configuration (SIGHUP
+or the admin service's Reload) and applies it without a restart; `drain`
+takes the hub out of the load balancers' rotation; `bank_health` feeds the
+admin service's bank-health view. The admin service listens on its own
+port (`admin_listen`), for operator certificates only (hub.admin).
 """
 
 from __future__ import annotations
@@ -27,14 +33,18 @@ from grpc_reflection.v1alpha import reflection
 
 from cardlookup.clock import Clock, SystemClock
 from cardlookup.pki import load_ed25519_private, load_ed25519_public, load_secret
-from cardlookup.tls import server_credentials
+from cardlookup.tls import channel_credentials
 from hub.api.interceptors import ApiInterceptor
 from hub.api.limits import SERVER_OPTIONS
-from hub.config import HubConfig
-from hub.crypto import HubKeys
+from hub.certs import ReloadableServerCredentials, certificate_configuration
+from hub.config import ConfigError, HubConfig
+from hub.crypto import Custody, HubKeys, load_custody
 from hub.engine import QueryEngine
+from hub.fanout import Fanout
+from hub.hsm import HsmError
 from hub.logging import get_logger
-from hub.store.db import Database, describe_target, open_database
+from hub.metrics import ApiMetricsInterceptor, BankHealthRow, HubMetrics, MetricsEndpoint
+from hub.store.db import Database, describe_target, open_database, to_micros
 
 log = get_logger("hub.server")
 
@@ -61,6 +71,11 @@ class HubContext:
     """Full names of the services an installer added (reflection + health)."""
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Long-running coroutines the hub runs and cancels on stop."""
+    metrics: HubMetrics = field(default_factory=HubMetrics)
+    """The process's metrics (hub.metrics); installers wrap what they own."""
+    reloaders: list[Callable[[HubConfig], list[str]]] = field(default_factory=list)
+    """Called with the new configuration on every reload (SIGHUP, admin
+    Reload); each applies what it owns and returns what changed."""
 
 
 ServiceInstaller = Callable[[HubContext], Awaitable[None]]
@@ -68,9 +83,15 @@ ServiceInstaller = Callable[[HubContext], Awaitable[None]]
 
 class HubServer:
     def __init__(
-        self, config: HubConfig, clock: Clock | None = None, installers: Sequence[ServiceInstaller] = ()
+        self,
+        config: HubConfig,
+        clock: Clock | None = None,
+        installers: Sequence[ServiceInstaller] = (),
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
+        """The file `reload()` re-reads (None: reload takes a HubConfig)."""
         self.clock: Clock = clock or SystemClock()
         self._installers = list(installers)
         self._db: Database | None = None
@@ -83,6 +104,16 @@ class HubServer:
         self.api_interceptor: ApiInterceptor | None = None
         self._health_port = 0
         self.context: HubContext | None = None
+        self.metrics = HubMetrics()
+        """This hub's metrics, on a registry of its own (several hubs may share a process)."""
+        self._metrics_endpoint: MetricsEndpoint | None = None
+        self._credentials: ReloadableServerCredentials | None = None
+        self._admin_credentials: ReloadableServerCredentials | None = None
+        self._admin_server: grpc.aio.Server | None = None
+        self._admin_port = 0
+        self._fanout: Fanout | None = None
+        self._reload_lock = asyncio.Lock()
+        self.draining = False
 
     @property
     def port(self) -> int:
@@ -93,6 +124,23 @@ class HubServer:
     def health_port(self) -> int:
         """The plaintext health port, 0 if none is configured."""
         return self._health_port
+
+    @property
+    def fanout(self) -> Fanout:
+        """The bank lanes and channels (bank health, tests of re-dialling)."""
+        if self._fanout is None:
+            raise RuntimeError("the hub is not started")
+        return self._fanout
+
+    @property
+    def admin_port(self) -> int:
+        """The bound admin port, 0 if none is configured."""
+        return self._admin_port
+
+    @property
+    def metrics_port(self) -> int:
+        """The bound metrics port, 0 if none is configured."""
+        return self._metrics_endpoint.port if self._metrics_endpoint is not None else 0
 
     @property
     def engine(self) -> QueryEngine:
@@ -114,9 +162,12 @@ class HubServer:
             raise StartupError(
                 f"database: {describe_target(config.database)} cannot be opened: {_why(error)}"
             ) from None
+        metrics = self.metrics
+        metrics.instrument_database(db)
         try:
             keys = _load_keys(config)
-            self._engine = engine = QueryEngine(config, db, keys, self.clock)
+            self._fanout = fanout = Fanout(config, metrics=metrics)
+            self._engine = engine = QueryEngine(config, db, keys, self.clock, fanout=fanout)
             try:
                 await engine.migrate()
             except Exception as error:
@@ -125,12 +176,14 @@ class HubServer:
                 ) from None
             engine.add_store_health_listener(self._on_store_health)
             # The API's cross-cutting checks (caller, decoding, limits, error
-            # mapping) are one interceptor, applied to every API method.
+            # mapping) are one interceptor, applied to every API method; the
+            # metrics interceptor outside it sees every call's final status.
             self.api_interceptor = ApiInterceptor.for_config(config)
             self._server = server = grpc.aio.server(
-                options=[("grpc.so_reuseport", 0), *SERVER_OPTIONS], interceptors=[self.api_interceptor]
+                options=[("grpc.so_reuseport", 0), *SERVER_OPTIONS],
+                interceptors=[ApiMetricsInterceptor(metrics), self.api_interceptor],
             )
-            self.context = ctx = HubContext(config, self.clock, db, keys, engine, server)
+            self.context = ctx = HubContext(config, self.clock, db, keys, engine, server, metrics=metrics)
             for install in self._installers:
                 await install(ctx)
             await engine.start()
@@ -139,9 +192,15 @@ class HubServer:
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             names = [*ctx.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME]
             reflection.enable_server_reflection(names, server)
-            creds = server_credentials(config.api_tls.cert, config.api_tls.key, config.api_tls.ca)
+            try:
+                self._credentials = credentials = ReloadableServerCredentials(config.api_tls)
+            except OSError:
+                raise StartupError("api_tls: the server certificate, key or CA cannot be read") from None
+            creds = credentials.credentials
             self._port = _bind(config.listen, "listen", lambda: server.add_secure_port(config.listen, creds))
             await server.start()
+            if config.admin_listen:
+                await self._start_admin(config.admin_listen)
             if config.health_listen:
                 # Plaintext health only (load balancers); the API stays mTLS-only.
                 self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -151,6 +210,8 @@ class HubServer:
                     config.health_listen, "health_listen", lambda: health_server.add_insecure_port(config.health_listen)
                 )
                 await self._health_server.start()
+            if config.metrics_listen:
+                self._metrics_endpoint = _bind_metrics(metrics, config.metrics_listen)
             for name in ["", *ctx.service_names]:
                 await health.set(name, health_pb2.HealthCheckResponse.SERVING)
             self._tasks.append(asyncio.create_task(self._sweep_forever(), name="retention-sweeper"))
@@ -168,6 +229,8 @@ class HubServer:
             await self._server.stop(grace)
         if self._health_server is not None:
             await self._health_server.stop(0)
+        if self._admin_server is not None:
+            await self._admin_server.stop(0)
         if self._engine is not None:
             await self._engine.stop(grace)
         tasks, self._tasks = self._tasks, []
@@ -178,8 +241,11 @@ class HubServer:
                 await task
         if self._db is not None:
             await self._db.close()
-        self._server = self._health_server = self._health = None
-        self._engine = None
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.close()
+            self._metrics_endpoint = None
+        self._server = self._health_server = self._health = self._admin_server = None
+        self._engine = self._fanout = None
         self._db = None
         log.info("hub_stopped")
 
@@ -187,7 +253,7 @@ class HubServer:
         """Turns every health status of this hub (the API's port and the
         plaintext health port): NOT_SERVING sends load balancers and
         round_robin clients to the other replicas."""
-        if self._health is None or self.context is None:
+        if self._health is None or self.context is None or (serving and self.draining):
             return
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ["", *self.context.service_names]:
@@ -199,11 +265,90 @@ class HubServer:
         task = asyncio.get_running_loop().create_task(self.set_serving(healthy))
         self._tasks.append(task)
 
+    async def _start_admin(self, address: str) -> None:
+        from hub.admin import install_admin  # the admin layer sits above the server
+
+        self._admin_server = admin = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        install_admin(admin, self)
+        # Credentials of its own: gRPC hands a dynamic credential's initial
+        # configuration to the first port only.
+        self._admin_credentials = ReloadableServerCredentials(self.config.api_tls)
+        creds = self._admin_credentials.credentials
+        self._admin_port = _bind(address, "admin_listen", lambda: admin.add_secure_port(address, creds))
+        await admin.start()
+
+    # -- run-time operations (issue 11) ----------------------------------------
+
+    async def reload(self, config: HubConfig | None = None) -> list[str]:
+        """Applies a new configuration without a restart and returns what
+        changed. Without `config`, re-reads `config_path`. Everything is read
+        and checked before anything is applied, so a bad file (ConfigError)
+        or an unreadable key (StartupError) changes nothing. Settings not
+        listed in docs/operations.md (listen addresses, database, timings)
+        need a restart."""
+        async with self._reload_lock:
+            try:
+                new = config if config is not None else self._read_config()
+                _check_keys(new)
+                _check_tls(new)
+                custody = load_custody(new)  # HSM objects and key files, read before anything changes
+                changes = self._apply(new, custody)
+            except (ConfigError, StartupError, HsmError, OSError, ValueError):
+                self.metrics.reloads.labels("failed").inc()
+                raise
+            self.metrics.reloads.labels("applied").inc()
+            log.info("hub_reloaded", changes=len(changes))
+            return changes
+
+    def _read_config(self) -> HubConfig:
+        if self.config_path is None:
+            raise ConfigError("this hub was started without a configuration file; nothing to re-read")
+        return HubConfig.from_file(self.config_path)
+
+    def _apply(self, new: HubConfig, custody: Custody) -> list[str]:
+        if self.context is None or self._engine is None or self._credentials is None:
+            raise RuntimeError("the hub is not started")
+        old, changes = self.config, list[str]()
+        # Always staged again: the paths may be the same and the content new.
+        self._credentials.update(new.api_tls)
+        if self._admin_credentials is not None:
+            self._admin_credentials.update(new.api_tls)
+        changes.append("api_tls: server certificate and trusted CAs reloaded (new connections use them)")
+        old_codes, new_codes = {b.code for b in old.banks}, {b.code for b in new.banks}
+        changes += [f"banks: added {c}" for c in sorted(new_codes - old_codes)]
+        changes += [f"banks: removed {c} (queries in flight finish)" for c in sorted(old_codes - new_codes)]
+        self._engine.reconfigure(new)
+        if self._fanout is not None:
+            changes += self._fanout.reconfigure(new)
+        changes += self.context.keys.reload(new, custody)
+        self.config = self.context.config = new
+        for reloader in self.context.reloaders:
+            changes += reloader(new)
+        return changes
+
+    async def drain(self) -> tuple[int, int]:
+        """Health answers NOT_SERVING from now on (load balancers move new
+        calls elsewhere); calls and bank work in progress continue. Returns
+        (API calls in progress, bank calls in flight)."""
+        self.draining = True
+        if self._health is not None:
+            for name in ["", *(self.context.service_names if self.context else [])]:
+                await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        log.info("hub_draining")
+        bank_calls = sum(self.metrics.health.in_flight(b.code) for b in self.config.banks)
+        return self.metrics.api_in_progress, bank_calls
+
+    def bank_health(self) -> list[BankHealthRow]:
+        """Every configured bank's recent calls (admin GetBankHealth)."""
+        states = self._fanout.breaker_states() if self._fanout is not None else {}
+        return [self.metrics.health.row(b.code, states.get(b.code, "closed")) for b in self.config.banks]
+
     async def _sweep_forever(self) -> None:
         interval = self.config.timings.sweep_interval.total_seconds()
         while True:
             try:
                 await self.engine.sweep_expired()
+                await self.metrics.refresh_store_gauges(self.db, to_micros(self.clock.now()))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -212,10 +357,26 @@ class HubServer:
 
 
 def _load_keys(config: HubConfig) -> HubKeys:
+    _check_keys(config)
+    try:
+        return HubKeys.load(config)
+    except HsmError as error:
+        raise StartupError(str(error)) from None
+
+
+def _check_keys(config: HubConfig) -> None:
+    """Every key file is usable (keys held in an HSM are checked by loading)."""
+    hsm = config.hsm
     checks: tuple[tuple[str, Path, Callable[[Path], object]], ...] = (
-        ("keys.key_encryption_key", config.key_encryption_key, load_secret),
         ("keys.index_key", config.index_key, load_secret),
-        ("keys.consent_signing_key", config.consent_signing_key, load_ed25519_private),
+    )
+    if not (hsm and hsm.key_encryption_key_label):
+        checks += (("keys.key_encryption_key", config.key_encryption_key, load_secret),)
+    if not (hsm and hsm.consent_signing_key_label):
+        checks += (("keys.consent_signing_key", config.consent_signing_key, load_ed25519_private),)
+    checks += tuple(
+        (f"keys.previous_key_encryption_keys.{key_id}", path, load_secret)
+        for key_id, path in config.previous_key_encryption_keys.items()
     )
     checks += tuple(
         (f"keys.face_provider_keys.{key_id}", path, load_ed25519_public)
@@ -227,7 +388,16 @@ def _load_keys(config: HubConfig) -> HubKeys:
         except (OSError, ValueError):
             # The loaders' own messages may quote file content; name the key and the file only.
             raise StartupError(f"{key}: {path} does not hold a usable key") from None
-    return HubKeys.load(config)
+
+
+def _check_tls(config: HubConfig) -> None:
+    """Both certificate sets read and parse (before a reload applies anything)."""
+    for section, tls in (("api_tls", config.api_tls), ("bank_tls", config.bank_tls)):
+        try:
+            certificate_configuration(tls)
+            channel_credentials(Path(tls.ca), Path(tls.cert), Path(tls.key))
+        except (OSError, ValueError):
+            raise StartupError(f"{section}: a certificate, key or CA file cannot be read") from None
 
 
 def _why(error: Exception) -> str:
@@ -244,6 +414,15 @@ def _bind(address: str, key: str, add_port: Callable[[], int]) -> int:
         return add_port()
     except RuntimeError:
         raise StartupError(f"{key}: cannot listen on {address} (in use, or not an address of this host)") from None
+
+
+def _bind_metrics(metrics: HubMetrics, address: str) -> MetricsEndpoint:
+    try:
+        return MetricsEndpoint(metrics.registry, address)
+    except OSError:
+        raise StartupError(
+            f"metrics_listen: cannot listen on {address} (in use, or not an address of this host)"
+        ) from None
 
 
 async def _run(fn: Callable[[], Awaitable[None]]) -> None:

@@ -2,8 +2,9 @@
 # Sets up everything and runs the full test suite: the README's second
 # command, and what CI runs (.ci/run). Safe to run again; only Python >= 3.11
 # and the package registries are needed (Node.js/npm for the second bank
-# implementation, and Debian's postgresql for the store tests, are installed
-# here when missing; no server needs to be running: tests start their own).
+# implementation, Debian's postgresql for the store tests and SoftHSM2 for
+# the PKCS#11 key-custody tests, are installed here from Debian's packages
+# when missing; no server needs to be running: tests start their own).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -29,6 +30,10 @@ if [[ -f tests/node_bank/package.json ]]; then
     apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
   fi
   (cd tests/node_bank && npm ci --silent --no-audit --no-fund)
+fi
+if [[ ! -e /usr/lib/softhsm/libsofthsm2.so ]] || ! command -v softhsm2-util >/dev/null 2>&1; then
+  echo "== softhsm2 (PKCS#11 tests)"
+  apt-get update -qq && apt-get install -y -qq softhsm2 >/dev/null
 fi
 echo "== pytest"
 "$py" -m pytest "$@"

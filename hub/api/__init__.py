@@ -25,6 +25,7 @@ from hub.store.identity import IdentityStore
 from hub.store.users import UserStore
 
 if TYPE_CHECKING:
+    from hub.config import HubConfig
     from hub.server import HubContext
 
 
@@ -35,7 +36,12 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     await identity_store.migrate()
     if sender is None:
         sender = OutboxSmsSender(config.sms_outbox_path())
+    sender = ctx.metrics.metered_sender(sender)
     hasher = PasswordHasher()
+    face = FaceVerifier(
+        {key_id: load_ed25519_public(path) for key_id, path in config.face_provider_keys.items()},
+        timings.face_attestation_max_age,
+    )
     users = UserDirectory(config, ctx.keys, ctx.clock, user_store, hasher)
     journey = Journey(
         config=config,
@@ -44,10 +50,7 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         users=users,
         store=identity_store,
         verifier=SmsVerifier(identity_store, ctx.keys.keyed_hash, sender, ctx.clock, timings),
-        face=FaceVerifier(
-            {key_id: load_ed25519_public(path) for key_id, path in config.face_provider_keys.items()},
-            timings.face_attestation_max_age,
-        ),
+        face=face,
         passwords=PasswordGate(user_store, hasher, ctx.clock, timings.password_max_failures, timings.password_lockout),
         sender=sender,
         keyed_hash=ctx.keys.keyed_hash,
@@ -56,6 +59,15 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     servicer = CardLookupServicer(config, users, journey)
     svc_grpc.add_CardLookupServiceServicer_to_server(servicer, ctx.server)
     ctx.service_names.append(SERVICE_NAME)
+
+    def reconfigure(new: HubConfig) -> list[str]:
+        # Issue 11 item 3: the registry users choose from, and face-provider keys.
+        face.replace_keys({key_id: load_ed25519_public(path) for key_id, path in new.face_provider_keys.items()})
+        servicer.reconfigure(new)
+        journey.reconfigure(new)
+        return [f"face_provider_keys: trusting {', '.join(sorted(new.face_provider_keys)) or 'none'}"]
+
+    ctx.reloaders.append(reconfigure)
 
 
 __all__ = ["SERVICE_NAME", "ApiInterceptor", "install"]

@@ -26,6 +26,10 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         self._users = users
         self._journey = journey
 
+    def reconfigure(self, config: HubConfig) -> None:
+        """A reloaded configuration (bank display names)."""
+        self._config = config
+
     async def EnrollUser(
         self, request: svc.EnrollUserRequest, context: grpc.aio.ServicerContext
     ) -> svc.EnrollUserResponse:

@@ -6,10 +6,17 @@ says lives at that address (`grpc.ssl_target_name_override` = the bank's
 TLS name): a certificate issued to another bank fails the handshake, so one
 bank cannot answer for another. Channels are created lazily inside the
 running event loop and reused by every query.
+
+Rotation (issue 11 item 3): `reload` swaps the client certificate, the
+trusted CA and the bank addresses. The next call to a bank re-dials with the
+new credentials (a new channel); calls already on the old channel finish on
+it, and the old channel is closed once they had `grace` seconds to do so.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import grpc
@@ -47,20 +54,61 @@ class BankChannels:
         self._tls = tls
         self._timings = timings
         self._credentials: grpc.ChannelCredentials | None = None
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels: dict[str, tuple[BankEndpoint, grpc.aio.Channel, bank_grpc.CardDirectoryServiceStub]] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._seen: bytes | None = None
+        """The bytes of the files the credentials were built from."""
+        self.dials = 0
+        """Channels created so far (tests and the runbook check a re-dial)."""
 
     def stub(self, endpoint: BankEndpoint) -> bank_grpc.CardDirectoryServiceStub:
-        channel = self._channels.get(endpoint.code)
-        if channel is None:
+        entry = self._channels.get(endpoint.code)
+        if entry is not None and (entry[0].address, entry[0].tls_name()) != (endpoint.address, endpoint.tls_name()):
+            self._retire(entry[1])  # re-addressed: dial the new address
+            entry = None
+        if entry is None:
             if self._credentials is None:
+                self._seen = _fingerprint(self._tls)
                 self._credentials = channel_credentials(Path(self._tls.ca), Path(self._tls.cert), Path(self._tls.key))
             channel = grpc.aio.secure_channel(
                 endpoint.address, self._credentials, options=channel_options(endpoint, self._timings)
             )
-            self._channels[endpoint.code] = channel
-        return bank_grpc.CardDirectoryServiceStub(channel)
+            self.dials += 1
+            entry = (endpoint, channel, bank_grpc.CardDirectoryServiceStub(channel))
+            self._channels[endpoint.code] = entry
+        return entry[2]
+
+    def reload(self, tls: TlsFiles) -> bool:
+        """Uses `tls` for every channel dialled from now on, and retires the
+        open channels if the files changed (reads them now: a bad file raises
+        here, not at the next call). Returns whether anything changed."""
+        seen = _fingerprint(tls)
+        credentials = channel_credentials(Path(tls.ca), Path(tls.cert), Path(tls.key))
+        if tls == self._tls and seen == self._seen:
+            return False
+        self._tls, self._credentials, self._seen = tls, credentials, seen
+        channels, self._channels = self._channels, {}
+        for _, channel, _ in channels.values():
+            self._retire(channel)
+        return True
+
+    def _retire(self, channel: grpc.aio.Channel) -> None:
+        grace = self._timings.attempt_timeout.total_seconds()
+        task = asyncio.get_running_loop().create_task(channel.close(grace))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}
-        for channel in channels.values():
+        for _, channel, _ in channels.values():
             await channel.close(None)
+        retiring = list(self._retiring)
+        for task in retiring:
+            task.cancel()
+        for task in retiring:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _fingerprint(tls: TlsFiles) -> bytes:
+    return b"\0".join(Path(p).read_bytes() for p in (tls.ca, tls.cert, tls.key))

@@ -12,6 +12,13 @@ and `on_breaker_change`, which publishes this process's breaker openings
 and closings so the other replicas' breakers follow (a bank one replica
 found down is not hammered by the others). On one SQLite process both are
 unnecessary and stay no-ops.
+
+A lane outlives a reload (issue 11 item 3): `Fanout.reconfigure` points the
+lanes of re-addressed banks at their new endpoint and the channels at the
+new client certificate; each attempt asks the channels for the stub, so the
+next attempt re-dials. A removed bank's lane stays for the bank tasks
+already running (queries in flight are unaffected); new queries cannot
+choose it.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from hub.config import BankEndpoint, HubConfig
 from hub.fanout.backoff import Backoff
 from hub.fanout.breaker import CircuitBreaker
 from hub.fanout.channels import BankChannels
+from hub.metrics import HubMetrics
 
 SlotFactory = Callable[[BankEndpoint], AbstractAsyncContextManager[None]]
 """Returns a context that holds one shared call slot of the bank."""
@@ -42,13 +50,18 @@ def _no_slot(_endpoint: BankEndpoint) -> AbstractAsyncContextManager[None]:
 @dataclass
 class BankLane:
     endpoint: BankEndpoint
-    stub: bank_grpc.CardDirectoryServiceStub
+    channels: BankChannels
     limit: asyncio.Semaphore
     breaker: CircuitBreaker
     slots: SlotFactory = field(default=_no_slot)
 
     def slot(self) -> AbstractAsyncContextManager[None]:
         return self.slots(self.endpoint)
+
+    @property
+    def stub(self) -> bank_grpc.CardDirectoryServiceStub:
+        """The stub of the bank's current channel (re-dialled after a reload)."""
+        return self.channels.stub(self.endpoint)
 
 
 class Fanout:
@@ -58,17 +71,22 @@ class Fanout:
         self,
         config: HubConfig,
         rng: random.Random | None = None,
-        slots: SlotFactory | None = None,
-        on_breaker_change: BreakerListener | None = None,
+        metrics: HubMetrics | None = None,
     ) -> None:
         self._config = config
+        self.metrics = metrics if metrics is not None else HubMetrics()
+        self.metrics.watch_fanout(self)
         self._channels = BankChannels(config.bank_tls, config.timings)
         self._lanes: dict[str, BankLane] = {}
-        self._slots = slots or _no_slot
-        self._on_breaker_change = on_breaker_change
+        self._slots: SlotFactory = _no_slot
+        self._on_breaker_change: BreakerListener | None = None
         self.backoff = Backoff.from_timings(config.timings)
         self.rng = rng or random.Random()
         self.attempt_timeout = config.timings.attempt_timeout.total_seconds()
+
+    @property
+    def channels(self) -> BankChannels:
+        return self._channels
 
     def lane(self, bank_code: str) -> BankLane:
         """The lane of a configured bank (KeyError for an unknown code)."""
@@ -84,7 +102,7 @@ class Fanout:
                 breaker.on_change = lambda b, code=bank_code: notify(code, b)
             lane = BankLane(
                 endpoint=endpoint,
-                stub=self._channels.stub(endpoint),
+                channels=self._channels,
                 limit=asyncio.Semaphore(endpoint.max_concurrent),
                 breaker=breaker,
                 slots=self._slots,
@@ -92,9 +110,34 @@ class Fanout:
             self._lanes[bank_code] = lane
         return lane
 
+    def share(self, slots: SlotFactory, on_breaker_change: BreakerListener) -> None:
+        """Holds the concurrency caps and breakers with other replicas (call
+        before the first lane is made)."""
+        self._slots = slots
+        self._on_breaker_change = on_breaker_change
+
     def known_lane(self, bank_code: str) -> BankLane | None:
         """The lane of a bank this process has called, else None."""
         return self._lanes.get(bank_code)
+
+    def reconfigure(self, config: HubConfig) -> list[str]:
+        """Applies a reloaded configuration: the bank registry (re-addressed
+        lanes), and the client certificate (channels re-dial). Returns what
+        changed, for the operator."""
+        changes = []
+        self._config = config
+        for code, lane in list(self._lanes.items()):
+            endpoint = config.bank(code)
+            if endpoint is not None and endpoint != lane.endpoint:
+                lane.endpoint = endpoint
+                changes.append(f"banks: {code} re-addressed")
+        if self._channels.reload(config.bank_tls):
+            changes.append("bank_tls: client certificate and trusted CAs reloaded; bank channels re-dial")
+        return changes
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each lane's breaker state (metrics, the admin bank-health view)."""
+        return {code: lane.breaker.state.value for code, lane in list(self._lanes.items())}
 
     async def close(self) -> None:
         self._lanes.clear()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -84,6 +85,21 @@ async def run_bank_task(
     ctx: TaskContext,
     last_reason: str = "",
 ) -> FinalOutcome | None:
+    outcome = await _run_bank_task(fanout, lane, request, attempts, ctx, last_reason)
+    if outcome is not None:
+        fanout.metrics.bank_final(lane.endpoint.code, outcome.state.value, outcome.reason)
+    return outcome
+
+
+async def _run_bank_task(
+    fanout: Fanout,
+    lane: BankLane,
+    request: bank_pb.ListCardsRequest,
+    attempts: int,
+    ctx: TaskContext,
+    last_reason: str,
+) -> FinalOutcome | None:
+    metrics = fanout.metrics
     failures = 0
     identity_failures = 0
     while True:
@@ -108,13 +124,17 @@ async def run_bank_task(
                     return None
                 attempts = counted
                 ctx.in_call(True)
+                started = time.perf_counter()
                 try:
-                    result = await attempt(lane.stub, request, lane.endpoint.code, fanout.attempt_timeout)
+                    with metrics.bank_call(lane.endpoint.code):
+                        result = await attempt(lane.stub, request, lane.endpoint.code, fanout.attempt_timeout)
                 finally:
                     ctx.in_call(False)
+                seconds = time.perf_counter() - started
         except BaseException:
             lane.breaker.on_abandon()
             raise
+        metrics.bank_attempt(lane.endpoint.code, *_result_labels(result), seconds)
         if isinstance(result, Answered):
             lane.breaker.on_success()
             return FinalOutcome(BankState.ANSWERED, "", attempts, result.answer)
@@ -133,3 +153,11 @@ async def run_bank_task(
         delay = fanout.backoff.delay(failures, fanout.rng, slow_down=result.slow_down)
         remaining = (ctx.due - ctx.clock.now()).total_seconds()
         await ctx.alarm.sleep(min(delay, max(0.0, remaining)))
+
+
+def _result_labels(result: Answered | Rejected | Transient) -> tuple[str, str]:
+    if isinstance(result, Answered):
+        return "answered", ""
+    if isinstance(result, Rejected):
+        return "rejected", result.reason
+    return "transient", result.reason

@@ -36,6 +36,10 @@ class FaceVerifier:
         self._keys = dict(provider_keys)
         self._max_age = max_age
 
+    def replace_keys(self, provider_keys: Mapping[str, Ed25519PublicKey]) -> None:
+        """Rotated face-provider keys (HubServer.reload): trust exactly these."""
+        self._keys = dict(provider_keys)
+
     def verify(self, att: Attestation | None, *, user_id: str, verification_id: str, now: dt.datetime) -> None:
         if att is None or not att.claims or not att.signature:
             raise _refuse("missing")

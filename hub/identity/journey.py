@@ -123,6 +123,10 @@ class Journey:
         self._sender = sender
         self._hash = keyed_hash
 
+    def reconfigure(self, config: HubConfig) -> None:
+        """A reloaded configuration (the bank registry users choose from, R3)."""
+        self._config = config
+
     # --- before a query ---
 
     async def list_banks(self, user_id: str) -> BankChoice:

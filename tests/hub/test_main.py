@@ -122,3 +122,33 @@ async def test_the_documented_example_runs_answers_health_and_stops_on_sigterm(t
         if hub.returncode is None:
             hub.kill()
             await hub.wait()
+
+
+async def test_sighup_reloads_the_file_and_a_bad_file_changes_nothing(tmp_path: Path, pki: PkiPaths) -> None:
+    path = example_dir(tmp_path, pki)
+    log = tmp_path / "hub.log"
+    env = {**os.environ, "CARDLOOKUP_HUB_LISTEN": "127.0.0.1:0", "CARDLOOKUP_HUB_HEALTH_LISTEN": ""}
+    with log.open("wb") as err:
+        hub = await asyncio.create_subprocess_exec(
+            str(HUB), "--config", str(path), stdout=asyncio.subprocess.DEVNULL, stderr=err, env=env
+        )
+    try:
+        await wait_for_event(log, "hub_serving", hub)
+        original = path.read_text(encoding="utf-8")
+        path.write_text(original + '\n[[banks]]\ncode = "104"\naddress = "127.0.0.1:7102"\n', encoding="utf-8")
+        hub.send_signal(signal.SIGHUP)
+        await wait_for_event(log, "hub_reloaded", hub)
+        changes = [r["change"] for r in log_records(log) if r.get("event") == "reload_applied"]
+        assert "banks: added 104" in changes
+        path.write_text(original.replace("report_window =", "report_windw ="), encoding="utf-8")
+        hub.send_signal(signal.SIGHUP)
+        refused = await wait_for_event(log, "reload_refused", hub)
+        assert refused["error_type"] == "ConfigError" and "timings.report_windw: unknown key" in str(refused["problem"])
+        assert str(path) not in str(refused["problem"])
+        assert hub.returncode is None  # still serving
+        hub.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(hub.wait(), 30) == 0
+    finally:
+        if hub.returncode is None:
+            hub.kill()
+            await hub.wait()

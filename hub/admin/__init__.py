@@ -1,0 +1,121 @@
+"""The operator admin service (cardlookup.admin.v1.AdminService, issue 11
+item 5) and its client command, `cardlookup-admin` (hub.admin.cli).
+
+The service runs on its own port (`admin_listen`) with the hub's server
+certificate; every call first checks that the caller's client certificate
+names an operator by DNS SubjectAltName (`admin_clients`, default
+operator.cardlookup.internal). The certificate's common name is not
+consulted: a CN can say anything a SAN was not issued for. Other
+certificates of the same CA (the app backend's, a bank's) are refused with
+PERMISSION_DENIED, reason CALLER_NOT_OPERATOR.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+
+from cardlookup.admin.v1 import admin_service_pb2 as pb
+from cardlookup.admin.v1 import admin_service_pb2_grpc as admin_grpc
+from cardlookup.rpc_errors import abort
+from hub.config import ConfigError
+from hub.hsm import HsmError
+from hub.logging import get_logger, set_level
+
+if TYPE_CHECKING:
+    from hub.server import HubServer
+
+ADMIN_DOMAIN = "cardlookup.admin.v1"
+SERVICE_NAME = "cardlookup.admin.v1.AdminService"
+BREAKER_STATES = {
+    "closed": pb.BREAKER_STATE_CLOSED,
+    "open": pb.BREAKER_STATE_OPEN,
+    "half_open": pb.BREAKER_STATE_HALF_OPEN,
+}
+log = get_logger("hub.admin")
+
+
+def peer_dns_names(context: grpc.aio.ServicerContext) -> set[str]:
+    """The DNS SubjectAltNames of the caller's certificate (never its CN)."""
+    names = context.auth_context().get("x509_subject_alternative_name", [])
+    return {n.decode() if isinstance(n, bytes) else str(n) for n in names}
+
+
+class AdminServicer(admin_grpc.AdminServiceServicer):
+    def __init__(self, hub: HubServer) -> None:
+        self._hub = hub
+
+    async def _operator_only(self, context: grpc.aio.ServicerContext) -> None:
+        if not peer_dns_names(context) & self._hub.config.admin_clients:
+            await abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "CALLER_NOT_OPERATOR",
+                "only an operator certificate may call the admin service",
+                ADMIN_DOMAIN,
+            )
+
+    async def GetBankHealth(
+        self, request: pb.GetBankHealthRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetBankHealthResponse:
+        await self._operator_only(context)
+        names = {b.code: b.display_name for b in self._hub.config.banks}
+        return pb.GetBankHealthResponse(
+            banks=[
+                pb.BankHealth(
+                    bank_code=row.bank_code,
+                    display_name=names.get(row.bank_code, ""),
+                    recent_calls=row.recent_calls,
+                    success_rate=row.success_rate,
+                    latency_p50_seconds=row.latency_p50,
+                    latency_p99_seconds=row.latency_p99,
+                    breaker_state=BREAKER_STATES.get(row.breaker_state, pb.BREAKER_STATE_UNSPECIFIED),
+                    in_flight=row.in_flight,
+                    last_error_reason=row.last_error_reason,
+                )
+                for row in self._hub.bank_health()
+            ]
+        )
+
+    async def Reload(self, request: pb.ReloadRequest, context: grpc.aio.ServicerContext) -> pb.ReloadResponse:
+        await self._operator_only(context)
+        try:
+            changes = await self._hub.reload()
+        except ConfigError as error:
+            # The operator's own file: name the key, not the path.
+            problem = str(error).split(": ", 1)[-1]
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "CONFIG_INVALID", problem, ADMIN_DOMAIN)
+        except (HsmError, OSError, ValueError, RuntimeError) as error:
+            log.error("reload_failed", error_type=type(error).__name__)
+            key = str(error).split(":", 1)[0] if isinstance(error, RuntimeError) else "a key or certificate"
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "CONFIG_INVALID",
+                f"{key}: not usable; nothing was changed",
+                ADMIN_DOMAIN,
+            )
+        return pb.ReloadResponse(changes=changes)
+
+    async def Drain(self, request: pb.DrainRequest, context: grpc.aio.ServicerContext) -> pb.DrainResponse:
+        await self._operator_only(context)
+        api_calls, bank_calls = await self._hub.drain()
+        return pb.DrainResponse(api_calls_in_progress=api_calls, bank_calls_in_flight=bank_calls)
+
+    async def SetLogLevel(
+        self, request: pb.SetLogLevelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetLogLevelResponse:
+        await self._operator_only(context)
+        try:
+            previous = set_level(request.level, request.logger)
+        except ValueError as error:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", str(error), ADMIN_DOMAIN)
+        return pb.SetLogLevelResponse(logger=request.logger, previous_level=previous, level=request.level.upper())
+
+
+def install_admin(server: grpc.aio.Server, hub: HubServer) -> None:
+    admin_grpc.add_AdminServiceServicer_to_server(AdminServicer(hub), server)
+
+
+__all__ = ["ADMIN_DOMAIN", "SERVICE_NAME", "AdminServicer", "install_admin", "peer_dns_names"]

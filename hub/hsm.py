@@ -1,0 +1,130 @@
+"""Keys that never leave an HSM, through PKCS#11 (issue 11 item 4).
+
+The consent-signing key (Ed25519: CKK_EC_EDWARDS, signed with CKM_EDDSA,
+the same plain Ed25519 signature the contract (cardlookup.consent, R4)
+specifies, so banks verify it exactly as before) and the key-encryption key
+(AES-256, CKM_AES_GCM) can be token objects found by label; the hub only
+asks the token to sign, encrypt and decrypt. Keys are generated on the token
+as sensitive and not extractable (`generate_consent_key`, `generate_kek`).
+Files stay the development default (hub.crypto.load_custody decides).
+
+Tested against SoftHSM2 from Debian (tests/hub/test_hsm.py); python-pkcs11
+is a dependency of the hub package. Calls are synchronous and short; the
+hub makes them on its event loop thread only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pkcs11
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.mechanisms import GCMParams
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from hub.config import HsmSettings
+
+ED25519_OID = "1.3.101.112"
+
+
+class HsmError(RuntimeError):
+    """The token, a key label or the PIN is not usable; one line for the operator."""
+
+
+@dataclass
+class HsmConsentKey:
+    """An Ed25519 private key on the token: `sign` as Ed25519PrivateKey does."""
+
+    key: Any
+
+    def sign(self, data: bytes) -> bytes:
+        return bytes(self.key.sign(data, mechanism=Mechanism.EDDSA))
+
+
+@dataclass
+class HsmKek:
+    """An AES-256 key on the token: AES-GCM as cryptography's AESGCM does."""
+
+    key: Any
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
+        return bytes(
+            self.key.encrypt(data, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, associated_data))
+        )
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
+        try:
+            return bytes(
+                self.key.decrypt(data, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, associated_data))
+            )
+        except pkcs11.PKCS11Error:
+            raise InvalidTag() from None  # the token reports a failed tag as a general error
+
+
+class HsmSession:
+    """One logged-in session on the configured token."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    @classmethod
+    def open(cls, settings: HsmSettings, rw: bool = False) -> HsmSession:
+        try:
+            lib = pkcs11.lib(str(settings.module))
+            token = lib.get_token(token_label=settings.token_label)
+            return cls(token.open(rw=rw, user_pin=settings.pin))
+        except (pkcs11.PKCS11Error, RuntimeError, OSError) as error:
+            raise HsmError(f"hsm: cannot open token {settings.token_label!r} ({type(error).__name__})") from None
+
+    def consent_key(self, label: str) -> HsmConsentKey:
+        return HsmConsentKey(self._find(ObjectClass.PRIVATE_KEY, KeyType.EC_EDWARDS, label))
+
+    def kek(self, label: str) -> HsmKek:
+        return HsmKek(self._find(ObjectClass.SECRET_KEY, KeyType.AES, label))
+
+    def consent_public_key(self, label: str) -> Ed25519PublicKey:
+        """The public half, for the banks' trusted keys (the private half stays)."""
+        public = self._find(ObjectClass.PUBLIC_KEY, KeyType.EC_EDWARDS, label)
+        point = bytes(public[Attribute.EC_POINT])
+        raw = point[2:] if len(point) == 34 and point[0] == 0x04 else point  # DER OCTET STRING or raw
+        return Ed25519PublicKey.from_public_bytes(raw)
+
+    def consent_public_pem(self, label: str) -> bytes:
+        return self.consent_public_key(label).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def generate_consent_key(self, label: str) -> Ed25519PublicKey:
+        """A new Ed25519 key pair on the token (private: sensitive, not extractable)."""
+        params = self._session.create_domain_parameters(
+            KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: encode_named_curve_parameters(ED25519_OID)}, local=True
+        )
+        params.generate_keypair(
+            store=True,
+            label=label,
+            private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+        )
+        return self.consent_public_key(label)
+
+    def generate_kek(self, label: str) -> None:
+        """A new AES-256 key on the token (sensitive, not extractable)."""
+        self._session.generate_key(
+            KeyType.AES,
+            256,
+            store=True,
+            label=label,
+            template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _find(self, object_class: ObjectClass, key_type: KeyType, label: str) -> Any:
+        try:
+            return self._session.get_key(object_class, key_type, label=label)
+        except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned):
+            raise HsmError(f"hsm: no single {key_type.name} key labelled {label!r} on the token") from None

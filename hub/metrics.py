@@ -1,0 +1,464 @@
+"""Every metric of the hub, defined once (issue 11 item 1; docs/operations.md
+says how to read them and which alerts to set).
+
+One `HubMetrics` per hub process, on its own `CollectorRegistry` (not the
+library's global one), so tests can run several hubs in one process and a
+hub's exposition never mixes with anyone else's. The rest of the hub calls
+small hooks on it at its boundaries:
+
+- the fan-out (hub.fanout.retry): one `bank_attempt` per ListCards call, an
+  in-flight gauge around it, one `bank_final` per finished bank task; the
+  breaker state is read from the lanes when scraped;
+- the store: `instrument_database` wraps the Database's read and write calls;
+- the API: `ApiMetricsInterceptor`, a grpc.aio server interceptor, counts
+  calls by method and status code and open WatchQuery streams (watch
+  subscribers);
+- SMS: `MeteredSmsSender` wraps the sender and counts by kind;
+- the server's sweeper loop calls `refresh_store_gauges` (queries by state,
+  age of the oldest stored report).
+
+Privacy (R14): labels carry only bank codes, state and reason tokens, method
+names and status code names; never a query id, user id or anything about a
+person (tests/hub/test_metrics.py scans the whole exposition during a real
+journey). `BankHealth` keeps the recent calls of each bank for the admin
+service's bank-health view (hub.admin).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import statistics
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from hub.fanout.lanes import Fanout
+    from hub.notify import SmsMessage, SmsSender
+    from hub.store.db import Database
+
+T = TypeVar("T")
+
+BANK_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
+STORE_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+"""cardlookup_hub_bank_breaker_state: 0 closed, 1 half-open (one probe), 2 open."""
+RECENT_CALLS = 200
+"""How many of a bank's latest calls the bank-health view summarises."""
+
+
+@dataclass(frozen=True)
+class BankHealthRow:
+    """One bank's line in the admin service's bank-health view."""
+
+    bank_code: str
+    recent_calls: int
+    success_rate: float
+    """Share of the recent calls that reached a verdict (answered or
+    rejected by contract), 0..1; 1.0 when there were no calls."""
+    latency_p50: float
+    latency_p99: float
+    breaker_state: str
+    in_flight: int
+    last_error_reason: str
+
+
+class BankHealth:
+    """The recent calls of each bank (bounded), for the admin view. Written
+    from the event loop, read from gRPC handlers on the same loop; the lock
+    only guards against a scrape thread."""
+
+    def __init__(self, size: int = RECENT_CALLS) -> None:
+        self._size = size
+        self._calls: dict[str, collections.deque[tuple[bool, float]]] = {}
+        self._last_error: dict[str, str] = {}
+        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def record(self, bank: str, ok: bool, seconds: float, reason: str) -> None:
+        with self._lock:
+            self._calls.setdefault(bank, collections.deque(maxlen=self._size)).append((ok, seconds))
+            if not ok:
+                self._last_error[bank] = reason
+
+    def begin(self, bank: str) -> None:
+        with self._lock:
+            self._in_flight[bank] += 1
+
+    def end(self, bank: str) -> None:
+        with self._lock:
+            self._in_flight[bank] -= 1
+
+    def in_flight(self, bank: str) -> int:
+        with self._lock:
+            return self._in_flight[bank]
+
+    def row(self, bank: str, breaker_state: str) -> BankHealthRow:
+        with self._lock:
+            calls = list(self._calls.get(bank, ()))
+            last_error = self._last_error.get(bank, "")
+            in_flight = self._in_flight[bank]
+        latencies = sorted(s for _, s in calls)
+        return BankHealthRow(
+            bank_code=bank,
+            recent_calls=len(calls),
+            success_rate=(sum(1 for ok, _ in calls if ok) / len(calls)) if calls else 1.0,
+            latency_p50=_quantile(latencies, 0.50),
+            latency_p99=_quantile(latencies, 0.99),
+            breaker_state=breaker_state,
+            in_flight=in_flight,
+            last_error_reason=last_error,
+        )
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    return statistics.quantiles(sorted_values, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+class HubMetrics:
+    """The hub's metrics on one private registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.bank_call_seconds = Histogram(
+            "cardlookup_hub_bank_call_seconds",
+            "Duration of one ListCards call to a bank, stream included, by bank and result",
+            ["bank", "result"],
+            buckets=BANK_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.bank_attempts = Counter(
+            "cardlookup_hub_bank_attempts",
+            "ListCards calls made to a bank (first tries and retries)",
+            ["bank"],
+            registry=r,
+        )
+        self.bank_retries = Counter(
+            "cardlookup_hub_bank_retries",
+            "Transient bank failures that will be retried, by bank and reason (a status code name)",
+            ["bank", "reason"],
+            registry=r,
+        )
+        self.bank_outcomes = Counter(
+            "cardlookup_hub_bank_outcomes",
+            "Final per-bank outcomes of queries, by bank, state (ANSWERED/REJECTED/NOT_ANSWERED) and reason",
+            ["bank", "state", "reason"],
+            registry=r,
+        )
+        self.bank_in_flight = Gauge(
+            "cardlookup_hub_bank_in_flight", "ListCards calls in flight to a bank", ["bank"], registry=r
+        )
+        self.queries = Gauge("cardlookup_hub_queries", "Stored queries by state", ["state"], registry=r)
+        self.oldest_report_age = Gauge(
+            "cardlookup_hub_oldest_report_age_seconds",
+            "Age of the oldest stored report (R11 deletes reports after 7 days; above that the sweeper is stuck)",
+            registry=r,
+        )
+        self.watch_subscribers = Gauge("cardlookup_hub_watch_subscribers", "Open WatchQuery streams", registry=r)
+        self.store_seconds = Histogram(
+            "cardlookup_hub_store_operation_seconds",
+            "Duration of store operations (write = queued until committed), by operation",
+            ["operation"],
+            buckets=STORE_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sms_sent = Counter("cardlookup_hub_sms_sent", "SMS handed to the gateway, by kind", ["kind"], registry=r)
+        self.api_calls = Counter(
+            "cardlookup_hub_api_calls", "Hub API calls by method and gRPC status code", ["method", "code"], registry=r
+        )
+        self.api_seconds = Histogram(
+            "cardlookup_hub_api_call_seconds",
+            "Duration of hub API calls by method (streams: until they end)",
+            ["method"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "cardlookup_hub_reloads",
+            "Configuration reloads (SIGHUP or admin Reload), by result",
+            ["result"],
+            registry=r,
+        )
+        self.health = BankHealth()
+        self.api_in_progress = 0
+        """Hub API calls being served now (the admin Drain reports it)."""
+        self._fanout: Fanout | None = None
+        r.register(_BreakerCollector(self))
+
+    # -- fan-out -------------------------------------------------------------
+
+    def watch_fanout(self, fanout: Fanout) -> None:
+        """The fan-out whose lanes' breakers are exported when scraped."""
+        self._fanout = fanout
+
+    def breaker_states(self) -> dict[str, str]:
+        fanout = self._fanout
+        return fanout.breaker_states() if fanout is not None else {}
+
+    @contextlib.contextmanager
+    def bank_call(self, bank: str) -> Iterator[None]:
+        """Around one ListCards call: the in-flight gauge."""
+        self.bank_in_flight.labels(bank).inc()
+        self.health.begin(bank)
+        try:
+            yield
+        finally:
+            self.bank_in_flight.labels(bank).dec()
+            self.health.end(bank)
+
+    def bank_attempt(self, bank: str, result: str, reason: str, seconds: float) -> None:
+        """result: answered | rejected | transient; reason: the transient
+        reason (a status code name) or the rejection reason."""
+        self.bank_attempts.labels(bank).inc()
+        self.bank_call_seconds.labels(bank, result).observe(seconds)
+        if result == "transient":
+            self.bank_retries.labels(bank, reason).inc()
+        self.health.record(bank, result != "transient", seconds, reason)
+
+    def bank_final(self, bank: str, state: str, reason: str) -> None:
+        self.bank_outcomes.labels(bank, state, reason or "NONE").inc()
+
+    # -- store ---------------------------------------------------------------
+
+    def instrument_database(self, db: Database) -> None:
+        """Times the database's reads and writes (wraps the instance's methods,
+        so the store modules need no hooks)."""
+        for name, operation in (("write", "write"), ("fetchone", "read"), ("fetchall", "read")):
+            setattr(db, name, self._timed(getattr(db, name), operation))
+
+    def _timed(self, fn: Callable[..., Awaitable[T]], operation: str) -> Callable[..., Awaitable[T]]:
+        histogram = self.store_seconds.labels(operation)
+
+        async def timed(*args: Any, **kwargs: Any) -> T:
+            started = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                histogram.observe(time.perf_counter() - started)
+
+        return timed
+
+    async def refresh_store_gauges(self, db: Database, now_micros: int) -> None:
+        """Queries by state and the oldest report's age, read from the store
+        (the state that survives a replica lives there)."""
+        rows = await db.fetchall("SELECT state, COUNT(*) AS n FROM queries GROUP BY state")
+        seen = set()
+        for row in rows:
+            self.queries.labels(row["state"]).set(row["n"])
+            seen.add(row["state"])
+        for state in ("ACCEPTED", "RUNNING", "READY", "EXPIRED"):
+            if state not in seen:
+                self.queries.labels(state).set(0)
+        first = await db.fetchone("SELECT MIN(generate_time) AS oldest FROM reports")
+        oldest = first["oldest"] if first is not None else None
+        self.oldest_report_age.set(0 if oldest is None else max(0.0, (now_micros - oldest) / 1_000_000))
+
+    # -- SMS and exposition --------------------------------------------------
+
+    def metered_sender(self, sender: SmsSender) -> SmsSender:
+        return MeteredSmsSender(sender, self)
+
+    def exposition(self) -> str:
+        """The text format, as the HTTP endpoint serves it."""
+        return generate_latest(self.registry).decode()
+
+
+class MeteredSmsSender:
+    """An SmsSender that counts what the wrapped sender accepted, by kind."""
+
+    def __init__(self, inner: SmsSender, metrics: HubMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    async def send(self, message: SmsMessage) -> None:
+        await self._inner.send(message)
+        self._metrics.sms_sent.labels(message.kind).inc()
+
+
+class _BreakerCollector(Collector):
+    def __init__(self, metrics: HubMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "cardlookup_hub_bank_breaker_state",
+            "Circuit breaker of each bank lane: 0 closed, 1 half-open, 2 open",
+            labels=["bank"],
+        )
+        for bank, state in sorted(self._metrics.breaker_states().items()):
+            family.add_metric([bank], BREAKER_VALUES.get(state, 0))
+        yield family
+
+
+class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts every call of the hub's gRPC server by method and status code
+    (one place for all services: the API, health, reflection, admin)."""
+
+    def __init__(self, metrics: HubMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler: Any = await continuation(handler_call_details)
+        if handler is None:
+            return handler  # type: ignore[return-value]
+        method = handler_call_details.method.rsplit("/", 1)[-1] or "unknown"
+        metrics = self._metrics
+        is_watch = method == "WatchQuery"
+
+        def done(context: grpc.aio.ServicerContext, started: float, error: BaseException | None) -> None:
+            metrics.api_in_progress -= 1
+            code = _code_of(context, error)
+            metrics.api_calls.labels(method, code).inc()
+            metrics.api_seconds.labels(method).observe(time.perf_counter() - started)
+
+        if handler.unary_unary is not None:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                metrics.api_in_progress += 1
+                try:
+                    response = await inner_uu(request, context)
+                except BaseException as error:
+                    done(context, started, error)
+                    raise
+                done(context, started, None)
+                return response
+
+            return handler._replace(unary_unary=unary_unary)
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                metrics.api_in_progress += 1
+                if is_watch:
+                    metrics.watch_subscribers.inc()
+                try:
+                    async for response in inner_us(request, context):
+                        yield response
+                except BaseException as error:
+                    done(context, started, error)
+                    raise
+                finally:
+                    if is_watch:
+                        metrics.watch_subscribers.dec()
+                done(context, started, None)
+
+            return handler._replace(unary_stream=unary_stream)
+        return handler
+
+
+def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+    code = None
+    with contextlib.suppress(Exception):
+        code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if isinstance(code, int):
+        for status in grpc.StatusCode:
+            if status.value[0] == code:
+                return status.name
+    if error is None:
+        return "OK"
+    # No code was set: an exception escaped the handler (UNKNOWN to the
+    # client), or the call was cancelled (asyncio.CancelledError).
+    return "UNKNOWN" if isinstance(error, Exception) else "CANCELLED"
+
+
+class MetricsEndpoint:
+    """The HTTP endpoint Prometheus scrapes (`metrics_listen`, host:port;
+    plaintext, like the health port: bind it to an internal address)."""
+
+    def __init__(self, registry: CollectorRegistry, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self._server, self._thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+        self.port: int = self._server.server_port
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class BankSimMetrics:
+    """The bank simulator's metrics (bank_sim.fleet, `[fleet] metrics_port`):
+    what each simulated bank was asked and answered, for load tests and
+    demos. Defined here beside the hub's so every metric name lives in one
+    module; nothing of the hub is imported at run time."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.calls = Counter(
+            "cardlookup_banksim_calls",
+            "Calls to a simulated bank by bank, method and gRPC status code",
+            ["bank", "method", "code"],
+            registry=r,
+        )
+        self.call_seconds = Histogram(
+            "cardlookup_banksim_call_seconds",
+            "Duration of calls to a simulated bank (streams: until they end)",
+            ["bank"],
+            buckets=BANK_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "cardlookup_banksim_in_flight", "Calls in progress at a simulated bank", ["bank"], registry=r
+        )
+
+    def interceptor(self, bank: str) -> grpc.aio.ServerInterceptor:
+        return _BankSimInterceptor(self, bank)
+
+    def exposition(self) -> str:
+        return generate_latest(self.registry).decode()
+
+
+class _BankSimInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: BankSimMetrics, bank: str) -> None:
+        self._metrics = metrics
+        self._bank = bank
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler: Any = await continuation(handler_call_details)
+        if handler is None or handler.unary_stream is None:
+            return handler
+        method = handler_call_details.method.rsplit("/", 1)[-1] or "unknown"
+        metrics, bank, inner = self._metrics, self._bank, handler.unary_stream
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            metrics.in_flight.labels(bank).inc()
+            error: BaseException | None = None
+            try:
+                async for response in inner(request, context):
+                    yield response
+            except BaseException as raised:
+                error = raised
+                raise
+            finally:
+                metrics.in_flight.labels(bank).dec()
+                metrics.calls.labels(bank, method, _code_of(context, error)).inc()
+                metrics.call_seconds.labels(bank).observe(time.perf_counter() - started)
+
+        return handler._replace(unary_stream=unary_stream)

@@ -1,0 +1,143 @@
+"""Key custody in an HSM (issue 11 item 4), against SoftHSM2 from Debian's
+packages (scripts/test.sh installs `softhsm2`): the consent-signing key
+(Ed25519) and the key-encryption key are generated on a throwaway token,
+are not extractable, and a real hub uses them in place: banks (bank_sim)
+verify the consents the token signed, and reports sealed under the token's
+KEK open again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from pkcs11 import Attribute, KeyType, ObjectClass
+
+from bank_sim.fleet import BankFleet, FleetConfig
+from cardlookup.clock import ManualClock
+from cardlookup.hub.v1 import resources_pb2 as hub_pb
+from cardlookup.pki import PkiPaths
+from cardlookup.population import Population
+from client.aio import AsyncCardLookupClient
+from client.devface import DevFaceProvider
+from hub.config import HsmSettings, HubConfig
+from hub.crypto import Envelope
+from hub.hsm import HsmError, HsmSession
+from tests.api.conftest import FAST, client_options, start_hub
+from tests.api.helpers import HubHarness
+
+MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
+TOKEN, PIN, SO_PIN = "cardlookup-test", "1234", "12345678"
+CONSENT_LABEL, KEK_LABEL, HSM_CONSENT_KEY_ID = "consent-signing", "kek", "hub-consent-hsm-1"
+
+
+@pytest.fixture(scope="module")
+def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HsmSettings]:
+    """A throwaway SoftHSM2 token with both keys generated on it. SoftHSM
+    reads SOFTHSM2_CONF when the library is first initialised, so one token
+    directory serves the whole module."""
+    if not MODULE.exists() or shutil.which("softhsm2-util") is None:
+        pytest.fail("SoftHSM2 is missing: scripts/test.sh installs the Debian package softhsm2")
+    root = tmp_path_factory.mktemp("softhsm")
+    (root / "tokens").mkdir()
+    conf = root / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin", SO_PIN],
+        check=True,
+        capture_output=True,
+        env={**os.environ},
+    )
+    settings = HsmSettings(
+        MODULE, TOKEN, PIN, consent_signing_key_label=CONSENT_LABEL, key_encryption_key_label=KEK_LABEL
+    )
+    session = HsmSession.open(settings, rw=True)
+    session.generate_consent_key(CONSENT_LABEL)
+    session.generate_kek(KEK_LABEL)
+    session.close()
+    yield settings
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
+
+
+def test_keys_on_the_token_cannot_leave_it(token: HsmSettings) -> None:
+    session = HsmSession.open(token)
+    try:
+        raw = session._session
+        private = raw.get_key(ObjectClass.PRIVATE_KEY, KeyType.EC_EDWARDS, label=CONSENT_LABEL)
+        secret = raw.get_key(ObjectClass.SECRET_KEY, KeyType.AES, label=KEK_LABEL)
+        for key in (private, secret):
+            assert key[Attribute.SENSITIVE] is True and key[Attribute.EXTRACTABLE] is False
+        # The public half is what banks get.
+        assert b"BEGIN PUBLIC KEY" in session.consent_public_pem(CONSENT_LABEL)
+        with pytest.raises(HsmError, match="no single"):
+            session.kek("no-such-label")
+    finally:
+        session.close()
+    with pytest.raises(HsmError, match="cannot open token"):
+        HsmSession.open(HsmSettings(MODULE, TOKEN, "0000", key_encryption_key_label=KEK_LABEL))
+
+
+@pytest.fixture
+async def hsm_hub(
+    token: HsmSettings, pki: PkiPaths, population: Population, clock: ManualClock, tmp_path: Path
+) -> AsyncIterator[HubHarness]:
+    session = HsmSession.open(token)
+    public = session.consent_public_key(CONSENT_LABEL)
+    session.close()
+    # The banks trust only the HSM's consent key: a file-signed consent would be refused.
+    fleet = BankFleet(
+        FleetConfig.default(
+            pki, population, count=16, clock=clock, admin_port=None, trusted_consent_keys={HSM_CONSENT_KEY_ID: public}
+        )
+    )
+    await fleet.start()
+    config = HubConfig.dev(
+        pki,
+        fleet.addresses,
+        tmp_path,
+        listen="127.0.0.1:0",
+        timings=FAST,
+        hsm=token,
+        consent_key_id=HSM_CONSENT_KEY_ID,
+        key_encryption_key_id="kek-hsm-1",
+    )
+    server = await start_hub(config, clock)
+    try:
+        async with AsyncCardLookupClient(client_options(pki, server.port)) as client:
+            yield HubHarness(
+                client=client,
+                server=server,
+                fleet=fleet,
+                clock=clock,
+                population=population,
+                outbox=config.sms_outbox or tmp_path / "sms-outbox.jsonl",
+                face=DevFaceProvider.from_file(pki.face_provider_key),
+            )
+    finally:
+        await server.stop(grace=0)
+        await fleet.stop(grace=0)
+
+
+async def test_a_consent_signed_in_the_hsm_is_verified_by_the_banks(hsm_hub: HubHarness) -> None:
+    hub = hsm_hub
+    person = hub.eligible(0)
+    await hub.enrol(person)
+    banks = ["102", "103", "104", "301"]
+    ready = await hub.ready_query(person, banks)
+    assert {o.bank_code: o.state for o in ready.bank_outcomes} == dict.fromkeys(
+        banks, hub_pb.BANK_OUTCOME_STATE_ANSWERED
+    )
+    # Sealed under the token's KEK (its id recorded), and it opens again.
+    row = await hub.server.db.fetchone("SELECT data_key FROM reports WHERE query_id = ?", (ready.query_id,))
+    assert row is not None and Envelope.key_id_of(row["data_key"]) == "kek-hsm-1"
+    report = await hub.client.get_report(person.user_id, ready.query_id, person.payment_password)
+    expected = sum(len(hub.population.cards_at(code, person.id_number)) for code in banks)
+    assert len(report.cards) == expected > 0
