@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import inspect
 import statistics
 import threading
 import time
@@ -342,6 +343,23 @@ class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):
                 return response
 
             return handler._replace(unary_unary=unary_unary)
+        if handler.unary_stream is not None and not inspect.isasyncgenfunction(handler.unary_stream):
+            # A streaming handler that writes with context.write (the health
+            # service's Watch): wrapped as a coroutine, not a generator
+            # (grpc refuses a generator that also writes).
+            inner_write = handler.unary_stream
+
+            async def unary_stream_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                started = time.perf_counter()
+                metrics.api_in_progress += 1
+                try:
+                    await inner_write(request, context)
+                except BaseException as error:
+                    done(context, started, error)
+                    raise
+                done(context, started, None)
+
+            return handler._replace(unary_stream=unary_stream_writer)
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
 
