@@ -28,7 +28,7 @@ _COMMON = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 }
 settings.register_profile("ci", max_examples=30, derandomize=True, database=None, **_COMMON)  # type: ignore[arg-type]
-settings.register_profile("long", max_examples=1500, **_COMMON)  # type: ignore[arg-type]
+settings.register_profile("long", max_examples=800, database=None, **_COMMON)  # type: ignore[arg-type]
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
