@@ -46,7 +46,7 @@ from hub.api.limits import MAX_REQUEST_BYTES
 from hub.config import HubConfig
 from hub.server import HubServer
 from tests.api.conftest import FAST
-from tests.fuzz.conftest import LoopThread, scaled
+from tests.fuzz.conftest import LoopThread, count, scaled
 
 SERVICE = svc.DESCRIPTOR.services_by_name["CardLookupService"]
 METHODS = {m.name: m for m in SERVICE.methods}
@@ -284,6 +284,7 @@ def test_every_rpc_answers_generated_requests_properly(fuzz_hub: FuzzHub, method
     @settings(max_examples=scaled(30))
     @given(payload=_inputs(_PERSON, method))
     def run(payload: bytes) -> None:
+        count(f"generated {method}")
         assert_proper(call(fuzz_hub, method, payload), method)
 
     run()
@@ -294,6 +295,7 @@ def test_every_rpc_refuses_raw_invalid_bytes_properly(fuzz_hub: FuzzHub, method:
     @settings(max_examples=scaled(20))
     @given(payload=raw_invalid(_inputs(_PERSON, method)))
     def run(payload: bytes) -> None:
+        count(f"raw bytes {method}")
         error = call(fuzz_hub, method, payload)
         assert_proper(error, method)
 

@@ -43,7 +43,7 @@ from hub.crypto import HubKeys
 from hub.domain import BankState, QueryState
 from hub.engine import QueryEngine
 from hub.store.db import Database
-from tests.fuzz.conftest import LoopThread, scaled
+from tests.fuzz.conftest import LoopThread, count, scaled
 from tests.hub.helpers import expected_cards, fleet_config, hub_config, new_query, report_cards
 
 HOSTILE, HONEST = "104", ("102", "103")
@@ -243,6 +243,7 @@ def test_a_hostile_bank_never_spoils_others_and_never_gets_a_number_stored(rig: 
     @settings(max_examples=scaled(25))
     @given(drawn=hostile_answer())
     def run(drawn: Drawn) -> None:
+        count("hostile bank answers")
         rig.bank.frames = drawn.frames
         rig.planted.extend(drawn.planted)
         record, report = rig.loop.run(_run_query(rig))
