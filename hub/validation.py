@@ -24,6 +24,7 @@ Reasons (recorded as the bank's outcome):
   SUMMARY_MISMATCH    the summary's counts disagree with the streamed cards,
                       or its unlisted counts are malformed
   MESSAGE_TOO_LARGE   a message exceeds MAX_MESSAGE_BYTES
+  MALFORMED_MESSAGE   a message is not valid protobuf (grpc could not decode it)
   TOO_MANY_CARDS      more than MAX_CARDS cards
   NO_SUMMARY          the stream ended without a summary
   MESSAGE_AFTER_SUMMARY / EMPTY_MESSAGE   stream shape violations
@@ -175,7 +176,11 @@ class AnswerValidator:
         self._refs: set[str] = set()
         self._unlisted: dict[str, int] | None = None
 
-    def feed(self, message: bank_pb.ListCardsResponse) -> None:
+    def feed(self, message: bank_pb.ListCardsResponse | None) -> None:
+        if not isinstance(message, bank_pb.ListCardsResponse):
+            # grpc hands the stream None for a message its deserializer could
+            # not decode (invalid UTF-8, truncated, field number 0...).
+            raise AnswerRejected("MALFORMED_MESSAGE")
         if message.ByteSize() > MAX_MESSAGE_BYTES:
             raise AnswerRejected("MESSAGE_TOO_LARGE")
         if unknown_field_hides_card_number(message):

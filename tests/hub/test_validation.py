@@ -178,3 +178,13 @@ def test_item4_unknown_fields_are_never_kept() -> None:
 def test_item4_honest_references_with_digits_pass() -> None:
     run(card(card_ref="ref_2024_0101_000123"), summary())
     run(card(card_ref="c-" + NUMBER[:4] + "-x-" + NUMBER[-4:]), summary())
+
+
+def test_a_message_grpc_could_not_decode_is_rejected_as_malformed() -> None:
+    """grpc.aio yields None for a streamed message its deserializer failed
+    on; the hub used to crash its bank task on it (found by the hostile-bank
+    fuzz) and leave the bank PENDING."""
+    v = AnswerValidator("102")
+    with pytest.raises(AnswerRejected) as e:
+        v.feed(None)
+    assert e.value.reason == "MALFORMED_MESSAGE"
