@@ -211,6 +211,17 @@ class AsyncCardLookupClient:
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
+    async def change_payment_password(
+        self, user_id: str, old_password: str, new_password: str
+    ) -> svc.ChangePaymentPasswordResponse:
+        """Changes the payment password; the user's live reports are re-sealed
+        to it. Sent once (a wrong old password counts towards the lockout)."""
+        request = requests.change_payment_password(user_id, old_password, new_password)
+        try:
+            return await self.stub.ChangePaymentPassword(request, timeout=self.options.timeout_s)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
 
 async def _wait(channel: grpc.aio.Channel, timeout_s: float) -> None:
     try:

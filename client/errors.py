@@ -143,6 +143,10 @@ class QueryInProgress(CardLookupError):
     reason_name = "QUERY_IN_PROGRESS"
 
 
+class ReportSealedToOldPassword(CardLookupError):
+    reason_name = "REPORT_SEALED_TO_OLD_PASSWORD"
+
+
 BY_REASON: dict[str, type[CardLookupError]] = {
     cls.reason_name: cls for cls in CardLookupError.__subclasses__() if cls.reason_name
 }
@@ -171,11 +175,15 @@ SENTENCES: dict[str, str] = {
     "REQUEST_ID_REUSED": "That request id was already used for a different query.",
     "HUB_UNAVAILABLE": "The hub cannot be reached right now; try again later.",
     "QUERY_IN_PROGRESS": "Another lookup is still running ({query_id}); wait for its report.",
+    "REPORT_SEALED_TO_OLD_PASSWORD": (
+        "The report was sealed to the payment password you had before resetting it on {password_reset_time};"
+        " nobody can open it any more."
+    ),
 }
 
 
 BEIJING = dt.timezone(dt.timedelta(hours=8), "Beijing time")
-TIME_KEYS = frozenset({"retry_time", "unlock_time", "expire_time"})
+TIME_KEYS = frozenset({"retry_time", "unlock_time", "expire_time", "password_reset_time"})
 
 
 def readable(key: str, value: str) -> str:

@@ -70,3 +70,9 @@ def list_queries(user_id: str, page_size: int, page_token: str) -> svc.ListQueri
 
 def get_report(user_id: str, query_id: str, payment_password: str) -> svc.GetReportRequest:
     return svc.GetReportRequest(name=report_name(user_id, query_id), payment_password=payment_password)
+
+
+def change_payment_password(user_id: str, old_password: str, new_password: str) -> svc.ChangePaymentPasswordRequest:
+    return svc.ChangePaymentPasswordRequest(
+        user_id=user_id, old_payment_password=old_password, new_payment_password=new_password
+    )

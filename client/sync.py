@@ -184,3 +184,14 @@ class CardLookupClient:
             return self.stub.GetReport(request, timeout=self.options.timeout_s).report
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
+
+    def change_payment_password(
+        self, user_id: str, old_password: str, new_password: str
+    ) -> svc.ChangePaymentPasswordResponse:
+        """Changes the payment password; the user's live reports are re-sealed
+        to it. Sent once (a wrong old password counts towards the lockout)."""
+        request = requests.change_payment_password(user_id, old_password, new_password)
+        try:
+            return self.stub.ChangePaymentPassword(request, timeout=self.options.timeout_s)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None

@@ -18,10 +18,12 @@ from hub.api.servicer import CardLookupServicer
 from hub.identity.face import FaceVerifier
 from hub.identity.journey import Journey
 from hub.identity.passwords import PasswordGate, PasswordHasher
+from hub.identity.report_keys import ReportKeys
 from hub.identity.users import UserDirectory
 from hub.identity.verification import SmsVerifier
 from hub.notify import OutboxSmsSender, SmsSender
 from hub.store.identity import IdentityStore
+from hub.store.user_keys import UserKeyStore
 from hub.store.users import UserStore
 
 if TYPE_CHECKING:
@@ -32,13 +34,19 @@ SERVICE_NAME = "cardlookup.hub.v1.CardLookupService"
 
 async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     config, timings = ctx.config, ctx.config.timings
-    user_store, identity_store = UserStore(ctx.db), IdentityStore(ctx.db)
+    user_store, identity_store, key_store = UserStore(ctx.db), IdentityStore(ctx.db), UserKeyStore(ctx.db)
     await user_store.migrate()
     await identity_store.migrate()
+    await key_store.migrate()
     if sender is None:
         sender = OutboxSmsSender(config.sms_outbox or config.database.parent / "sms-outbox.jsonl")
     hasher = PasswordHasher()
     users = UserDirectory(config, ctx.keys, ctx.clock, user_store, hasher)
+    gate = PasswordGate(user_store, hasher, ctx.clock, timings.password_max_failures, timings.password_lockout)
+    # Issue 12: reports sealed to the user's payment-password key.
+    report_keys = ReportKeys(key_store, users, gate, hasher, ctx.keys.keyed_hash, ctx.clock)
+    users.on_password_set(report_keys.password_set)
+    ctx.engine.set_report_sealer(report_keys.seal_report)
     journey = Journey(
         config=config,
         clock=ctx.clock,
@@ -50,12 +58,13 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
             {key_id: load_ed25519_public(path) for key_id, path in config.face_provider_keys.items()},
             timings.face_attestation_max_age,
         ),
-        passwords=PasswordGate(user_store, hasher, ctx.clock, timings.password_max_failures, timings.password_lockout),
+        passwords=gate,
         sender=sender,
         keyed_hash=ctx.keys.keyed_hash,
+        report_keys=report_keys,
     )
     ctx.engine.add_ready_listener(journey.notify_ready)
-    servicer = CardLookupServicer(config, users, journey)
+    servicer = CardLookupServicer(config, users, journey, report_keys)
     registrar = GuardedRegistrar(ctx.server, CallerGuard(config.allowed_clients))
     svc_grpc.add_CardLookupServiceServicer_to_server(servicer, cast(grpc.aio.Server, registrar))
     ctx.service_names.append(SERVICE_NAME)

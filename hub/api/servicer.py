@@ -19,6 +19,7 @@ from hub.api.errors import status_of
 from hub.config import HubConfig
 from hub.identity.errors import RuleViolation
 from hub.identity.journey import CreateRequest, Journey
+from hub.identity.report_keys import ReportKeys
 from hub.identity.users import Enrolment, UserDirectory
 from hub.logging import get_logger
 
@@ -60,10 +61,11 @@ def _unary(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
 
 
 class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
-    def __init__(self, config: HubConfig, users: UserDirectory, journey: Journey) -> None:
+    def __init__(self, config: HubConfig, users: UserDirectory, journey: Journey, report_keys: ReportKeys) -> None:
         self._config = config
         self._users = users
         self._journey = journey
+        self._report_keys = report_keys
 
     @_unary
     async def EnrollUser(
@@ -162,3 +164,14 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         user_id, query_id = names.parse_query(request.name, report=True)
         report = await self._journey.get_report(user_id, query_id, request.payment_password)
         return svc.GetReportResponse(report=convert.report(self._config, user_id, report))
+
+    @_unary
+    async def ChangePaymentPassword(
+        self, request: svc.ChangePaymentPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ChangePaymentPasswordResponse:
+        count = await self._report_keys.change_password(
+            request.user_id, request.old_payment_password, request.new_payment_password
+        )
+        return svc.ChangePaymentPasswordResponse(
+            user=convert.user(await self._users.get(request.user_id)), resealed_report_count=count
+        )

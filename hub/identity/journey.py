@@ -21,12 +21,13 @@ from typing import Protocol
 
 from cardlookup.clock import Clock
 from hub.config import BankEndpoint, HubConfig
-from hub.crypto import KeyedHash
+from hub.crypto import KeyedHash, Sealed
 from hub.domain import NewQuery, QueryEvent, QueryRecord, QueryState, Report, ReportUnavailable
 from hub.identity import validation
 from hub.identity.errors import RuleViolation, invalid, rfc3339
 from hub.identity.face import Attestation, FaceVerifier
 from hub.identity.passwords import PasswordGate
+from hub.identity.report_keys import ReportKeys
 from hub.identity.users import CHINA_TZ, UserDirectory
 from hub.identity.verification import SmsVerifier, StartedVerification
 from hub.notify import SmsMessage, SmsSender, report_ready_text
@@ -49,7 +50,7 @@ class QueryEngineApi(Protocol):
     async def latest_ready_time(self, user_id: str) -> dt.datetime | None: ...
     async def unfinished_for_user(self, user_id: str) -> QueryRecord | None: ...
     def watch(self, query_id: str) -> AsyncIterator[QueryEvent]: ...
-    async def read_report(self, query_id: str) -> Report: ...
+    async def read_report(self, query_id: str, opener: Callable[[Sealed, bytes], bytes] | None = None) -> Report: ...
     def add_ready_listener(self, listener: Callable[[QueryRecord], Awaitable[None]]) -> None: ...
 
 
@@ -112,6 +113,7 @@ class Journey:
         passwords: PasswordGate,
         sender: SmsSender,
         keyed_hash: KeyedHash,
+        report_keys: ReportKeys | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -123,6 +125,7 @@ class Journey:
         self._passwords = passwords
         self._sender = sender
         self._hash = keyed_hash
+        self._report_keys = report_keys
         # Serialises CreateQuery per person inside this process, so two
         # concurrent requests cannot both pass the one-query-at-a-time rule.
         self._locks = tuple(asyncio.Lock() for _ in range(_LOCK_STRIPES))
@@ -290,12 +293,15 @@ class Journey:
             raise _expired(record.report_expire_time)
         if state is not QueryState.READY:
             raise RuleViolation("REPORT_NOT_READY", "the report is not ready yet", {"state": state.value})
+        if self._report_keys is not None:
+            await self._report_keys.check_readable(user_id, query_id)  # issue 12: after a reset, say so
         result, refusal = await self._passwords.check(user_id, row.password_hash, password)
         await self._store.add_access_event(query_id, self._clock.now(), result)
         if refusal is not None:
             raise refusal
         try:
-            return await self._engine.read_report(query_id)
+            opener = await self._report_keys.opener(user_id, password) if self._report_keys else None
+            return await self._engine.read_report(query_id, opener)
         except ReportUnavailable as gone:
             if gone.state is QueryState.EXPIRED:
                 raise _expired(gone.expire_time) from None

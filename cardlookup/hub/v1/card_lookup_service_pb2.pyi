@@ -162,3 +162,21 @@ class GetReportResponse(_message.Message):
     REPORT_FIELD_NUMBER: _ClassVar[int]
     report: _resources_pb2.Report
     def __init__(self, report: _Optional[_Union[_resources_pb2.Report, _Mapping]] = ...) -> None: ...
+
+class ChangePaymentPasswordRequest(_message.Message):
+    __slots__ = ("user_id", "old_payment_password", "new_payment_password")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    NEW_PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    old_payment_password: str
+    new_payment_password: str
+    def __init__(self, user_id: _Optional[str] = ..., old_payment_password: _Optional[str] = ..., new_payment_password: _Optional[str] = ...) -> None: ...
+
+class ChangePaymentPasswordResponse(_message.Message):
+    __slots__ = ("user", "resealed_report_count")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    RESEALED_REPORT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    user: _resources_pb2.User
+    resealed_report_count: int
+    def __init__(self, user: _Optional[_Union[_resources_pb2.User, _Mapping]] = ..., resealed_report_count: _Optional[int] = ...) -> None: ...
