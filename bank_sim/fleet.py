@@ -25,6 +25,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bank_sim.admin import BankSimAdminServicer
+from bank_sim.cases import CardCases, CardCaseServicer
 from bank_sim.directory import CardDirectory
 from bank_sim.faults import Faults
 from bank_sim.servicer import CardDirectoryServicer
@@ -50,6 +51,9 @@ class BankSimConfig:
     port: int = 0
     """0 = any free port."""
     faults: Faults = field(default_factory=Faults)
+    card_cases: bool = True
+    """Offer the optional CardCaseService ("not my card"); False: the bank
+    answers UNIMPLEMENTED, like a bank that has not built it."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,11 @@ class BankFleet:
                 servicer = CardDirectoryServicer(directory, self._states[bank.code], config.clock, self._rng)
                 server = grpc.aio.server(options=_SERVER_OPTIONS)
                 bank_grpc.add_CardDirectoryServiceServicer_to_server(servicer, server)
+                if bank.card_cases:
+                    cases = CardCases(bank.code, config.population, keys)
+                    bank_grpc.add_CardCaseServiceServicer_to_server(
+                        CardCaseServicer(cases, self._states[bank.code], config.clock), server
+                    )
                 creds = server_credentials(config.pki.bank_cert(bank.code), config.pki.bank_key(bank.code), ca)
                 self._ports[bank.code] = self._bind(server, bank.port, creds, f"bank {bank.code}")
                 self._servers.append(server)
@@ -188,6 +197,10 @@ class BankFleet:
 
     def faults(self, code: str) -> Faults:
         return self._state(code).faults
+
+    def case_count(self, code: str) -> int:
+        """Card cases the bank answered (OpenCardCase successes)."""
+        return self._state(code).case_count
 
     def call_count(self, code: str) -> int:
         """ListCards calls received, refused ones included."""

@@ -17,3 +17,5 @@ class BankState:
     """ListCards calls received, refused ones included."""
     in_flight: int = 0
     """ListCards calls being answered right now (for max_concurrent)."""
+    case_count: int = 0
+    """Card cases answered (OpenCardCase calls that succeeded)."""

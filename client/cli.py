@@ -8,6 +8,7 @@ client. For operators, bank IT teams and demos.
     cardlookup ... watch --user-id u220000155 --query-id Q
     cardlookup ... list --user-id u220000155
     cardlookup ... report --user-id u220000155 --query-id Q [--password 123456]
+    cardlookup ... not-mine --user-id u220000155 --query-id Q --card 2 [--close] [--password 123456]
 
 --hub and --pki default to $CARDLOOKUP_HUB and $CARDLOOKUP_PKI. The face
 attestation `query` sends is signed by the development face provider
@@ -61,6 +62,7 @@ FLAG_OF_FIELD = {
     "bank_codes": "--banks",
     "request_id": "--request-id",
     "page_size": "--page-size",
+    "card_id": "--card",
 }
 
 
@@ -184,11 +186,21 @@ def _list(client: CardLookupClient, console: Console, a: argparse.Namespace) -> 
     access = render.access_table(queries)
     if access is not None:
         console.print(access)
+    cases = render.cases_table(queries)
+    if cases is not None:
+        console.print(cases)
 
 
 def _report(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
     password = a.password if a.password is not None else getpass.getpass("Payment password: ")
     console.print(render.report_view(client.get_report(a.user_id, a.query_id, password)))
+
+
+def _not_mine(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
+    password = a.password if a.password is not None else getpass.getpass("Payment password: ")
+    kind = pb.CARD_CASE_KIND_CLOSE_REQUESTED if a.close else pb.CARD_CASE_KIND_NOT_RECOGNISED
+    case = client.flag_card(a.user_id, a.query_id, password, a.card, kind)
+    console.print(render.case_view(case), soft_wrap=True, highlight=False)
 
 
 def _say(console: Console, text: str) -> None:
@@ -284,10 +296,24 @@ def build_parser() -> argparse.ArgumentParser:
     user_id(report)
     report.add_argument("--query-id", required=True, help="the query id `query` or `list` printed")
     report.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
+    not_mine = command("not-mine", "open a case at the bank about a card of the report (issue 12)")
+    user_id(not_mine)
+    not_mine.add_argument("--query-id", required=True, help="the query whose report lists the card")
+    not_mine.add_argument("--card", required=True, metavar="N", help="the card's # in `report`")
+    not_mine.add_argument("--close", action="store_true", help="the card is yours but unused: ask to close it")
+    not_mine.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
     return parser
 
 
-COMMANDS = {"enrol": _enrol, "banks": _banks, "verify": _verify, "watch": _watch, "list": _list, "report": _report}
+COMMANDS = {
+    "enrol": _enrol,
+    "banks": _banks,
+    "verify": _verify,
+    "watch": _watch,
+    "list": _list,
+    "report": _report,
+    "not-mine": _not_mine,
+}
 
 
 def run(argv: list[str] | None = None, console: Console | None = None) -> int:

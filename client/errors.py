@@ -147,6 +147,14 @@ class ReportSealedToOldPassword(CardLookupError):
     reason_name = "REPORT_SEALED_TO_OLD_PASSWORD"
 
 
+class CardNotFound(CardLookupError):
+    reason_name = "CARD_NOT_FOUND"
+
+
+class CardCaseNotOpened(CardLookupError):
+    reason_name = "CARD_CASE_NOT_OPENED"
+
+
 BY_REASON: dict[str, type[CardLookupError]] = {
     cls.reason_name: cls for cls in CardLookupError.__subclasses__() if cls.reason_name
 }
@@ -176,9 +184,11 @@ SENTENCES: dict[str, str] = {
     "HUB_UNAVAILABLE": "The hub cannot be reached right now; try again later.",
     "QUERY_IN_PROGRESS": "Another lookup is still running ({query_id}); wait for its report.",
     "REPORT_SEALED_TO_OLD_PASSWORD": (
-        "The report was sealed to the payment password you had before resetting it on {password_reset_time};"
-        " nobody can open it any more."
+        "The report was sealed to the payment password you had before you reset it; nobody can open it any more"
+        " (reset on {password_reset_time})."
     ),
+    "CARD_NOT_FOUND": "The report has no such card: {card_id}.",
+    "CARD_CASE_NOT_OPENED": "The bank could not open the case right now, try again later: bank {bank_code}.",
 }
 
 

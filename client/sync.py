@@ -195,3 +195,20 @@ class CardLookupClient:
             return self.stub.ChangePaymentPassword(request, timeout=self.options.timeout_s)
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
+
+    def flag_card(
+        self,
+        user_id: str,
+        query_id: str,
+        payment_password: str,
+        card_id: str,
+        kind: pb.CardCaseKind = pb.CARD_CASE_KIND_NOT_RECOGNISED,
+    ) -> pb.CardCase:
+        """Not my card: opens a case about one card of the report at its bank
+        (the payment password opens the report; the attempt is recorded and
+        counts towards the lockout like GetReport's). Sent once."""
+        request = requests.flag_card(user_id, query_id, payment_password, card_id, kind)
+        try:
+            return self.stub.FlagCard(request, timeout=self.options.timeout_s).card_case
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None

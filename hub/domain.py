@@ -85,6 +85,9 @@ class ReportCard:
     first_four: str
     last_four: str
     number_length: int
+    card_ref: str = field(default="", repr=False)
+    """The bank's opaque reference (issue 12: "not my card" cases name the
+    card to the bank with it). Kept only inside the sealed answer/report."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ ready-SMS listener and the servicer behind the caller guard.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from typing import TYPE_CHECKING, cast
 
 import grpc
@@ -15,6 +17,8 @@ from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.pki import load_ed25519_public
 from hub.api.caller_guard import CallerGuard, GuardedRegistrar
 from hub.api.servicer import CardLookupServicer
+from hub.fanout.cases import CaseCaller
+from hub.identity.card_cases import CardCaseDesk
 from hub.identity.face import FaceVerifier
 from hub.identity.journey import Journey
 from hub.identity.passwords import PasswordGate, PasswordHasher
@@ -22,6 +26,7 @@ from hub.identity.report_keys import ReportKeys
 from hub.identity.users import UserDirectory
 from hub.identity.verification import SmsVerifier
 from hub.notify import OutboxSmsSender, SmsSender
+from hub.store.card_cases import CardCaseStore
 from hub.store.identity import IdentityStore
 from hub.store.user_keys import UserKeyStore
 from hub.store.users import UserStore
@@ -64,10 +69,32 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         report_keys=report_keys,
     )
     ctx.engine.add_ready_listener(journey.notify_ready)
-    servicer = CardLookupServicer(config, users, journey, report_keys)
+    # Issue 12: "not my card" cases at the banks.
+    case_store, case_caller = CardCaseStore(ctx.db), CaseCaller(config)
+    await case_store.migrate()
+    cases = CardCaseDesk(
+        config=config,
+        clock=ctx.clock,
+        journey=journey,
+        users=users,
+        store=case_store,
+        caller=case_caller,
+        signer=ctx.keys.consent_signer,
+    )
+    ctx.background.append(functools.partial(_close_on_stop, case_caller))
+    servicer = CardLookupServicer(config, users, journey, report_keys, cases, case_store)
     registrar = GuardedRegistrar(ctx.server, CallerGuard(config.allowed_clients))
     svc_grpc.add_CardLookupServiceServicer_to_server(servicer, cast(grpc.aio.Server, registrar))
     ctx.service_names.append(SERVICE_NAME)
+
+
+async def _close_on_stop(caller: CaseCaller) -> None:
+    """Runs as a hub background task: waits until the hub cancels it on
+    stop, then closes the case channels."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await caller.close()
 
 
 __all__ = ["SERVICE_NAME", "install"]

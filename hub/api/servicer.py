@@ -13,15 +13,18 @@ import grpc
 
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
+from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.rpc_errors import HUB_DOMAIN, abort
 from hub.api import convert, names
 from hub.api.errors import status_of
 from hub.config import HubConfig
+from hub.identity.card_cases import CardCaseDesk
 from hub.identity.errors import RuleViolation
 from hub.identity.journey import CreateRequest, Journey
 from hub.identity.report_keys import ReportKeys
 from hub.identity.users import Enrolment, UserDirectory
 from hub.logging import get_logger
+from hub.store.card_cases import CardCaseStore
 
 log = get_logger("hub.api")
 
@@ -61,11 +64,21 @@ def _unary(fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
 
 
 class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
-    def __init__(self, config: HubConfig, users: UserDirectory, journey: Journey, report_keys: ReportKeys) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        users: UserDirectory,
+        journey: Journey,
+        report_keys: ReportKeys,
+        cases: CardCaseDesk,
+        case_store: CardCaseStore,
+    ) -> None:
         self._config = config
         self._users = users
         self._journey = journey
         self._report_keys = report_keys
+        self._cases = cases
+        self._case_store = case_store
 
     @_unary
     async def EnrollUser(
@@ -130,7 +143,8 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     async def GetQuery(self, request: svc.GetQueryRequest, context: Ctx) -> svc.GetQueryResponse:
         user_id, query_id = names.parse_query(request.name)
         view = await self._journey.get_query(user_id, query_id)
-        return svc.GetQueryResponse(query=convert.query(self._config, view))
+        cases = await self._case_store.for_queries([query_id])
+        return svc.GetQueryResponse(query=convert.query(self._config, view, cases[query_id]))
 
     async def WatchQuery(
         self, request: svc.WatchQueryRequest, context: grpc.aio.ServicerContext
@@ -153,8 +167,10 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     ) -> svc.ListQueriesResponse:
         user_id = names.parse_user(request.parent)
         page = await self._journey.list_queries(user_id, request.page_size, request.page_token)
+        cases = await self._case_store.for_queries([v.record.query_id for v in page.queries])
         return svc.ListQueriesResponse(
-            queries=[convert.query(self._config, v) for v in page.queries], next_page_token=page.next_page_token
+            queries=[convert.query(self._config, v, cases[v.record.query_id]) for v in page.queries],
+            next_page_token=page.next_page_token,
         )
 
     @_unary
@@ -175,3 +191,15 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         return svc.ChangePaymentPasswordResponse(
             user=convert.user(await self._users.get(request.user_id)), resealed_report_count=count
         )
+
+    @_unary
+    async def FlagCard(self, request: svc.FlagCardRequest, context: grpc.aio.ServicerContext) -> svc.FlagCardResponse:
+        user_id, query_id = names.parse_query(request.name)
+        kind = pb.CardCaseKind.Name(request.kind) if request.kind in pb.CardCaseKind.values() else ""
+        flagged = await self._cases.flag(
+            user_id, query_id, request.payment_password, request.card_id, kind.removeprefix("CARD_CASE_KIND_")
+        )
+        out = convert.card_case(self._config, flagged.case, pb.CardCase())
+        out.masked_card = flagged.masked_card
+        out.next_step, out.next_step_english = flagged.next_step, flagged.next_step_english
+        return svc.FlagCardResponse(card_case=out)

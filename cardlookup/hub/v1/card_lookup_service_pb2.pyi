@@ -180,3 +180,21 @@ class ChangePaymentPasswordResponse(_message.Message):
     user: _resources_pb2.User
     resealed_report_count: int
     def __init__(self, user: _Optional[_Union[_resources_pb2.User, _Mapping]] = ..., resealed_report_count: _Optional[int] = ...) -> None: ...
+
+class FlagCardRequest(_message.Message):
+    __slots__ = ("name", "payment_password", "card_id", "kind")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    CARD_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    payment_password: str
+    card_id: str
+    kind: _resources_pb2.CardCaseKind
+    def __init__(self, name: _Optional[str] = ..., payment_password: _Optional[str] = ..., card_id: _Optional[str] = ..., kind: _Optional[_Union[_resources_pb2.CardCaseKind, str]] = ...) -> None: ...
+
+class FlagCardResponse(_message.Message):
+    __slots__ = ("card_case",)
+    CARD_CASE_FIELD_NUMBER: _ClassVar[int]
+    card_case: _resources_pb2.CardCase
+    def __init__(self, card_case: _Optional[_Union[_resources_pb2.CardCase, _Mapping]] = ...) -> None: ...
