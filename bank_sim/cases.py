@@ -30,6 +30,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bank_sim.directory import InvalidRequest, Lookup, validate
+from bank_sim.issued import IssuedCards
 from bank_sim.state import BankState
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
@@ -76,9 +77,16 @@ class OpenedCase:
 class CardCases:
     """The card cases of one bank over its records (a Population)."""
 
-    def __init__(self, bank_code: str, records: Population, trusted_keys: Mapping[str, Ed25519PublicKey]) -> None:
+    def __init__(
+        self,
+        bank_code: str,
+        records: Population,
+        trusted_keys: Mapping[str, Ed25519PublicKey],
+        issued: IssuedCards | None = None,
+    ) -> None:
         self.bank_code = bank_code
         self._records = records
+        self._issued = issued or IssuedCards()
         self._trusted_keys = trusted_keys
         self._opened: dict[tuple[str, str], OpenedCase] = {}
 
@@ -111,7 +119,7 @@ class CardCases:
             card_ref=request.card_ref,
         )
         person = self._records.find_by_id_number(lookup.id_number)
-        held = self._records.cards_at(self.bank_code, lookup.id_number) if person else []
+        held = self._records.cards_at(self.bank_code, lookup.id_number) + self._issued.of(lookup.id_number)
         if person is None or person.full_name != lookup.full_name or all(c.card_ref != request.card_ref for c in held):
             raise CardNotFound()
         key = (lookup.query_id, request.card_ref)

@@ -33,6 +33,7 @@ from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from bank_sim.issued import IssuedCards
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.checksums import is_valid_id_number
 from cardlookup.consent import subject_digest, verify_consent
@@ -132,9 +133,11 @@ class CardDirectory:
         records: Population,
         trusted_keys: Mapping[str, Ed25519PublicKey],
         remembered: int = REMEMBERED_QUERIES,
+        issued: IssuedCards | None = None,
     ) -> None:
         self.bank_code = bank_code
         self._records = records
+        self._issued = issued or IssuedCards()
         self._trusted_keys = trusted_keys
         self._remembered = remembered
         # query id -> (subject digest, answer). The digest catches a query id
@@ -171,15 +174,19 @@ class CardDirectory:
         person = self._records.find_by_id_number(id_number)
         if person is None or person.full_name != full_name:
             return EMPTY_ANSWER
-        held = self._records.cards_at(self.bank_code, id_number)
+        held = self.cards_held(id_number)
         unlisted = Counter(c.unlisted_reason for c in held if c.unlisted_reason is not None)
         return Answer(
             cards=tuple(mask(c) for c in held if c.unlisted_reason is None),
             unlisted=tuple((r, unlisted[r]) for r in UNLISTED_REASONS if unlisted[r]),
         )
 
+    def cards_held(self, id_number: str) -> tuple[Card, ...]:
+        """The records' cards, then those issued at run time (admin IssueCard)."""
+        return self._records.cards_at(self.bank_code, id_number) + self._issued.of(id_number)
+
     def full_number(self, id_number: str, card_ref: str) -> str | None:
         """The full number of a held card. Only the simulator's
         FULL_CARD_NUMBER misbehaviour uses it: a real bank never sends it."""
-        held = self._records.cards_at(self.bank_code, id_number)
+        held = self.cards_held(id_number)
         return next((c.number for c in held if c.card_ref == card_ref), None)

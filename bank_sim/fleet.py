@@ -35,7 +35,7 @@ from cardlookup.banks import bank_fleet
 from cardlookup.banksim.v1 import bank_sim_admin_pb2_grpc as admin_grpc
 from cardlookup.clock import Clock, SystemClock
 from cardlookup.pki import CONSENT_KEY_ID, PkiPaths, bank_server_name, load_ed25519_public
-from cardlookup.population import Population
+from cardlookup.population import Card, CardKind, Population
 from cardlookup.tls import server_credentials
 
 log = logging.getLogger(__name__)
@@ -108,12 +108,13 @@ class BankFleet:
         ca = config.pki.ca_cert
         try:
             for bank in config.banks:
-                directory = CardDirectory(bank.code, config.population, keys)
+                issued = self._states[bank.code].issued
+                directory = CardDirectory(bank.code, config.population, keys, issued=issued)
                 servicer = CardDirectoryServicer(directory, self._states[bank.code], config.clock, self._rng)
                 server = grpc.aio.server(options=_SERVER_OPTIONS)
                 bank_grpc.add_CardDirectoryServiceServicer_to_server(servicer, server)
                 if bank.card_cases:
-                    cases = CardCases(bank.code, config.population, keys)
+                    cases = CardCases(bank.code, config.population, keys, issued)
                     bank_grpc.add_CardCaseServiceServicer_to_server(
                         CardCaseServicer(cases, self._states[bank.code], config.clock), server
                     )
@@ -197,6 +198,11 @@ class BankFleet:
 
     def faults(self, code: str) -> Faults:
         return self._state(code).faults
+
+    def issue_card(self, code: str, id_number: str, kind: CardKind) -> Card:
+        """Issues a new listed card to a person at bank `code` (issue 12:
+        "new cards since the last lookup"); new queries list it."""
+        return self._state(code).issued.issue(code, id_number, kind)
 
     def case_count(self, code: str) -> int:
         """Card cases the bank answered (OpenCardCase successes)."""

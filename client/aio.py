@@ -239,6 +239,19 @@ class AsyncCardLookupClient:
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
+    async def create_query_request(self, request: svc.CreateQueryRequest) -> pb.Query:
+        """CreateQuery from a prepared request (client.requests.create_query,
+        e.g. with `track_new_cards` set through requests.tracking_new_cards):
+        the same deadline and retries as create_query."""
+        try:
+            return (
+                await self.stub.CreateQuery(
+                    request, timeout=self.options.create_timeout_s, wait_for_ready=self._ready("CreateQuery")
+                )
+            ).query
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
 
 async def _wait(channel: grpc.aio.Channel, timeout_s: float) -> None:
     try:

@@ -4,7 +4,7 @@ client. For operators, bank IT teams and demos.
     cardlookup --hub 127.0.0.1:50051 --pki pki enrol --population-user u220000155
     cardlookup ... banks --user-id u220000155
     cardlookup ... verify --user-id u220000155          # the code goes to the SMS outbox
-    cardlookup ... query --user-id u220000155 --verification-id V --code 123456 [--banks 102,308]
+    cardlookup ... query --user-id u220000155 --verification-id V --code 123456 [--banks 102,308] [--track-new-cards]
     cardlookup ... watch --user-id u220000155 --query-id Q
     cardlookup ... list --user-id u220000155
     cardlookup ... report --user-id u220000155 --query-id Q [--password 123456]
@@ -33,7 +33,7 @@ from rich.text import Text
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
-from client import render
+from client import render, requests
 from client.devface import DevFaceProvider
 from client.errors import CardLookupError, InvalidField
 from client.options import ClientOptions
@@ -150,7 +150,7 @@ def _query(client: CardLookupClient, console: Console, a: argparse.Namespace, pk
     face = _face_provider(pki, a.face_key)
     listed = client.list_banks(a.user_id)
     banks = [code.strip() for code in a.banks.split(",")] if a.banks else [b.bank_code for b in listed.banks]
-    query = client.create_query(
+    request = requests.create_query(
         user_id=a.user_id,
         request_id=a.request_id or uuid.uuid4().hex,
         verification_id=a.verification_id,
@@ -159,6 +159,9 @@ def _query(client: CardLookupClient, console: Console, a: argparse.Namespace, pk
         consent_text_version=listed.consent_text_version,
         bank_codes=banks,
     )
+    if a.track_new_cards:  # issue 12: new cards since the last lookup
+        request = requests.tracking_new_cards(request)
+    query = client.create_query_request(request)
     _say(console, query.acceptance_notice)
     _say(
         console,
@@ -286,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--face-key", help="dev face-provider key (default: PKI/keys/face-provider.key)")
     query.add_argument("--request-id", help="idempotency key: the same id returns the same query (default: random)")
     query.add_argument("--no-wait", action="store_true", help="return once accepted (see `watch`)")
+    query.add_argument(
+        "--track-new-cards",
+        action="store_true",
+        help="mark the cards new since your previous tracked lookup (omit: stop tracking, delete the record)",
+    )
     watch = command("watch", "live per-bank progress of a query until it is ready (R6)")
     user_id(watch)
     watch.add_argument("--query-id", required=True, help="the query id `query` or `list` printed")

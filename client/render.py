@@ -87,7 +87,8 @@ def report_view(report: pb.Report) -> Group:
     for c in report.cards:
         kind = "debit 借记卡" if c.card_type == pb.CARD_TYPE_DEBIT else "credit 信用卡"
         middle = "*" * max(0, c.number_length - 8)
-        cards.add_row(c.card_id, c.display_name, kind, f"{c.first_four} {middle} {c.last_four}")
+        new = " NEW 新增" if c.new_since_last_lookup else ""
+        cards.add_row(c.card_id, c.display_name, kind, f"{c.first_four} {middle} {c.last_four}{new}")
     notices = Table.grid(padding=(0, 1))
     notices.add_column(no_wrap=True)
     notices.add_column()
@@ -96,6 +97,8 @@ def report_view(report: pb.Report) -> Group:
     header = Text(
         f"Report generated {local_time(report.generate_time)}, deleted {local_time(report.expire_time)} (Beijing time)."
     )
+    if report.new_cards_marked:
+        header.append("\nCards marked NEW were not in your previous lookup (issue 12, opt-in).")
     return Group(header, summary, cards, notices)
 
 

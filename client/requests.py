@@ -85,3 +85,11 @@ def flag_card(
     return svc.FlagCardRequest(
         name=query_name(user_id, query_id), payment_password=payment_password, card_id=card_id, kind=kind
     )
+
+
+def tracking_new_cards(request: svc.CreateQueryRequest) -> svc.CreateQueryRequest:
+    """The same CreateQuery, opted in to "new cards since the last lookup"."""
+    out = svc.CreateQueryRequest()
+    out.CopyFrom(request)
+    out.track_new_cards = True
+    return out

@@ -21,12 +21,14 @@ from hub.fanout.cases import CaseCaller
 from hub.identity.card_cases import CardCaseDesk
 from hub.identity.face import FaceVerifier
 from hub.identity.journey import Journey
+from hub.identity.new_cards import NewCardTracker
 from hub.identity.passwords import PasswordGate, PasswordHasher
 from hub.identity.report_keys import ReportKeys
 from hub.identity.users import UserDirectory
 from hub.identity.verification import SmsVerifier
 from hub.notify import OutboxSmsSender, SmsSender
 from hub.store.card_cases import CardCaseStore
+from hub.store.card_records import CardRecordStore
 from hub.store.identity import IdentityStore
 from hub.store.user_keys import UserKeyStore
 from hub.store.users import UserStore
@@ -51,7 +53,10 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     # Issue 12: reports sealed to the user's payment-password key.
     report_keys = ReportKeys(key_store, users, gate, hasher, ctx.keys.keyed_hash, ctx.clock)
     users.on_password_set(report_keys.password_set)
-    ctx.engine.set_report_sealer(report_keys.seal_report)
+    record_store = CardRecordStore(ctx.db)
+    await record_store.migrate()
+    new_cards = NewCardTracker(record_store, key_store, ctx.keys.keyed_hash, ctx.clock)
+    ctx.engine.set_report_sealer(new_cards.recording(report_keys.seal_report))
     journey = Journey(
         config=config,
         clock=ctx.clock,
@@ -67,6 +72,7 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         sender=sender,
         keyed_hash=ctx.keys.keyed_hash,
         report_keys=report_keys,
+        new_cards=new_cards,
     )
     ctx.engine.add_ready_listener(journey.notify_ready)
     # Issue 12: "not my card" cases at the banks.
@@ -82,7 +88,7 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         signer=ctx.keys.consent_signer,
     )
     ctx.background.append(functools.partial(_close_on_stop, case_caller))
-    servicer = CardLookupServicer(config, users, journey, report_keys, cases, case_store)
+    servicer = CardLookupServicer(config, users, journey, report_keys, cases, case_store, new_cards)
     registrar = GuardedRegistrar(ctx.server, CallerGuard(config.allowed_clients))
     svc_grpc.add_CardLookupServiceServicer_to_server(servicer, cast(grpc.aio.Server, registrar))
     ctx.service_names.append(SERVICE_NAME)

@@ -207,7 +207,9 @@ def report(config: HubConfig, user_id: str, rep: Report) -> pb.Report:
             first_four=c.first_four,
             last_four=c.last_four,
             number_length=c.number_length,
+            new_since_last_lookup=c.new_since_last_lookup,
         )
+    out.new_cards_marked = rep.new_cards_marked
     for n in rep.notices:
         out.notices.add(kind=_NOTICE[n.kind], text=n.text, english_text=n.english_text)
     return out

@@ -21,6 +21,7 @@ from hub.config import HubConfig
 from hub.identity.card_cases import CardCaseDesk
 from hub.identity.errors import RuleViolation
 from hub.identity.journey import CreateRequest, Journey
+from hub.identity.new_cards import NewCardTracker
 from hub.identity.report_keys import ReportKeys
 from hub.identity.users import Enrolment, UserDirectory
 from hub.logging import get_logger
@@ -72,6 +73,7 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         report_keys: ReportKeys,
         cases: CardCaseDesk,
         case_store: CardCaseStore,
+        new_cards: NewCardTracker,
     ) -> None:
         self._config = config
         self._users = users
@@ -79,6 +81,7 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         self._report_keys = report_keys
         self._cases = cases
         self._case_store = case_store
+        self._new_cards = new_cards
 
     @_unary
     async def EnrollUser(
@@ -126,6 +129,11 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     async def CreateQuery(
         self, request: svc.CreateQueryRequest, context: grpc.aio.ServicerContext
     ) -> svc.CreateQueryResponse:
+        # Issue 12, new cards since the last lookup: opting in is recorded
+        # before the query exists (its READY hook must see it); opting out
+        # deletes the record only once the query is accepted.
+        if request.track_new_cards:
+            await self._new_cards.set_preference(request.user_id, True)
         view = await self._journey.create_query(
             CreateRequest(
                 user_id=request.user_id,
@@ -137,6 +145,8 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
                 bank_codes=tuple(request.bank_codes),
             )
         )
+        if not request.track_new_cards:
+            await self._new_cards.set_preference(request.user_id, False)
         return svc.CreateQueryResponse(query=convert.query(self._config, view))
 
     @_unary

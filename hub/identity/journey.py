@@ -26,6 +26,7 @@ from hub.domain import NewQuery, QueryEvent, QueryRecord, QueryState, Report, Re
 from hub.identity import validation
 from hub.identity.errors import RuleViolation, invalid, rfc3339
 from hub.identity.face import Attestation, FaceVerifier
+from hub.identity.new_cards import NewCardTracker
 from hub.identity.passwords import PasswordGate
 from hub.identity.report_keys import ReportKeys
 from hub.identity.users import CHINA_TZ, UserDirectory
@@ -114,6 +115,7 @@ class Journey:
         sender: SmsSender,
         keyed_hash: KeyedHash,
         report_keys: ReportKeys | None = None,
+        new_cards: NewCardTracker | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -126,6 +128,7 @@ class Journey:
         self._sender = sender
         self._hash = keyed_hash
         self._report_keys = report_keys
+        self._new_cards = new_cards
         # Serialises CreateQuery per person inside this process, so two
         # concurrent requests cannot both pass the one-query-at-a-time rule.
         self._locks = tuple(asyncio.Lock() for _ in range(_LOCK_STRIPES))
@@ -301,7 +304,10 @@ class Journey:
             raise refusal
         try:
             opener = await self._report_keys.opener(user_id, password) if self._report_keys else None
-            return await self._engine.read_report(query_id, opener)
+            report = await self._engine.read_report(query_id, opener)
+            if self._new_cards is not None and opener is not None:
+                report = await self._new_cards.annotate(user_id, report, opener)  # issue 12: new-card marks
+            return report
         except ReportUnavailable as gone:
             if gone.state is QueryState.EXPIRED:
                 raise _expired(gone.expire_time) from None

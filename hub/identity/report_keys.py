@@ -179,9 +179,17 @@ class ReportKeys:
                 plaintext = open_with(old_private, sealed, report_context(query_id))
                 new = seal_to(new_key.public_key, epoch, plaintext, report_context(query_id))
                 rewrapped.append((query_id, sealed, new))
+        records: list[tuple[str, Sealed, Sealed]] = []
+        if current is not None and old_private is not None:
+            for query_id, sealed in await self._store.card_records(user_id):
+                if not is_user_sealed(sealed) or epoch_of(sealed) != current.epoch:
+                    continue
+                context = b"cards:" + query_id.encode()  # hub.identity.new_cards.record_context
+                plaintext = open_with(old_private, sealed, context)
+                records.append((query_id, sealed, seal_to(new_key.public_key, epoch, plaintext, context)))
         new_hash = await self._hasher.hash(new_password)
         changed = await self._store.change_password(
-            user_id, new_hash, new_key, current.epoch if current else None, rewrapped, self._clock.now()
+            user_id, new_hash, new_key, current.epoch if current else None, rewrapped, self._clock.now(), records
         )
         if not changed:
             # Another change or enrolment won the race: HUB_UNAVAILABLE, the

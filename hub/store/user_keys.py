@@ -7,7 +7,8 @@ Tables (component "user_keys", its own migration list):
               stored; see hub.user_sealing).
 
 This module also re-wraps the user-sealed rows of the `reports` table (owned
-by hub.store.queries) when the password changes, in the same transaction as
+by hub.store.queries) and of `card_records` (hub.store.card_records) when the
+password changes, in the same transaction as
 the new password hash and key, so that a crash leaves either the old password
 with the old key or the new with the new, never a mix.
 """
@@ -98,6 +99,14 @@ class UserKeyStore:
         )
         return [(str(r["query_id"]), Sealed(bytes(r["data_key"]), bytes(r["ciphertext"]))) for r in rows]
 
+    async def card_records(self, user_id: str) -> list[tuple[str, Sealed]]:
+        """The user's new-card records (table of hub.store.card_records)."""
+        rows = await self._db.fetchall(
+            "SELECT query_id, wrapped_key, ciphertext FROM card_records WHERE user_id = ? ORDER BY query_id",
+            (user_id,),
+        )
+        return [(str(r["query_id"]), Sealed(bytes(r["wrapped_key"]), bytes(r["ciphertext"]))) for r in rows]
+
     async def change_password(
         self,
         user_id: str,
@@ -106,6 +115,7 @@ class UserKeyStore:
         replaces_epoch: int | None,
         rewrapped: Sequence[tuple[str, Sealed, Sealed]],
         now: dt.datetime,
+        rewrapped_records: Sequence[tuple[str, Sealed, Sealed]] = (),
     ) -> bool:
         """In one transaction: the new password hash (lockout cleared), the
         new key, and each (query id, old sealed, new sealed) report swapped
@@ -127,6 +137,12 @@ class UserKeyStore:
                 await conn.execute(
                     "UPDATE reports SET data_key = ?, ciphertext = ? WHERE query_id = ? AND data_key = ?",
                     (new.wrapped_key, new.ciphertext, query_id, old.wrapped_key),
+                )
+            for query_id, old, new in rewrapped_records:
+                await conn.execute(
+                    "UPDATE card_records SET wrapped_key = ?, ciphertext = ? WHERE user_id = ? AND query_id = ?"
+                    " AND wrapped_key = ?",
+                    (new.wrapped_key, new.ciphertext, user_id, query_id, old.wrapped_key),
                 )
             return True
 

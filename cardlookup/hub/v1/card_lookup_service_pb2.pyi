@@ -82,7 +82,7 @@ class StartVerificationResponse(_message.Message):
     def __init__(self, verification_id: _Optional[str] = ..., masked_phone: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resend_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateQueryRequest(_message.Message):
-    __slots__ = ("user_id", "request_id", "verification_id", "sms_code", "face_attestation", "consent_text_version", "bank_codes")
+    __slots__ = ("user_id", "request_id", "verification_id", "sms_code", "face_attestation", "consent_text_version", "bank_codes", "track_new_cards")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,7 @@ class CreateQueryRequest(_message.Message):
     FACE_ATTESTATION_FIELD_NUMBER: _ClassVar[int]
     CONSENT_TEXT_VERSION_FIELD_NUMBER: _ClassVar[int]
     BANK_CODES_FIELD_NUMBER: _ClassVar[int]
+    TRACK_NEW_CARDS_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     request_id: str
     verification_id: str
@@ -97,7 +98,8 @@ class CreateQueryRequest(_message.Message):
     face_attestation: _face_attestation_pb2.FaceAttestation
     consent_text_version: str
     bank_codes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_id: _Optional[str] = ..., request_id: _Optional[str] = ..., verification_id: _Optional[str] = ..., sms_code: _Optional[str] = ..., face_attestation: _Optional[_Union[_face_attestation_pb2.FaceAttestation, _Mapping]] = ..., consent_text_version: _Optional[str] = ..., bank_codes: _Optional[_Iterable[str]] = ...) -> None: ...
+    track_new_cards: bool
+    def __init__(self, user_id: _Optional[str] = ..., request_id: _Optional[str] = ..., verification_id: _Optional[str] = ..., sms_code: _Optional[str] = ..., face_attestation: _Optional[_Union[_face_attestation_pb2.FaceAttestation, _Mapping]] = ..., consent_text_version: _Optional[str] = ..., bank_codes: _Optional[_Iterable[str]] = ..., track_new_cards: _Optional[bool] = ...) -> None: ...
 
 class CreateQueryResponse(_message.Message):
     __slots__ = ("query",)

@@ -213,20 +213,22 @@ class ReportAccessEvent(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[ReportAccessResult, str]] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("name", "generate_time", "expire_time", "bank_summaries", "cards", "notices")
+    __slots__ = ("name", "generate_time", "expire_time", "bank_summaries", "cards", "notices", "new_cards_marked")
     NAME_FIELD_NUMBER: _ClassVar[int]
     GENERATE_TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     BANK_SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     CARDS_FIELD_NUMBER: _ClassVar[int]
     NOTICES_FIELD_NUMBER: _ClassVar[int]
+    NEW_CARDS_MARKED_FIELD_NUMBER: _ClassVar[int]
     name: str
     generate_time: _timestamp_pb2.Timestamp
     expire_time: _timestamp_pb2.Timestamp
     bank_summaries: _containers.RepeatedCompositeFieldContainer[BankSummary]
     cards: _containers.RepeatedCompositeFieldContainer[ReportCard]
     notices: _containers.RepeatedCompositeFieldContainer[Notice]
-    def __init__(self, name: _Optional[str] = ..., generate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bank_summaries: _Optional[_Iterable[_Union[BankSummary, _Mapping]]] = ..., cards: _Optional[_Iterable[_Union[ReportCard, _Mapping]]] = ..., notices: _Optional[_Iterable[_Union[Notice, _Mapping]]] = ...) -> None: ...
+    new_cards_marked: bool
+    def __init__(self, name: _Optional[str] = ..., generate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bank_summaries: _Optional[_Iterable[_Union[BankSummary, _Mapping]]] = ..., cards: _Optional[_Iterable[_Union[ReportCard, _Mapping]]] = ..., notices: _Optional[_Iterable[_Union[Notice, _Mapping]]] = ..., new_cards_marked: _Optional[bool] = ...) -> None: ...
 
 class BankSummary(_message.Message):
     __slots__ = ("bank_code", "display_name", "state", "reason", "debit_card_count", "credit_card_count", "unlisted_card_count", "unlisted")
@@ -257,7 +259,7 @@ class UnlistedCount(_message.Message):
     def __init__(self, reason: _Optional[_Union[UnlistedReason, str]] = ..., card_count: _Optional[int] = ...) -> None: ...
 
 class ReportCard(_message.Message):
-    __slots__ = ("bank_code", "display_name", "card_type", "first_four", "last_four", "number_length", "card_id")
+    __slots__ = ("bank_code", "display_name", "card_type", "first_four", "last_four", "number_length", "card_id", "new_since_last_lookup")
     BANK_CODE_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     CARD_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +267,7 @@ class ReportCard(_message.Message):
     LAST_FOUR_FIELD_NUMBER: _ClassVar[int]
     NUMBER_LENGTH_FIELD_NUMBER: _ClassVar[int]
     CARD_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_SINCE_LAST_LOOKUP_FIELD_NUMBER: _ClassVar[int]
     bank_code: str
     display_name: str
     card_type: CardType
@@ -272,7 +275,8 @@ class ReportCard(_message.Message):
     last_four: str
     number_length: int
     card_id: str
-    def __init__(self, bank_code: _Optional[str] = ..., display_name: _Optional[str] = ..., card_type: _Optional[_Union[CardType, str]] = ..., first_four: _Optional[str] = ..., last_four: _Optional[str] = ..., number_length: _Optional[int] = ..., card_id: _Optional[str] = ...) -> None: ...
+    new_since_last_lookup: bool
+    def __init__(self, bank_code: _Optional[str] = ..., display_name: _Optional[str] = ..., card_type: _Optional[_Union[CardType, str]] = ..., first_four: _Optional[str] = ..., last_four: _Optional[str] = ..., number_length: _Optional[int] = ..., card_id: _Optional[str] = ..., new_since_last_lookup: _Optional[bool] = ...) -> None: ...
 
 class Notice(_message.Message):
     __slots__ = ("kind", "text", "english_text")
