@@ -6,8 +6,9 @@ A query is durable before any bank is called (`submit` commits the query
 and one PENDING task per bank). Then one asyncio task per chosen bank runs
 the fan-out retry loop (hub.fanout); when a bank's outcome is final it is
 written atomically with the bank's sealed, validated answer. When the last
-bank is final, the report is built, sealed under its own data key, stored,
-and the subject and per-bank answers are deleted. On start the engine
+bank is final, the report is built, sealed (to the owner's payment-password
+key through the API's report sealer, issue 12; else under its own data key),
+stored, and the subject and per-bank answers are deleted. On start the engine
 resumes every unfinished query; bank calls are idempotent on the query id,
 and an answer is only ever stored once per bank, so a crash can neither lose
 nor duplicate cards.

@@ -20,6 +20,7 @@ derivation runs off the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Callable
 
@@ -168,9 +169,13 @@ class ReportKeys:
         if refusal is not None:
             raise refusal
         current = await self._store.get(user_id)
-        old_private = await self._matches(current, old_password) if current else None
         epoch = current.epoch + 1 if current else 1
-        new_key = await self._new_key(user_id, new_password, epoch)
+        # Three independent argon2id runs (old key, new key, new hash): at once.
+        old_private, new_key, new_hash = await asyncio.gather(
+            self._matches(current, old_password) if current else _none(),
+            self._new_key(user_id, new_password, epoch),
+            self._hasher.hash(new_password),
+        )
         rewrapped: list[tuple[str, Sealed, Sealed]] = []
         if current is not None and old_private is not None:
             for query_id, sealed in await self._store.live_reports(user_id, self._clock.now()):
@@ -187,7 +192,6 @@ class ReportKeys:
                 context = b"cards:" + query_id.encode()  # hub.identity.new_cards.record_context
                 plaintext = open_with(old_private, sealed, context)
                 records.append((query_id, sealed, seal_to(new_key.public_key, epoch, plaintext, context)))
-        new_hash = await self._hasher.hash(new_password)
         changed = await self._store.change_password(
             user_id, new_hash, new_key, current.epoch if current else None, rewrapped, self._clock.now(), records
         )
@@ -197,3 +201,7 @@ class ReportKeys:
             raise RuntimeError("the user's key changed during a password change")
         log.info("payment_password_changed", user_id=user_id, epoch=epoch, reports=len(rewrapped))
         return len(rewrapped)
+
+
+async def _none() -> None:
+    return None
