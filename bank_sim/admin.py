@@ -15,7 +15,9 @@ from bank_sim.faults import Faults, FaultsError, Misbehaviour
 from bank_sim.state import BankState
 from cardlookup.banksim.v1 import bank_sim_admin_pb2 as admin_pb
 from cardlookup.banksim.v1 import bank_sim_admin_pb2_grpc as admin_grpc
+from cardlookup.checksums import is_valid_id_number
 from cardlookup.pki import APP_BACKEND_NAME, HUB_CLIENT_NAME
+from cardlookup.population import CardKind
 from cardlookup.rpc_errors import abort
 from cardlookup.tls import peer_names
 
@@ -124,6 +126,27 @@ class BankSimAdminServicer(admin_grpc.BankSimAdminServiceServicer):
             ]
         )
 
+    async def IssueCard(
+        self, request: admin_pb.IssueCardRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb.IssueCardResponse:
+        state = await self._bank(request.bank_code, context)
+        if not is_valid_id_number(request.id_number):
+            await _refuse(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", "id_number is not valid", "id_number"
+            )
+        kind = _ISSUED_KINDS.get(request.card_type)
+        if kind is None:
+            await _refuse(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", "card_type is required", "card_type"
+            )
+        card = state.issued.issue(request.bank_code, request.id_number, kind)
+        return admin_pb.IssueCardResponse(
+            first_four=card.first_four,
+            last_four=card.number[-4:],
+            number_length=len(card.number),
+            card_ref=card.card_ref,
+        )
+
     async def _admit(self, context: grpc.aio.ServicerContext) -> None:
         if not peer_names(context) & self._allowed_callers:
             await abort(
@@ -148,3 +171,9 @@ async def _refuse(
     context: grpc.aio.ServicerContext, code: grpc.StatusCode, reason: str, message: str, field: str
 ) -> NoReturn:
     await abort(context, code, reason, message, ADMIN_DOMAIN, {"field": field})
+
+
+_ISSUED_KINDS: dict[int, CardKind] = {
+    admin_pb.ISSUED_CARD_TYPE_DEBIT: "debit",
+    admin_pb.ISSUED_CARD_TYPE_CREDIT: "credit",
+}

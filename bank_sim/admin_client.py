@@ -59,3 +59,9 @@ class AdminClient:
     async def list_banks(self) -> list[BankListing]:
         response = await self._stub.ListBanks(admin_pb.ListBanksRequest(), timeout=self._timeout)
         return [BankListing(b.bank_code, b.address, b.call_count, faults_from_proto(b.faults)) for b in response.banks]
+
+    async def issue_card(self, code: str, id_number: str, credit: bool = False) -> admin_pb.IssueCardResponse:
+        """Issues a new listed card to a person at bank `code` (IssueCard)."""
+        kind = admin_pb.ISSUED_CARD_TYPE_CREDIT if credit else admin_pb.ISSUED_CARD_TYPE_DEBIT
+        request = admin_pb.IssueCardRequest(bank_code=code, id_number=id_number, card_type=kind)
+        return await self._stub.IssueCard(request, timeout=self._timeout)

@@ -35,6 +35,7 @@ from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from bank_sim.issued import IssuedCards
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.checksums import is_valid_id_number
 from cardlookup.consent import subject_digest, verify_consent
@@ -146,9 +147,11 @@ class CardDirectory:
         records: Population,
         trusted_keys: Mapping[str, Ed25519PublicKey],
         remembered: int = REMEMBERED_QUERIES,
+        issued: IssuedCards | None = None,
     ) -> None:
         self.bank_code = bank_code
         self._records = records
+        self._issued = issued or IssuedCards()
         self._trusted_keys = trusted_keys
         self._remembered = remembered
         # query id -> (subject digest, answer). The digest catches a query id
@@ -190,7 +193,7 @@ class CardDirectory:
     def _lookup(self, id_number: str, full_name: str) -> Answer:
         if self._records.holder_name(id_number) != full_name:
             return EMPTY_ANSWER  # unknown, or the name does not match our records
-        held = self._records.cards_at(self.bank_code, id_number)
+        held = self.cards_held(id_number)
         # R13: one card, one reason, by the documented precedence.
         unlisted = Counter(counted_reason(c.conditions) for c in held if c.conditions)
         return Answer(
@@ -201,10 +204,14 @@ class CardDirectory:
     def unlisted_conditions(self, id_number: str) -> tuple[frozenset[str], ...]:
         """The R13 conditions of each unlisted card held for this ID number.
         Only the simulator's WRONG_REASON_PRECEDENCE misbehaviour uses it."""
-        return tuple(c.conditions for c in self._records.cards_at(self.bank_code, id_number) if c.conditions)
+        return tuple(c.conditions for c in self.cards_held(id_number) if c.conditions)
+
+    def cards_held(self, id_number: str) -> tuple[Card, ...]:
+        """The records' cards, then those issued at run time (admin IssueCard)."""
+        return self._records.cards_at(self.bank_code, id_number) + self._issued.of(id_number)
 
     def full_number(self, id_number: str, card_ref: str) -> str | None:
         """The full number of a held card. Only the simulator's
         FULL_CARD_NUMBER misbehaviour uses it: a real bank never sends it."""
-        held = self._records.cards_at(self.bank_code, id_number)
+        held = self.cards_held(id_number)
         return next((c.number for c in held if c.card_ref == card_ref), None)

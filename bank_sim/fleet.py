@@ -28,6 +28,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from bank_sim.admin import BankSimAdminServicer
+from bank_sim.cases import CardCases, CardCaseServicer
 from bank_sim.directory import CardDirectory
 from bank_sim.faults import Faults
 from bank_sim.servicer import CardDirectoryServicer
@@ -37,7 +38,7 @@ from cardlookup.banks import bank_fleet
 from cardlookup.banksim.v1 import bank_sim_admin_pb2_grpc as admin_grpc
 from cardlookup.clock import Clock, SystemClock
 from cardlookup.pki import CONSENT_KEY_ID, PkiPaths, bank_server_name, load_ed25519_public
-from cardlookup.population import Population
+from cardlookup.population import Card, CardKind, Population
 from cardlookup.tls import server_credentials
 from hub.metrics import BankSimMetrics, MetricsEndpoint
 
@@ -70,6 +71,9 @@ class BankSimConfig:
     port: int = 0
     """0 = any free port."""
     faults: Faults = field(default_factory=Faults)
+    card_cases: bool = True
+    """Offer the optional CardCaseService ("not my card"); False: the bank
+    answers UNIMPLEMENTED, like a bank that has not built it."""
 
 
 @dataclass(frozen=True)
@@ -129,11 +133,17 @@ class BankFleet:
         ca = config.pki.ca_cert
         try:
             for bank in config.banks:
-                directory = CardDirectory(bank.code, config.population, keys)
+                issued = self._states[bank.code].issued
+                directory = CardDirectory(bank.code, config.population, keys, issued=issued)
                 servicer = CardDirectoryServicer(directory, self._states[bank.code], config.clock, self._rng)
                 server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=[self.metrics.interceptor(bank.code)])
                 bank_grpc.add_CardDirectoryServiceServicer_to_server(servicer, server)
                 await add_health_and_reflection(server)
+                if bank.card_cases:
+                    cases = CardCases(bank.code, config.population, keys, issued)
+                    bank_grpc.add_CardCaseServiceServicer_to_server(
+                        CardCaseServicer(cases, self._states[bank.code], config.clock), server
+                    )
                 creds = server_credentials(config.pki.bank_cert(bank.code), config.pki.bank_key(bank.code), ca)
                 self._ports[bank.code] = self._bind(server, bank.port, creds, f"bank {bank.code}")
                 self._servers.append(server)
@@ -226,6 +236,15 @@ class BankFleet:
 
     def faults(self, code: str) -> Faults:
         return self._state(code).faults
+
+    def issue_card(self, code: str, id_number: str, kind: CardKind) -> Card:
+        """Issues a new listed card to a person at bank `code` (issue 12:
+        "new cards since the last lookup"); new queries list it."""
+        return self._state(code).issued.issue(code, id_number, kind)
+
+    def case_count(self, code: str) -> int:
+        """Card cases the bank answered (OpenCardCase successes)."""
+        return self._state(code).case_count
 
     def call_count(self, code: str) -> int:
         """ListCards calls received, refused ones included."""

@@ -3,9 +3,10 @@ servicer and the admin API share: its fault switches and call counters."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bank_sim.faults import Faults
+from bank_sim.issued import IssuedCards
 
 
 @dataclass
@@ -17,3 +18,7 @@ class BankState:
     """ListCards calls received, refused ones included."""
     in_flight: int = 0
     """ListCards calls being answered right now (for max_concurrent)."""
+    case_count: int = 0
+    """Card cases answered (OpenCardCase calls that succeeded)."""
+    issued: IssuedCards = field(default_factory=IssuedCards)
+    """Cards issued at run time (admin IssueCard), on top of the records."""

@@ -83,7 +83,8 @@ async def hub_phase(
     processes.write_hub_config(config, pki, port, banks, work)
     hub = processes.start_hub(config, plan.hub_log_level, work)
     try:
-        options = ClientOptions.from_pki(pki.root, f"127.0.0.1:{port}", create_timeout_s=120.0)
+        # timeout_s: set-up calls too (each enrolment runs two argon2id derivations at the hub).
+        options = ClientOptions.from_pki(pki.root, f"127.0.0.1:{port}", timeout_s=60.0, create_timeout_s=120.0)
         async with AsyncCardLookupClient(options) as client:
             await client.wait_ready(localstack.START_TIMEOUT_S)
             await enrol(client, people)

@@ -19,7 +19,10 @@ from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from hub.notify import verification_code_in
 
-ENROL_CONCURRENCY = 16
+ENROL_CONCURRENCY = 4
+"""Enrolment runs two argon2id derivations at the hub (the password hash, and
+the report key of issue 12): more at once only queues CPU-bound work behind
+the per-call deadline."""
 
 
 class OutboxTail:

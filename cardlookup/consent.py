@@ -49,13 +49,18 @@ def sign_consent(
     issue_time: dt.datetime,
     expire_time: dt.datetime,
     consent_text_version: str,
+    scope: bank_pb.ConsentScope = bank_pb.CONSENT_SCOPE_LIST_MASKED_CARDS,
+    card_ref: str = "",
 ) -> bank_pb.SignedConsent:
+    """`scope` and `card_ref`: CONSENT_SCOPE_OPEN_CARD_CASE names the one
+    card a case may be about (issue 12)."""
     consent = bank_pb.Consent(
         query_id=query_id,
         bank_code=bank_code,
         subject_digest=subject_digest(query_id, id_number, full_name),
-        scope=bank_pb.CONSENT_SCOPE_LIST_MASKED_CARDS,
+        scope=scope,
         consent_text_version=consent_text_version,
+        card_ref=card_ref,
     )
     consent.issue_time.FromDatetime(issue_time)
     consent.expire_time.FromDatetime(expire_time)
@@ -95,6 +100,45 @@ def list_cards_request(
     )
 
 
+def open_card_case_request(
+    key: ConsentKey,
+    key_id: str,
+    *,
+    query_id: str,
+    bank_code: str,
+    id_number: str,
+    full_name: str,
+    card_ref: str,
+    kind: bank_pb.CardCaseKind,
+    issue_time: dt.datetime,
+    expire_time: dt.datetime,
+    consent_text_version: str,
+) -> bank_pb.OpenCardCaseRequest:
+    """A complete OpenCardCase request ("not my card"): the subject, the
+    card, and a consent for this case at this bank (scope OPEN_CARD_CASE,
+    bound to `card_ref`)."""
+    consent = sign_consent(
+        key,
+        key_id,
+        query_id=query_id,
+        bank_code=bank_code,
+        id_number=id_number,
+        full_name=full_name,
+        issue_time=issue_time,
+        expire_time=expire_time,
+        consent_text_version=consent_text_version,
+        scope=bank_pb.CONSENT_SCOPE_OPEN_CARD_CASE,
+        card_ref=card_ref,
+    )
+    return bank_pb.OpenCardCaseRequest(
+        query_id=query_id,
+        subject=bank_pb.Subject(full_name=full_name, id_number=id_number),
+        card_ref=card_ref,
+        kind=kind,
+        consent=consent,
+    )
+
+
 class ConsentError(Exception):
     """A consent that a bank must refuse. `reason` is the ErrorInfo reason."""
 
@@ -122,10 +166,14 @@ def verify_consent(
     id_number: str,
     full_name: str,
     now: dt.datetime,
+    scope: bank_pb.ConsentScope = bank_pb.CONSENT_SCOPE_LIST_MASKED_CARDS,
+    card_ref: str = "",
 ) -> VerifiedConsent:
     """Checks a consent as a careful bank does; raises ConsentError.
 
     Order matters: the signature is checked before the payload is trusted.
+    `scope` is what the call needs (ListCards: LIST_MASKED_CARDS; a card
+    case: OPEN_CARD_CASE, whose consent must name `card_ref`).
     """
     key = trusted_keys.get(signed.key_id)
     if key is None:
@@ -139,14 +187,16 @@ def verify_consent(
         consent.ParseFromString(signed.consent)
     except DecodeError:
         raise ConsentError("CONSENT_MALFORMED", "the signed consent bytes are not a Consent message") from None
-    if consent.scope != bank_pb.CONSENT_SCOPE_LIST_MASKED_CARDS:
-        raise ConsentError("CONSENT_SCOPE_INVALID", "the consent does not allow listing masked cards")
+    if consent.scope != scope:
+        raise ConsentError("CONSENT_SCOPE_INVALID", "the consent does not allow this call")
     if consent.bank_code != bank_code:
         raise ConsentError("CONSENT_WRONG_BANK", "the consent was issued for another bank")
     if consent.query_id != query_id:
         raise ConsentError("CONSENT_WRONG_QUERY", "the consent was issued for another query")
     if consent.subject_digest != subject_digest(query_id, id_number, full_name):
         raise ConsentError("CONSENT_SUBJECT_MISMATCH", "the consent was issued for another subject")
+    if scope == bank_pb.CONSENT_SCOPE_OPEN_CARD_CASE and consent.card_ref != card_ref:
+        raise ConsentError("CONSENT_CARD_MISMATCH", "the consent was issued for another card")
     if not consent.HasField("issue_time") or not consent.HasField("expire_time"):
         raise ConsentError("CONSENT_MALFORMED", "the consent lacks its issue or expire time")
     issue = consent.issue_time.ToDatetime(dt.UTC)

@@ -4,10 +4,11 @@ client. For operators, bank IT teams and demos.
     cardlookup --hub 127.0.0.1:50051 --pki pki enrol --population-user u220000155
     cardlookup ... banks --user-id u220000155
     cardlookup ... verify --user-id u220000155          # the code goes to the SMS outbox
-    cardlookup ... query --user-id u220000155 --verification-id V --code 123456 [--banks 102,308]
+    cardlookup ... query --user-id u220000155 --verification-id V --code 123456 [--banks 102,308] [--track-new-cards]
     cardlookup ... watch --user-id u220000155 --query-id Q
     cardlookup ... list --user-id u220000155
     cardlookup ... report --user-id u220000155 --query-id Q [--password 123456]
+    cardlookup ... not-mine --user-id u220000155 --query-id Q --card 2 [--close] [--password 123456]
 
 --hub and --pki default to $CARDLOOKUP_HUB and $CARDLOOKUP_PKI. Several hub
 replicas: `--hub 10.0.0.1:50051,10.0.0.2:50051` or `--hub` repeated (each
@@ -35,7 +36,7 @@ from rich.text import Text
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
-from client import render
+from client import render, requests
 from client.devface import DevFaceProvider
 from client.errors import CardLookupError, InvalidField
 from client.options import ClientOptions
@@ -64,6 +65,7 @@ FLAG_OF_FIELD = {
     "bank_codes": "--banks",
     "request_id": "--request-id",
     "page_size": "--page-size",
+    "card_id": "--card",
 }
 
 
@@ -151,7 +153,7 @@ def _query(client: CardLookupClient, console: Console, a: argparse.Namespace, pk
     face = _face_provider(pki, a.face_key)
     listed = client.list_banks(a.user_id)
     banks = [code.strip() for code in a.banks.split(",")] if a.banks else [b.bank_code for b in listed.banks]
-    query = client.create_query(
+    request = requests.create_query(
         user_id=a.user_id,
         request_id=a.request_id or uuid.uuid4().hex,
         verification_id=a.verification_id,
@@ -160,6 +162,9 @@ def _query(client: CardLookupClient, console: Console, a: argparse.Namespace, pk
         consent_text_version=listed.consent_text_version,
         bank_codes=banks,
     )
+    if a.track_new_cards:  # issue 12: new cards since the last lookup
+        request = requests.tracking_new_cards(request)
+    query = client.create_query_request(request)
     _say(console, query.acceptance_notice)
     _say(
         console,
@@ -187,11 +192,21 @@ def _list(client: CardLookupClient, console: Console, a: argparse.Namespace) -> 
     access = render.access_table(queries)
     if access is not None:
         console.print(access)
+    cases = render.cases_table(queries)
+    if cases is not None:
+        console.print(cases)
 
 
 def _report(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
     password = a.password if a.password is not None else getpass.getpass("Payment password: ")
     console.print(render.report_view(client.get_report(a.user_id, a.query_id, password)))
+
+
+def _not_mine(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
+    password = a.password if a.password is not None else getpass.getpass("Payment password: ")
+    kind = pb.CARD_CASE_KIND_CLOSE_REQUESTED if a.close else pb.CARD_CASE_KIND_NOT_RECOGNISED
+    case = client.flag_card(a.user_id, a.query_id, password, a.card, kind)
+    console.print(render.case_view(case), soft_wrap=True, highlight=False)
 
 
 def _say(console: Console, text: str) -> None:
@@ -286,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--face-key", help="dev face-provider key (default: PKI/keys/face-provider.key)")
     query.add_argument("--request-id", help="idempotency key: the same id returns the same query (default: random)")
     query.add_argument("--no-wait", action="store_true", help="return once accepted (see `watch`)")
+    query.add_argument(
+        "--track-new-cards",
+        action="store_true",
+        help="mark the cards new since your previous tracked lookup (omit: stop tracking, delete the record)",
+    )
     watch = command("watch", "live per-bank progress of a query until it is ready (R6)")
     user_id(watch)
     watch.add_argument("--query-id", required=True, help="the query id `query` or `list` printed")
@@ -296,10 +316,24 @@ def build_parser() -> argparse.ArgumentParser:
     user_id(report)
     report.add_argument("--query-id", required=True, help="the query id `query` or `list` printed")
     report.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
+    not_mine = command("not-mine", "open a case at the bank about a card of the report (issue 12)")
+    user_id(not_mine)
+    not_mine.add_argument("--query-id", required=True, help="the query whose report lists the card")
+    not_mine.add_argument("--card", required=True, metavar="N", help="the card's # in `report`")
+    not_mine.add_argument("--close", action="store_true", help="the card is yours but unused: ask to close it")
+    not_mine.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
     return parser
 
 
-COMMANDS = {"enrol": _enrol, "banks": _banks, "verify": _verify, "watch": _watch, "list": _list, "report": _report}
+COMMANDS = {
+    "enrol": _enrol,
+    "banks": _banks,
+    "verify": _verify,
+    "watch": _watch,
+    "list": _list,
+    "report": _report,
+    "not-mine": _not_mine,
+}
 
 
 def run(argv: list[str] | None = None, console: Console | None = None) -> int:

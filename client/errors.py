@@ -204,6 +204,18 @@ class QueryInProgress(Refused):
     reason_name = "QUERY_IN_PROGRESS"
 
 
+class ReportSealedToOldPassword(Refused):
+    reason_name = "REPORT_SEALED_TO_OLD_PASSWORD"
+
+
+class CardNotFound(UserMustAct):
+    reason_name = "CARD_NOT_FOUND"
+
+
+class CardCaseNotOpened(Retryable):
+    reason_name = "CARD_CASE_NOT_OPENED"
+
+
 def _concrete(base: type[CardLookupError]) -> list[type[CardLookupError]]:
     found = []
     for cls in base.__subclasses__():
@@ -240,11 +252,17 @@ SENTENCES: dict[str, str] = {
     "REQUEST_ID_REUSED": "That request id was already used for a different query.",
     "HUB_UNAVAILABLE": "The hub cannot be reached right now; try again later.",
     "QUERY_IN_PROGRESS": "Another lookup is still running ({query_id}); wait for its report.",
+    "REPORT_SEALED_TO_OLD_PASSWORD": (
+        "The report was sealed to the payment password you had before you reset it; nobody can open it any more"
+        " (reset on {password_reset_time})."
+    ),
+    "CARD_NOT_FOUND": "The report has no such card: {card_id}.",
+    "CARD_CASE_NOT_OPENED": "The bank could not open the case right now, try again later: bank {bank_code}.",
 }
 
 
 BEIJING = dt.timezone(dt.timedelta(hours=8), "Beijing time")
-TIME_KEYS = frozenset({"retry_time", "unlock_time", "expire_time"})
+TIME_KEYS = frozenset({"retry_time", "unlock_time", "expire_time", "password_reset_time"})
 
 
 def readable(key: str, value: str) -> str:

@@ -81,13 +81,14 @@ def report_view(report: pb.Report) -> Group:
             unlisted or "0",
             Text(label + (f" ({s.reason})" if s.reason else ""), style=colour),
         )
-    cards = Table(title="Cards (masked: first 4 and last 4 digits)")
-    for column in ("Bank", "Type", "Card number"):
+    cards = Table(title="Cards (masked: first 4 and last 4 digits; # for `not-mine`)")
+    for column in ("#", "Bank", "Type", "Card number"):
         cards.add_column(column)
     for c in report.cards:
         kind = "debit 借记卡" if c.card_type == pb.CARD_TYPE_DEBIT else "credit 信用卡"
         middle = "*" * max(0, c.number_length - 8)
-        cards.add_row(c.display_name, kind, f"{c.first_four} {middle} {c.last_four}")
+        new = " NEW 新增" if c.new_since_last_lookup else ""
+        cards.add_row(c.card_id, c.display_name, kind, f"{c.first_four} {middle} {c.last_four}{new}")
     notices = Table.grid(padding=(0, 1))
     notices.add_column(no_wrap=True)
     notices.add_column()
@@ -98,6 +99,8 @@ def report_view(report: pb.Report) -> Group:
     header = Text(
         f"Report generated {local_time(report.generate_time)}, deleted {local_time(report.expire_time)} (Beijing time)."
     )
+    if report.new_cards_marked:
+        header.append("\nCards marked NEW were not in your previous lookup (issue 12, opt-in).")
     return Group(header, summary, cards, notices)
 
 
@@ -127,4 +130,44 @@ def access_table(queries: list[pb.Query]) -> Table | None:
     for q in queries:
         for e in q.report_access_events:
             table.add_row(q.query_id, local_time(e.time), _ACCESS.get(e.result, "?"))
+    return table if table.row_count else None
+
+
+_CASE_STATUS = {
+    pb.CARD_CASE_STATUS_RECEIVED: "received by the bank",
+    pb.CARD_CASE_STATUS_CARD_SUSPENDED: "card suspended",
+    pb.CARD_CASE_STATUS_VISIT_BANK: "visit the bank",
+}
+_CASE_KIND = {
+    pb.CARD_CASE_KIND_NOT_RECOGNISED: "not mine",
+    pb.CARD_CASE_KIND_CLOSE_REQUESTED: "close it",
+}
+
+
+def case_status(status: pb.CardCaseStatus) -> str:
+    return _CASE_STATUS.get(status, "unknown")
+
+
+def case_view(case: pb.CardCase) -> Text:
+    """One "not my card" case (issue 12): reference, status, next step."""
+    head = f"Card {case.card_id} at {case.display_name}"
+    if case.masked_card:
+        head += f" ({case.masked_card})"
+    reference = f", case {case.case_reference}" if case.case_reference else ""
+    return Text(f"{head}: {case_status(case.status)}{reference}.\n{case.next_step}\n{case.next_step_english}")
+
+
+def cases_table(queries: list[pb.Query]) -> Table | None:
+    """Every "not my card" case of the history, or None when there is none."""
+    table = Table(title='"Not my card" cases (Beijing time)', box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Query", no_wrap=True, min_width=36)
+    table.add_column("#", no_wrap=True)
+    table.add_column("Bank", no_wrap=True)
+    table.add_column("Status, case")
+    for q in queries:
+        for c in q.card_cases:
+            status = f"{_CASE_KIND.get(c.kind, '?')}: {case_status(c.status)}"
+            if c.case_reference:
+                status += f"\n{c.case_reference}"
+            table.add_row(q.query_id, c.card_id, c.bank_code, status)
     return table if table.row_count else None

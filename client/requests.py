@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
+from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.resource_names import query_name, report_name, user_name
 
 
@@ -82,3 +83,25 @@ def list_banks(user_id: str) -> svc.ListBanksRequest:
 
 def start_verification(user_id: str) -> svc.StartVerificationRequest:
     return svc.StartVerificationRequest(user_id=user_id)
+
+
+def change_payment_password(user_id: str, old_password: str, new_password: str) -> svc.ChangePaymentPasswordRequest:
+    return svc.ChangePaymentPasswordRequest(
+        user_id=user_id, old_payment_password=old_password, new_payment_password=new_password
+    )
+
+
+def flag_card(
+    user_id: str, query_id: str, payment_password: str, card_id: str, kind: pb.CardCaseKind
+) -> svc.FlagCardRequest:
+    return svc.FlagCardRequest(
+        name=query_name(user_id, query_id), payment_password=payment_password, card_id=card_id, kind=kind
+    )
+
+
+def tracking_new_cards(request: svc.CreateQueryRequest) -> svc.CreateQueryRequest:
+    """The same CreateQuery, opted in to "new cards since the last lookup"."""
+    out = svc.CreateQueryRequest()
+    out.CopyFrom(request)
+    out.track_new_cards = True
+    return out

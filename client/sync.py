@@ -181,3 +181,34 @@ class CardLookupClient:
         request = requests.get_report(user_id, query_id, payment_password)
         report: pb.Report = self._unary("GetReport", request).report
         return report
+
+    def change_payment_password(
+        self, user_id: str, old_password: str, new_password: str
+    ) -> svc.ChangePaymentPasswordResponse:
+        """Changes the payment password; the user's live reports are re-sealed
+        to it. Sent once (a wrong old password counts towards the lockout)."""
+        request = requests.change_payment_password(user_id, old_password, new_password)
+        changed: svc.ChangePaymentPasswordResponse = self._unary("ChangePaymentPassword", request)
+        return changed
+
+    def flag_card(
+        self,
+        user_id: str,
+        query_id: str,
+        payment_password: str,
+        card_id: str,
+        kind: pb.CardCaseKind = pb.CARD_CASE_KIND_NOT_RECOGNISED,
+    ) -> pb.CardCase:
+        """Not my card: opens a case about one card of the report at its bank
+        (the payment password opens the report; the attempt is recorded and
+        counts towards the lockout like GetReport's). Sent once."""
+        request = requests.flag_card(user_id, query_id, payment_password, card_id, kind)
+        case: pb.CardCase = (self._unary("FlagCard", request)).card_case
+        return case
+
+    def create_query_request(self, request: svc.CreateQueryRequest) -> pb.Query:
+        """CreateQuery from a prepared request (client.requests.create_query,
+        e.g. with `track_new_cards` set through requests.tracking_new_cards):
+        the same deadline and retries as create_query."""
+        query: pb.Query = (self._unary("CreateQuery", request)).query
+        return query

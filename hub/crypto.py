@@ -39,7 +39,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
-from cardlookup.consent import ConsentKey, list_cards_request
+from cardlookup.consent import ConsentKey, list_cards_request, open_card_case_request
 from cardlookup.pki import KEK_ID, load_ed25519_private, load_secret
 from hub.config import HubConfig
 
@@ -199,6 +199,35 @@ class ConsentSigner:
             bank_code=bank_code,
             id_number=id_number,
             full_name=full_name,
+            issue_time=issue_time,
+            expire_time=expire_time,
+            consent_text_version=consent_text_version,
+        )
+
+    def open_card_case_request(
+        self,
+        *,
+        query_id: str,
+        bank_code: str,
+        full_name: str,
+        id_number: str,
+        card_ref: str,
+        kind: bank_pb.CardCaseKind,
+        issue_time: dt.datetime,
+        expire_time: dt.datetime,
+        consent_text_version: str,
+    ) -> bank_pb.OpenCardCaseRequest:
+        """Issue 12 ("not my card"): a case request with a consent signed
+        for that one card (scope OPEN_CARD_CASE)."""
+        return open_card_case_request(
+            self._key,
+            self.key_id,
+            query_id=query_id,
+            bank_code=bank_code,
+            id_number=id_number,
+            full_name=full_name,
+            card_ref=card_ref,
+            kind=kind,
             issue_time=issue_time,
             expire_time=expire_time,
             consent_text_version=consent_text_version,

@@ -85,6 +85,12 @@ class ReportCard:
     first_four: str
     last_four: str
     number_length: int
+    card_ref: str = field(default="", repr=False)
+    """The bank's opaque reference (issue 12: "not my card" cases name the
+    card to the bank with it). Kept only inside the sealed answer/report."""
+    new_since_last_lookup: bool = False
+    """Issue 12: set when the report is read (never stored) if the card is
+    not in the user's previous record (Report.new_cards_marked)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,8 @@ class Report:
     banks: tuple[BankSection, ...]
     cards: tuple[ReportCard, ...]
     notices: tuple[Notice, ...]
+    new_cards_marked: bool = False
+    """Issue 12: the cards were compared with the previous lookup's record."""
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ A query is durable before any bank is called (`submit` commits the query
 and one PENDING task per bank). Then one asyncio task per chosen bank runs
 the fan-out retry loop (hub.fanout); when a bank's outcome is final it is
 written atomically with the bank's sealed, validated answer. When the last
-bank is final, the report is built, sealed under its own data key, stored,
-and the subject and per-bank answers are deleted. On start the engine
+bank is final, the report is built, sealed (to the owner's payment-password
+key through the API's report sealer, issue 12; else under its own data key),
+stored, and the subject and per-bank answers are deleted. On start the engine
 resumes every unfinished query; bank calls are idempotent on the query id,
 and an answer is only ever stored once per bank, so a crash can neither lose
 nor duplicate cards.
@@ -42,7 +43,7 @@ from typing import Any, TypeVar
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
 from hub.config import BankEndpoint, HubConfig
-from hub.crypto import HubKeys
+from hub.crypto import HubKeys, Sealed
 from hub.domain import (
     BankProgress,
     BankState,
@@ -61,8 +62,13 @@ from hub.report import BankOutcome, build_report, decode_answer, decode_report, 
 from hub.store.bank_health import BankHealthStore, wall_us
 from hub.store.db import Database
 from hub.store.queries import PROGRESS, Claim, Progress, QueryStore
+from hub.user_sealing import is_user_sealed
 
 ReadyListener = Callable[[QueryRecord], Awaitable[None]]
+ReportSealer = Callable[[str, bytes, bytes], Awaitable[Sealed | None]]
+"""(user id, encoded report, associated data) -> the report sealed to the
+user (hub.identity.report_keys), or None to keep the hub's envelope."""
+ReportOpener = Callable[[Sealed, bytes], bytes]
 _FINAL_QUERY_STATES = (QueryState.READY, QueryState.EXPIRED)
 _CLAIM_BATCH = 500
 _STORE_RETRY_FIRST = 0.05
@@ -131,6 +137,7 @@ class QueryEngine:
         # re-reading all n bank rows per outcome would make a query O(n^2).
         self._snapshots: dict[str, QueryRecord] = {}
         self._listeners: list[ReadyListener] = []
+        self._report_sealer: ReportSealer | None = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -200,6 +207,12 @@ class QueryEngine:
     def add_ready_listener(self, listener: ReadyListener) -> None:
         self._listeners.append(listener)
 
+    def set_report_sealer(self, sealer: ReportSealer) -> None:
+        """Issue 12: READY reports are sealed by `sealer` (to the user's
+        password-derived key) instead of the hub's envelope when it returns
+        a sealed item; the hub then holds no key that opens them."""
+        self._report_sealer = sealer
+
     # -- commands ------------------------------------------------------------
 
     async def submit(self, new: NewQuery) -> QueryRecord:
@@ -248,7 +261,10 @@ class QueryEngine:
     async def unfinished_for_user(self, user_id: str) -> QueryRecord | None:
         return await self._store.unfinished_for_user(user_id)
 
-    async def read_report(self, query_id: str) -> Report:
+    async def read_report(self, query_id: str, opener: ReportOpener | None = None) -> Report:
+        """`opener` opens a report sealed to the user (it holds the key the
+        payment password derived); without one only an envelope-sealed
+        report opens."""
         record = await self._store.get(query_id)
         if record is None:
             raise KeyError(query_id)
@@ -258,6 +274,10 @@ class QueryEngine:
                 raise ReportUnavailable(QueryState.EXPIRED, record.report_expire_time)
             sealed = await self._store.report(query_id)
             if sealed is not None:
+                if is_user_sealed(sealed):
+                    if opener is None:
+                        raise ValueError("the report is sealed to its user: an opener is needed")
+                    return decode_report(opener(sealed, _report_context(query_id)))
                 return decode_report(self._keys.envelope.open(sealed, _report_context(query_id)))
         raise ReportUnavailable(record.state, record.report_expire_time)
 
@@ -488,7 +508,7 @@ class QueryEngine:
         now = self._clock.now()
         expire = now + self._config.timings.report_retention
         report = build_report(query_id, now, expire, outcomes)
-        sealed_report = self._keys.envelope.seal(encode_report(report), _report_context(query_id))
+        sealed_report = await self._seal_report(query_id, encode_report(report))
         completed = await self._stored(lambda: self._store.complete(query_id, sealed_report, now, expire))
         self._subjects.pop(query_id, None)
         if completed:
@@ -597,6 +617,18 @@ class QueryEngine:
         event = QueryEvent(record, bank_code)
         for queue in list(self._watchers.get(query_id, ())):
             queue.put_nowait(event)
+
+    async def _seal_report(self, query_id: str, plaintext: bytes) -> Sealed:
+        """Sealed to the user when the sealer can (the hub-sealed answers are
+        deleted with the same commit, so no hub-readable copy remains);
+        else under the hub's envelope."""
+        if self._report_sealer is not None:
+            record = await self._store.get(query_id)
+            if record is not None:
+                sealed = await self._report_sealer(record.user_id, plaintext, _report_context(query_id))
+                if sealed is not None:
+                    return sealed
+        return self._keys.envelope.seal(plaintext, _report_context(query_id))
 
     async def _publish(self, query_id: str, progress: BankProgress, state: QueryState) -> None:
         """Tells the query's watchers that `progress` is final. Patches the

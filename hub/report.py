@@ -5,6 +5,8 @@ from the validated masked answers. It holds per-bank sections (outcome,
 debit/credit counts, unlisted counts by R13 reason), the masked cards and
 the notices. `encode`/`decode` turn it into the bytes that are sealed at
 rest; bank names are not stored (the API layer names banks from config).
+Each card keeps the bank's `card_ref` (older encodings without it decode
+with an empty one): "not my card" cases (issue 12) name the card with it.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def encode_report(report: Report) -> bytes:
         "banks": [
             [s.bank_code, s.state.value, s.reason, s.debit_count, s.credit_count, s.unlisted] for s in report.banks
         ],
-        "cards": [[c.bank_code, c.kind, c.first_four, c.last_four, c.number_length] for c in report.cards],
+        "cards": [[c.bank_code, c.kind, c.first_four, c.last_four, c.number_length, c.card_ref] for c in report.cards],
         "notices": [[n.kind, n.text, n.english_text] for n in report.notices],
     }
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
@@ -121,7 +123,7 @@ def decode_report(blob: bytes) -> Report:
         generate_time=dt.datetime.fromisoformat(data["generate_time"]),
         expire_time=dt.datetime.fromisoformat(data["expire_time"]),
         banks=tuple(BankSection(b[0], BankState(b[1]), b[2], b[3], b[4], dict(b[5])) for b in data["banks"]),
-        cards=tuple(ReportCard(c[0], c[1], c[2], c[3], c[4]) for c in data["cards"]),
+        cards=tuple(ReportCard(*c[:6]) for c in data["cards"]),
         notices=tuple(Notice(n[0], n[1], n[2]) for n in data["notices"]),
     )
 
@@ -130,7 +132,7 @@ def encode_answer(answer: BankAnswer) -> bytes:
     """The at-rest form of one bank's validated answer, sealed until the
     report is built (so a restart does not ask the bank again)."""
     data = {
-        "cards": [[c.kind, c.first_four, c.last_four, c.number_length] for c in answer.cards],
+        "cards": [[c.kind, c.first_four, c.last_four, c.number_length, c.card_ref] for c in answer.cards],
         "unlisted": answer.unlisted,
     }
     return json.dumps(data, separators=(",", ":")).encode()
@@ -138,5 +140,5 @@ def encode_answer(answer: BankAnswer) -> bytes:
 
 def decode_answer(bank_code: str, blob: bytes) -> BankAnswer:
     data = json.loads(blob)
-    cards = tuple(ReportCard(bank_code, c[0], c[1], c[2], c[3]) for c in data["cards"])
+    cards = tuple(ReportCard(bank_code, *c[:5]) for c in data["cards"])
     return BankAnswer(bank_code, cards, dict(data["unlisted"]))

@@ -219,7 +219,9 @@ class AnswerValidator:
         if len(self._cards) >= self._max_cards:
             raise AnswerRejected("TOO_MANY_CARDS")
         self._refs.add(card.card_ref)
-        self._cards.append(ReportCard(self._bank_code, kind, card.first_four, card.last_four, card.number_length))
+        self._cards.append(
+            ReportCard(self._bank_code, kind, card.first_four, card.last_four, card.number_length, card.card_ref)
+        )
 
     def _summary(self, summary: bank_pb.ListCardsSummary) -> None:
         kinds = Counter(c.kind for c in self._cards)

@@ -82,6 +82,8 @@ class ConsentFields:
     scope: int
     issue_time: dt.datetime | None
     expire_time: dt.datetime | None
+    card_ref: str = ""
+    """Only for scope OPEN_CARD_CASE (the cases.* checks)."""
 
     def payload(self) -> bytes:
         consent = bank_pb.Consent(
@@ -90,6 +92,7 @@ class ConsentFields:
             subject_digest=self.digest,
             scope=self.scope,  # type: ignore[arg-type]
             consent_text_version=CONSENT_TEXT_VERSION,
+            card_ref=self.card_ref,
         )
         if self.issue_time is not None:
             consent.issue_time.FromDatetime(self.issue_time)

@@ -9,19 +9,28 @@ which the hub server is built with (hub.server).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from typing import TYPE_CHECKING
 
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.pki import load_ed25519_public
 from hub.api.interceptors import SERVICE_NAME, ApiInterceptor
 from hub.api.servicer import CardLookupServicer
+from hub.fanout.cases import CaseCaller
+from hub.identity.card_cases import CardCaseDesk
 from hub.identity.face import FaceVerifier
 from hub.identity.journey import Journey
+from hub.identity.new_cards import NewCardTracker
 from hub.identity.passwords import PasswordGate, PasswordHasher
+from hub.identity.report_keys import ReportKeys
 from hub.identity.users import UserDirectory
 from hub.identity.verification import SmsVerifier
 from hub.notify import OutboxSmsSender, SmsSender
+from hub.store.card_cases import CardCaseStore
+from hub.store.card_records import CardRecordStore
 from hub.store.identity import IdentityStore
+from hub.store.user_keys import UserKeyStore
 from hub.store.users import UserStore
 
 if TYPE_CHECKING:
@@ -31,9 +40,10 @@ if TYPE_CHECKING:
 
 async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     config, timings = ctx.config, ctx.config.timings
-    user_store, identity_store = UserStore(ctx.db), IdentityStore(ctx.db)
+    user_store, identity_store, key_store = UserStore(ctx.db), IdentityStore(ctx.db), UserKeyStore(ctx.db)
     await user_store.migrate()
     await identity_store.migrate()
+    await key_store.migrate()
     if sender is None:
         sender = OutboxSmsSender(config.sms_outbox_path())
     sender = ctx.metrics.metered_sender(sender)
@@ -43,6 +53,14 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         timings.face_attestation_max_age,
     )
     users = UserDirectory(config, ctx.keys, ctx.clock, user_store, hasher)
+    gate = PasswordGate(user_store, hasher, ctx.clock, timings.password_max_failures, timings.password_lockout)
+    # Issue 12: reports sealed to the user's payment-password key.
+    report_keys = ReportKeys(key_store, users, gate, hasher, ctx.keys.keyed_hash, ctx.clock)
+    users.on_password_set(report_keys.password_set)
+    record_store = CardRecordStore(ctx.db)
+    await record_store.migrate()
+    new_cards = NewCardTracker(record_store, key_store, ctx.keys.keyed_hash, ctx.clock)
+    ctx.engine.set_report_sealer(new_cards.recording(report_keys.seal_report))
     journey = Journey(
         config=config,
         clock=ctx.clock,
@@ -51,12 +69,27 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         store=identity_store,
         verifier=SmsVerifier(identity_store, ctx.keys.keyed_hash, sender, ctx.clock, timings),
         face=face,
-        passwords=PasswordGate(user_store, hasher, ctx.clock, timings.password_max_failures, timings.password_lockout),
+        passwords=gate,
         sender=sender,
         keyed_hash=ctx.keys.keyed_hash,
+        report_keys=report_keys,
+        new_cards=new_cards,
     )
     ctx.engine.add_ready_listener(journey.notify_ready)
-    servicer = CardLookupServicer(config, users, journey)
+    # Issue 12: "not my card" cases at the banks.
+    case_store, case_caller = CardCaseStore(ctx.db), CaseCaller(config)
+    await case_store.migrate()
+    cases = CardCaseDesk(
+        config=config,
+        clock=ctx.clock,
+        journey=journey,
+        users=users,
+        store=case_store,
+        caller=case_caller,
+        signer=ctx.keys.consent_signer,
+    )
+    ctx.background.append(functools.partial(_close_on_stop, case_caller))
+    servicer = CardLookupServicer(config, users, journey, report_keys, cases, case_store, new_cards)
     svc_grpc.add_CardLookupServiceServicer_to_server(servicer, ctx.server)
     ctx.service_names.append(SERVICE_NAME)
 
@@ -68,6 +101,15 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         return [f"face_provider_keys: trusting {', '.join(sorted(new.face_provider_keys)) or 'none'}"]
 
     ctx.reloaders.append(reconfigure)
+
+
+async def _close_on_stop(caller: CaseCaller) -> None:
+    """Runs as a hub background task: waits until the hub cancels it on
+    stop, then closes the case channels."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await caller.close()
 
 
 __all__ = ["SERVICE_NAME", "ApiInterceptor", "install"]

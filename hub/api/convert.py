@@ -4,6 +4,7 @@ API receives, the face attestation)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -16,6 +17,7 @@ from hub.domain import BankProgress, BankState, QueryState, Report
 from hub.identity.face import Attestation
 from hub.identity.journey import QueryView, acceptance_notice
 from hub.identity.users import UserView
+from hub.store.card_cases import CardCase
 
 _QUERY_STATE = {
     QueryState.ACCEPTED: pb.QUERY_STATE_ACCEPTED,
@@ -83,12 +85,39 @@ def bank(endpoint: BankEndpoint) -> pb.Bank:
     return pb.Bank(bank_code=endpoint.code, display_name=endpoint.display_name, english_name=endpoint.english_name)
 
 
-def query(config: HubConfig, view: QueryView) -> pb.Query:
+def query(config: HubConfig, view: QueryView, cases: Sequence[CardCase] = ()) -> pb.Query:
     out = pb.Query()
     _query_header(view, out)
     for b in view.record.banks:
         _bank_outcome(config, b, out.bank_outcomes.add())
     _access_events(view, out)
+    for case in cases:
+        card_case(config, case, out.card_cases.add())
+    return out
+
+
+_CASE_KIND = {
+    "NOT_RECOGNISED": pb.CARD_CASE_KIND_NOT_RECOGNISED,
+    "CLOSE_REQUESTED": pb.CARD_CASE_KIND_CLOSE_REQUESTED,
+}
+_CASE_STATUS = {
+    "RECEIVED": pb.CARD_CASE_STATUS_RECEIVED,
+    "CARD_SUSPENDED": pb.CARD_CASE_STATUS_CARD_SUSPENDED,
+    "VISIT_BANK": pb.CARD_CASE_STATUS_VISIT_BANK,
+}
+
+
+def card_case(config: HubConfig, case: CardCase, out: pb.CardCase) -> pb.CardCase:
+    """Issue 12: a "not my card" case as the history shows it (no digits)."""
+    out.card_id = case.card_id
+    out.bank_code = case.bank_code
+    out.display_name = display_name(config, case.bank_code)
+    out.kind = _CASE_KIND[case.kind]
+    out.status = _CASE_STATUS[case.status]
+    out.case_reference = case.case_reference
+    out.next_step = case.next_step
+    out.next_step_english = case.next_step_english
+    out.open_time.CopyFrom(ts(case.open_time))
     return out
 
 
@@ -171,15 +200,18 @@ def report(config: HubConfig, user_id: str, rep: Report) -> pb.Report:
         )
         for reason, count in sorted(s.unlisted.items()):
             summary.unlisted.add(reason=_UNLISTED.get(reason, pb.UNLISTED_REASON_UNSPECIFIED), card_count=count)
-    for c in rep.cards:
+    for i, c in enumerate(rep.cards, start=1):
         out.cards.add(
+            card_id=str(i),  # issue 12: FlagCard names the card by its place in the report
             bank_code=c.bank_code,
             display_name=display_name(config, c.bank_code),
             card_type=_CARD_TYPE[c.kind],
             first_four=c.first_four,
             last_four=c.last_four,
             number_length=c.number_length,
+            new_since_last_lookup=c.new_since_last_lookup,
         )
+    out.new_cards_marked = rep.new_cards_marked
     for n in rep.notices:
         out.notices.add(kind=_NOTICE[n.kind], text=n.text, english_text=n.english_text)
     return out

@@ -28,6 +28,9 @@ STATUS_OF_REASON: dict[str, grpc.StatusCode] = {
     "REQUEST_ID_REUSED": grpc.StatusCode.ALREADY_EXISTS,
     "HUB_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
     "QUERY_IN_PROGRESS": grpc.StatusCode.FAILED_PRECONDITION,
+    "REPORT_SEALED_TO_OLD_PASSWORD": grpc.StatusCode.FAILED_PRECONDITION,
+    "CARD_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "CARD_CASE_NOT_OPENED": grpc.StatusCode.UNAVAILABLE,
 }
 
 

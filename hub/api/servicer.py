@@ -12,19 +12,37 @@ import grpc
 
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
+from cardlookup.hub.v1 import resources_pb2 as pb
 from hub.api import convert, names
 from hub.config import HubConfig
+from hub.identity.card_cases import CardCaseDesk
 from hub.identity.journey import CreateRequest, Journey
+from hub.identity.new_cards import NewCardTracker
+from hub.identity.report_keys import ReportKeys
 from hub.identity.users import Enrolment, UserDirectory
+from hub.store.card_cases import CardCaseStore
 
 Ctx = grpc.aio.ServicerContext
 
 
 class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
-    def __init__(self, config: HubConfig, users: UserDirectory, journey: Journey) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        users: UserDirectory,
+        journey: Journey,
+        report_keys: ReportKeys,
+        cases: CardCaseDesk,
+        case_store: CardCaseStore,
+        new_cards: NewCardTracker,
+    ) -> None:
         self._config = config
         self._users = users
         self._journey = journey
+        self._report_keys = report_keys
+        self._cases = cases
+        self._case_store = case_store
+        self._new_cards = new_cards
 
     def reconfigure(self, config: HubConfig) -> None:
         """A reloaded configuration (bank display names)."""
@@ -71,6 +89,11 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     async def CreateQuery(
         self, request: svc.CreateQueryRequest, context: grpc.aio.ServicerContext
     ) -> svc.CreateQueryResponse:
+        # Issue 12, new cards since the last lookup: opting in is recorded
+        # before the query exists (its READY hook must see it); opting out
+        # deletes the record only once the query is accepted.
+        if request.track_new_cards:
+            await self._new_cards.set_preference(request.user_id, True)
         view = await self._journey.create_query(
             CreateRequest(
                 user_id=request.user_id,
@@ -82,12 +105,15 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
                 bank_codes=tuple(request.bank_codes),
             )
         )
+        if not request.track_new_cards:
+            await self._new_cards.set_preference(request.user_id, False)
         return svc.CreateQueryResponse(query=convert.query(self._config, view))
 
     async def GetQuery(self, request: svc.GetQueryRequest, context: Ctx) -> svc.GetQueryResponse:
         user_id, query_id = names.parse_query(request.name)
         view = await self._journey.get_query(user_id, query_id)
-        return svc.GetQueryResponse(query=convert.query(self._config, view))
+        cases = await self._case_store.for_queries([query_id])
+        return svc.GetQueryResponse(query=convert.query(self._config, view, cases[query_id]))
 
     async def WatchQuery(
         self, request: svc.WatchQueryRequest, context: grpc.aio.ServicerContext
@@ -102,8 +128,10 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     ) -> svc.ListQueriesResponse:
         user_id = names.parse_user(request.parent)
         page = await self._journey.list_queries(user_id, request.page_size, request.page_token)
+        cases = await self._case_store.for_queries([v.record.query_id for v in page.queries])
         return svc.ListQueriesResponse(
-            queries=[convert.query(self._config, v) for v in page.queries], next_page_token=page.next_page_token
+            queries=[convert.query(self._config, v, cases[v.record.query_id]) for v in page.queries],
+            next_page_token=page.next_page_token,
         )
 
     async def GetReport(
@@ -112,3 +140,24 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         user_id, query_id = names.parse_query(request.name, report=True)
         report = await self._journey.get_report(user_id, query_id, request.payment_password)
         return svc.GetReportResponse(report=convert.report(self._config, user_id, report))
+
+    async def ChangePaymentPassword(
+        self, request: svc.ChangePaymentPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ChangePaymentPasswordResponse:
+        count = await self._report_keys.change_password(
+            request.user_id, request.old_payment_password, request.new_payment_password
+        )
+        return svc.ChangePaymentPasswordResponse(
+            user=convert.user(await self._users.get(request.user_id)), resealed_report_count=count
+        )
+
+    async def FlagCard(self, request: svc.FlagCardRequest, context: grpc.aio.ServicerContext) -> svc.FlagCardResponse:
+        user_id, query_id = names.parse_query(request.name)
+        kind = pb.CardCaseKind.Name(request.kind) if request.kind in pb.CardCaseKind.values() else ""
+        flagged = await self._cases.flag(
+            user_id, query_id, request.payment_password, request.card_id, kind.removeprefix("CARD_CASE_KIND_")
+        )
+        out = convert.card_case(self._config, flagged.case, pb.CardCase())
+        out.masked_card = flagged.masked_card
+        out.next_step, out.next_step_english = flagged.next_step, flagged.next_step_english
+        return svc.FlagCardResponse(card_case=out)

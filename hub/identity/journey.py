@@ -21,12 +21,14 @@ from typing import Protocol
 
 from cardlookup.clock import Clock
 from hub.config import BankEndpoint, HubConfig
-from hub.crypto import KeyedHash
+from hub.crypto import KeyedHash, Sealed
 from hub.domain import NewQuery, QueryEvent, QueryRecord, QueryState, Report, ReportUnavailable
 from hub.identity import validation
 from hub.identity.errors import RuleViolation, ceil_second, duration_text, invalid, rfc3339
 from hub.identity.face import Attestation, FaceVerifier
+from hub.identity.new_cards import NewCardTracker
 from hub.identity.passwords import PasswordGate
+from hub.identity.report_keys import ReportKeys
 from hub.identity.users import CHINA_TZ, UserDirectory, UserView
 from hub.identity.verification import SmsVerifier, StartedVerification
 from hub.notify import SmsMessage, SmsSender, report_ready_text
@@ -48,7 +50,7 @@ class QueryEngineApi(Protocol):
     async def latest_ready_time(self, user_id: str) -> dt.datetime | None: ...
     async def unfinished_for_user(self, user_id: str) -> QueryRecord | None: ...
     def watch(self, query_id: str) -> AsyncIterator[QueryEvent]: ...
-    async def read_report(self, query_id: str) -> Report: ...
+    async def read_report(self, query_id: str, opener: Callable[[Sealed, bytes], bytes] | None = None) -> Report: ...
     def add_ready_listener(self, listener: Callable[[QueryRecord], Awaitable[None]]) -> None: ...
 
 
@@ -111,6 +113,8 @@ class Journey:
         passwords: PasswordGate,
         sender: SmsSender,
         keyed_hash: KeyedHash,
+        report_keys: ReportKeys | None = None,
+        new_cards: NewCardTracker | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -122,6 +126,8 @@ class Journey:
         self._passwords = passwords
         self._sender = sender
         self._hash = keyed_hash
+        self._report_keys = report_keys
+        self._new_cards = new_cards
 
     def reconfigure(self, config: HubConfig) -> None:
         """A reloaded configuration (the bank registry users choose from, R3)."""
@@ -326,12 +332,18 @@ class Journey:
             raise _expired(record.report_expire_time)
         if state is not QueryState.READY:
             raise RuleViolation("REPORT_NOT_READY", "the report is not ready yet", {"state": state.value})
+        if self._report_keys is not None:
+            await self._report_keys.check_readable(user_id, query_id)  # issue 12: after a reset, say so
         result, refusal = await self._passwords.check(user_id, row.password_hash, password)
         await self._store.add_access_event(query_id, self._clock.now(), result)
         if refusal is not None:
             raise refusal
         try:
-            return await self._engine.read_report(query_id)
+            opener = await self._report_keys.opener(user_id, password) if self._report_keys else None
+            report = await self._engine.read_report(query_id, opener)
+            if self._new_cards is not None and opener is not None:
+                report = await self._new_cards.annotate(user_id, report, opener)  # issue 12: new-card marks
+            return report
         except ReportUnavailable as gone:
             if gone.state is QueryState.EXPIRED:
                 raise _expired(gone.expire_time) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cardlookup.clock import Clock
@@ -68,6 +69,12 @@ class UserDirectory:
         self._clock = clock
         self._store = store
         self._hasher = hasher
+        self._password_set: Callable[[str, str], Awaitable[None]] | None = None
+
+    def on_password_set(self, hook: Callable[[str, str], Awaitable[None]]) -> None:
+        """Issue 12: `hook(user_id, password)` runs after enrolment stored a
+        payment password (hub.identity.report_keys derives the user's key)."""
+        self._password_set = hook
 
     async def enrol(self, e: Enrolment) -> UserView:
         user_id = validation.app_id(e.user_id, "user_id")
@@ -105,6 +112,8 @@ class UserDirectory:
             ),
             keep_password=keep_password,
         )
+        if not keep_password and self._password_set is not None:
+            await self._password_set(user_id, e.payment_password)
         return self._view(row)
 
     async def get(self, user_id: str) -> UserView:

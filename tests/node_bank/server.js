@@ -1,6 +1,7 @@
 'use strict';
 // A second, independent implementation of the bank side of the contract
-// (cardlookup.bank.v1.CardDirectoryService) in another gRPC stack: Node.js
+// (cardlookup.bank.v1.CardDirectoryService, and the optional
+// CardCaseService for "not my card" cases) in another gRPC stack: Node.js
 // with @grpc/grpc-js, loading the .proto files at run time. It exists to
 // prove the contract and docs/bank-integration.md are enough to build a
 // bank without reading the Python code; the conformance suite and the hub
@@ -69,6 +70,7 @@ function readOptions(argv) {
       data: { type: 'string' },
       'consent-key': { type: 'string', multiple: true, default: [] },
       'hub-name': { type: 'string', default: 'hub-client.cardlookup.internal' },
+      'no-card-cases': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -91,6 +93,7 @@ function readOptions(argv) {
     data: JSON.parse(fs.readFileSync(values.data, 'utf8')),
     trustedKeys,
     hubName: values['hub-name'],
+    cardCases: !values['no-card-cases'],
   };
 }
 
@@ -105,16 +108,20 @@ function loadContract() {
     defaults: true,
     oneofs: true,
   });
-  const service = grpc.loadPackageDefinition(definition).cardlookup.bank.v1.CardDirectoryService.service;
+  const bankPackage = grpc.loadPackageDefinition(definition).cardlookup.bank.v1;
+  const service = bankPackage.CardDirectoryService.service;
   // The same .proto, through protobufjs directly, to decode the signed
   // Consent bytes (not an RPC message, so grpc-js has no decoder for it).
   const root = new protobuf.Root();
   root.resolvePath = (origin, target) => (path.isAbsolute(target) ? target : path.join(CONTRACT_ROOT, target));
   root.loadSync([CONTRACT, RPC_STATUS], { keepCase: true });
+  const scopes = root.lookupEnum('cardlookup.bank.v1.ConsentScope').values;
   return {
     service,
+    caseService: bankPackage.CardCaseService.service,
     Consent: root.lookupType('cardlookup.bank.v1.Consent'),
-    LIST_MASKED_CARDS: root.lookupEnum('cardlookup.bank.v1.ConsentScope').values.CONSENT_SCOPE_LIST_MASKED_CARDS,
+    LIST_MASKED_CARDS: scopes.CONSENT_SCOPE_LIST_MASKED_CARDS,
+    OPEN_CARD_CASE: scopes.CONSENT_SCOPE_OPEN_CARD_CASE,
     Status: root.lookupType('google.rpc.Status'),
     ErrorInfo: root.lookupType('google.rpc.ErrorInfo'),
   };
@@ -215,8 +222,9 @@ function verifyConsent(contract, trustedKeys, signed, expected, nowMs) {
   } catch {
     throw denied('CONSENT_MALFORMED', 'the signed consent bytes are not a Consent message');
   }
-  if (consent.scope !== contract.LIST_MASKED_CARDS) {
-    throw denied('CONSENT_SCOPE_INVALID', 'the consent does not allow listing masked cards');
+  const scope = expected.scope === undefined ? contract.LIST_MASKED_CARDS : expected.scope;
+  if (consent.scope !== scope) {
+    throw denied('CONSENT_SCOPE_INVALID', 'the consent does not allow this call');
   }
   if (consent.bank_code !== expected.bankCode) throw denied('CONSENT_WRONG_BANK', 'the consent is for another bank');
   if (consent.query_id !== expected.queryId) throw denied('CONSENT_WRONG_QUERY', 'the consent is for another query');
@@ -224,6 +232,9 @@ function verifyConsent(contract, trustedKeys, signed, expected, nowMs) {
   const given = Buffer.from(consent.subject_digest || []);
   if (given.length !== digest.length || !crypto.timingSafeEqual(given, digest)) {
     throw denied('CONSENT_SUBJECT_MISMATCH', 'the consent is for another subject');
+  }
+  if (scope === contract.OPEN_CARD_CASE && consent.card_ref !== expected.cardRef) {
+    throw denied('CONSENT_CARD_MISMATCH', 'the consent is for another card');
   }
   if (!consent.issue_time || !consent.expire_time) {
     throw denied('CONSENT_MALFORMED', 'the consent lacks its issue or expire time');
@@ -307,11 +318,75 @@ function listCardsHandler(contract, options) {
   };
 }
 
+// ---------------------------------------------------------------- cases
+
+const CARD_REF_SHAPE = /^[A-Za-z0-9_-]{1,64}$/;
+const NEXT_STEPS = {
+  CARD_CASE_KIND_NOT_RECOGNISED: {
+    status: 'CARD_CASE_STATUS_CARD_SUSPENDED',
+    next_step: '已受理并暂停该卡。请于30日内携带本人身份证件到我行网点核实。',
+    next_step_english: 'Case opened and the card suspended. Bring your ID to one of our branches within 30 days.',
+  },
+  CARD_CASE_KIND_CLOSE_REQUESTED: {
+    status: 'CARD_CASE_STATUS_RECEIVED',
+    next_step: '已受理销户申请。请携带本人身份证件到我行网点办理。',
+    next_step_english: 'Closure request received. Bring your ID to one of our branches to complete it.',
+  },
+};
+
+// OpenCardCase: the ListCards checks with the case scope and the card named
+// in the consent; one case per (query id, card_ref), so a retry gets the
+// same reference (derived, not stored).
+function openCardCaseHandler(contract, options) {
+  return (call, callback) => {
+    const request = call.request;
+    try {
+      if (!callerNames(call).includes(options.hubName)) {
+        throw new Refusal(grpc.status.PERMISSION_DENIED, 'CALLER_NOT_HUB', 'only the hub may call');
+      }
+      validateRequest(request);
+      if (!CARD_REF_SHAPE.test(request.card_ref)) throw invalid('card_ref', 'is not a card reference');
+      const steps = NEXT_STEPS[request.kind];
+      if (!steps) throw invalid('kind', 'must be NOT_RECOGNISED or CLOSE_REQUESTED');
+      verifyConsent(
+        contract,
+        options.trustedKeys,
+        request.consent,
+        {
+          bankCode: options.bankCode,
+          queryId: request.query_id,
+          idNumber: request.subject.id_number,
+          fullName: request.subject.full_name,
+          scope: contract.OPEN_CARD_CASE,
+          cardRef: request.card_ref,
+        },
+        Date.now(),
+      );
+      const held = options.data.subjects[request.subject.id_number];
+      if (!held || !held.cards.some((card) => card.card_ref === request.card_ref)) {
+        throw new Refusal(grpc.status.NOT_FOUND, 'CARD_NOT_FOUND', 'no such card for this subject');
+      }
+      const digest = crypto
+        .createHash('sha256')
+        .update(`${options.bankCode}\n${request.query_id}\n${request.card_ref}`, 'utf8')
+        .digest('hex');
+      callback(null, { case_reference: `N${options.bankCode}-${digest.slice(0, 12).toUpperCase()}`, ...steps });
+    } catch (error) {
+      if (!(error instanceof Refusal)) throw error;
+      process.stderr.write(`refused case: ${error.reason}\n`);
+      callback(statusFor(contract, error));
+    }
+  };
+}
+
 function main() {
   const options = readOptions(process.argv.slice(2));
   const contract = loadContract();
   const server = new grpc.Server();
   server.addService(contract.service, { ListCards: listCardsHandler(contract, options) });
+  if (options.cardCases) {
+    server.addService(contract.caseService, { OpenCardCase: openCardCaseHandler(contract, options) });
+  }
   const credentials = grpc.ServerCredentials.createSsl(
     options.ca,
     [{ private_key: options.key, cert_chain: options.cert }],

@@ -25,19 +25,23 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'cardlookup/bank/v1/card_directory.proto\x12\x12\x63\x61rdlookup.bank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x01\n\x10ListCardsRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12,\n\x07subject\x18\x02 \x01(\x0b\x32\x1b.cardlookup.bank.v1.Subject\x12\x32\n\x07\x63onsent\x18\x03 \x01(\x0b\x32!.cardlookup.bank.v1.SignedConsent\"/\n\x07Subject\x12\x11\n\tfull_name\x18\x01 \x01(\t\x12\x11\n\tid_number\x18\x02 \x01(\t\"C\n\rSignedConsent\x12\x0f\n\x07\x63onsent\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\xf6\x01\n\x07\x43onsent\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x11\n\tbank_code\x18\x02 \x01(\t\x12\x16\n\x0esubject_digest\x18\x03 \x01(\x0c\x12/\n\x05scope\x18\x04 \x01(\x0e\x32 .cardlookup.bank.v1.ConsentScope\x12.\n\nissue_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x63onsent_text_version\x18\x07 \x01(\t\"\x84\x01\n\x11ListCardsResponse\x12.\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x1e.cardlookup.bank.v1.MaskedCardH\x00\x12\x37\n\x07summary\x18\x02 \x01(\x0b\x32$.cardlookup.bank.v1.ListCardsSummaryH\x00\x42\x06\n\x04item\"\x8d\x01\n\nMaskedCard\x12/\n\tcard_type\x18\x01 \x01(\x0e\x32\x1c.cardlookup.bank.v1.CardType\x12\x12\n\nfirst_four\x18\x02 \x01(\t\x12\x11\n\tlast_four\x18\x03 \x01(\t\x12\x15\n\rnumber_length\x18\x04 \x01(\x05\x12\x10\n\x08\x63\x61rd_ref\x18\x05 \x01(\t\"\x9b\x01\n\x10ListCardsSummary\x12\x19\n\x11listed_card_count\x18\x01 \x01(\x05\x12\x18\n\x10\x64\x65\x62it_card_count\x18\x02 \x01(\x05\x12\x19\n\x11\x63redit_card_count\x18\x03 \x01(\x05\x12\x37\n\x08unlisted\x18\x04 \x03(\x0b\x32%.cardlookup.bank.v1.UnlistedCardCount\"[\n\x11UnlistedCardCount\x12\x32\n\x06reason\x18\x01 \x01(\x0e\x32\".cardlookup.bank.v1.UnlistedReason\x12\x12\n\ncard_count\x18\x02 \x01(\x05*R\n\x0c\x43onsentScope\x12\x1d\n\x19\x43ONSENT_SCOPE_UNSPECIFIED\x10\x00\x12#\n\x1f\x43ONSENT_SCOPE_LIST_MASKED_CARDS\x10\x01*P\n\x08\x43\x61rdType\x12\x19\n\x15\x43\x41RD_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41RD_TYPE_DEBIT\x10\x01\x12\x14\n\x10\x43\x41RD_TYPE_CREDIT\x10\x02*\xaf\x01\n\x0eUnlistedReason\x12\x1f\n\x1bUNLISTED_REASON_UNSPECIFIED\x10\x00\x12$\n UNLISTED_REASON_NO_PHONE_ON_FILE\x10\x01\x12\'\n#UNLISTED_REASON_ID_DOCUMENT_EXPIRED\x10\x02\x12-\n)UNLISTED_REASON_CARD_NOT_PRESENT_DISABLED\x10\x03\x32r\n\x14\x43\x61rdDirectoryService\x12Z\n\tListCards\x12$.cardlookup.bank.v1.ListCardsRequest\x1a%.cardlookup.bank.v1.ListCardsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'cardlookup/bank/v1/card_directory.proto\x12\x12\x63\x61rdlookup.bank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x01\n\x10ListCardsRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12,\n\x07subject\x18\x02 \x01(\x0b\x32\x1b.cardlookup.bank.v1.Subject\x12\x32\n\x07\x63onsent\x18\x03 \x01(\x0b\x32!.cardlookup.bank.v1.SignedConsent\"/\n\x07Subject\x12\x11\n\tfull_name\x18\x01 \x01(\t\x12\x11\n\tid_number\x18\x02 \x01(\t\"C\n\rSignedConsent\x12\x0f\n\x07\x63onsent\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\x88\x02\n\x07\x43onsent\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x11\n\tbank_code\x18\x02 \x01(\t\x12\x16\n\x0esubject_digest\x18\x03 \x01(\x0c\x12/\n\x05scope\x18\x04 \x01(\x0e\x32 .cardlookup.bank.v1.ConsentScope\x12.\n\nissue_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x63onsent_text_version\x18\x07 \x01(\t\x12\x10\n\x08\x63\x61rd_ref\x18\x08 \x01(\t\"\x84\x01\n\x11ListCardsResponse\x12.\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x1e.cardlookup.bank.v1.MaskedCardH\x00\x12\x37\n\x07summary\x18\x02 \x01(\x0b\x32$.cardlookup.bank.v1.ListCardsSummaryH\x00\x42\x06\n\x04item\"\x8d\x01\n\nMaskedCard\x12/\n\tcard_type\x18\x01 \x01(\x0e\x32\x1c.cardlookup.bank.v1.CardType\x12\x12\n\nfirst_four\x18\x02 \x01(\t\x12\x11\n\tlast_four\x18\x03 \x01(\t\x12\x15\n\rnumber_length\x18\x04 \x01(\x05\x12\x10\n\x08\x63\x61rd_ref\x18\x05 \x01(\t\"\x9b\x01\n\x10ListCardsSummary\x12\x19\n\x11listed_card_count\x18\x01 \x01(\x05\x12\x18\n\x10\x64\x65\x62it_card_count\x18\x02 \x01(\x05\x12\x19\n\x11\x63redit_card_count\x18\x03 \x01(\x05\x12\x37\n\x08unlisted\x18\x04 \x03(\x0b\x32%.cardlookup.bank.v1.UnlistedCardCount\"[\n\x11UnlistedCardCount\x12\x32\n\x06reason\x18\x01 \x01(\x0e\x32\".cardlookup.bank.v1.UnlistedReason\x12\x12\n\ncard_count\x18\x02 \x01(\x05\"\xcb\x01\n\x13OpenCardCaseRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12,\n\x07subject\x18\x02 \x01(\x0b\x32\x1b.cardlookup.bank.v1.Subject\x12\x10\n\x08\x63\x61rd_ref\x18\x03 \x01(\t\x12.\n\x04kind\x18\x04 \x01(\x0e\x32 .cardlookup.bank.v1.CardCaseKind\x12\x32\n\x07\x63onsent\x18\x05 \x01(\x0b\x32!.cardlookup.bank.v1.SignedConsent\"\x90\x01\n\x14OpenCardCaseResponse\x12\x16\n\x0e\x63\x61se_reference\x18\x01 \x01(\t\x12\x32\n\x06status\x18\x02 \x01(\x0e\x32\".cardlookup.bank.v1.CardCaseStatus\x12\x11\n\tnext_step\x18\x03 \x01(\t\x12\x19\n\x11next_step_english\x18\x04 \x01(\t*t\n\x0c\x43onsentScope\x12\x1d\n\x19\x43ONSENT_SCOPE_UNSPECIFIED\x10\x00\x12#\n\x1f\x43ONSENT_SCOPE_LIST_MASKED_CARDS\x10\x01\x12 \n\x1c\x43ONSENT_SCOPE_OPEN_CARD_CASE\x10\x02*P\n\x08\x43\x61rdType\x12\x19\n\x15\x43\x41RD_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41RD_TYPE_DEBIT\x10\x01\x12\x14\n\x10\x43\x41RD_TYPE_CREDIT\x10\x02*\xaf\x01\n\x0eUnlistedReason\x12\x1f\n\x1bUNLISTED_REASON_UNSPECIFIED\x10\x00\x12$\n UNLISTED_REASON_NO_PHONE_ON_FILE\x10\x01\x12\'\n#UNLISTED_REASON_ID_DOCUMENT_EXPIRED\x10\x02\x12-\n)UNLISTED_REASON_CARD_NOT_PRESENT_DISABLED\x10\x03*u\n\x0c\x43\x61rdCaseKind\x12\x1e\n\x1a\x43\x41RD_CASE_KIND_UNSPECIFIED\x10\x00\x12!\n\x1d\x43\x41RD_CASE_KIND_NOT_RECOGNISED\x10\x01\x12\"\n\x1e\x43\x41RD_CASE_KIND_CLOSE_REQUESTED\x10\x02*v\n\x0e\x43\x61rdCaseStatus\x12 \n\x1c\x43\x41RD_CASE_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43\x41RD_CASE_STATUS_RECEIVED\x10\x01\x12#\n\x1f\x43\x41RD_CASE_STATUS_CARD_SUSPENDED\x10\x02\x32r\n\x14\x43\x61rdDirectoryService\x12Z\n\tListCards\x12$.cardlookup.bank.v1.ListCardsRequest\x1a%.cardlookup.bank.v1.ListCardsResponse0\x01\x32t\n\x0f\x43\x61rdCaseService\x12\x61\n\x0cOpenCardCase\x12\'.cardlookup.bank.v1.OpenCardCaseRequest\x1a(.cardlookup.bank.v1.OpenCardCaseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cardlookup.bank.v1.card_directory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSENTSCOPE']._serialized_start=1130
-  _globals['_CONSENTSCOPE']._serialized_end=1212
-  _globals['_CARDTYPE']._serialized_start=1214
-  _globals['_CARDTYPE']._serialized_end=1294
-  _globals['_UNLISTEDREASON']._serialized_start=1297
-  _globals['_UNLISTEDREASON']._serialized_end=1472
+  _globals['_CONSENTSCOPE']._serialized_start=1501
+  _globals['_CONSENTSCOPE']._serialized_end=1617
+  _globals['_CARDTYPE']._serialized_start=1619
+  _globals['_CARDTYPE']._serialized_end=1699
+  _globals['_UNLISTEDREASON']._serialized_start=1702
+  _globals['_UNLISTEDREASON']._serialized_end=1877
+  _globals['_CARDCASEKIND']._serialized_start=1879
+  _globals['_CARDCASEKIND']._serialized_end=1996
+  _globals['_CARDCASESTATUS']._serialized_start=1998
+  _globals['_CARDCASESTATUS']._serialized_end=2116
   _globals['_LISTCARDSREQUEST']._serialized_start=97
   _globals['_LISTCARDSREQUEST']._serialized_end=231
   _globals['_SUBJECT']._serialized_start=233
@@ -45,15 +49,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNEDCONSENT']._serialized_start=282
   _globals['_SIGNEDCONSENT']._serialized_end=349
   _globals['_CONSENT']._serialized_start=352
-  _globals['_CONSENT']._serialized_end=598
-  _globals['_LISTCARDSRESPONSE']._serialized_start=601
-  _globals['_LISTCARDSRESPONSE']._serialized_end=733
-  _globals['_MASKEDCARD']._serialized_start=736
-  _globals['_MASKEDCARD']._serialized_end=877
-  _globals['_LISTCARDSSUMMARY']._serialized_start=880
-  _globals['_LISTCARDSSUMMARY']._serialized_end=1035
-  _globals['_UNLISTEDCARDCOUNT']._serialized_start=1037
-  _globals['_UNLISTEDCARDCOUNT']._serialized_end=1128
-  _globals['_CARDDIRECTORYSERVICE']._serialized_start=1474
-  _globals['_CARDDIRECTORYSERVICE']._serialized_end=1588
+  _globals['_CONSENT']._serialized_end=616
+  _globals['_LISTCARDSRESPONSE']._serialized_start=619
+  _globals['_LISTCARDSRESPONSE']._serialized_end=751
+  _globals['_MASKEDCARD']._serialized_start=754
+  _globals['_MASKEDCARD']._serialized_end=895
+  _globals['_LISTCARDSSUMMARY']._serialized_start=898
+  _globals['_LISTCARDSSUMMARY']._serialized_end=1053
+  _globals['_UNLISTEDCARDCOUNT']._serialized_start=1055
+  _globals['_UNLISTEDCARDCOUNT']._serialized_end=1146
+  _globals['_OPENCARDCASEREQUEST']._serialized_start=1149
+  _globals['_OPENCARDCASEREQUEST']._serialized_end=1352
+  _globals['_OPENCARDCASERESPONSE']._serialized_start=1355
+  _globals['_OPENCARDCASERESPONSE']._serialized_end=1499
+  _globals['_CARDDIRECTORYSERVICE']._serialized_start=2118
+  _globals['_CARDDIRECTORYSERVICE']._serialized_end=2232
+  _globals['_CARDCASESERVICE']._serialized_start=2234
+  _globals['_CARDCASESERVICE']._serialized_end=2350
 # @@protoc_insertion_point(module_scope)

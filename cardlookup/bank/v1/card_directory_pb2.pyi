@@ -14,6 +14,7 @@ class ConsentScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CONSENT_SCOPE_UNSPECIFIED: _ClassVar[ConsentScope]
     CONSENT_SCOPE_LIST_MASKED_CARDS: _ClassVar[ConsentScope]
+    CONSENT_SCOPE_OPEN_CARD_CASE: _ClassVar[ConsentScope]
 
 class CardType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -27,8 +28,21 @@ class UnlistedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UNLISTED_REASON_NO_PHONE_ON_FILE: _ClassVar[UnlistedReason]
     UNLISTED_REASON_ID_DOCUMENT_EXPIRED: _ClassVar[UnlistedReason]
     UNLISTED_REASON_CARD_NOT_PRESENT_DISABLED: _ClassVar[UnlistedReason]
+
+class CardCaseKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CARD_CASE_KIND_UNSPECIFIED: _ClassVar[CardCaseKind]
+    CARD_CASE_KIND_NOT_RECOGNISED: _ClassVar[CardCaseKind]
+    CARD_CASE_KIND_CLOSE_REQUESTED: _ClassVar[CardCaseKind]
+
+class CardCaseStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CARD_CASE_STATUS_UNSPECIFIED: _ClassVar[CardCaseStatus]
+    CARD_CASE_STATUS_RECEIVED: _ClassVar[CardCaseStatus]
+    CARD_CASE_STATUS_CARD_SUSPENDED: _ClassVar[CardCaseStatus]
 CONSENT_SCOPE_UNSPECIFIED: ConsentScope
 CONSENT_SCOPE_LIST_MASKED_CARDS: ConsentScope
+CONSENT_SCOPE_OPEN_CARD_CASE: ConsentScope
 CARD_TYPE_UNSPECIFIED: CardType
 CARD_TYPE_DEBIT: CardType
 CARD_TYPE_CREDIT: CardType
@@ -36,6 +50,12 @@ UNLISTED_REASON_UNSPECIFIED: UnlistedReason
 UNLISTED_REASON_NO_PHONE_ON_FILE: UnlistedReason
 UNLISTED_REASON_ID_DOCUMENT_EXPIRED: UnlistedReason
 UNLISTED_REASON_CARD_NOT_PRESENT_DISABLED: UnlistedReason
+CARD_CASE_KIND_UNSPECIFIED: CardCaseKind
+CARD_CASE_KIND_NOT_RECOGNISED: CardCaseKind
+CARD_CASE_KIND_CLOSE_REQUESTED: CardCaseKind
+CARD_CASE_STATUS_UNSPECIFIED: CardCaseStatus
+CARD_CASE_STATUS_RECEIVED: CardCaseStatus
+CARD_CASE_STATUS_CARD_SUSPENDED: CardCaseStatus
 
 class ListCardsRequest(_message.Message):
     __slots__ = ("query_id", "subject", "consent")
@@ -66,7 +86,7 @@ class SignedConsent(_message.Message):
     def __init__(self, consent: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
 
 class Consent(_message.Message):
-    __slots__ = ("query_id", "bank_code", "subject_digest", "scope", "issue_time", "expire_time", "consent_text_version")
+    __slots__ = ("query_id", "bank_code", "subject_digest", "scope", "issue_time", "expire_time", "consent_text_version", "card_ref")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     BANK_CODE_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +94,7 @@ class Consent(_message.Message):
     ISSUE_TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     CONSENT_TEXT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CARD_REF_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     bank_code: str
     subject_digest: bytes
@@ -81,7 +102,8 @@ class Consent(_message.Message):
     issue_time: _timestamp_pb2.Timestamp
     expire_time: _timestamp_pb2.Timestamp
     consent_text_version: str
-    def __init__(self, query_id: _Optional[str] = ..., bank_code: _Optional[str] = ..., subject_digest: _Optional[bytes] = ..., scope: _Optional[_Union[ConsentScope, str]] = ..., issue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consent_text_version: _Optional[str] = ...) -> None: ...
+    card_ref: str
+    def __init__(self, query_id: _Optional[str] = ..., bank_code: _Optional[str] = ..., subject_digest: _Optional[bytes] = ..., scope: _Optional[_Union[ConsentScope, str]] = ..., issue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consent_text_version: _Optional[str] = ..., card_ref: _Optional[str] = ...) -> None: ...
 
 class ListCardsResponse(_message.Message):
     __slots__ = ("card", "summary")
@@ -124,3 +146,29 @@ class UnlistedCardCount(_message.Message):
     reason: UnlistedReason
     card_count: int
     def __init__(self, reason: _Optional[_Union[UnlistedReason, str]] = ..., card_count: _Optional[int] = ...) -> None: ...
+
+class OpenCardCaseRequest(_message.Message):
+    __slots__ = ("query_id", "subject", "card_ref", "kind", "consent")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    CARD_REF_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    subject: Subject
+    card_ref: str
+    kind: CardCaseKind
+    consent: SignedConsent
+    def __init__(self, query_id: _Optional[str] = ..., subject: _Optional[_Union[Subject, _Mapping]] = ..., card_ref: _Optional[str] = ..., kind: _Optional[_Union[CardCaseKind, str]] = ..., consent: _Optional[_Union[SignedConsent, _Mapping]] = ...) -> None: ...
+
+class OpenCardCaseResponse(_message.Message):
+    __slots__ = ("case_reference", "status", "next_step", "next_step_english")
+    CASE_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_STEP_FIELD_NUMBER: _ClassVar[int]
+    NEXT_STEP_ENGLISH_FIELD_NUMBER: _ClassVar[int]
+    case_reference: str
+    status: CardCaseStatus
+    next_step: str
+    next_step_english: str
+    def __init__(self, case_reference: _Optional[str] = ..., status: _Optional[_Union[CardCaseStatus, str]] = ..., next_step: _Optional[str] = ..., next_step_english: _Optional[str] = ...) -> None: ...

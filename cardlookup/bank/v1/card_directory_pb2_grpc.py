@@ -128,3 +128,100 @@ class CardDirectoryService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class CardCaseServiceStub:
+    """Optional: cases a user opens at the bank about a card of their report
+    ("not my card"). A bank that does not implement it answers UNIMPLEMENTED
+    (every gRPC server does so for a service it does not register); the hub
+    then tells the user to visit the bank with the masked number instead.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.OpenCardCase = channel.unary_unary(
+                '/cardlookup.bank.v1.CardCaseService/OpenCardCase',
+                request_serializer=cardlookup_dot_bank_dot_v1_dot_card__directory__pb2.OpenCardCaseRequest.SerializeToString,
+                response_deserializer=cardlookup_dot_bank_dot_v1_dot_card__directory__pb2.OpenCardCaseResponse.FromString,
+                _registered_method=True)
+
+
+class CardCaseServiceServicer:
+    """Optional: cases a user opens at the bank about a card of their report
+    ("not my card"). A bank that does not implement it answers UNIMPLEMENTED
+    (every gRPC server does so for a service it does not register); the hub
+    then tells the user to visit the bank with the masked number instead.
+    """
+
+    def OpenCardCase(self, request, context):
+        """Opens a case about one card the bank listed in a query: the user does
+        not recognise it, or wants it closed.
+
+        Idempotency: (`query_id`, `card_ref`) is the key. A retry gets the same
+        case (the same `case_reference`), never a second case.
+
+        Status codes: OK with the case; PERMISSION_DENIED with an ErrorInfo
+        reason (the consent checks of ListCards, with scope
+        CONSENT_SCOPE_OPEN_CARD_CASE and the consent's `card_ref` equal to the
+        request's; CONSENT_CARD_MISMATCH otherwise); INVALID_ARGUMENT for a
+        malformed request; NOT_FOUND (reason CARD_NOT_FOUND) when the subject
+        holds no card with this `card_ref`; transient codes as for ListCards
+        (the hub lets the user retry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CardCaseServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'OpenCardCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenCardCase,
+                    request_deserializer=cardlookup_dot_bank_dot_v1_dot_card__directory__pb2.OpenCardCaseRequest.FromString,
+                    response_serializer=cardlookup_dot_bank_dot_v1_dot_card__directory__pb2.OpenCardCaseResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'cardlookup.bank.v1.CardCaseService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('cardlookup.bank.v1.CardCaseService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CardCaseService:
+    """Optional: cases a user opens at the bank about a card of their report
+    ("not my card"). A bank that does not implement it answers UNIMPLEMENTED
+    (every gRPC server does so for a service it does not register); the hub
+    then tells the user to visit the bank with the masked number instead.
+    """
+
+    @staticmethod
+    def OpenCardCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cardlookup.bank.v1.CardCaseService/OpenCardCase',
+            cardlookup_dot_bank_dot_v1_dot_card__directory__pb2.OpenCardCaseRequest.SerializeToString,
+            cardlookup_dot_bank_dot_v1_dot_card__directory__pb2.OpenCardCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -160,3 +160,85 @@ class CardDirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
 def add_CardDirectoryServiceServicer_to_server(servicer: CardDirectoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class CardCaseServiceStub:
+    """Optional: cases a user opens at the bank about a card of their report
+    ("not my card"). A bank that does not implement it answers UNIMPLEMENTED
+    (every gRPC server does so for a service it does not register); the hub
+    then tells the user to visit the bank with the masked number instead.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> CardCaseServiceAsyncStub: ...
+    OpenCardCase: _grpc.UnaryUnaryMultiCallable[_card_directory_pb2.OpenCardCaseRequest, _card_directory_pb2.OpenCardCaseResponse]
+    """Opens a case about one card the bank listed in a query: the user does
+    not recognise it, or wants it closed.
+
+    Idempotency: (`query_id`, `card_ref`) is the key. A retry gets the same
+    case (the same `case_reference`), never a second case.
+
+    Status codes: OK with the case; PERMISSION_DENIED with an ErrorInfo
+    reason (the consent checks of ListCards, with scope
+    CONSENT_SCOPE_OPEN_CARD_CASE and the consent's `card_ref` equal to the
+    request's; CONSENT_CARD_MISMATCH otherwise); INVALID_ARGUMENT for a
+    malformed request; NOT_FOUND (reason CARD_NOT_FOUND) when the subject
+    holds no card with this `card_ref`; transient codes as for ListCards
+    (the hub lets the user retry).
+    """
+
+@_typing.type_check_only
+class CardCaseServiceAsyncStub(CardCaseServiceStub):
+    """Optional: cases a user opens at the bank about a card of their report
+    ("not my card"). A bank that does not implement it answers UNIMPLEMENTED
+    (every gRPC server does so for a service it does not register); the hub
+    then tells the user to visit the bank with the masked number instead.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    OpenCardCase: _aio.UnaryUnaryMultiCallable[_card_directory_pb2.OpenCardCaseRequest, _card_directory_pb2.OpenCardCaseResponse]  # type: ignore[assignment]
+    """Opens a case about one card the bank listed in a query: the user does
+    not recognise it, or wants it closed.
+
+    Idempotency: (`query_id`, `card_ref`) is the key. A retry gets the same
+    case (the same `case_reference`), never a second case.
+
+    Status codes: OK with the case; PERMISSION_DENIED with an ErrorInfo
+    reason (the consent checks of ListCards, with scope
+    CONSENT_SCOPE_OPEN_CARD_CASE and the consent's `card_ref` equal to the
+    request's; CONSENT_CARD_MISMATCH otherwise); INVALID_ARGUMENT for a
+    malformed request; NOT_FOUND (reason CARD_NOT_FOUND) when the subject
+    holds no card with this `card_ref`; transient codes as for ListCards
+    (the hub lets the user retry).
+    """
+
+class CardCaseServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Optional: cases a user opens at the bank about a card of their report
+    ("not my card"). A bank that does not implement it answers UNIMPLEMENTED
+    (every gRPC server does so for a service it does not register); the hub
+    then tells the user to visit the bank with the masked number instead.
+    """
+
+    @_abc_1.abstractmethod
+    def OpenCardCase(
+        self,
+        request: _card_directory_pb2.OpenCardCaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_card_directory_pb2.OpenCardCaseResponse, _abc.Awaitable[_card_directory_pb2.OpenCardCaseResponse]]:
+        """Opens a case about one card the bank listed in a query: the user does
+        not recognise it, or wants it closed.
+
+        Idempotency: (`query_id`, `card_ref`) is the key. A retry gets the same
+        case (the same `case_reference`), never a second case.
+
+        Status codes: OK with the case; PERMISSION_DENIED with an ErrorInfo
+        reason (the consent checks of ListCards, with scope
+        CONSENT_SCOPE_OPEN_CARD_CASE and the consent's `card_ref` equal to the
+        request's; CONSENT_CARD_MISMATCH otherwise); INVALID_ARGUMENT for a
+        malformed request; NOT_FOUND (reason CARD_NOT_FOUND) when the subject
+        holds no card with this `card_ref`; transient codes as for ListCards
+        (the hub lets the user retry).
+        """
+
+def add_CardCaseServiceServicer_to_server(servicer: CardCaseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

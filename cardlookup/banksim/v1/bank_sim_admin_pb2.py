@@ -25,33 +25,39 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*cardlookup/banksim/v1/bank_sim_admin.proto\x12\x15\x63\x61rdlookup.banksim.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\x02\n\x06\x46\x61ults\x12\x0f\n\x07latency\x18\x01 \x01(\x01\x12\x16\n\x0elatency_jitter\x18\x02 \x01(\x01\x12\x12\n\nerror_rate\x18\x03 \x01(\x01\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x0c\n\x04\x64own\x18\x05 \x01(\x08\x12\x34\n\x07outages\x18\x06 \x03(\x0b\x32#.cardlookup.banksim.v1.OutageWindow\x12\x1e\n\x11\x62reak_after_cards\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x11stall_after_cards\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x0emax_concurrent\x18\t \x01(\x05H\x02\x88\x01\x01\x12\x39\n\x0cmisbehaviour\x18\n \x01(\x0e\x32#.cardlookup.banksim.v1.MisbehaviourB\x14\n\x12_break_after_cardsB\x14\n\x12_stall_after_cardsB\x11\n\x0f_max_concurrent\"l\n\x0cOutageWindow\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x10SetFaultsRequest\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12-\n\x06\x66\x61ults\x18\x02 \x01(\x0b\x32\x1d.cardlookup.banksim.v1.Faults\"B\n\x11SetFaultsResponse\x12-\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32\x1d.cardlookup.banksim.v1.Faults\"%\n\x10GetFaultsRequest\x12\x11\n\tbank_code\x18\x01 \x01(\t\"B\n\x11GetFaultsResponse\x12-\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32\x1d.cardlookup.banksim.v1.Faults\"\x12\n\x10ListBanksRequest\"H\n\x11ListBanksResponse\x12\x33\n\x05\x62\x61nks\x18\x01 \x03(\x0b\x32$.cardlookup.banksim.v1.SimulatedBank\"v\n\rSimulatedBank\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ncall_count\x18\x03 \x01(\x03\x12-\n\x06\x66\x61ults\x18\x04 \x01(\x0b\x32\x1d.cardlookup.banksim.v1.Faults*\x9f\x03\n\x0cMisbehaviour\x12\x1c\n\x18MISBEHAVIOUR_UNSPECIFIED\x10\x00\x12!\n\x1dMISBEHAVIOUR_FULL_CARD_NUMBER\x10\x01\x12\x1d\n\x19MISBEHAVIOUR_WRONG_DIGITS\x10\x02\x12\"\n\x1eMISBEHAVIOUR_UNKNOWN_CARD_TYPE\x10\x03\x12!\n\x1dMISBEHAVIOUR_SUMMARY_MISMATCH\x10\x04\x12\"\n\x1eMISBEHAVIOUR_OVERSIZED_MESSAGE\x10\x05\x12%\n!MISBEHAVIOUR_CARD_REF_FROM_NUMBER\x10\x06\x12\x1f\n\x1bMISBEHAVIOUR_TOO_MANY_CARDS\x10\x07\x12(\n$MISBEHAVIOUR_WRONG_REASON_PRECEDENCE\x10\x08\x12*\n&MISBEHAVIOUR_TRAILING_NEWLINE_ACCEPTED\x10\t\x12&\n\"MISBEHAVIOUR_CALLER_BY_COMMON_NAME\x10\n2\xb5\x02\n\x13\x42\x61nkSimAdminService\x12^\n\tSetFaults\x12\'.cardlookup.banksim.v1.SetFaultsRequest\x1a(.cardlookup.banksim.v1.SetFaultsResponse\x12^\n\tGetFaults\x12\'.cardlookup.banksim.v1.GetFaultsRequest\x1a(.cardlookup.banksim.v1.GetFaultsResponse\x12^\n\tListBanks\x12\'.cardlookup.banksim.v1.ListBanksRequest\x1a(.cardlookup.banksim.v1.ListBanksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*cardlookup/banksim/v1/bank_sim_admin.proto\x12\x15\x63\x61rdlookup.banksim.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n\x10IssueCardRequest\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x11\n\tid_number\x18\x02 \x01(\t\x12\x38\n\tcard_type\x18\x03 \x01(\x0e\x32%.cardlookup.banksim.v1.IssuedCardType\"c\n\x11IssueCardResponse\x12\x12\n\nfirst_four\x18\x01 \x01(\t\x12\x11\n\tlast_four\x18\x02 \x01(\t\x12\x15\n\rnumber_length\x18\x03 \x01(\x05\x12\x10\n\x08\x63\x61rd_ref\x18\x04 \x01(\t\"\xf4\x02\n\x06\x46\x61ults\x12\x0f\n\x07latency\x18\x01 \x01(\x01\x12\x16\n\x0elatency_jitter\x18\x02 \x01(\x01\x12\x12\n\nerror_rate\x18\x03 \x01(\x01\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x0c\n\x04\x64own\x18\x05 \x01(\x08\x12\x34\n\x07outages\x18\x06 \x03(\x0b\x32#.cardlookup.banksim.v1.OutageWindow\x12\x1e\n\x11\x62reak_after_cards\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x11stall_after_cards\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x0emax_concurrent\x18\t \x01(\x05H\x02\x88\x01\x01\x12\x39\n\x0cmisbehaviour\x18\n \x01(\x0e\x32#.cardlookup.banksim.v1.MisbehaviourB\x14\n\x12_break_after_cardsB\x14\n\x12_stall_after_cardsB\x11\n\x0f_max_concurrent\"l\n\x0cOutageWindow\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x10SetFaultsRequest\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12-\n\x06\x66\x61ults\x18\x02 \x01(\x0b\x32\x1d.cardlookup.banksim.v1.Faults\"B\n\x11SetFaultsResponse\x12-\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32\x1d.cardlookup.banksim.v1.Faults\"%\n\x10GetFaultsRequest\x12\x11\n\tbank_code\x18\x01 \x01(\t\"B\n\x11GetFaultsResponse\x12-\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32\x1d.cardlookup.banksim.v1.Faults\"\x12\n\x10ListBanksRequest\"H\n\x11ListBanksResponse\x12\x33\n\x05\x62\x61nks\x18\x01 \x03(\x0b\x32$.cardlookup.banksim.v1.SimulatedBank\"v\n\rSimulatedBank\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ncall_count\x18\x03 \x01(\x03\x12-\n\x06\x66\x61ults\x18\x04 \x01(\x0b\x32\x1d.cardlookup.banksim.v1.Faults*k\n\x0eIssuedCardType\x12 \n\x1cISSUED_CARD_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16ISSUED_CARD_TYPE_DEBIT\x10\x01\x12\x1b\n\x17ISSUED_CARD_TYPE_CREDIT\x10\x02*\x9f\x03\n\x0cMisbehaviour\x12\x1c\n\x18MISBEHAVIOUR_UNSPECIFIED\x10\x00\x12!\n\x1dMISBEHAVIOUR_FULL_CARD_NUMBER\x10\x01\x12\x1d\n\x19MISBEHAVIOUR_WRONG_DIGITS\x10\x02\x12\"\n\x1eMISBEHAVIOUR_UNKNOWN_CARD_TYPE\x10\x03\x12!\n\x1dMISBEHAVIOUR_SUMMARY_MISMATCH\x10\x04\x12\"\n\x1eMISBEHAVIOUR_OVERSIZED_MESSAGE\x10\x05\x12%\n!MISBEHAVIOUR_CARD_REF_FROM_NUMBER\x10\x06\x12\x1f\n\x1bMISBEHAVIOUR_TOO_MANY_CARDS\x10\x07\x12(\n$MISBEHAVIOUR_WRONG_REASON_PRECEDENCE\x10\x08\x12*\n&MISBEHAVIOUR_TRAILING_NEWLINE_ACCEPTED\x10\t\x12&\n\"MISBEHAVIOUR_CALLER_BY_COMMON_NAME\x10\n2\x95\x03\n\x13\x42\x61nkSimAdminService\x12^\n\tSetFaults\x12\'.cardlookup.banksim.v1.SetFaultsRequest\x1a(.cardlookup.banksim.v1.SetFaultsResponse\x12^\n\tGetFaults\x12\'.cardlookup.banksim.v1.GetFaultsRequest\x1a(.cardlookup.banksim.v1.GetFaultsResponse\x12^\n\tListBanks\x12\'.cardlookup.banksim.v1.ListBanksRequest\x1a(.cardlookup.banksim.v1.ListBanksResponse\x12^\n\tIssueCard\x12\'.cardlookup.banksim.v1.IssueCardRequest\x1a(.cardlookup.banksim.v1.IssueCardResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cardlookup.banksim.v1.bank_sim_admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MISBEHAVIOUR']._serialized_start=1063
-  _globals['_MISBEHAVIOUR']._serialized_end=1478
-  _globals['_FAULTS']._serialized_start=103
-  _globals['_FAULTS']._serialized_end=475
-  _globals['_OUTAGEWINDOW']._serialized_start=477
-  _globals['_OUTAGEWINDOW']._serialized_end=585
-  _globals['_SETFAULTSREQUEST']._serialized_start=587
-  _globals['_SETFAULTSREQUEST']._serialized_end=671
-  _globals['_SETFAULTSRESPONSE']._serialized_start=673
-  _globals['_SETFAULTSRESPONSE']._serialized_end=739
-  _globals['_GETFAULTSREQUEST']._serialized_start=741
-  _globals['_GETFAULTSREQUEST']._serialized_end=778
-  _globals['_GETFAULTSRESPONSE']._serialized_start=780
-  _globals['_GETFAULTSRESPONSE']._serialized_end=846
-  _globals['_LISTBANKSREQUEST']._serialized_start=848
-  _globals['_LISTBANKSREQUEST']._serialized_end=866
-  _globals['_LISTBANKSRESPONSE']._serialized_start=868
-  _globals['_LISTBANKSRESPONSE']._serialized_end=940
-  _globals['_SIMULATEDBANK']._serialized_start=942
-  _globals['_SIMULATEDBANK']._serialized_end=1060
-  _globals['_BANKSIMADMINSERVICE']._serialized_start=1481
-  _globals['_BANKSIMADMINSERVICE']._serialized_end=1790
+  _globals['_ISSUEDCARDTYPE']._serialized_start=1279
+  _globals['_ISSUEDCARDTYPE']._serialized_end=1386
+  _globals['_MISBEHAVIOUR']._serialized_start=1389
+  _globals['_MISBEHAVIOUR']._serialized_end=1804
+  _globals['_ISSUECARDREQUEST']._serialized_start=102
+  _globals['_ISSUECARDREQUEST']._serialized_end=216
+  _globals['_ISSUECARDRESPONSE']._serialized_start=218
+  _globals['_ISSUECARDRESPONSE']._serialized_end=317
+  _globals['_FAULTS']._serialized_start=320
+  _globals['_FAULTS']._serialized_end=692
+  _globals['_OUTAGEWINDOW']._serialized_start=694
+  _globals['_OUTAGEWINDOW']._serialized_end=802
+  _globals['_SETFAULTSREQUEST']._serialized_start=804
+  _globals['_SETFAULTSREQUEST']._serialized_end=888
+  _globals['_SETFAULTSRESPONSE']._serialized_start=890
+  _globals['_SETFAULTSRESPONSE']._serialized_end=956
+  _globals['_GETFAULTSREQUEST']._serialized_start=958
+  _globals['_GETFAULTSREQUEST']._serialized_end=995
+  _globals['_GETFAULTSRESPONSE']._serialized_start=997
+  _globals['_GETFAULTSRESPONSE']._serialized_end=1063
+  _globals['_LISTBANKSREQUEST']._serialized_start=1065
+  _globals['_LISTBANKSREQUEST']._serialized_end=1083
+  _globals['_LISTBANKSRESPONSE']._serialized_start=1085
+  _globals['_LISTBANKSRESPONSE']._serialized_end=1157
+  _globals['_SIMULATEDBANK']._serialized_start=1159
+  _globals['_SIMULATEDBANK']._serialized_end=1277
+  _globals['_BANKSIMADMINSERVICE']._serialized_start=1807
+  _globals['_BANKSIMADMINSERVICE']._serialized_end=2212
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class IssuedCardType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ISSUED_CARD_TYPE_UNSPECIFIED: _ClassVar[IssuedCardType]
+    ISSUED_CARD_TYPE_DEBIT: _ClassVar[IssuedCardType]
+    ISSUED_CARD_TYPE_CREDIT: _ClassVar[IssuedCardType]
+
 class Misbehaviour(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MISBEHAVIOUR_UNSPECIFIED: _ClassVar[Misbehaviour]
@@ -23,6 +29,9 @@ class Misbehaviour(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MISBEHAVIOUR_WRONG_REASON_PRECEDENCE: _ClassVar[Misbehaviour]
     MISBEHAVIOUR_TRAILING_NEWLINE_ACCEPTED: _ClassVar[Misbehaviour]
     MISBEHAVIOUR_CALLER_BY_COMMON_NAME: _ClassVar[Misbehaviour]
+ISSUED_CARD_TYPE_UNSPECIFIED: IssuedCardType
+ISSUED_CARD_TYPE_DEBIT: IssuedCardType
+ISSUED_CARD_TYPE_CREDIT: IssuedCardType
 MISBEHAVIOUR_UNSPECIFIED: Misbehaviour
 MISBEHAVIOUR_FULL_CARD_NUMBER: Misbehaviour
 MISBEHAVIOUR_WRONG_DIGITS: Misbehaviour
@@ -34,6 +43,28 @@ MISBEHAVIOUR_TOO_MANY_CARDS: Misbehaviour
 MISBEHAVIOUR_WRONG_REASON_PRECEDENCE: Misbehaviour
 MISBEHAVIOUR_TRAILING_NEWLINE_ACCEPTED: Misbehaviour
 MISBEHAVIOUR_CALLER_BY_COMMON_NAME: Misbehaviour
+
+class IssueCardRequest(_message.Message):
+    __slots__ = ("bank_code", "id_number", "card_type")
+    BANK_CODE_FIELD_NUMBER: _ClassVar[int]
+    ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CARD_TYPE_FIELD_NUMBER: _ClassVar[int]
+    bank_code: str
+    id_number: str
+    card_type: IssuedCardType
+    def __init__(self, bank_code: _Optional[str] = ..., id_number: _Optional[str] = ..., card_type: _Optional[_Union[IssuedCardType, str]] = ...) -> None: ...
+
+class IssueCardResponse(_message.Message):
+    __slots__ = ("first_four", "last_four", "number_length", "card_ref")
+    FIRST_FOUR_FIELD_NUMBER: _ClassVar[int]
+    LAST_FOUR_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CARD_REF_FIELD_NUMBER: _ClassVar[int]
+    first_four: str
+    last_four: str
+    number_length: int
+    card_ref: str
+    def __init__(self, first_four: _Optional[str] = ..., last_four: _Optional[str] = ..., number_length: _Optional[int] = ..., card_ref: _Optional[str] = ...) -> None: ...
 
 class Faults(_message.Message):
     __slots__ = ("latency", "latency_jitter", "error_rate", "error_code", "down", "outages", "break_after_cards", "stall_after_cards", "max_concurrent", "misbehaviour")

@@ -50,6 +50,11 @@ class BankSimAdminServiceStub:
                 request_serializer=cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.ListBanksRequest.SerializeToString,
                 response_deserializer=cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.ListBanksResponse.FromString,
                 _registered_method=True)
+        self.IssueCard = channel.unary_unary(
+                '/cardlookup.banksim.v1.BankSimAdminService/IssueCard',
+                request_serializer=cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.IssueCardRequest.SerializeToString,
+                response_deserializer=cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.IssueCardResponse.FromString,
+                _registered_method=True)
 
 
 class BankSimAdminServiceServicer:
@@ -81,6 +86,19 @@ class BankSimAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueCard(self, request, context):
+        """Issues a new card to a person at one bank (a listed card, with a fresh
+        number and card_ref), as if the person had opened it today: the bank's
+        next ListCards answer for a new query lists it (a retry of an earlier
+        query id is answered as before). For "new cards since the last lookup"
+        tests and demos. NOT_FOUND (UNKNOWN_BANK) for a code the fleet does
+        not serve; INVALID_ARGUMENT (INVALID_REQUEST, metadata "field") for a
+        malformed ID number or an unspecified card type.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BankSimAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +116,11 @@ def add_BankSimAdminServiceServicer_to_server(servicer, server):
                     servicer.ListBanks,
                     request_deserializer=cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.ListBanksRequest.FromString,
                     response_serializer=cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.ListBanksResponse.SerializeToString,
+            ),
+            'IssueCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCard,
+                    request_deserializer=cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.IssueCardRequest.FromString,
+                    response_serializer=cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.IssueCardResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +205,33 @@ class BankSimAdminService:
             '/cardlookup.banksim.v1.BankSimAdminService/ListBanks',
             cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.ListBanksRequest.SerializeToString,
             cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.ListBanksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cardlookup.banksim.v1.BankSimAdminService/IssueCard',
+            cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.IssueCardRequest.SerializeToString,
+            cardlookup_dot_banksim_dot_v1_dot_bank__sim__admin__pb2.IssueCardResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,15 @@ class BankSimAdminServiceStub:
     """Returns the fault switches of one bank."""
     ListBanks: _grpc.UnaryUnaryMultiCallable[_bank_sim_admin_pb2.ListBanksRequest, _bank_sim_admin_pb2.ListBanksResponse]
     """Lists every bank of the fleet with its address and call count."""
+    IssueCard: _grpc.UnaryUnaryMultiCallable[_bank_sim_admin_pb2.IssueCardRequest, _bank_sim_admin_pb2.IssueCardResponse]
+    """Issues a new card to a person at one bank (a listed card, with a fresh
+    number and card_ref), as if the person had opened it today: the bank's
+    next ListCards answer for a new query lists it (a retry of an earlier
+    query id is answered as before). For "new cards since the last lookup"
+    tests and demos. NOT_FOUND (UNKNOWN_BANK) for a code the fleet does
+    not serve; INVALID_ARGUMENT (INVALID_REQUEST, metadata "field") for a
+    malformed ID number or an unspecified card type.
+    """
 
 @_typing.type_check_only
 class BankSimAdminServiceAsyncStub(BankSimAdminServiceStub):
@@ -68,6 +77,15 @@ class BankSimAdminServiceAsyncStub(BankSimAdminServiceStub):
     """Returns the fault switches of one bank."""
     ListBanks: _aio.UnaryUnaryMultiCallable[_bank_sim_admin_pb2.ListBanksRequest, _bank_sim_admin_pb2.ListBanksResponse]  # type: ignore[assignment]
     """Lists every bank of the fleet with its address and call count."""
+    IssueCard: _aio.UnaryUnaryMultiCallable[_bank_sim_admin_pb2.IssueCardRequest, _bank_sim_admin_pb2.IssueCardResponse]  # type: ignore[assignment]
+    """Issues a new card to a person at one bank (a listed card, with a fresh
+    number and card_ref), as if the person had opened it today: the bank's
+    next ListCards answer for a new query lists it (a retry of an earlier
+    query id is answered as before). For "new cards since the last lookup"
+    tests and demos. NOT_FOUND (UNKNOWN_BANK) for a code the fleet does
+    not serve; INVALID_ARGUMENT (INVALID_REQUEST, metadata "field") for a
+    malformed ID number or an unspecified card type.
+    """
 
 class BankSimAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reads and changes the fault switches of the simulated banks."""
@@ -100,5 +118,20 @@ class BankSimAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_bank_sim_admin_pb2.ListBanksResponse, _abc.Awaitable[_bank_sim_admin_pb2.ListBanksResponse]]:
         """Lists every bank of the fleet with its address and call count."""
+
+    @_abc_1.abstractmethod
+    def IssueCard(
+        self,
+        request: _bank_sim_admin_pb2.IssueCardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_bank_sim_admin_pb2.IssueCardResponse, _abc.Awaitable[_bank_sim_admin_pb2.IssueCardResponse]]:
+        """Issues a new card to a person at one bank (a listed card, with a fresh
+        number and card_ref), as if the person had opened it today: the bank's
+        next ListCards answer for a new query lists it (a retry of an earlier
+        query id is answered as before). For "new cards since the last lookup"
+        tests and demos. NOT_FOUND (UNKNOWN_BANK) for a code the fleet does
+        not serve; INVALID_ARGUMENT (INVALID_REQUEST, metadata "field") for a
+        malformed ID number or an unspecified card type.
+        """
 
 def add_BankSimAdminServiceServicer_to_server(servicer: BankSimAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

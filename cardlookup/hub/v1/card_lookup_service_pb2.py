@@ -27,7 +27,7 @@ from cardlookup.hub.v1 import resources_pb2 as cardlookup_dot_hub_dot_v1_dot_res
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+cardlookup/hub/v1/card_lookup_service.proto\x12\x11\x63\x61rdlookup.hub.v1\x1a(cardlookup/hub/v1/face_attestation.proto\x1a!cardlookup/hub/v1/resources.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x01\n\x11\x45nrollUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tfull_name\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12\x16\n\x0eid_expiry_date\x18\x04 \x01(\t\x12\x13\n\x0bregion_code\x18\x05 \x01(\t\x12\x14\n\x0cphone_number\x18\x06 \x01(\t\x12\x18\n\x10payment_password\x18\x07 \x01(\t\";\n\x12\x45nrollUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.cardlookup.hub.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"8\n\x0fGetUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.cardlookup.hub.v1.User\"#\n\x10ListBanksRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"o\n\x11ListBanksResponse\x12&\n\x05\x62\x61nks\x18\x01 \x03(\x0b\x32\x17.cardlookup.hub.v1.Bank\x12\x1c\n\x14\x63onsent_text_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63onsent_text\x18\x03 \x01(\t\"+\n\x18StartVerificationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\xac\x01\n\x19StartVerificationResponse\x12\x17\n\x0fverification_id\x18\x01 \x01(\t\x12\x14\n\x0cmasked_phone\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresend_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\x12\x43reateQueryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x17\n\x0fverification_id\x18\x03 \x01(\t\x12\x10\n\x08sms_code\x18\x04 \x01(\t\x12<\n\x10\x66\x61\x63\x65_attestation\x18\x05 \x01(\x0b\x32\".cardlookup.hub.v1.FaceAttestation\x12\x1c\n\x14\x63onsent_text_version\x18\x06 \x01(\t\x12\x12\n\nbank_codes\x18\x07 \x03(\t\">\n\x13\x43reateQueryResponse\x12\'\n\x05query\x18\x01 \x01(\x0b\x32\x18.cardlookup.hub.v1.Query\"\x1f\n\x0fGetQueryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x10GetQueryResponse\x12\'\n\x05query\x18\x01 \x01(\x0b\x32\x18.cardlookup.hub.v1.Query\"!\n\x11WatchQueryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"X\n\x12WatchQueryResponse\x12\'\n\x05query\x18\x01 \x01(\x0b\x32\x18.cardlookup.hub.v1.Query\x12\x19\n\x11\x63hanged_bank_code\x18\x02 \x01(\t\"K\n\x12ListQueriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListQueriesResponse\x12)\n\x07queries\x18\x01 \x03(\x0b\x32\x18.cardlookup.hub.v1.Query\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x10GetReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10payment_password\x18\x02 \x01(\t\">\n\x11GetReportResponse\x12)\n\x06report\x18\x01 \x01(\x0b\x32\x19.cardlookup.hub.v1.Report2\xce\x06\n\x11\x43\x61rdLookupService\x12Y\n\nEnrollUser\x12$.cardlookup.hub.v1.EnrollUserRequest\x1a%.cardlookup.hub.v1.EnrollUserResponse\x12P\n\x07GetUser\x12!.cardlookup.hub.v1.GetUserRequest\x1a\".cardlookup.hub.v1.GetUserResponse\x12V\n\tListBanks\x12#.cardlookup.hub.v1.ListBanksRequest\x1a$.cardlookup.hub.v1.ListBanksResponse\x12n\n\x11StartVerification\x12+.cardlookup.hub.v1.StartVerificationRequest\x1a,.cardlookup.hub.v1.StartVerificationResponse\x12\\\n\x0b\x43reateQuery\x12%.cardlookup.hub.v1.CreateQueryRequest\x1a&.cardlookup.hub.v1.CreateQueryResponse\x12S\n\x08GetQuery\x12\".cardlookup.hub.v1.GetQueryRequest\x1a#.cardlookup.hub.v1.GetQueryResponse\x12[\n\nWatchQuery\x12$.cardlookup.hub.v1.WatchQueryRequest\x1a%.cardlookup.hub.v1.WatchQueryResponse0\x01\x12\\\n\x0bListQueries\x12%.cardlookup.hub.v1.ListQueriesRequest\x1a&.cardlookup.hub.v1.ListQueriesResponse\x12V\n\tGetReport\x12#.cardlookup.hub.v1.GetReportRequest\x1a$.cardlookup.hub.v1.GetReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+cardlookup/hub/v1/card_lookup_service.proto\x12\x11\x63\x61rdlookup.hub.v1\x1a(cardlookup/hub/v1/face_attestation.proto\x1a!cardlookup/hub/v1/resources.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x01\n\x11\x45nrollUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tfull_name\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\x12\x16\n\x0eid_expiry_date\x18\x04 \x01(\t\x12\x13\n\x0bregion_code\x18\x05 \x01(\t\x12\x14\n\x0cphone_number\x18\x06 \x01(\t\x12\x18\n\x10payment_password\x18\x07 \x01(\t\";\n\x12\x45nrollUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.cardlookup.hub.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"8\n\x0fGetUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.cardlookup.hub.v1.User\"#\n\x10ListBanksRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"o\n\x11ListBanksResponse\x12&\n\x05\x62\x61nks\x18\x01 \x03(\x0b\x32\x17.cardlookup.hub.v1.Bank\x12\x1c\n\x14\x63onsent_text_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63onsent_text\x18\x03 \x01(\t\"+\n\x18StartVerificationRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\xac\x01\n\x19StartVerificationResponse\x12\x17\n\x0fverification_id\x18\x01 \x01(\t\x12\x14\n\x0cmasked_phone\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresend_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xed\x01\n\x12\x43reateQueryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x17\n\x0fverification_id\x18\x03 \x01(\t\x12\x10\n\x08sms_code\x18\x04 \x01(\t\x12<\n\x10\x66\x61\x63\x65_attestation\x18\x05 \x01(\x0b\x32\".cardlookup.hub.v1.FaceAttestation\x12\x1c\n\x14\x63onsent_text_version\x18\x06 \x01(\t\x12\x12\n\nbank_codes\x18\x07 \x03(\t\x12\x17\n\x0ftrack_new_cards\x18\x08 \x01(\x08\">\n\x13\x43reateQueryResponse\x12\'\n\x05query\x18\x01 \x01(\x0b\x32\x18.cardlookup.hub.v1.Query\"\x1f\n\x0fGetQueryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x10GetQueryResponse\x12\'\n\x05query\x18\x01 \x01(\x0b\x32\x18.cardlookup.hub.v1.Query\"!\n\x11WatchQueryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"X\n\x12WatchQueryResponse\x12\'\n\x05query\x18\x01 \x01(\x0b\x32\x18.cardlookup.hub.v1.Query\x12\x19\n\x11\x63hanged_bank_code\x18\x02 \x01(\t\"K\n\x12ListQueriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x13ListQueriesResponse\x12)\n\x07queries\x18\x01 \x03(\x0b\x32\x18.cardlookup.hub.v1.Query\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\":\n\x10GetReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10payment_password\x18\x02 \x01(\t\">\n\x11GetReportResponse\x12)\n\x06report\x18\x01 \x01(\x0b\x32\x19.cardlookup.hub.v1.Report\"k\n\x1c\x43hangePaymentPasswordRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1c\n\x14old_payment_password\x18\x02 \x01(\t\x12\x1c\n\x14new_payment_password\x18\x03 \x01(\t\"e\n\x1d\x43hangePaymentPasswordResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.cardlookup.hub.v1.User\x12\x1d\n\x15resealed_report_count\x18\x02 \x01(\x05\"y\n\x0f\x46lagCardRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10payment_password\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61rd_id\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.cardlookup.hub.v1.CardCaseKind\"B\n\x10\x46lagCardResponse\x12.\n\tcard_case\x18\x01 \x01(\x0b\x32\x1b.cardlookup.hub.v1.CardCase2\x9f\x08\n\x11\x43\x61rdLookupService\x12Y\n\nEnrollUser\x12$.cardlookup.hub.v1.EnrollUserRequest\x1a%.cardlookup.hub.v1.EnrollUserResponse\x12P\n\x07GetUser\x12!.cardlookup.hub.v1.GetUserRequest\x1a\".cardlookup.hub.v1.GetUserResponse\x12V\n\tListBanks\x12#.cardlookup.hub.v1.ListBanksRequest\x1a$.cardlookup.hub.v1.ListBanksResponse\x12n\n\x11StartVerification\x12+.cardlookup.hub.v1.StartVerificationRequest\x1a,.cardlookup.hub.v1.StartVerificationResponse\x12\\\n\x0b\x43reateQuery\x12%.cardlookup.hub.v1.CreateQueryRequest\x1a&.cardlookup.hub.v1.CreateQueryResponse\x12S\n\x08GetQuery\x12\".cardlookup.hub.v1.GetQueryRequest\x1a#.cardlookup.hub.v1.GetQueryResponse\x12[\n\nWatchQuery\x12$.cardlookup.hub.v1.WatchQueryRequest\x1a%.cardlookup.hub.v1.WatchQueryResponse0\x01\x12\\\n\x0bListQueries\x12%.cardlookup.hub.v1.ListQueriesRequest\x1a&.cardlookup.hub.v1.ListQueriesResponse\x12V\n\tGetReport\x12#.cardlookup.hub.v1.GetReportRequest\x1a$.cardlookup.hub.v1.GetReportResponse\x12z\n\x15\x43hangePaymentPassword\x12/.cardlookup.hub.v1.ChangePaymentPasswordRequest\x1a\x30.cardlookup.hub.v1.ChangePaymentPasswordResponse\x12S\n\x08\x46lagCard\x12\".cardlookup.hub.v1.FlagCardRequest\x1a#.cardlookup.hub.v1.FlagCardResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,25 +51,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTVERIFICATIONRESPONSE']._serialized_start=696
   _globals['_STARTVERIFICATIONRESPONSE']._serialized_end=868
   _globals['_CREATEQUERYREQUEST']._serialized_start=871
-  _globals['_CREATEQUERYREQUEST']._serialized_end=1083
-  _globals['_CREATEQUERYRESPONSE']._serialized_start=1085
-  _globals['_CREATEQUERYRESPONSE']._serialized_end=1147
-  _globals['_GETQUERYREQUEST']._serialized_start=1149
-  _globals['_GETQUERYREQUEST']._serialized_end=1180
-  _globals['_GETQUERYRESPONSE']._serialized_start=1182
-  _globals['_GETQUERYRESPONSE']._serialized_end=1241
-  _globals['_WATCHQUERYREQUEST']._serialized_start=1243
-  _globals['_WATCHQUERYREQUEST']._serialized_end=1276
-  _globals['_WATCHQUERYRESPONSE']._serialized_start=1278
-  _globals['_WATCHQUERYRESPONSE']._serialized_end=1366
-  _globals['_LISTQUERIESREQUEST']._serialized_start=1368
-  _globals['_LISTQUERIESREQUEST']._serialized_end=1443
-  _globals['_LISTQUERIESRESPONSE']._serialized_start=1445
-  _globals['_LISTQUERIESRESPONSE']._serialized_end=1534
-  _globals['_GETREPORTREQUEST']._serialized_start=1536
-  _globals['_GETREPORTREQUEST']._serialized_end=1594
-  _globals['_GETREPORTRESPONSE']._serialized_start=1596
-  _globals['_GETREPORTRESPONSE']._serialized_end=1658
-  _globals['_CARDLOOKUPSERVICE']._serialized_start=1661
-  _globals['_CARDLOOKUPSERVICE']._serialized_end=2507
+  _globals['_CREATEQUERYREQUEST']._serialized_end=1108
+  _globals['_CREATEQUERYRESPONSE']._serialized_start=1110
+  _globals['_CREATEQUERYRESPONSE']._serialized_end=1172
+  _globals['_GETQUERYREQUEST']._serialized_start=1174
+  _globals['_GETQUERYREQUEST']._serialized_end=1205
+  _globals['_GETQUERYRESPONSE']._serialized_start=1207
+  _globals['_GETQUERYRESPONSE']._serialized_end=1266
+  _globals['_WATCHQUERYREQUEST']._serialized_start=1268
+  _globals['_WATCHQUERYREQUEST']._serialized_end=1301
+  _globals['_WATCHQUERYRESPONSE']._serialized_start=1303
+  _globals['_WATCHQUERYRESPONSE']._serialized_end=1391
+  _globals['_LISTQUERIESREQUEST']._serialized_start=1393
+  _globals['_LISTQUERIESREQUEST']._serialized_end=1468
+  _globals['_LISTQUERIESRESPONSE']._serialized_start=1470
+  _globals['_LISTQUERIESRESPONSE']._serialized_end=1559
+  _globals['_GETREPORTREQUEST']._serialized_start=1561
+  _globals['_GETREPORTREQUEST']._serialized_end=1619
+  _globals['_GETREPORTRESPONSE']._serialized_start=1621
+  _globals['_GETREPORTRESPONSE']._serialized_end=1683
+  _globals['_CHANGEPAYMENTPASSWORDREQUEST']._serialized_start=1685
+  _globals['_CHANGEPAYMENTPASSWORDREQUEST']._serialized_end=1792
+  _globals['_CHANGEPAYMENTPASSWORDRESPONSE']._serialized_start=1794
+  _globals['_CHANGEPAYMENTPASSWORDRESPONSE']._serialized_end=1895
+  _globals['_FLAGCARDREQUEST']._serialized_start=1897
+  _globals['_FLAGCARDREQUEST']._serialized_end=2018
+  _globals['_FLAGCARDRESPONSE']._serialized_start=2020
+  _globals['_FLAGCARDRESPONSE']._serialized_end=2086
+  _globals['_CARDLOOKUPSERVICE']._serialized_start=2089
+  _globals['_CARDLOOKUPSERVICE']._serialized_end=3144
 # @@protoc_insertion_point(module_scope)

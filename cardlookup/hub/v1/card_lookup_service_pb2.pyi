@@ -82,7 +82,7 @@ class StartVerificationResponse(_message.Message):
     def __init__(self, verification_id: _Optional[str] = ..., masked_phone: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resend_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateQueryRequest(_message.Message):
-    __slots__ = ("user_id", "request_id", "verification_id", "sms_code", "face_attestation", "consent_text_version", "bank_codes")
+    __slots__ = ("user_id", "request_id", "verification_id", "sms_code", "face_attestation", "consent_text_version", "bank_codes", "track_new_cards")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,7 @@ class CreateQueryRequest(_message.Message):
     FACE_ATTESTATION_FIELD_NUMBER: _ClassVar[int]
     CONSENT_TEXT_VERSION_FIELD_NUMBER: _ClassVar[int]
     BANK_CODES_FIELD_NUMBER: _ClassVar[int]
+    TRACK_NEW_CARDS_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     request_id: str
     verification_id: str
@@ -97,7 +98,8 @@ class CreateQueryRequest(_message.Message):
     face_attestation: _face_attestation_pb2.FaceAttestation
     consent_text_version: str
     bank_codes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_id: _Optional[str] = ..., request_id: _Optional[str] = ..., verification_id: _Optional[str] = ..., sms_code: _Optional[str] = ..., face_attestation: _Optional[_Union[_face_attestation_pb2.FaceAttestation, _Mapping]] = ..., consent_text_version: _Optional[str] = ..., bank_codes: _Optional[_Iterable[str]] = ...) -> None: ...
+    track_new_cards: bool
+    def __init__(self, user_id: _Optional[str] = ..., request_id: _Optional[str] = ..., verification_id: _Optional[str] = ..., sms_code: _Optional[str] = ..., face_attestation: _Optional[_Union[_face_attestation_pb2.FaceAttestation, _Mapping]] = ..., consent_text_version: _Optional[str] = ..., bank_codes: _Optional[_Iterable[str]] = ..., track_new_cards: _Optional[bool] = ...) -> None: ...
 
 class CreateQueryResponse(_message.Message):
     __slots__ = ("query",)
@@ -162,3 +164,39 @@ class GetReportResponse(_message.Message):
     REPORT_FIELD_NUMBER: _ClassVar[int]
     report: _resources_pb2.Report
     def __init__(self, report: _Optional[_Union[_resources_pb2.Report, _Mapping]] = ...) -> None: ...
+
+class ChangePaymentPasswordRequest(_message.Message):
+    __slots__ = ("user_id", "old_payment_password", "new_payment_password")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    NEW_PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    old_payment_password: str
+    new_payment_password: str
+    def __init__(self, user_id: _Optional[str] = ..., old_payment_password: _Optional[str] = ..., new_payment_password: _Optional[str] = ...) -> None: ...
+
+class ChangePaymentPasswordResponse(_message.Message):
+    __slots__ = ("user", "resealed_report_count")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    RESEALED_REPORT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    user: _resources_pb2.User
+    resealed_report_count: int
+    def __init__(self, user: _Optional[_Union[_resources_pb2.User, _Mapping]] = ..., resealed_report_count: _Optional[int] = ...) -> None: ...
+
+class FlagCardRequest(_message.Message):
+    __slots__ = ("name", "payment_password", "card_id", "kind")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    CARD_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    payment_password: str
+    card_id: str
+    kind: _resources_pb2.CardCaseKind
+    def __init__(self, name: _Optional[str] = ..., payment_password: _Optional[str] = ..., card_id: _Optional[str] = ..., kind: _Optional[_Union[_resources_pb2.CardCaseKind, str]] = ...) -> None: ...
+
+class FlagCardResponse(_message.Message):
+    __slots__ = ("card_case",)
+    CARD_CASE_FIELD_NUMBER: _ClassVar[int]
+    card_case: _resources_pb2.CardCase
+    def __init__(self, card_case: _Optional[_Union[_resources_pb2.CardCase, _Mapping]] = ...) -> None: ...

@@ -80,6 +80,16 @@ class CardLookupServiceStub:
                 request_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.GetReportRequest.SerializeToString,
                 response_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.GetReportResponse.FromString,
                 _registered_method=True)
+        self.ChangePaymentPassword = channel.unary_unary(
+                '/cardlookup.hub.v1.CardLookupService/ChangePaymentPassword',
+                request_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ChangePaymentPasswordRequest.SerializeToString,
+                response_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ChangePaymentPasswordResponse.FromString,
+                _registered_method=True)
+        self.FlagCard = channel.unary_unary(
+                '/cardlookup.hub.v1.CardLookupService/FlagCard',
+                request_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardRequest.SerializeToString,
+                response_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardResponse.FromString,
+                _registered_method=True)
 
 
 class CardLookupServiceServicer:
@@ -158,6 +168,32 @@ class CardLookupServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangePaymentPassword(self, request, context):
+        """Changes the payment password (R10) given the current one. The user's
+        reports are sealed to a key derived from the payment password, so that
+        only the user can open them; this call re-seals every live report to
+        the new password's key, atomically with the change. (Enrolling again
+        with a new password is a reset instead: reports sealed before it can no
+        longer be opened, see REPORT_SEALED_TO_OLD_PASSWORD.) A wrong current
+        password counts towards the lockout like a wrong one at GetReport.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FlagCard(self, request, context):
+        """"Not my card": the report's owner flags one card of a READY report
+        (with the payment password, checked and recorded like GetReport's), and
+        the hub opens a case at the issuing bank. The case (reference, status,
+        next step) is returned and appears in the query's `card_cases`. A bank
+        that does not offer cases gets status VISIT_BANK: the advice to visit
+        the bank with the masked number. Flagging the same card again returns
+        the case already opened.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CardLookupServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +241,16 @@ def add_CardLookupServiceServicer_to_server(servicer, server):
                     servicer.GetReport,
                     request_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.GetReportRequest.FromString,
                     response_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.GetReportResponse.SerializeToString,
+            ),
+            'ChangePaymentPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePaymentPassword,
+                    request_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ChangePaymentPasswordRequest.FromString,
+                    response_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ChangePaymentPasswordResponse.SerializeToString,
+            ),
+            'FlagCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.FlagCard,
+                    request_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardRequest.FromString,
+                    response_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -451,6 +497,60 @@ class CardLookupService:
             '/cardlookup.hub.v1.CardLookupService/GetReport',
             cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.GetReportRequest.SerializeToString,
             cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.GetReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePaymentPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cardlookup.hub.v1.CardLookupService/ChangePaymentPassword',
+            cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ChangePaymentPasswordRequest.SerializeToString,
+            cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ChangePaymentPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FlagCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cardlookup.hub.v1.CardLookupService/FlagCard',
+            cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardRequest.SerializeToString,
+            cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -88,6 +88,24 @@ class CardLookupServiceStub:
     """Opens a report with the user's payment password (R10). Every attempt is
     recorded in the query's `report_access_events`.
     """
+    ChangePaymentPassword: _grpc.UnaryUnaryMultiCallable[_card_lookup_service_pb2.ChangePaymentPasswordRequest, _card_lookup_service_pb2.ChangePaymentPasswordResponse]
+    """Changes the payment password (R10) given the current one. The user's
+    reports are sealed to a key derived from the payment password, so that
+    only the user can open them; this call re-seals every live report to
+    the new password's key, atomically with the change. (Enrolling again
+    with a new password is a reset instead: reports sealed before it can no
+    longer be opened, see REPORT_SEALED_TO_OLD_PASSWORD.) A wrong current
+    password counts towards the lockout like a wrong one at GetReport.
+    """
+    FlagCard: _grpc.UnaryUnaryMultiCallable[_card_lookup_service_pb2.FlagCardRequest, _card_lookup_service_pb2.FlagCardResponse]
+    """"Not my card": the report's owner flags one card of a READY report
+    (with the payment password, checked and recorded like GetReport's), and
+    the hub opens a case at the issuing bank. The case (reference, status,
+    next step) is returned and appears in the query's `card_cases`. A bank
+    that does not offer cases gets status VISIT_BANK: the advice to visit
+    the bank with the masked number. Flagging the same card again returns
+    the case already opened.
+    """
 
 @_typing.type_check_only
 class CardLookupServiceAsyncStub(CardLookupServiceStub):
@@ -127,6 +145,24 @@ class CardLookupServiceAsyncStub(CardLookupServiceStub):
     GetReport: _aio.UnaryUnaryMultiCallable[_card_lookup_service_pb2.GetReportRequest, _card_lookup_service_pb2.GetReportResponse]  # type: ignore[assignment]
     """Opens a report with the user's payment password (R10). Every attempt is
     recorded in the query's `report_access_events`.
+    """
+    ChangePaymentPassword: _aio.UnaryUnaryMultiCallable[_card_lookup_service_pb2.ChangePaymentPasswordRequest, _card_lookup_service_pb2.ChangePaymentPasswordResponse]  # type: ignore[assignment]
+    """Changes the payment password (R10) given the current one. The user's
+    reports are sealed to a key derived from the payment password, so that
+    only the user can open them; this call re-seals every live report to
+    the new password's key, atomically with the change. (Enrolling again
+    with a new password is a reset instead: reports sealed before it can no
+    longer be opened, see REPORT_SEALED_TO_OLD_PASSWORD.) A wrong current
+    password counts towards the lockout like a wrong one at GetReport.
+    """
+    FlagCard: _aio.UnaryUnaryMultiCallable[_card_lookup_service_pb2.FlagCardRequest, _card_lookup_service_pb2.FlagCardResponse]  # type: ignore[assignment]
+    """"Not my card": the report's owner flags one card of a READY report
+    (with the payment password, checked and recorded like GetReport's), and
+    the hub opens a case at the issuing bank. The case (reference, status,
+    next step) is returned and appears in the query's `card_cases`. A bank
+    that does not offer cases gets status VISIT_BANK: the advice to visit
+    the bank with the masked number. Flagging the same card again returns
+    the case already opened.
     """
 
 class CardLookupServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -218,6 +254,36 @@ class CardLookupServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_card_lookup_service_pb2.GetReportResponse, _abc.Awaitable[_card_lookup_service_pb2.GetReportResponse]]:
         """Opens a report with the user's payment password (R10). Every attempt is
         recorded in the query's `report_access_events`.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangePaymentPassword(
+        self,
+        request: _card_lookup_service_pb2.ChangePaymentPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_card_lookup_service_pb2.ChangePaymentPasswordResponse, _abc.Awaitable[_card_lookup_service_pb2.ChangePaymentPasswordResponse]]:
+        """Changes the payment password (R10) given the current one. The user's
+        reports are sealed to a key derived from the payment password, so that
+        only the user can open them; this call re-seals every live report to
+        the new password's key, atomically with the change. (Enrolling again
+        with a new password is a reset instead: reports sealed before it can no
+        longer be opened, see REPORT_SEALED_TO_OLD_PASSWORD.) A wrong current
+        password counts towards the lockout like a wrong one at GetReport.
+        """
+
+    @_abc_1.abstractmethod
+    def FlagCard(
+        self,
+        request: _card_lookup_service_pb2.FlagCardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_card_lookup_service_pb2.FlagCardResponse, _abc.Awaitable[_card_lookup_service_pb2.FlagCardResponse]]:
+        """"Not my card": the report's owner flags one card of a READY report
+        (with the payment password, checked and recorded like GetReport's), and
+        the hub opens a case at the issuing bank. The case (reference, status,
+        next step) is returned and appears in the query's `card_cases`. A bank
+        that does not offer cases gets status VISIT_BANK: the advice to visit
+        the bank with the masked number. Flagging the same card again returns
+        the case already opened.
         """
 
 def add_CardLookupServiceServicer_to_server(servicer: CardLookupServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

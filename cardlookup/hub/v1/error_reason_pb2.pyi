@@ -30,6 +30,9 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REQUEST_ID_REUSED: _ClassVar[ErrorReason]
     HUB_UNAVAILABLE: _ClassVar[ErrorReason]
     QUERY_IN_PROGRESS: _ClassVar[ErrorReason]
+    REPORT_SEALED_TO_OLD_PASSWORD: _ClassVar[ErrorReason]
+    CARD_NOT_FOUND: _ClassVar[ErrorReason]
+    CARD_CASE_NOT_OPENED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 INVALID_FIELD: ErrorReason
 USER_NOT_FOUND: ErrorReason
@@ -54,3 +57,6 @@ CALLER_NOT_ALLOWED: ErrorReason
 REQUEST_ID_REUSED: ErrorReason
 HUB_UNAVAILABLE: ErrorReason
 QUERY_IN_PROGRESS: ErrorReason
+REPORT_SEALED_TO_OLD_PASSWORD: ErrorReason
+CARD_NOT_FOUND: ErrorReason
+CARD_CASE_NOT_OPENED: ErrorReason

@@ -25,43 +25,49 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!cardlookup/hub/v1/resources.proto\x12\x11\x63\x61rdlookup.hub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x02\n\x04User\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x13\n\x0bregion_code\x18\x03 \x01(\t\x12\x14\n\x0cmasked_phone\x18\x04 \x01(\t\x12\x16\n\x0eid_expiry_date\x18\x05 \x01(\t\x12\x10\n\x08\x65ligible\x18\x06 \x01(\x08\x12\x19\n\x11ineligible_reason\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\religible_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x04\x42\x61nk\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0c\x65nglish_name\x18\x03 \x01(\t\"\xeb\x03\n\x05Query\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08query_id\x18\x02 \x01(\t\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.cardlookup.hub.v1.QueryState\x12\x12\n\nbank_codes\x18\x04 \x03(\t\x12\x35\n\rbank_outcomes\x18\x05 \x03(\x0b\x32\x1e.cardlookup.hub.v1.BankOutcome\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0freport_due_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nready_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12report_expire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x63onsent_text_version\x18\n \x01(\t\x12\x19\n\x11\x61\x63\x63\x65ptance_notice\x18\x0b \x01(\t\x12\x42\n\x14report_access_events\x18\x0c \x03(\x0b\x32$.cardlookup.hub.v1.ReportAccessEvent\"\xd6\x01\n\x0b\x42\x61nkOutcome\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.cardlookup.hub.v1.BankOutcomeState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x15\n\rattempt_count\x18\x05 \x01(\x05\x12\x12\n\ncard_count\x18\x06 \x01(\x05\x12/\n\x0b\x66inish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\x11ReportAccessEvent\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x06result\x18\x02 \x01(\x0e\x32%.cardlookup.hub.v1.ReportAccessResult\"\x8c\x02\n\x06Report\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\rgenerate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x0e\x62\x61nk_summaries\x18\x04 \x03(\x0b\x32\x1e.cardlookup.hub.v1.BankSummary\x12,\n\x05\x63\x61rds\x18\x05 \x03(\x0b\x32\x1d.cardlookup.hub.v1.ReportCard\x12*\n\x07notices\x18\x06 \x03(\x0b\x32\x19.cardlookup.hub.v1.Notice\"\x80\x02\n\x0b\x42\x61nkSummary\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.cardlookup.hub.v1.BankOutcomeState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x18\n\x10\x64\x65\x62it_card_count\x18\x05 \x01(\x05\x12\x19\n\x11\x63redit_card_count\x18\x06 \x01(\x05\x12\x1b\n\x13unlisted_card_count\x18\x07 \x01(\x05\x12\x32\n\x08unlisted\x18\x08 \x03(\x0b\x32 .cardlookup.hub.v1.UnlistedCount\"V\n\rUnlistedCount\x12\x31\n\x06reason\x18\x01 \x01(\x0e\x32!.cardlookup.hub.v1.UnlistedReason\x12\x12\n\ncard_count\x18\x02 \x01(\x05\"\xa3\x01\n\nReportCard\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12.\n\tcard_type\x18\x03 \x01(\x0e\x32\x1b.cardlookup.hub.v1.CardType\x12\x12\n\nfirst_four\x18\x04 \x01(\t\x12\x11\n\tlast_four\x18\x05 \x01(\t\x12\x15\n\rnumber_length\x18\x06 \x01(\x05\"Y\n\x06Notice\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.cardlookup.hub.v1.NoticeKind\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x14\n\x0c\x65nglish_text\x18\x03 \x01(\t*\x8c\x01\n\nQueryState\x12\x1b\n\x17QUERY_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14QUERY_STATE_ACCEPTED\x10\x01\x12\x17\n\x13QUERY_STATE_RUNNING\x10\x02\x12\x15\n\x11QUERY_STATE_READY\x10\x03\x12\x17\n\x13QUERY_STATE_EXPIRED\x10\x04*\xbd\x01\n\x10\x42\x61nkOutcomeState\x12\"\n\x1e\x42\x41NK_OUTCOME_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x42\x41NK_OUTCOME_STATE_PENDING\x10\x01\x12\x1f\n\x1b\x42\x41NK_OUTCOME_STATE_ANSWERED\x10\x02\x12#\n\x1f\x42\x41NK_OUTCOME_STATE_NOT_ANSWERED\x10\x03\x12\x1f\n\x1b\x42\x41NK_OUTCOME_STATE_REJECTED\x10\x04*\xa5\x01\n\x12ReportAccessResult\x12$\n REPORT_ACCESS_RESULT_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPORT_ACCESS_RESULT_VIEWED\x10\x01\x12\'\n#REPORT_ACCESS_RESULT_WRONG_PASSWORD\x10\x02\x12\x1f\n\x1bREPORT_ACCESS_RESULT_LOCKED\x10\x03*\xaf\x01\n\x0eUnlistedReason\x12\x1f\n\x1bUNLISTED_REASON_UNSPECIFIED\x10\x00\x12$\n UNLISTED_REASON_NO_PHONE_ON_FILE\x10\x01\x12\'\n#UNLISTED_REASON_ID_DOCUMENT_EXPIRED\x10\x02\x12-\n)UNLISTED_REASON_CARD_NOT_PRESENT_DISABLED\x10\x03*P\n\x08\x43\x61rdType\x12\x19\n\x15\x43\x41RD_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41RD_TYPE_DEBIT\x10\x01\x12\x14\n\x10\x43\x41RD_TYPE_CREDIT\x10\x02*\xa4\x01\n\nNoticeKind\x12\x1b\n\x17NOTICE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTICE_KIND_UNLISTED_CARDS\x10\x01\x12\x16\n\x12NOTICE_KIND_SAFETY\x10\x02\x12\"\n\x1eNOTICE_KIND_UNRECOGNISED_CARDS\x10\x03\x12\x1d\n\x19NOTICE_KIND_CREDIT_REPORT\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!cardlookup/hub/v1/resources.proto\x12\x11\x63\x61rdlookup.hub.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x02\n\x04User\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x13\n\x0bregion_code\x18\x03 \x01(\t\x12\x14\n\x0cmasked_phone\x18\x04 \x01(\t\x12\x16\n\x0eid_expiry_date\x18\x05 \x01(\t\x12\x10\n\x08\x65ligible\x18\x06 \x01(\x08\x12\x19\n\x11ineligible_reason\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\religible_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x04\x42\x61nk\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0c\x65nglish_name\x18\x03 \x01(\t\"\x9c\x04\n\x05Query\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08query_id\x18\x02 \x01(\t\x12,\n\x05state\x18\x03 \x01(\x0e\x32\x1d.cardlookup.hub.v1.QueryState\x12\x12\n\nbank_codes\x18\x04 \x03(\t\x12\x35\n\rbank_outcomes\x18\x05 \x03(\x0b\x32\x1e.cardlookup.hub.v1.BankOutcome\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0freport_due_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nready_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12report_expire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x63onsent_text_version\x18\n \x01(\t\x12\x19\n\x11\x61\x63\x63\x65ptance_notice\x18\x0b \x01(\t\x12\x42\n\x14report_access_events\x18\x0c \x03(\x0b\x32$.cardlookup.hub.v1.ReportAccessEvent\x12/\n\ncard_cases\x18\r \x03(\x0b\x32\x1b.cardlookup.hub.v1.CardCase\"\xb0\x02\n\x08\x43\x61rdCase\x12\x0f\n\x07\x63\x61rd_id\x18\x01 \x01(\t\x12\x11\n\tbank_code\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.cardlookup.hub.v1.CardCaseKind\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.cardlookup.hub.v1.CardCaseStatus\x12\x16\n\x0e\x63\x61se_reference\x18\x06 \x01(\t\x12\x11\n\tnext_step\x18\x07 \x01(\t\x12\x19\n\x11next_step_english\x18\x08 \x01(\t\x12-\n\topen_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bmasked_card\x18\n \x01(\t\"\xd6\x01\n\x0b\x42\x61nkOutcome\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.cardlookup.hub.v1.BankOutcomeState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x15\n\rattempt_count\x18\x05 \x01(\x05\x12\x12\n\ncard_count\x18\x06 \x01(\x05\x12/\n\x0b\x66inish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\x11ReportAccessEvent\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x06result\x18\x02 \x01(\x0e\x32%.cardlookup.hub.v1.ReportAccessResult\"\xa6\x02\n\x06Report\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\rgenerate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x0e\x62\x61nk_summaries\x18\x04 \x03(\x0b\x32\x1e.cardlookup.hub.v1.BankSummary\x12,\n\x05\x63\x61rds\x18\x05 \x03(\x0b\x32\x1d.cardlookup.hub.v1.ReportCard\x12*\n\x07notices\x18\x06 \x03(\x0b\x32\x19.cardlookup.hub.v1.Notice\x12\x18\n\x10new_cards_marked\x18\x07 \x01(\x08\"\x80\x02\n\x0b\x42\x61nkSummary\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32#.cardlookup.hub.v1.BankOutcomeState\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x18\n\x10\x64\x65\x62it_card_count\x18\x05 \x01(\x05\x12\x19\n\x11\x63redit_card_count\x18\x06 \x01(\x05\x12\x1b\n\x13unlisted_card_count\x18\x07 \x01(\x05\x12\x32\n\x08unlisted\x18\x08 \x03(\x0b\x32 .cardlookup.hub.v1.UnlistedCount\"V\n\rUnlistedCount\x12\x31\n\x06reason\x18\x01 \x01(\x0e\x32!.cardlookup.hub.v1.UnlistedReason\x12\x12\n\ncard_count\x18\x02 \x01(\x05\"\xd3\x01\n\nReportCard\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12.\n\tcard_type\x18\x03 \x01(\x0e\x32\x1b.cardlookup.hub.v1.CardType\x12\x12\n\nfirst_four\x18\x04 \x01(\t\x12\x11\n\tlast_four\x18\x05 \x01(\t\x12\x15\n\rnumber_length\x18\x06 \x01(\x05\x12\x0f\n\x07\x63\x61rd_id\x18\x07 \x01(\t\x12\x1d\n\x15new_since_last_lookup\x18\x08 \x01(\x08\"Y\n\x06Notice\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.cardlookup.hub.v1.NoticeKind\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x14\n\x0c\x65nglish_text\x18\x03 \x01(\t*u\n\x0c\x43\x61rdCaseKind\x12\x1e\n\x1a\x43\x41RD_CASE_KIND_UNSPECIFIED\x10\x00\x12!\n\x1d\x43\x41RD_CASE_KIND_NOT_RECOGNISED\x10\x01\x12\"\n\x1e\x43\x41RD_CASE_KIND_CLOSE_REQUESTED\x10\x02*\x97\x01\n\x0e\x43\x61rdCaseStatus\x12 \n\x1c\x43\x41RD_CASE_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43\x41RD_CASE_STATUS_RECEIVED\x10\x01\x12#\n\x1f\x43\x41RD_CASE_STATUS_CARD_SUSPENDED\x10\x02\x12\x1f\n\x1b\x43\x41RD_CASE_STATUS_VISIT_BANK\x10\x03*\x8c\x01\n\nQueryState\x12\x1b\n\x17QUERY_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14QUERY_STATE_ACCEPTED\x10\x01\x12\x17\n\x13QUERY_STATE_RUNNING\x10\x02\x12\x15\n\x11QUERY_STATE_READY\x10\x03\x12\x17\n\x13QUERY_STATE_EXPIRED\x10\x04*\xbd\x01\n\x10\x42\x61nkOutcomeState\x12\"\n\x1e\x42\x41NK_OUTCOME_STATE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x42\x41NK_OUTCOME_STATE_PENDING\x10\x01\x12\x1f\n\x1b\x42\x41NK_OUTCOME_STATE_ANSWERED\x10\x02\x12#\n\x1f\x42\x41NK_OUTCOME_STATE_NOT_ANSWERED\x10\x03\x12\x1f\n\x1b\x42\x41NK_OUTCOME_STATE_REJECTED\x10\x04*\xa5\x01\n\x12ReportAccessResult\x12$\n REPORT_ACCESS_RESULT_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPORT_ACCESS_RESULT_VIEWED\x10\x01\x12\'\n#REPORT_ACCESS_RESULT_WRONG_PASSWORD\x10\x02\x12\x1f\n\x1bREPORT_ACCESS_RESULT_LOCKED\x10\x03*\xaf\x01\n\x0eUnlistedReason\x12\x1f\n\x1bUNLISTED_REASON_UNSPECIFIED\x10\x00\x12$\n UNLISTED_REASON_NO_PHONE_ON_FILE\x10\x01\x12\'\n#UNLISTED_REASON_ID_DOCUMENT_EXPIRED\x10\x02\x12-\n)UNLISTED_REASON_CARD_NOT_PRESENT_DISABLED\x10\x03*P\n\x08\x43\x61rdType\x12\x19\n\x15\x43\x41RD_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43\x41RD_TYPE_DEBIT\x10\x01\x12\x14\n\x10\x43\x41RD_TYPE_CREDIT\x10\x02*\xa4\x01\n\nNoticeKind\x12\x1b\n\x17NOTICE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aNOTICE_KIND_UNLISTED_CARDS\x10\x01\x12\x16\n\x12NOTICE_KIND_SAFETY\x10\x02\x12\"\n\x1eNOTICE_KIND_UNRECOGNISED_CARDS\x10\x03\x12\x1d\n\x19NOTICE_KIND_CREDIT_REPORT\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cardlookup.hub.v1.resources_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QUERYSTATE']._serialized_start=2166
-  _globals['_QUERYSTATE']._serialized_end=2306
-  _globals['_BANKOUTCOMESTATE']._serialized_start=2309
-  _globals['_BANKOUTCOMESTATE']._serialized_end=2498
-  _globals['_REPORTACCESSRESULT']._serialized_start=2501
-  _globals['_REPORTACCESSRESULT']._serialized_end=2666
-  _globals['_UNLISTEDREASON']._serialized_start=2669
-  _globals['_UNLISTEDREASON']._serialized_end=2844
-  _globals['_CARDTYPE']._serialized_start=2846
-  _globals['_CARDTYPE']._serialized_end=2926
-  _globals['_NOTICEKIND']._serialized_start=2929
-  _globals['_NOTICEKIND']._serialized_end=3093
+  _globals['_CARDCASEKIND']._serialized_start=2595
+  _globals['_CARDCASEKIND']._serialized_end=2712
+  _globals['_CARDCASESTATUS']._serialized_start=2715
+  _globals['_CARDCASESTATUS']._serialized_end=2866
+  _globals['_QUERYSTATE']._serialized_start=2869
+  _globals['_QUERYSTATE']._serialized_end=3009
+  _globals['_BANKOUTCOMESTATE']._serialized_start=3012
+  _globals['_BANKOUTCOMESTATE']._serialized_end=3201
+  _globals['_REPORTACCESSRESULT']._serialized_start=3204
+  _globals['_REPORTACCESSRESULT']._serialized_end=3369
+  _globals['_UNLISTEDREASON']._serialized_start=3372
+  _globals['_UNLISTEDREASON']._serialized_end=3547
+  _globals['_CARDTYPE']._serialized_start=3549
+  _globals['_CARDTYPE']._serialized_end=3629
+  _globals['_NOTICEKIND']._serialized_start=3632
+  _globals['_NOTICEKIND']._serialized_end=3796
   _globals['_USER']._serialized_start=90
   _globals['_USER']._serialized_end=388
   _globals['_BANK']._serialized_start=390
   _globals['_BANK']._serialized_end=459
   _globals['_QUERY']._serialized_start=462
-  _globals['_QUERY']._serialized_end=953
-  _globals['_BANKOUTCOME']._serialized_start=956
-  _globals['_BANKOUTCOME']._serialized_end=1170
-  _globals['_REPORTACCESSEVENT']._serialized_start=1172
-  _globals['_REPORTACCESSEVENT']._serialized_end=1288
-  _globals['_REPORT']._serialized_start=1291
-  _globals['_REPORT']._serialized_end=1559
-  _globals['_BANKSUMMARY']._serialized_start=1562
-  _globals['_BANKSUMMARY']._serialized_end=1818
-  _globals['_UNLISTEDCOUNT']._serialized_start=1820
-  _globals['_UNLISTEDCOUNT']._serialized_end=1906
-  _globals['_REPORTCARD']._serialized_start=1909
-  _globals['_REPORTCARD']._serialized_end=2072
-  _globals['_NOTICE']._serialized_start=2074
-  _globals['_NOTICE']._serialized_end=2163
+  _globals['_QUERY']._serialized_end=1002
+  _globals['_CARDCASE']._serialized_start=1005
+  _globals['_CARDCASE']._serialized_end=1309
+  _globals['_BANKOUTCOME']._serialized_start=1312
+  _globals['_BANKOUTCOME']._serialized_end=1526
+  _globals['_REPORTACCESSEVENT']._serialized_start=1528
+  _globals['_REPORTACCESSEVENT']._serialized_end=1644
+  _globals['_REPORT']._serialized_start=1647
+  _globals['_REPORT']._serialized_end=1941
+  _globals['_BANKSUMMARY']._serialized_start=1944
+  _globals['_BANKSUMMARY']._serialized_end=2200
+  _globals['_UNLISTEDCOUNT']._serialized_start=2202
+  _globals['_UNLISTEDCOUNT']._serialized_end=2288
+  _globals['_REPORTCARD']._serialized_start=2291
+  _globals['_REPORTCARD']._serialized_end=2502
+  _globals['_NOTICE']._serialized_start=2504
+  _globals['_NOTICE']._serialized_end=2593
 # @@protoc_insertion_point(module_scope)

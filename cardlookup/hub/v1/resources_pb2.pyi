@@ -10,6 +10,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CardCaseKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CARD_CASE_KIND_UNSPECIFIED: _ClassVar[CardCaseKind]
+    CARD_CASE_KIND_NOT_RECOGNISED: _ClassVar[CardCaseKind]
+    CARD_CASE_KIND_CLOSE_REQUESTED: _ClassVar[CardCaseKind]
+
+class CardCaseStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CARD_CASE_STATUS_UNSPECIFIED: _ClassVar[CardCaseStatus]
+    CARD_CASE_STATUS_RECEIVED: _ClassVar[CardCaseStatus]
+    CARD_CASE_STATUS_CARD_SUSPENDED: _ClassVar[CardCaseStatus]
+    CARD_CASE_STATUS_VISIT_BANK: _ClassVar[CardCaseStatus]
+
 class QueryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     QUERY_STATE_UNSPECIFIED: _ClassVar[QueryState]
@@ -53,6 +66,13 @@ class NoticeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NOTICE_KIND_SAFETY: _ClassVar[NoticeKind]
     NOTICE_KIND_UNRECOGNISED_CARDS: _ClassVar[NoticeKind]
     NOTICE_KIND_CREDIT_REPORT: _ClassVar[NoticeKind]
+CARD_CASE_KIND_UNSPECIFIED: CardCaseKind
+CARD_CASE_KIND_NOT_RECOGNISED: CardCaseKind
+CARD_CASE_KIND_CLOSE_REQUESTED: CardCaseKind
+CARD_CASE_STATUS_UNSPECIFIED: CardCaseStatus
+CARD_CASE_STATUS_RECEIVED: CardCaseStatus
+CARD_CASE_STATUS_CARD_SUSPENDED: CardCaseStatus
+CARD_CASE_STATUS_VISIT_BANK: CardCaseStatus
 QUERY_STATE_UNSPECIFIED: QueryState
 QUERY_STATE_ACCEPTED: QueryState
 QUERY_STATE_RUNNING: QueryState
@@ -115,7 +135,7 @@ class Bank(_message.Message):
     def __init__(self, bank_code: _Optional[str] = ..., display_name: _Optional[str] = ..., english_name: _Optional[str] = ...) -> None: ...
 
 class Query(_message.Message):
-    __slots__ = ("name", "query_id", "state", "bank_codes", "bank_outcomes", "create_time", "report_due_time", "ready_time", "report_expire_time", "consent_text_version", "acceptance_notice", "report_access_events")
+    __slots__ = ("name", "query_id", "state", "bank_codes", "bank_outcomes", "create_time", "report_due_time", "ready_time", "report_expire_time", "consent_text_version", "acceptance_notice", "report_access_events", "card_cases")
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +148,7 @@ class Query(_message.Message):
     CONSENT_TEXT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACCEPTANCE_NOTICE_FIELD_NUMBER: _ClassVar[int]
     REPORT_ACCESS_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    CARD_CASES_FIELD_NUMBER: _ClassVar[int]
     name: str
     query_id: str
     state: QueryState
@@ -140,7 +161,32 @@ class Query(_message.Message):
     consent_text_version: str
     acceptance_notice: str
     report_access_events: _containers.RepeatedCompositeFieldContainer[ReportAccessEvent]
-    def __init__(self, name: _Optional[str] = ..., query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., bank_codes: _Optional[_Iterable[str]] = ..., bank_outcomes: _Optional[_Iterable[_Union[BankOutcome, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., report_due_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., report_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consent_text_version: _Optional[str] = ..., acceptance_notice: _Optional[str] = ..., report_access_events: _Optional[_Iterable[_Union[ReportAccessEvent, _Mapping]]] = ...) -> None: ...
+    card_cases: _containers.RepeatedCompositeFieldContainer[CardCase]
+    def __init__(self, name: _Optional[str] = ..., query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., bank_codes: _Optional[_Iterable[str]] = ..., bank_outcomes: _Optional[_Iterable[_Union[BankOutcome, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., report_due_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., report_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consent_text_version: _Optional[str] = ..., acceptance_notice: _Optional[str] = ..., report_access_events: _Optional[_Iterable[_Union[ReportAccessEvent, _Mapping]]] = ..., card_cases: _Optional[_Iterable[_Union[CardCase, _Mapping]]] = ...) -> None: ...
+
+class CardCase(_message.Message):
+    __slots__ = ("card_id", "bank_code", "display_name", "kind", "status", "case_reference", "next_step", "next_step_english", "open_time", "masked_card")
+    CARD_ID_FIELD_NUMBER: _ClassVar[int]
+    BANK_CODE_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CASE_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_STEP_FIELD_NUMBER: _ClassVar[int]
+    NEXT_STEP_ENGLISH_FIELD_NUMBER: _ClassVar[int]
+    OPEN_TIME_FIELD_NUMBER: _ClassVar[int]
+    MASKED_CARD_FIELD_NUMBER: _ClassVar[int]
+    card_id: str
+    bank_code: str
+    display_name: str
+    kind: CardCaseKind
+    status: CardCaseStatus
+    case_reference: str
+    next_step: str
+    next_step_english: str
+    open_time: _timestamp_pb2.Timestamp
+    masked_card: str
+    def __init__(self, card_id: _Optional[str] = ..., bank_code: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[_Union[CardCaseKind, str]] = ..., status: _Optional[_Union[CardCaseStatus, str]] = ..., case_reference: _Optional[str] = ..., next_step: _Optional[str] = ..., next_step_english: _Optional[str] = ..., open_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., masked_card: _Optional[str] = ...) -> None: ...
 
 class BankOutcome(_message.Message):
     __slots__ = ("bank_code", "display_name", "state", "reason", "attempt_count", "card_count", "finish_time")
@@ -169,20 +215,22 @@ class ReportAccessEvent(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[ReportAccessResult, str]] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("name", "generate_time", "expire_time", "bank_summaries", "cards", "notices")
+    __slots__ = ("name", "generate_time", "expire_time", "bank_summaries", "cards", "notices", "new_cards_marked")
     NAME_FIELD_NUMBER: _ClassVar[int]
     GENERATE_TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     BANK_SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     CARDS_FIELD_NUMBER: _ClassVar[int]
     NOTICES_FIELD_NUMBER: _ClassVar[int]
+    NEW_CARDS_MARKED_FIELD_NUMBER: _ClassVar[int]
     name: str
     generate_time: _timestamp_pb2.Timestamp
     expire_time: _timestamp_pb2.Timestamp
     bank_summaries: _containers.RepeatedCompositeFieldContainer[BankSummary]
     cards: _containers.RepeatedCompositeFieldContainer[ReportCard]
     notices: _containers.RepeatedCompositeFieldContainer[Notice]
-    def __init__(self, name: _Optional[str] = ..., generate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bank_summaries: _Optional[_Iterable[_Union[BankSummary, _Mapping]]] = ..., cards: _Optional[_Iterable[_Union[ReportCard, _Mapping]]] = ..., notices: _Optional[_Iterable[_Union[Notice, _Mapping]]] = ...) -> None: ...
+    new_cards_marked: bool
+    def __init__(self, name: _Optional[str] = ..., generate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bank_summaries: _Optional[_Iterable[_Union[BankSummary, _Mapping]]] = ..., cards: _Optional[_Iterable[_Union[ReportCard, _Mapping]]] = ..., notices: _Optional[_Iterable[_Union[Notice, _Mapping]]] = ..., new_cards_marked: _Optional[bool] = ...) -> None: ...
 
 class BankSummary(_message.Message):
     __slots__ = ("bank_code", "display_name", "state", "reason", "debit_card_count", "credit_card_count", "unlisted_card_count", "unlisted")
@@ -213,20 +261,24 @@ class UnlistedCount(_message.Message):
     def __init__(self, reason: _Optional[_Union[UnlistedReason, str]] = ..., card_count: _Optional[int] = ...) -> None: ...
 
 class ReportCard(_message.Message):
-    __slots__ = ("bank_code", "display_name", "card_type", "first_four", "last_four", "number_length")
+    __slots__ = ("bank_code", "display_name", "card_type", "first_four", "last_four", "number_length", "card_id", "new_since_last_lookup")
     BANK_CODE_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     CARD_TYPE_FIELD_NUMBER: _ClassVar[int]
     FIRST_FOUR_FIELD_NUMBER: _ClassVar[int]
     LAST_FOUR_FIELD_NUMBER: _ClassVar[int]
     NUMBER_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CARD_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_SINCE_LAST_LOOKUP_FIELD_NUMBER: _ClassVar[int]
     bank_code: str
     display_name: str
     card_type: CardType
     first_four: str
     last_four: str
     number_length: int
-    def __init__(self, bank_code: _Optional[str] = ..., display_name: _Optional[str] = ..., card_type: _Optional[_Union[CardType, str]] = ..., first_four: _Optional[str] = ..., last_four: _Optional[str] = ..., number_length: _Optional[int] = ...) -> None: ...
+    card_id: str
+    new_since_last_lookup: bool
+    def __init__(self, bank_code: _Optional[str] = ..., display_name: _Optional[str] = ..., card_type: _Optional[_Union[CardType, str]] = ..., first_four: _Optional[str] = ..., last_four: _Optional[str] = ..., number_length: _Optional[int] = ..., card_id: _Optional[str] = ..., new_since_last_lookup: _Optional[bool] = ...) -> None: ...
 
 class Notice(_message.Message):
     __slots__ = ("kind", "text", "english_text")

@@ -1,0 +1,143 @@
+"""Records of a user's cards across lookups (issue 12: "new cards since the
+last lookup", opt-in).
+
+Tables (component "card_records", its own migration list):
+  card_tracking  one row per user who chose: enabled 1 (opted in at their
+                 latest CreateQuery) or 0 (opted out).
+  card_records   per (user, opted-in READY query): the set of keyed
+                 fingerprints of (bank code, card_ref) of that report's cards,
+                 sealed to the user's payment-password key (hub.user_sealing);
+                 the newest two per user are kept (the latest lookup and the
+                 one before it), beyond the report's 7 days (R11). Opting out
+                 deletes them all.
+
+The hub can neither read a record (sealed to the user) nor link one to a
+card (the fingerprints are keyed, and sealed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import aiosqlite
+
+from hub.crypto import Sealed
+from hub.store.db import Database, from_micros, to_micros
+
+COMPONENT = "card_records"
+MIGRATIONS = [
+    """
+    CREATE TABLE card_tracking (
+        user_id TEXT PRIMARY KEY,
+        enabled INTEGER NOT NULL,
+        update_time INTEGER NOT NULL
+    );
+    CREATE TABLE card_records (
+        user_id TEXT NOT NULL,
+        query_id TEXT NOT NULL,
+        ready_time INTEGER NOT NULL,
+        wrapped_key BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        PRIMARY KEY (user_id, query_id)
+    )
+    """,
+]
+KEEP_RECORDS = 2
+"""The latest lookup's record and the one it is compared with."""
+
+
+@dataclass(frozen=True)
+class CardRecord:
+    user_id: str
+    query_id: str
+    ready_time: dt.datetime
+    sealed: Sealed
+
+
+def _record(r: aiosqlite.Row) -> CardRecord:
+    return CardRecord(
+        str(r["user_id"]),
+        str(r["query_id"]),
+        from_micros(r["ready_time"]),
+        Sealed(bytes(r["wrapped_key"]), bytes(r["ciphertext"])),
+    )
+
+
+_COLUMNS = "user_id, query_id, ready_time, wrapped_key, ciphertext"
+
+
+class CardRecordStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def migrate(self) -> None:
+        await self._db.migrate(COMPONENT, MIGRATIONS)
+
+    async def set_tracking(self, user_id: str, enabled: bool, now: dt.datetime) -> None:
+        """Opting out deletes every record of the user in the same commit."""
+
+        async def run(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO card_tracking (user_id, enabled, update_time) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET enabled = excluded.enabled, update_time = excluded.update_time",
+                (user_id, int(enabled), to_micros(now)),
+            )
+            if not enabled:
+                await conn.execute("DELETE FROM card_records WHERE user_id = ?", (user_id,))
+
+        await self._db.write(run)
+
+    async def tracking(self, user_id: str) -> bool:
+        r = await self._db.fetchone("SELECT enabled FROM card_tracking WHERE user_id = ?", (user_id,))
+        return bool(r and r["enabled"])
+
+    async def put(self, record: CardRecord) -> None:
+        """Stores (or replaces) a query's record and drops all but the newest
+        KEEP_RECORDS of the user; nothing if the user opted out meanwhile."""
+
+        async def run(conn: aiosqlite.Connection) -> None:
+            async with conn.execute("SELECT enabled FROM card_tracking WHERE user_id = ?", (record.user_id,)) as cur:
+                row = await cur.fetchone()
+            if not (row and row["enabled"]):
+                return
+            await conn.execute(
+                f"INSERT INTO card_records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id, query_id) DO UPDATE SET ready_time = excluded.ready_time,"
+                " wrapped_key = excluded.wrapped_key, ciphertext = excluded.ciphertext",
+                (
+                    record.user_id,
+                    record.query_id,
+                    to_micros(record.ready_time),
+                    record.sealed.wrapped_key,
+                    record.sealed.ciphertext,
+                ),
+            )
+            await conn.execute(
+                "DELETE FROM card_records WHERE user_id = ? AND query_id NOT IN (SELECT query_id FROM card_records"
+                " WHERE user_id = ? ORDER BY ready_time DESC, query_id DESC LIMIT ?)",
+                (record.user_id, record.user_id, KEEP_RECORDS),
+            )
+
+        await self._db.write(run)
+
+    async def get(self, user_id: str, query_id: str) -> CardRecord | None:
+        r = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM card_records WHERE user_id = ? AND query_id = ?", (user_id, query_id)
+        )
+        return _record(r) if r else None
+
+    async def previous(self, user_id: str, before: dt.datetime) -> CardRecord | None:
+        """The newest record of a lookup that became READY before `before`."""
+        r = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM card_records WHERE user_id = ? AND ready_time < ?"
+            " ORDER BY ready_time DESC, query_id DESC LIMIT 1",
+            (user_id, to_micros(before)),
+        )
+        return _record(r) if r else None
+
+    async def all_for(self, user_id: str) -> list[CardRecord]:
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM card_records WHERE user_id = ? ORDER BY ready_time", (user_id,)
+        )
+        return [_record(r) for r in rows]
