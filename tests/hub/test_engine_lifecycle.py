@@ -168,6 +168,28 @@ async def test_ready_listeners_run_once_and_are_durable(
         assert len(calls) == 2 and record is not None and record.state == QueryState.READY
 
 
+async def test_a_window_that_closed_before_any_call_says_so(
+    pki: PkiPaths, population: Population, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Issue 9: `REPORT_WINDOW_CLOSED:<last error>` always carries a last
+    error; a bank never called (the hub was down the whole window) says
+    NOT_CALLED, and no call is made after the window."""
+    codes = CODES[:2]
+    person = rich_person(population, clock.now().date(), codes, min_banks=1)
+    async with running_fleet(fleet_config(pki, population, clock, codes)) as fleet:
+        config = hub_config(pki, fleet.addresses, tmp_path)
+        query = new_query(person, codes)
+        async with running_engine(config, clock, run_fanout=False) as engine:
+            await engine.submit(query)  # accepted, then the hub is down for 24 hours
+        clock.advance(dt.timedelta(hours=24, seconds=1))
+        async with running_engine(config, clock) as engine:
+            record = await wait_for(engine, query.query_id)
+        assert [(b.state, b.reason) for b in record.banks] == [
+            (BankState.NOT_ANSWERED, "REPORT_WINDOW_CLOSED:NOT_CALLED")
+        ] * 2
+        assert all(fleet.call_count(c) == 0 for c in codes)
+
+
 async def test_unfinished_queries_resume_on_start(
     pki: PkiPaths, population: Population, clock: ManualClock, tmp_path: Path
 ) -> None:
