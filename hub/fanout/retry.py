@@ -30,6 +30,7 @@ IDENTITY_FAILURES_TO_REJECT = 3
 rejected as WRONG_BANK_CERTIFICATE (one failure may be a rotation glitch)."""
 WINDOW_CLOSED = "REPORT_WINDOW_CLOSED"
 NEVER_CALLED = "NOT_CALLED"
+CONSENT_EXPIRED = "BANK_REFUSED:CONSENT_EXPIRED"
 """The last error of a bank the window closed on before any call was made."""
 
 
@@ -141,6 +142,10 @@ async def _run_bank_task(
         if isinstance(result, Rejected):
             # The bank is reachable and talking: not a health problem.
             lane.breaker.on_success()
+            if result.reason == CONSENT_EXPIRED and ctx.clock.now() >= ctx.due:
+                # The call left just as the window closed (the consent expires
+                # with it): the window closed on this bank, it broke no rule.
+                return FinalOutcome(BankState.NOT_ANSWERED, f"{WINDOW_CLOSED}:{last_reason or NEVER_CALLED}", attempts)
             return FinalOutcome(BankState.REJECTED, result.reason, attempts)
         assert isinstance(result, Transient)
         lane.breaker.on_failure()

@@ -135,9 +135,11 @@ async def test_a_consent_signed_in_the_hsm_is_verified_by_the_banks(hsm_hub: Hub
     assert {o.bank_code: o.state for o in ready.bank_outcomes} == dict.fromkeys(
         banks, hub_pb.BANK_OUTCOME_STATE_ANSWERED
     )
-    # Sealed under the token's KEK (its id recorded), and it opens again.
-    row = await hub.server.db.fetchone("SELECT data_key FROM reports WHERE query_id = ?", (ready.query_id,))
-    assert row is not None and Envelope.key_id_of(row["data_key"]) == "kek-hsm-1"
+    # The user's identity record is sealed under the token's KEK (its id
+    # recorded; READY reports are sealed to the user's password key), and
+    # the hub opens it again to send the ready SMS and to answer GetReport.
+    row = await hub.server.db.fetchone("SELECT identity_wrapped_key FROM users WHERE user_id = ?", (person.user_id,))
+    assert row is not None and Envelope.key_id_of(row["identity_wrapped_key"]) == "kek-hsm-1"
     report = await hub.client.get_report(person.user_id, ready.query_id, person.payment_password)
     expected = sum(len(hub.population.cards_at(code, person.id_number)) for code in banks)
     assert len(report.cards) == expected > 0

@@ -237,8 +237,7 @@ async def test_reports_sealed_before_and_after_a_kek_rotation_both_open(
 ) -> None:
     hub = hub4
     before, after = hub.eligible(0), hub.eligible(1)
-    for person in (before, after):
-        await hub.enrol(person)
+    await hub.enrol(before)
     q1 = await hub.ready_query(before, ["102", "103"])
     kek2 = write_private(tmp_path / "kek-2.hex", secrets.token_hex(32).encode())
     config = hub.server.config
@@ -250,12 +249,16 @@ async def test_reports_sealed_before_and_after_a_kek_rotation_both_open(
             previous_key_encryption_keys={config.key_encryption_key_id: config.key_encryption_key},
         )
     )
+    await hub.enrol(after)
     q2 = await hub.ready_query(after, ["102", "103"])
+    # READY reports are sealed to the user's password key (issue 12); what the
+    # KEK seals is each user's identity record and, until READY, the
+    # subject and the banks' answers. The record says which key wrapped it.
     rows = {
-        row["query_id"]: Envelope.key_id_of(row["data_key"])
-        for row in await hub.server.db.fetchall("SELECT query_id, data_key FROM reports")
+        row["user_id"]: Envelope.key_id_of(row["identity_wrapped_key"])
+        for row in await hub.server.db.fetchall("SELECT user_id, identity_wrapped_key FROM users")
     }
-    assert rows == {q1.query_id: "kek-dev-1", q2.query_id: "kek-2"}
+    assert rows == {before.user_id: "kek-dev-1", after.user_id: "kek-2"}
     for person, query in ((before, q1), (after, q2)):
         report = await hub.client.get_report(person.user_id, query.query_id, person.payment_password)
         assert report.cards

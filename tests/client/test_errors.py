@@ -102,7 +102,12 @@ def test_every_reason_has_exactly_one_category_and_old_names_still_import() -> N
         assert [c for c in CATEGORIES if issubclass(cls, c)] == [cls.__mro__[1]], reason
         assert issubclass(cls, CardLookupError)
     by_category = {c.__name__: sorted(r for r, cls in BY_REASON.items() if issubclass(cls, c)) for c in CATEGORIES}
-    assert by_category["Retryable"] == ["HUB_UNAVAILABLE", "REPORT_NOT_READY", "SMS_RATE_LIMITED"]
+    assert by_category["Retryable"] == [
+        "CARD_CASE_NOT_OPENED",
+        "HUB_UNAVAILABLE",
+        "REPORT_NOT_READY",
+        "SMS_RATE_LIMITED",
+    ]
     assert {"SMS_CODE_WRONG", "PAYMENT_PASSWORD_WRONG", "CONSENT_VERSION_MISMATCH"} <= set(by_category["UserMustAct"])
     assert {"COOLDOWN_ACTIVE", "PASSWORD_LOCKED", "REGION_NOT_OPEN"} <= set(by_category["Refused"])
 

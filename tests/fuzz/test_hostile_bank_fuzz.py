@@ -42,7 +42,7 @@ from cardlookup.tls import server_credentials
 from hub.crypto import HubKeys
 from hub.domain import BankState, QueryState
 from hub.engine import QueryEngine
-from hub.store.db import Database
+from hub.store.db import Database, open_database
 from tests.fuzz.conftest import LoopThread, count, scaled
 from tests.hub.helpers import expected_cards, fleet_config, hub_config, new_query, report_cards
 
@@ -96,7 +96,7 @@ def rig(pki: PkiPaths, population: Population, tmp_path_factory: pytest.TempPath
         await fleet.start()
         addresses = {HOSTILE: f"127.0.0.1:{port}", **{c: fleet.address(c) for c in HONEST}}
         config = hub_config(pki, addresses, tmp)
-        db = await Database.open(config.database)
+        db = await open_database(config.database)
         engine = QueryEngine(config, db, HubKeys.load(config), clock)
         await engine.start()
         return server, port, fleet, engine, db

@@ -98,7 +98,7 @@ async def test_every_fault_and_misbehaviour_in_one_query_leaves_healthy_banks_ex
                 for code, (_, reason) in REJECTED.items():
                     assert (outcome[code].state, outcome[code].reason) == (BankState.REJECTED, reason), code
                 for code in NEVER_ANSWER:
-                    assert outcome[code].state == BankState.NOT_ANSWERED, code
+                    assert outcome[code].state == BankState.NOT_ANSWERED, (code, outcome[code].reason)
                     assert outcome[code].reason.startswith("REPORT_WINDOW_CLOSED"), outcome[code].reason
                 answered = [c for c in CODES if c not in REJECTED and c not in NEVER_ANSWER]
                 assert all(outcome[c].state == BankState.ANSWERED for c in answered)
