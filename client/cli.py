@@ -35,7 +35,7 @@ from rich.text import Text
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
-from client import render
+from client import render, requests
 from client.devface import DevFaceProvider
 from client.errors import CardLookupError, InvalidField
 from client.options import ClientOptions
@@ -75,8 +75,12 @@ def watch_with_progress(client: CardLookupClient, console: Console, user_id: str
     """Shows a live per-bank table until the query is READY; returns it."""
     last = client.get_query(user_id, query_id)
     with Live(render.progress_table(last), console=console, refresh_per_second=8, transient=False) as live:
-        for message in client.watch_query(user_id, query_id):
-            last = message.query
+        first = True
+        for message in client.watch_query(user_id, query_id, changes_only=True):
+            if first:
+                last, first = message.query, False
+            else:
+                requests.apply_changes(last, message.query)
             live.update(render.progress_table(last))
     return last
 
