@@ -80,7 +80,6 @@ def test_a_1000_bank_watch_streams_under_1_mb_of_changes_that_rebuild_the_full_q
     assert changes_bytes <= 1_000_000 < full_bytes
 
 
-
 @pytest.mark.both_stores
 async def test_watch_with_changes_only_through_the_hub(harness: HubHarness) -> None:
     hub, person = harness, harness.eligible()

@@ -23,19 +23,21 @@ async def test_an_outcome_published_after_ready_carries_the_whole_record(
     pki: PkiPaths, population: Population, clock: ManualClock, tmp_path: Path
 ) -> None:
     person = rich_person(population, clock.now().date(), CODES)
-    async with running_fleet(fleet_config(pki, population, clock, CODES)) as fleet:
-        async with running_engine(hub_config(pki, fleet.addresses, tmp_path), clock) as engine:
-            query = new_query(person, CODES)
-            await engine.submit(query)
-            ready = await wait_for(engine, query.query_id)
-            assert all(b.state == BankState.ANSWERED for b in ready.banks)
-            # A watcher registered while the first outcome's notification
-            # was still queued: publishing it now finds the store READY.
-            queue: asyncio.Queue[QueryEvent] = asyncio.Queue()
-            engine._watchers[query.query_id] = {queue}
-            first = ready.banks[0]
-            await engine._publish(query.query_id, first, QueryState.RUNNING)
-            event = queue.get_nowait()
-            assert event.query.state == QueryState.READY
-            assert event.changed_bank_code is None  # a whole snapshot, not "bank 0 changed"
-            assert all(b.state == BankState.ANSWERED for b in event.query.banks)
+    async with (
+        running_fleet(fleet_config(pki, population, clock, CODES)) as fleet,
+        running_engine(hub_config(pki, fleet.addresses, tmp_path), clock) as engine,
+    ):
+        query = new_query(person, CODES)
+        await engine.submit(query)
+        ready = await wait_for(engine, query.query_id)
+        assert all(b.state == BankState.ANSWERED for b in ready.banks)
+        # A watcher registered while the first outcome's notification
+        # was still queued: publishing it now finds the store READY.
+        queue: asyncio.Queue[QueryEvent] = asyncio.Queue()
+        engine._watchers[query.query_id] = {queue}
+        first = ready.banks[0]
+        await engine._publish(query.query_id, first, QueryState.RUNNING)
+        event = queue.get_nowait()
+        assert event.query.state == QueryState.READY
+        assert event.changed_bank_code is None  # a whole snapshot, not "bank 0 changed"
+        assert all(b.state == BankState.ANSWERED for b in event.query.banks)
