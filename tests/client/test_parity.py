@@ -165,7 +165,7 @@ async def test_both_clients_answer_and_refuse_alike_on_a_real_hub(harness: HubHa
     # The journey did meet every kind of outcome (it is not a list of equal failures).
     assert by_async[0].startswith("get_user: UserNotFound(USER_NOT_FOUND, NOT_FOUND")
     assert "InvalidField(INVALID_FIELD, INVALID_ARGUMENT, ['field'])" in by_async[1]
-    assert "SmsRateLimited(SMS_RATE_LIMITED, RESOURCE_EXHAUSTED, ['retry_time'])" in by_async[6]
+    assert "SmsRateLimited(SMS_RATE_LIMITED, RESOURCE_EXHAUSTED, ['limit', 'retry_time'])" in by_async[6]
     assert "SmsCodeWrong(SMS_CODE_WRONG, INVALID_ARGUMENT, ['attempts_left'])" in by_async[7]
     assert by_async[9] == "watch_query: True x WatchQueryResponse, last QUERY_STATE_READY"
     assert "PaymentPasswordWrong" in by_async[13] and by_async[14] == "get_report: Report(['102', '308'])"
