@@ -1,8 +1,11 @@
 """The fan-out benchmark: the hub against a bare grpc.aio fan-out, as the
 number of banks grows.
 
-    /work/venv/bin/python -m bench.fanout [--banks 16,64,256,1000] [--queries N]
+    .venv/bin/python -m bench.fanout [--banks 16,64,256,1000] [--queries N]
         [--concurrency 8] [--duration-cap 60] [--json results.json]
+        [--store sqlite|postgresql] [--watch-view changes|full]
+        [--bank-latency 50-200] [--journey-costs 20] [--rss-journeys 20]
+        [--plot docs/benchmarks-curve.png]
 
 For each bank count: a development PKI (one directory for every size), the
 bank fleet (`cardlookup-banks`, one process) and the hub (`cardlookup-hub`,
@@ -16,31 +19,41 @@ Printed per bank count: queries/s, latency p50/p99 (create -> report ready;
 for the baseline: first stream opened -> last stream read), CPU ms per query
 of the hub (psutil, user + system over the measured phase) and of the
 baseline client, the bank fleet's CPU ms per query, and hub/baseline
-ratios; then the curve. Not a test: nothing is asserted about speed.
+ratios; then the curve. Also (issue 10): per size the bytes each watched
+query streamed and the hub's peak RSS; at the first size the hub's CPU per
+journey step and its peak RSS under concurrent full journeys (bench/journey.py);
+with --store postgresql the hub runs on a throwaway PostgreSQL server
+(durable: fsync on); with --bank-latency every bank call waits lo..hi ms and
+the slowest bank's expected latency is printed beside create -> READY; with
+--plot the curve is saved as a PNG. Not a test: nothing is asserted about speed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python bench/fanout.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import processes
+from bench import journey, processes
 from bench.hub_driver import HubQueryDriver, OutboxTail, enrol
+from bench.journey import RssSampler
 from bench.people import pick_people, population_for
 from bench.phase import CpuMeter, run_phase
 from bench.stats import PhaseResult, summarize
 from bench.table import curve_table, size_table
 from cardlookup.banks import bank_fleet
+from cardlookup.devpg import ThrowawayPostgres
 from cardlookup.pki import PkiPaths, create_dev_pki
 from cardlookup.population import Person
 from client import localstack
@@ -66,6 +79,21 @@ class Plan:
     concurrency: int
     cap_s: float
     hub_log_level: str
+    changes_only: bool = True
+    latency_ms: tuple[float, float] | None = None
+    journey_costs: int = 0
+    rss_journeys: int = 0
+    database: str | None = None
+
+
+@dataclass(frozen=True)
+class HubExtras:
+    watch_bytes_per_query: float
+    peak_rss_mb: float
+    journey: dict[str, float] = field(default_factory=dict)
+    """Hub CPU ms per call of each journey step (first size only)."""
+    journeys_peak_rss_mb: float = 0.0
+    journeys_at_rest_rss_mb: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -73,38 +101,65 @@ class SizeResult:
     hub: PhaseResult
     baseline: PhaseResult
     errors: dict[str, str]
+    extras: HubExtras | None = None
 
 
 async def hub_phase(
-    plan: Plan, pki: PkiPaths, banks: dict[str, str], bank_pid: int, work: Path, people: list[Person]
-) -> tuple[PhaseResult, str]:
+    plan: Plan,
+    pki: PkiPaths,
+    banks: dict[str, str],
+    bank_pid: int,
+    work: Path,
+    people: list[Person],
+    extra_people: list[Person],
+) -> tuple[PhaseResult, str, HubExtras]:
     port = localstack.free_port()
     config = work / "hub.toml"
-    processes.write_hub_config(config, pki, port, banks, work)
+    processes.write_hub_config(config, pki, port, banks, work, plan.database)
     hub = processes.start_hub(config, plan.hub_log_level, work)
     try:
         # timeout_s: set-up calls too (each enrolment runs two argon2id derivations at the hub).
         options = ClientOptions.from_pki(pki.root, f"127.0.0.1:{port}", timeout_s=60.0, create_timeout_s=120.0)
         async with AsyncCardLookupClient(options) as client:
             await client.wait_ready(localstack.START_TIMEOUT_S)
-            await enrol(client, people)
-            listed = await client.list_banks(people[0].user_id)
-            driver = HubQueryDriver(
-                client,
-                OutboxTail(work / "sms-outbox.jsonl"),
-                DevFaceProvider.from_file(pki.face_provider_key),
-                list(banks),
-                listed.consent_text_version,
-            )
-            meters = [CpuMeter(hub.pid), CpuMeter(bank_pid)]
-            outcome = await run_phase(
-                people,
-                warmup=plan.warmup,
-                concurrency=plan.concurrency,
-                cap_s=plan.cap_s,
-                one=driver.query,
-                meters=meters,
-            )
+            with RssSampler(hub.pid) as rss:
+                await enrol(client, people)
+                listed = await client.list_banks(people[0].user_id)
+                driver = HubQueryDriver(
+                    client,
+                    OutboxTail(work / "sms-outbox.jsonl"),
+                    DevFaceProvider.from_file(pki.face_provider_key),
+                    list(banks),
+                    listed.consent_text_version,
+                    changes_only=plan.changes_only,
+                )
+                meters = [CpuMeter(hub.pid), CpuMeter(bank_pid)]
+                outcome = await run_phase(
+                    people,
+                    warmup=plan.warmup,
+                    concurrency=plan.concurrency,
+                    cap_s=plan.cap_s,
+                    one=driver.query,
+                    meters=meters,
+                )
+            streamed = driver.watch_bytes[plan.warmup :] or driver.watch_bytes
+            extras = HubExtras(sum(streamed) / max(1, len(streamed)), rss.peak_bytes / 2**20)
+            costs_people = extra_people[: plan.journey_costs]
+            if costs_people:
+                costs = await journey.step_costs(client, driver, hub.pid, costs_people)
+                print(journey.costs_table(costs, plan.banks), flush=True)
+                extras = dataclasses.replace(extras, journey=costs.cpu_ms)
+            rss_people = extra_people[plan.journey_costs : plan.journey_costs + plan.rss_journeys]
+            if rss_people:
+                peak, at_rest, took = await journey.peak_rss(client, driver, hub.pid, rss_people)
+                print(
+                    f"== hub peak RSS under {len(rss_people)} concurrent full journeys (EnrollUser .. GetReport): "
+                    f"{peak / 2**20:.0f} MB (at rest before them {at_rest / 2**20:.0f} MB; {took:.1f} s)",
+                    flush=True,
+                )
+                extras = dataclasses.replace(
+                    extras, journeys_peak_rss_mb=peak / 2**20, journeys_at_rest_rss_mb=at_rest / 2**20
+                )
         if hub.poll() is not None:
             raise RuntimeError(f"the hub exited during the run:\n{localstack.log_tail(work / 'hub.log')}")
     finally:
@@ -119,7 +174,7 @@ async def hub_phase(
         meters[0].seconds,
         meters[1].seconds,
     )
-    return result, outcome.first_error
+    return result, outcome.first_error, extras
 
 
 async def baseline_phase(
@@ -167,48 +222,119 @@ async def baseline_phase(
 
 async def run_size(plan: Plan, pki: PkiPaths, work: Path) -> SizeResult:
     on = dt.datetime.now(dt.UTC).date()
-    population = population_for(plan.warmup + plan.queries, plan.banks, on)
-    people = pick_people(population, plan.warmup + plan.queries, on)
-    bank_proc, addresses = processes.start_banks(pki, plan.banks, population.size, work)
+    measured = plan.warmup + plan.queries
+    total = measured + plan.journey_costs + plan.rss_journeys
+    population = population_for(total, plan.banks, on)
+    everyone = pick_people(population, total, on)
+    people, extra_people = everyone[:measured], everyone[measured:]
+    bank_proc, addresses = processes.start_banks(pki, plan.banks, population.size, work, plan.latency_ms)
     try:
         await processes.wait_for_file(addresses, bank_proc, "cardlookup-banks", work / "banks.log")
         banks = localstack.read_addresses(addresses)
-        hub, hub_error = await hub_phase(plan, pki, banks, bank_proc.pid, work, people)
+        hub, hub_error, extras = await hub_phase(plan, pki, banks, bank_proc.pid, work, people, extra_people)
         base, base_error = await baseline_phase(plan, pki, addresses, bank_proc.pid, population.size, on, work)
         if bank_proc.poll() is not None:
             raise RuntimeError(f"the banks exited during the run:\n{localstack.log_tail(work / 'banks.log')}")
     finally:
         localstack.stop(bank_proc)
     errors = {name: e for name, e in (("hub", hub_error), ("baseline", base_error)) if e}
-    return SizeResult(hub, base, errors)
+    return SizeResult(hub, base, errors, extras)
 
 
-def plans(args: argparse.Namespace) -> list[Plan]:
+def parse_latency(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    lo, _, hi = text.partition("-")
+    bounds = (float(lo), float(hi or lo))
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise ValueError("--bank-latency is LO-HI in ms, 0 <= LO <= HI")
+    return bounds
+
+
+def slowest_expected_ms(latency: tuple[float, float], banks: int) -> float:
+    """The expected largest of `banks` uniform lo..hi latencies: what a
+    fan-out that waits for its slowest bank (not the sum) should take."""
+    lo, hi = latency
+    return lo + (hi - lo) * banks / (banks + 1)
+
+
+def plans(args: argparse.Namespace, database: Callable[[int], str | None] = lambda _: None) -> list[Plan]:
     result = []
-    for banks in (int(b) for b in args.banks.split(",")):
+    for i, banks in enumerate(int(b) for b in args.banks.split(",")):
         queries = args.queries or default_queries(banks)
         warmup = args.warmup if args.warmup is not None else min(args.concurrency, max(2, queries // 10))
-        result.append(Plan(banks, queries, warmup, args.concurrency, args.duration_cap, args.hub_log_level))
+        result.append(
+            Plan(
+                banks,
+                queries,
+                warmup,
+                args.concurrency,
+                args.duration_cap,
+                args.hub_log_level,
+                changes_only=args.watch_view == "changes",
+                latency_ms=parse_latency(args.bank_latency),
+                journey_costs=args.journey_costs if i == 0 else 0,
+                rss_journeys=args.rss_journeys if i == 0 else 0,
+                database=database(banks),
+            )
+        )
     return result
+
+
+def extras_line(plan: Plan, r: SizeResult) -> str:
+    e = r.extras
+    if e is None:
+        return ""
+    view = "changes" if plan.changes_only else "full"
+    line = (
+        f"hub extras: WatchQuery {e.watch_bytes_per_query / 1024:.1f} KB/query (view {view}), "
+        f"peak RSS {e.peak_rss_mb:.0f} MB, store {'postgresql' if plan.database else 'sqlite'}"
+    )
+    if plan.latency_ms is not None:
+        slowest = slowest_expected_ms(plan.latency_ms, plan.banks)
+        line += (
+            f"\nbank latency {plan.latency_ms[0]:.0f}-{plan.latency_ms[1]:.0f} ms per call: slowest of {plan.banks} "
+            f"expected {slowest:.0f} ms, sum {plan.banks * sum(plan.latency_ms) / 2:.0f} ms; "
+            f"hub p50 create->READY {r.hub.p50_ms:.0f} ms ({r.hub.p50_ms - slowest:+.0f} ms), "
+            f"baseline p50 {r.baseline.p50_ms:.0f} ms ({r.baseline.p50_ms - slowest:+.0f} ms)"
+        )
+    return line
 
 
 async def run(args: argparse.Namespace, work_root: Path) -> list[SizeResult]:
     pki = create_dev_pki(args.pki or work_root / "pki", [b.code for b in bank_fleet(max(p.banks for p in plans(args)))])
-    results = []
-    for plan in plans(args):
-        work = work_root / f"banks-{plan.banks}"
-        work.mkdir()
-        print(
-            f"-- {plan.banks} banks: {plan.warmup} warm-up + {plan.queries} queries per side, "
-            f"concurrency {plan.concurrency}, cap {plan.cap_s:.0f} s (work dir {work})",
-            flush=True,
-        )
-        r = await run_size(plan, pki, work)
-        print(size_table(r.hub, r.baseline), flush=True)
-        for name, error in r.errors.items():
-            print(f"   {name}: first failure: {error}", flush=True)
-        results.append(r)
+    postgres: ThrowawayPostgres | None = None
+    if args.store == "postgresql":
+        postgres = await asyncio.to_thread(ThrowawayPostgres.start, durable=True)
+    try:
+        pg = postgres
+        chosen = plans(args, (lambda banks: pg.create_database(f"bench{banks}")) if pg else lambda _: None)
+        results = []
+        for plan in chosen:
+            work = work_root / f"banks-{plan.banks}"
+            work.mkdir()
+            print(
+                f"-- {plan.banks} banks: {plan.warmup} warm-up + {plan.queries} queries per side, "
+                f"concurrency {plan.concurrency}, cap {plan.cap_s:.0f} s (work dir {work})",
+                flush=True,
+            )
+            r = await run_size(plan, pki, work)
+            print(size_table(r.hub, r.baseline), flush=True)
+            if line := extras_line(plan, r):
+                print(line, flush=True)
+            for name, error in r.errors.items():
+                print(f"   {name}: first failure: {error}", flush=True)
+            results.append(r)
+    finally:
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
     print(curve_table([(r.hub, r.baseline) for r in results]), flush=True)
+    if args.plot:
+        from bench.plot import save_curve
+
+        title = f"cardlookup hub vs bare fan-out, {dt.date.today()}, store {args.store}, concurrency {args.concurrency}"
+        save_curve([(r.hub, r.baseline) for r in results], args.plot, title)
+        print(f"plot saved: {args.plot}", flush=True)
     return results
 
 
@@ -226,6 +352,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hub-log-level", default="INFO", help="the hub's --log-level (default INFO, as deployed)")
     parser.add_argument("--pki", type=Path, help="PKI directory to create or reuse (default: in the work dir)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the hub's store (postgresql: a throwaway server, durable)",
+    )
+    parser.add_argument(
+        "--watch-view", choices=("changes", "full"), default="changes", help="WatchQuery view the driver asks for"
+    )
+    parser.add_argument("--bank-latency", help="LO-HI: every bank call waits a uniform LO..HI ms (e.g. 50-200)")
+    parser.add_argument(
+        "--journey-costs", type=int, default=20, help="journeys timed step by step at the first size (default 20)"
+    )
+    parser.add_argument(
+        "--rss-journeys", type=int, default=20, help="concurrent full journeys for peak RSS at the first size"
+    )
+    parser.add_argument("--plot", type=Path, help="save the curve as a PNG here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.duration_cap <= 0:
@@ -241,7 +384,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(
             json.dumps(
-                [{"hub": r.hub.to_dict(), "baseline": r.baseline.to_dict(), "errors": r.errors} for r in results],
+                [
+                    {
+                        "hub": r.hub.to_dict(),
+                        "baseline": r.baseline.to_dict(),
+                        "errors": r.errors,
+                        "hub_extras": asdict(r.extras) if r.extras else None,
+                    }
+                    for r in results
+                ],
                 indent=2,
             )
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cardlookup.pki import PkiPaths
 from client import localstack
-from hub.config import Timings
+from hub.config import HubConfig, Timings
 
 HUB_TIMINGS = Timings(
     # A bank stream under a saturated 2-core machine can take seconds at 1,000
@@ -21,12 +21,23 @@ HUB_TIMINGS = Timings(
 )
 
 
-def start_banks(pki: PkiPaths, count: int, population_size: int, work: Path) -> tuple[localstack.Process, Path]:
-    """Starts the fleet; returns the process and the addresses file it will write."""
+def start_banks(
+    pki: PkiPaths, count: int, population_size: int, work: Path, latency_ms: tuple[float, float] | None = None
+) -> tuple[localstack.Process, Path]:
+    """Starts the fleet; returns the process and the addresses file it will
+    write. With `latency_ms` = (lo, hi), every call of every bank waits a
+    uniform lo..hi ms before answering (the simulator's latency faults)."""
     addresses = work / "banks.json"
-    process = localstack.start_banks(
-        pki, count, addresses, work / "banks.log", ("--population-size", str(population_size))
-    )
+    extra: tuple[str, ...] = ("--population-size", str(population_size))
+    if latency_ms is not None:
+        lo, hi = latency_ms
+        config = work / "banks.toml"
+        config.write_text(
+            f"[defaults.faults]\nlatency = {lo / 1000:.3f}\nlatency_jitter = {(hi - lo) / 1000:.3f}\n",
+            encoding="utf-8",
+        )
+        extra += ("--config", str(config))
+    process = localstack.start_banks(pki, count, addresses, work / "banks.log", extra)
     return process, addresses
 
 
@@ -34,8 +45,14 @@ async def wait_for_file(path: Path, process: localstack.Process, what: str, log:
     await asyncio.to_thread(localstack.wait_for_file, path, process, what, log)
 
 
-def write_hub_config(path: Path, pki: PkiPaths, port: int, banks: dict[str, str], work: Path) -> None:
-    localstack.write_hub_config(path, pki, port, banks, work, HUB_TIMINGS)
+def write_hub_config(
+    path: Path, pki: PkiPaths, port: int, banks: dict[str, str], work: Path, database: str | None = None
+) -> None:
+    """The development configuration; its store is SQLite in `work` unless
+    `database` (a postgresql:// URL) is given."""
+    overrides = {"database": database} if database else {}
+    config = HubConfig.dev(pki, banks, work, listen=f"127.0.0.1:{port}", timings=HUB_TIMINGS, **overrides)
+    path.write_text(config.to_toml(), encoding="utf-8")
 
 
 def start_hub(config: Path, log_level: str, work: Path) -> localstack.Process:

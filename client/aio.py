@@ -151,10 +151,16 @@ class AsyncCardLookupClient:
         query: pb.Query = (await self._unary("GetQuery", requests.get_query(user_id, query_id))).query
         return query
 
-    async def watch_query(self, user_id: str, query_id: str) -> AsyncIterator[svc.WatchQueryResponse]:
+    async def watch_query(
+        self, user_id: str, query_id: str, changes_only: bool = False
+    ) -> AsyncIterator[svc.WatchQueryResponse]:
         """The query's progress: the current state, then one message per bank
-        outcome; ends after the message in which the query is READY."""
-        call = self.stub.WatchQuery(requests.watch_query(user_id, query_id), **self.options.call_kwargs("WatchQuery"))
+        outcome; ends after the message in which the query is READY. With
+        `changes_only` (WATCH_VIEW_CHANGES), each message after the first
+        carries only what changed: keep the query current with
+        `client.requests.apply_changes` (linear in the banks, not quadratic)."""
+        request = requests.watch_query(user_id, query_id, changes_only)
+        call = self.stub.WatchQuery(request, **self.options.call_kwargs("WatchQuery"))
         try:
             with translated():
                 async for message in call:

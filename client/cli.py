@@ -77,8 +77,12 @@ def watch_with_progress(client: CardLookupClient, console: Console, user_id: str
     """Shows a live per-bank table until the query is READY; returns it."""
     last = client.get_query(user_id, query_id)
     with Live(render.progress_table(last), console=console, refresh_per_second=8, transient=False) as live:
-        for message in client.watch_query(user_id, query_id):
-            last = message.query
+        first = True
+        for message in client.watch_query(user_id, query_id, changes_only=True):
+            if first:
+                last, first = message.query, False
+            else:
+                requests.apply_changes(last, message.query)
             live.update(render.progress_table(last))
     return last
 

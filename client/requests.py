@@ -61,8 +61,30 @@ def get_query(user_id: str, query_id: str) -> svc.GetQueryRequest:
     return svc.GetQueryRequest(name=query_name(user_id, query_id))
 
 
-def watch_query(user_id: str, query_id: str) -> svc.WatchQueryRequest:
-    return svc.WatchQueryRequest(name=query_name(user_id, query_id))
+def watch_query(user_id: str, query_id: str, changes_only: bool = False) -> svc.WatchQueryRequest:
+    view = svc.WATCH_VIEW_CHANGES if changes_only else svc.WATCH_VIEW_UNSPECIFIED
+    return svc.WatchQueryRequest(name=query_name(user_id, query_id), view=view)
+
+
+def apply_changes(current: pb.Query, changes: pb.Query) -> None:
+    """Folds a WATCH_VIEW_CHANGES message into `current` (the first message's
+    query, kept by the caller): the state and times, each changed outcome
+    in place by bank_code, the report access events when sent."""
+    current.state = changes.state
+    for field in ("create_time", "report_due_time", "ready_time", "report_expire_time"):
+        if changes.HasField(field):
+            getattr(current, field).CopyFrom(getattr(changes, field))
+    if changes.bank_outcomes:
+        where = {o.bank_code: i for i, o in enumerate(current.bank_outcomes)}
+        for outcome in changes.bank_outcomes:
+            i = where.get(outcome.bank_code)
+            if i is None:
+                current.bank_outcomes.add().CopyFrom(outcome)
+            else:
+                current.bank_outcomes[i].CopyFrom(outcome)
+    if changes.report_access_events:
+        del current.report_access_events[:]
+        current.report_access_events.extend(changes.report_access_events)
 
 
 def list_queries(user_id: str, page_size: int, page_token: str) -> svc.ListQueriesRequest:

@@ -152,10 +152,14 @@ class CardLookupClient:
         query: pb.Query = self._unary("GetQuery", requests.get_query(user_id, query_id)).query
         return query
 
-    def watch_query(self, user_id: str, query_id: str) -> Iterator[svc.WatchQueryResponse]:
+    def watch_query(self, user_id: str, query_id: str, changes_only: bool = False) -> Iterator[svc.WatchQueryResponse]:
         """The query's progress: the current state, then one message per bank
-        outcome; ends after the message in which the query is READY."""
-        call = self.stub.WatchQuery(requests.watch_query(user_id, query_id), **self.options.call_kwargs("WatchQuery"))
+        outcome; ends after the message in which the query is READY. With
+        `changes_only` (WATCH_VIEW_CHANGES), each message after the first
+        carries only what changed: keep the query current with
+        `client.requests.apply_changes` (linear in the banks, not quadratic)."""
+        request = requests.watch_query(user_id, query_id, changes_only)
+        call = self.stub.WatchQuery(request, **self.options.call_kwargs("WatchQuery"))
         try:
             with translated():
                 yield from call

@@ -216,26 +216,41 @@ class QueryEngine:
     # -- commands ------------------------------------------------------------
 
     async def submit(self, new: NewQuery) -> QueryRecord:
+        """Accepts `new` durably (idempotent on its query id) and, when this
+        replica runs the fan-out, starts its bank calls. One store write and
+        no read for a new query: the record returned is the one written."""
         _check_new_query(new, self._config)
-        existing = await self._store.get(new.query_id)
-        if existing is not None:
-            return existing
         now = self._clock.now()
         due = now + self._config.timings.report_window
         plaintext = json.dumps({"n": new.subject.full_name, "i": new.subject.id_number}).encode()
         sealed = self._keys.envelope.seal(plaintext, _subject_context(new.query_id))
         runs_here = self._run_fanout and self._started and not self._stopping
-        lease = (self.replica_id, wall_us() + int(self._lease_s * 1e6)) if runs_here else None
-        inserted = await self._store.insert(new, sealed, now, due, lease)
-        record = await self._store.get(new.query_id)
-        assert record is not None
-        if inserted:
-            log.info("query_accepted", query_id=new.query_id, banks=len(new.bank_codes))
-            if runs_here:
-                self._subjects[new.query_id] = new.subject
-                self._records[new.query_id] = record
-                for code in new.bank_codes:
-                    self._launch(Claim(new.query_id, code, 1, 0, ""))
+        expires = wall_us() + int(self._lease_s * 1e6)
+        lease = (self.replica_id, expires) if runs_here else None
+        if not await self._store.insert(new, sealed, now, due, lease):
+            existing = await self._store.get(new.query_id)
+            assert existing is not None
+            return existing
+        attempts = 1 if runs_here else 0  # the insert counted the leased first attempt
+        record = QueryRecord(
+            query_id=new.query_id,
+            user_id=new.user_id,
+            state=QueryState.ACCEPTED,
+            bank_codes=tuple(new.bank_codes),
+            banks=tuple(BankProgress(code, BankState.PENDING, attempt_count=attempts) for code in new.bank_codes),
+            create_time=now,
+            report_due_time=due,
+            consent_text_version=new.consent_text_version,
+        )
+        log.info("query_accepted", query_id=new.query_id, banks=len(new.bank_codes))
+        if runs_here:
+            self._subjects[new.query_id] = new.subject
+            self._records[new.query_id] = record
+            # Another replica can claim a task only once its lease has
+            # expired; a third of a lease is the margin for clock skew.
+            prepaid_until = expires - int(self._lease_s * 1e6 / 3)
+            for code in new.bank_codes:
+                self._launch(Claim(new.query_id, code, 1, 0, "", prepaid_until))
         return record
 
     async def sweep_expired(self) -> int:
@@ -445,7 +460,7 @@ class QueryEngine:
                     clock=self._clock,
                     alarm=self._alarm,
                     stopping=lambda: self._stopping,
-                    begin_attempt=lambda: self._stored(lambda: self._store.start_attempt(query_id, bank_code, epoch)),
+                    begin_attempt=self._attempt_starter(claim),
                     on_failure=on_failure,
                     in_call=in_call,
                 )
@@ -461,6 +476,27 @@ class QueryEngine:
             # A bug or a store failure: the lease runs out and the task is
             # claimed again (by this replica or another).
             log.error("bank_task_failed", exc_info=True, query_id=query_id, bank=bank_code)
+
+    def _attempt_starter(self, claim: Claim) -> Callable[[], Awaitable[int | None]]:
+        """`begin_attempt` for a bank task: counts each attempt durably and
+        checks the lease (issues 8 and 9). The first attempt of a task leased
+        at insert was counted by the insert: it needs no write while the
+        lease cannot have expired (`Claim.prepaid_until`), and afterwards
+        only the fenced check."""
+        prepaid = claim.prepaid_until
+
+        async def begin() -> int | None:
+            nonlocal prepaid
+            if prepaid:
+                until, prepaid = prepaid, 0
+                if wall_us() < until:
+                    return 1
+                return await self._stored(
+                    lambda: self._store.start_attempt(claim.query_id, claim.bank_code, claim.epoch, count=False)
+                )
+            return await self._stored(lambda: self._store.start_attempt(claim.query_id, claim.bank_code, claim.epoch))
+
+        return begin
 
     async def _finish(self, query_id: str, bank_code: str, outcome: FinalOutcome, epoch: int) -> None:
         sealed = None
@@ -485,7 +521,9 @@ class QueryEngine:
         if pending is None:
             log.warning("outcome_fenced", query_id=query_id, bank=bank_code)
             return
-        log.info(
+        # DEBUG: one line per bank outcome was a measurable share of the hub's
+        # CPU at 1,000 banks (issue 10); `query_ready` is the INFO line.
+        log.debug(
             "bank_final",
             query_id=query_id,
             bank=bank_code,
@@ -645,9 +683,16 @@ class QueryEngine:
             if record is None:
                 return
         record = _patched(record, progress, state)
-        if record.state not in _FINAL_QUERY_STATES:
+        if record.state in _FINAL_QUERY_STATES:
+            # The store is ahead of the notifications: the query became READY
+            # while this outcome waited in the queue (a fast fan-out). The
+            # record holds every outcome, not just this one: publish it as a
+            # whole snapshot (no changed bank), so that the API converts and
+            # sends it whole, not as one changed outcome.
+            event = QueryEvent(record, None)
+        else:
             self._snapshots[query_id] = record
-        event = QueryEvent(record, progress.bank_code)
+            event = QueryEvent(record, progress.bank_code)
         for queue in list(self._watchers.get(query_id, ())):
             queue.put_nowait(event)
 

@@ -24,6 +24,7 @@ from cardlookup.hub.v1 import resources_pb2 as pb
 # --- the code shown in docs/app-backend.md ---
 from client.errors import CardLookupError, CooldownActive, PasswordLocked, UserMustAct
 from client.options import ClientOptions
+from client.requests import apply_changes
 from client.sync import CardLookupClient
 
 
@@ -57,11 +58,16 @@ def look_up(
             print(e.sentence())
             return None
         print(query.acceptance_notice)
-        for step in hub.watch_query(user_id, query.query_id):
-            # The first message is the state so far; each next one, a bank that finished.
-            done = sum(o.state != pb.BANK_OUTCOME_STATE_PENDING for o in step.query.bank_outcomes)
-            total = len(step.query.bank_outcomes)
-            print(f"{done}/{total} banks done; query {pb.QueryState.Name(step.query.state)}")
+        kept = None
+        for step in hub.watch_query(user_id, query.query_id, changes_only=True):
+            # The first message is the state so far; each next one, only the bank that finished.
+            if kept is None:
+                kept = step.query
+            else:
+                apply_changes(kept, step.query)
+            done = sum(o.state != pb.BANK_OUTCOME_STATE_PENDING for o in kept.bank_outcomes)
+            total = len(kept.bank_outcomes)
+            print(f"{done}/{total} banks done; query {pb.QueryState.Name(kept.state)}")
         try:
             return hub.get_report(user_id, query.query_id, payment_password)
         except PasswordLocked as e:

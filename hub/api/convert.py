@@ -127,12 +127,22 @@ class WatchedQuery:
     rebuilding all n outcomes for each would cost O(n^2) (the benchmark saw
     it dominate at 1,000 banks)."""
 
-    def __init__(self, config: HubConfig) -> None:
+    def __init__(self, config: HubConfig, changes_only: bool = False) -> None:
         self._config = config
+        self._changes_only = changes_only
+        """WATCH_VIEW_CHANGES: after the first message, only what changed
+        (issue 10: a 1,000-bank query streamed ~1,000 full snapshots)."""
         self._message: pb.Query | None = None
         self._position: dict[str, int] = {}
+        self._access_count = 0
 
     def convert(self, view: QueryView, changed_bank_code: str) -> pb.Query:
+        """The message for one event. An event without a changed bank is a
+        whole snapshot (the first, or the engine catching up with a query
+        that became READY meanwhile): converted whole in both views."""
+        if self._changes_only and self._position and changed_bank_code:
+            return self._changes(view, changed_bank_code)
+        self._access_count = len(view.access_events)
         message = self._message
         if message is None or changed_bank_code not in self._position:
             message = self._message = query(self._config, view)
@@ -147,6 +157,28 @@ class WatchedQuery:
             del message.report_access_events[:]
             _access_events(view, message)
         return message
+
+    def _changes(self, view: QueryView, changed_bank_code: str) -> pb.Query:
+        """A WATCH_VIEW_CHANGES message: the fields that can change (state,
+        times) and the outcome that just became final; report access events
+        only when they changed. O(1) in the number of banks."""
+        r = view.record
+        out = pb.Query(
+            name=names.query_name(r.user_id, r.query_id), query_id=r.query_id, state=_QUERY_STATE[view.state]
+        )
+        out.create_time.CopyFrom(ts(r.create_time))
+        out.report_due_time.CopyFrom(ts(r.report_due_time))
+        if r.ready_time is not None:
+            out.ready_time.CopyFrom(ts(r.ready_time))
+        if r.report_expire_time is not None:
+            out.report_expire_time.CopyFrom(ts(r.report_expire_time))
+        i = self._position.get(changed_bank_code)
+        if i is not None:
+            _bank_outcome(self._config, r.banks[i], out.bank_outcomes.add())
+        if len(view.access_events) != self._access_count:
+            self._access_count = len(view.access_events)
+            _access_events(view, out)
+        return out
 
 
 def _query_header(view: QueryView, out: pb.Query) -> None:

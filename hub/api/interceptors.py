@@ -43,6 +43,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from cardlookup.rpc_errors import HUB_DOMAIN, abort
+from hub import calls
 from hub.api.errors import status_of
 from hub.api.limits import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES
 from hub.config import HubConfig
@@ -166,6 +167,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             await self._admit(request, context)
             remaining = context.time_remaining()
             budget = self._max_call_time if remaining is None else min(remaining, self._max_call_time)
+            calls.set_deadline(asyncio.get_running_loop().time() + max(budget, 0.0))
             try:
                 async with asyncio.timeout(max(budget, 0.0)):
                     response = await behaviour(request, context)

@@ -119,7 +119,8 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         self, request: svc.WatchQueryRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[svc.WatchQueryResponse]:
         user_id, query_id = names.parse_query(request.name)
-        watched = convert.WatchedQuery(self._config)
+        # An unknown (newer) view is served as FULL, which holds everything.
+        watched = convert.WatchedQuery(self._config, changes_only=request.view == svc.WATCH_VIEW_CHANGES)
         async for view, changed in self._journey.watch(user_id, query_id):
             yield svc.WatchQueryResponse(query=watched.convert(view, changed), changed_bank_code=changed)
 

@@ -124,6 +124,14 @@ async def _run_bank_task(
                     lane.breaker.on_abandon()
                     return None
                 attempts = counted
+                if ctx.clock.now() >= ctx.due:
+                    # The window closed while this task waited for a slot or for
+                    # the store: a call now would carry an expired consent (the
+                    # bank refuses it, CONSENT_EXPIRED). R6: not answered in time.
+                    lane.breaker.on_abandon()
+                    return FinalOutcome(
+                        BankState.NOT_ANSWERED, f"{WINDOW_CLOSED}:{last_reason or NEVER_CALLED}", attempts
+                    )
                 ctx.in_call(True)
                 started = time.perf_counter()
                 try:

@@ -101,6 +101,10 @@ class Claim:
     attempt_count: int
     last_error: str
     """The last transient error recorded (survives a replica), or ''."""
+    prepaid_until: int = 0
+    """For a task leased at insert: its first attempt was counted by the
+    insert itself, and may be made without asking the store (no other
+    replica can hold the task) until this wall time in micros; 0 otherwise."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,13 @@ class QueryStore:
         """Writes the query and one PENDING task per bank in one transaction,
         the tasks leased to `lease` = (owner, expires in micros) if given (the
         accepting replica starts the calls at once, at epoch 1). Returns False
-        (and writes nothing) if the query id exists."""
+        (and writes nothing) if the query id exists.
+
+        A leased task's first attempt is counted here (attempt_count 1): it
+        is durable before the call, as `start_attempt` would make it, and it
+        saves one write per bank (issue 10). The caller then makes that first
+        call without `start_attempt` while its lease cannot have expired
+        (`Claim.prepaid_until`), and with `start_attempt(count=False)` after."""
 
         async def run(conn: Any) -> bool:
             cur = await conn.execute(
@@ -175,12 +185,12 @@ class QueryStore:
             if cur.rowcount == 0:
                 return False
             owner, expires = lease if lease else (None, None)
-            epoch = 1 if lease else 0
+            epoch = attempts = 1 if lease else 0
             await conn.executemany(
                 "INSERT INTO bank_tasks (query_id, bank_code, position, state, lease_owner, lease_epoch,"
-                " lease_expires) VALUES (?,?,?,?,?,?,?)",
+                " lease_expires, attempt_count) VALUES (?,?,?,?,?,?,?,?)",
                 [
-                    (new.query_id, code, i, BankState.PENDING.value, owner, epoch, expires)
+                    (new.query_id, code, i, BankState.PENDING.value, owner, epoch, expires, attempts)
                     for i, code in enumerate(new.bank_codes)
                 ],
             )
@@ -257,16 +267,18 @@ class QueryStore:
 
         await self._db.write(run)
 
-    async def start_attempt(self, query_id: str, bank_code: str, epoch: int) -> int | None:
+    async def start_attempt(self, query_id: str, bank_code: str, epoch: int, count: bool = True) -> int | None:
         """Counts an attempt durably BEFORE the call is made (a crash during
         the call still shows it). Returns the new attempt count, or None if
-        the lease was lost (another replica holds the task now: don't call)."""
+        the lease was lost (another replica holds the task now: don't call).
+        With `count=False` only the lease is checked (an attempt the insert
+        counted already)."""
 
         async def run(conn: Any) -> int | None:
             async with conn.execute(
-                "UPDATE bank_tasks SET attempt_count = attempt_count + 1"
+                "UPDATE bank_tasks SET attempt_count = attempt_count + ?"
                 " WHERE query_id = ? AND bank_code = ? AND state = ? AND lease_epoch = ? RETURNING attempt_count",
-                (query_id, bank_code, BankState.PENDING.value, epoch),
+                (int(count), query_id, bank_code, BankState.PENDING.value, epoch),
             ) as cur:
                 row = await cur.fetchone()
             return int(row[0]) if row else None

@@ -11,8 +11,18 @@ hub process.
   fsync, which keeps the store from being the bottleneck. One writer also
   means every write transaction runs alone: a check and its update commit
   together without row locks.
-- Reads use a second connection, so they never see a batch that has not
-  committed.
+- One thread hop per batch, not per statement (issue 10): the whole batch
+  runs on the writer connection's aiosqlite thread (one queued function,
+  `Connection._execute`, pinned with aiosqlite's version), which drives each
+  write callback to its end synchronously. The callbacks keep the aiosqlite call shapes (`await
+  conn.execute(...)`), but on SQLite those awaits complete at once (sqlite3
+  is synchronous), so a callback must await nothing but `conn` (a callback
+  that suspends fails with RuntimeError, and only its savepoint rolls back).
+  A profile of the hub under load had put most of its time in the one hop
+  per statement aiosqlite makes (about ten per bank outcome).
+- Reads use a second connection (its own aiosqlite thread), so they never see a
+  batch that has not committed; each read is one hop (execute, fetch and
+  close together, so no read transaction stays open between reads).
 - Notifications sent inside a write are delivered to this process's
   listeners once the batch has committed (only this process uses the file).
 """
@@ -21,8 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,31 +57,83 @@ _PRAGMAS = (
 _LOCK_STRIPES = 64
 
 
+class _Cursor:
+    """A finished statement with aiosqlite's cursor shape (the rows are
+    already there: awaiting them never suspends)."""
+
+    __slots__ = ("_cur", "rowcount")
+
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self._cur = cur
+        self.rowcount = cur.rowcount
+
+    async def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    async def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+
+class _Executed:
+    """What `conn.execute` returns: awaitable (-> cursor) and an async
+    context manager (closes the cursor), as in aiosqlite."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: _Cursor) -> None:
+        self._cursor = cursor
+
+    def __await__(self) -> Generator[Any, None, _Cursor]:
+        return self._cursor
+        yield  # a generator that finishes at once
+
+    async def __aenter__(self) -> _Cursor:
+        return self._cursor
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._cursor._cur.close()
+
+
 class _SqliteConn:
-    """The writer connection as a write callback sees it: aiosqlite itself,
-    plus notifications collected until the batch commits."""
+    """The writer connection as a write callback sees it, on the writer's
+    thread: statements run at once; notifications are collected until the
+    batch commits."""
 
     skip_locked = ""
     for_update = ""
 
-    def __init__(self, conn: aiosqlite.Connection, stats: StoreStats) -> None:
+    def __init__(self, conn: sqlite3.Connection, stats: StoreStats) -> None:
         self._conn = conn
         self._stats = stats
         self.pending: list[tuple[str, str]] = []
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Executed:
         self._stats.statements += 1
-        return self._conn.execute(sql, params)
+        return _Executed(_Cursor(self._conn.execute(sql, params)))
 
     async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
         self._stats.statements += 1
-        await self._conn.executemany(sql, params)
+        self._conn.executemany(sql, params)
 
     async def notify(self, channel: str, payload: str) -> None:
         self.pending.append((channel, payload))
 
     async def lock(self, key: str) -> None:
         """Nothing to do: the one writer runs each write transaction alone."""
+
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Runs a write callback to its end on this thread. It awaits only
+    `_SqliteConn` methods, which never suspend."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("a SQLite write callback awaited something other than its connection")
+
+
+_Outcome = tuple[Any, BaseException | None]
 
 
 class SqliteDatabase:
@@ -86,10 +149,6 @@ class SqliteDatabase:
         self._queue: asyncio.Queue[tuple[WriteFn, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        # One statement at a time on the read connection: overlapping cursors
-        # share one SQLite read transaction, and a connection whose cursors
-        # always overlap keeps reading an old snapshot (stale reads under load).
-        self._read_lock = asyncio.Lock()
         self._listeners: dict[str, list[Notify]] = defaultdict(list)
         self._locks = tuple(asyncio.Lock() for _ in range(_LOCK_STRIPES))
         self.stats = StoreStats()
@@ -110,7 +169,7 @@ class SqliteDatabase:
             for _ in range(2):
                 conn = await aiosqlite.connect(str(path), isolation_level=None)
                 opened.append(conn)
-                conn.row_factory = aiosqlite.Row
+                conn.row_factory = sqlite3.Row
                 for pragma in _PRAGMAS:
                     await conn.execute(pragma)
             writer, reader = opened
@@ -152,7 +211,7 @@ class SqliteDatabase:
             raise RuntimeError("database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.stats.transactions += 1
-        await self._queue.put((fn, future))
+        self._queue.put_nowait((fn, future))
         return await future
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -163,17 +222,23 @@ class SqliteDatabase:
 
         await self.write(run)
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        """Reads the latest committed state (every completed write() included)."""
-        self.stats.statements += 1
-        async with self._read_lock, self._reader.execute(sql, params) as cur:
-            return await cur.fetchone()
+    def _read(self, sql: str, params: Sequence[Any], one: bool) -> Any:
+        cur = self._reader._conn.execute(sql, params)
+        try:
+            return cur.fetchone() if one else cur.fetchall()
+        finally:
+            cur.close()
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[aiosqlite.Row]:
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         """Reads the latest committed state (every completed write() included)."""
         self.stats.statements += 1
-        async with self._read_lock, self._reader.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await self._reader._execute(self._read, sql, params, True)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[sqlite3.Row]:
+        """Reads the latest committed state (every completed write() included)."""
+        self.stats.statements += 1
+        rows: Sequence[sqlite3.Row] = await self._reader._execute(self._read, sql, params, False)
+        return rows
 
     async def listen(self, channel: str, callback: Notify) -> None:
         self._listeners[channel].append(callback)
@@ -200,41 +265,49 @@ class SqliteDatabase:
         await self._reader.close()
         await self._writer.close()
 
+    def _commit_batch(self, fns: list[WriteFn]) -> tuple[list[_Outcome], list[tuple[str, str]], bool]:
+        """On the writer thread: one transaction, one savepoint per call."""
+        writer = self._writer._conn
+        conn = _SqliteConn(writer, self.stats)
+        outcomes: list[_Outcome] = []
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            for i, fn in enumerate(fns):
+                writer.execute(f"SAVEPOINT w{i}")
+                mark = len(conn.pending)
+                try:
+                    value: Any = _drive(fn(conn))  # type: ignore[arg-type]
+                except Exception as exc:  # one caller's failure must not spoil the batch
+                    writer.execute(f"ROLLBACK TO w{i}")
+                    del conn.pending[mark:]
+                    outcomes.append((None, exc))
+                else:
+                    outcomes.append((value, None))
+                writer.execute(f"RELEASE w{i}")
+            writer.execute("COMMIT")
+        except Exception as exc:  # the commit itself failed: nobody's write landed
+            with contextlib.suppress(Exception):
+                writer.execute("ROLLBACK")
+            return [(None, exc) for _ in fns], [], False
+        return outcomes, conn.pending, True
+
     async def _write_loop(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-            conn = _SqliteConn(self._writer, self.stats)
             try:
-                await self._writer.execute("BEGIN IMMEDIATE")
-                for i, (fn, future) in enumerate(batch):
-                    await self._writer.execute(f"SAVEPOINT w{i}")
-                    mark = len(conn.pending)
-                    try:
-                        value = await fn(conn)
-                    except Exception as exc:  # one caller's failure must not spoil the batch
-                        await self._writer.execute(f"ROLLBACK TO w{i}")
-                        del conn.pending[mark:]
-                        results.append((future, None, exc))
-                    else:
-                        results.append((future, value, None))
-                    await self._writer.execute(f"RELEASE w{i}")
-                await self._writer.execute("COMMIT")
-                self.batches_committed += 1
-            except Exception as exc:  # the commit itself failed: nobody's write landed
-                with contextlib.suppress(Exception):
-                    await self._writer.execute("ROLLBACK")
-                results = [(future, None, exc) for _, future in batch]
-                conn.pending.clear()
-            for future, value, error in results:
+                outcomes, pending, committed = await self._writer._execute(self._commit_batch, [fn for fn, _ in batch])
+                self.batches_committed += committed
+            except Exception as exc:  # the thread itself failed
+                outcomes, pending = [(None, exc) for _ in batch], []
+            for (_, future), (value, error) in zip(batch, outcomes, strict=True):
                 if not future.done():
                     if error is not None:
                         future.set_exception(error)
                     else:
                         future.set_result(value)
-            for channel, payload in conn.pending:
+            for channel, payload in pending:
                 for callback in list(self._listeners.get(channel, ())):
                     try:
                         callback(payload)

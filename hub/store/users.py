@@ -157,6 +157,19 @@ class UserStore:
 
         return await self._db.write(run)
 
+    async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> bool:
+        """Stores a re-hash of the same password (stronger parameters); only
+        if the hash is still `old_hash` (a password set meanwhile wins)."""
+
+        async def run(conn: aiosqlite.Connection) -> bool:
+            cur = await conn.execute(
+                "UPDATE users SET password_hash = ? WHERE user_id = ? AND password_hash = ?",
+                (new_hash, user_id, old_hash),
+            )
+            return bool(cur.rowcount)
+
+        return await self._db.write(run)
+
     async def record_password_attempt(
         self, user_id: str, correct: bool, now: dt.datetime, max_failures: int, lockout: dt.timedelta
     ) -> PasswordOutcome:

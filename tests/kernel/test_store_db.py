@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,37 @@ async def test_sqlite_writes_share_transactions(tmp_path: Path) -> None:
     await db.migrate("items", SCHEMA)
     await asyncio.gather(*(db.execute("INSERT INTO items VALUES (?, ?)", (i, f"x{i}")) for i in range(500)))
     assert db.batches_committed < 500  # batching happened: fewer commits than writes
+    await db.close()
+
+
+async def test_a_sqlite_write_callback_that_suspends_fails_alone(tmp_path: Path) -> None:
+    """The SQLite writer drives each callback on its own thread in one go
+    (issue 10): a callback awaiting anything but its connection is refused
+    with RuntimeError, its savepoint rolled back, the rest of the batch kept."""
+    from hub.store.sqlite import SqliteDatabase
+
+    db = await SqliteDatabase.open(tmp_path / "s.db")
+    await db.migrate("items", SCHEMA)
+
+    async def suspends(conn: Any) -> None:
+        await conn.execute("INSERT INTO items VALUES (9, 'never')")
+        await asyncio.sleep(0)
+
+    async def reads_its_own_write(conn: Any) -> int:
+        await conn.execute("INSERT INTO items VALUES (4, 'd')")
+        async with conn.execute("SELECT COUNT(*) FROM items WHERE id = 4") as cur:
+            row = await cur.fetchone()
+        return int(row[0])
+
+    results = await asyncio.gather(
+        db.write(suspends),
+        db.write(reads_its_own_write),
+        db.execute("INSERT INTO items VALUES (5, 'e')"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], RuntimeError) and results[1:] == [1, None]
+    rows = await db.fetchall("SELECT id FROM items ORDER BY id")
+    assert [r[0] for r in rows] == [4, 5]
     await db.close()
 
 

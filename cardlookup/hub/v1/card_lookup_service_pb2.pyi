@@ -4,12 +4,22 @@ from cardlookup.hub.v1 import face_attestation_pb2 as _face_attestation_pb2
 from cardlookup.hub.v1 import resources_pb2 as _resources_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class WatchView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WATCH_VIEW_UNSPECIFIED: _ClassVar[WatchView]
+    WATCH_VIEW_FULL: _ClassVar[WatchView]
+    WATCH_VIEW_CHANGES: _ClassVar[WatchView]
+WATCH_VIEW_UNSPECIFIED: WatchView
+WATCH_VIEW_FULL: WatchView
+WATCH_VIEW_CHANGES: WatchView
 
 class EnrollUserRequest(_message.Message):
     __slots__ = ("user_id", "full_name", "id_number", "id_expiry_date", "region_code", "phone_number", "payment_password")
@@ -120,10 +130,12 @@ class GetQueryResponse(_message.Message):
     def __init__(self, query: _Optional[_Union[_resources_pb2.Query, _Mapping]] = ...) -> None: ...
 
 class WatchQueryRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "view")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    view: WatchView
+    def __init__(self, name: _Optional[str] = ..., view: _Optional[_Union[WatchView, str]] = ...) -> None: ...
 
 class WatchQueryResponse(_message.Message):
     __slots__ = ("query", "changed_bank_code")
