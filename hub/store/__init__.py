@@ -1,3 +1,4 @@
-"""The hub's store. `db` is the connection layer (SQLite through sqlite3 on
-its own threads, or PostgreSQL; WAL, secure_delete, batched writes, migrations); each other module owns the
-tables of one domain area and all SQL for them."""
+"""The hub's store. `db` is the interface and `open_database` picks the
+engine: `sqlite` (aiosqlite, one process: WAL, secure_delete, batched
+writes) or `postgres` (asyncpg, shared by replicas); each other module owns
+the tables of one domain area and all SQL for them, written once for both."""
