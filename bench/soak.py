@@ -195,7 +195,7 @@ class Stack:
 def _fill(path: Path) -> None:
     """Writes `path` until its filesystem is full."""
     chunk = b"\0" * 65536
-    with path.open("wb") as f, contextlib.suppress(OSError):
+    with contextlib.suppress(OSError), path.open("wb") as f:  # even opening may find the disk full
         while True:
             f.write(chunk)
             f.flush()

@@ -311,8 +311,12 @@ class QueryEngine:
             seen = {b.bank_code for b in record.banks if b.state != BankState.PENDING}
             while True:
                 event = await queue.get()
-                if event.changed_bank_code in seen and event.query.state not in _FINAL_QUERY_STATES:
-                    continue  # already in the snapshot
+                if event.changed_bank_code in seen:
+                    if event.query.state not in _FINAL_QUERY_STATES:
+                        continue  # already in the snapshot
+                    # The final record still comes, but names no bank this
+                    # watcher has already seen change.
+                    event = QueryEvent(event.query, None)
                 if event.changed_bank_code is not None:
                     seen.add(event.changed_bank_code)
                 yield event
