@@ -65,6 +65,13 @@ from hub.store.queries import PROGRESS, Claim, Progress, QueryStore
 ReadyListener = Callable[[QueryRecord], Awaitable[None]]
 _FINAL_QUERY_STATES = (QueryState.READY, QueryState.EXPIRED)
 _CLAIM_BATCH = 500
+NOTICE_CLAIM_S = 300.0
+"""How long a replica's claim on sending a READY query's SMS (R9) lasts.
+Not the bank-task lease: a send can outlast a short lease (a slow SMS
+gateway, or the outbox write queued behind argon2 hashes in the thread
+pool), and another replica claiming it meanwhile would send it again. Only
+a replica that dies between claiming and sending makes the SMS wait this
+long (then any replica sends it)."""
 log = get_logger("hub.engine")
 
 
@@ -548,7 +555,8 @@ class QueryEngine:
         """Runs the ready listeners (the SMS, R9) once per query across
         replicas: only the replica that claims the notice sends it."""
         now = wall_us()
-        if not await self._store.claim_notice(query_id, now, now + int(self._lease_s * 1e6)):
+        claim_s = max(self._lease_s, NOTICE_CLAIM_S)
+        if not await self._store.claim_notice(query_id, now, now + int(claim_s * 1e6)):
             return
         record = await self._store.get(query_id)
         if record is None or record.state != QueryState.READY:

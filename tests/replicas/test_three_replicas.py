@@ -36,13 +36,14 @@ from client.devface import DevFaceProvider
 from client.replicastack import ReplicaSet
 from client.spread import JourneyPlan, JourneyResult, Spread, full_journey
 from hub.config import DEFAULT_CONSENT_TEXT_VERSION
+from hub.logging import scrub
 from hub.notify import OutboxTail, read_outbox
 from tests import stores
 from tests.replicas.helpers import running_fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-JOURNEYS = int(os.environ.get("CARDLOOKUP_REPLICA_JOURNEYS", "60"))
+JOURNEYS = int(os.environ.get("CARDLOOKUP_REPLICA_JOURNEYS", "30"))
 CONCURRENCY = 20
 CODES = list(DEFAULT_BANK_CODES)
 SLOW = CODES[:4]
@@ -141,7 +142,9 @@ async def test_three_replicas_one_killed_every_query_ready_once_with_the_ground_
         ready_lines = Counter(
             e["query_id"] for name in replicas.names for e in replicas.events(name) if e.get("event") == "query_ready"
         )
-        assert ready_lines == Counter({r.query_id: 1 for r in results})
+        # (Logs scrub digit runs that look like phone or card numbers, which
+        # can hit a query id: compare ids as the log writes them.)
+        assert ready_lines == Counter({scrub(r.query_id): 1 for r in results})
 
         # Each report is the population's ground truth.
         for i, result in enumerate(results):
