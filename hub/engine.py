@@ -119,6 +119,8 @@ class QueryEngine:
         self._started = False
         self._stopping = False
         self._bank_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._task_epochs: dict[tuple[str, str], int] = {}
+        """The lease epoch each running bank task was launched under."""
         self._calling: set[tuple[str, str]] = set()
         self._records: dict[str, QueryRecord] = {}
         """Records of queries with bank tasks running here (their request
@@ -334,18 +336,28 @@ class QueryEngine:
     # -- the fan-out ---------------------------------------------------------
 
     def _launch(self, claim: Claim) -> None:
+        """Runs a claimed bank task. A task still running here under an
+        older epoch (its lease was lost, and it was cancelled or will be
+        fenced, but has not ended yet) is replaced: the new task waits for
+        it to end, then runs under the new epoch. Dropping the new claim
+        instead would leave the lease renewed by this replica forever with
+        no task behind it, and the query never READY."""
         key = (claim.query_id, claim.bank_code)
         old = self._bank_tasks.get(key)
         if old is not None and not old.done():
-            return
-        task = asyncio.create_task(self._run_bank(claim), name=f"bank:{claim.bank_code}:{claim.query_id}")
+            if self._task_epochs.get(key, 0) >= claim.epoch:
+                return
+            old.cancel()  # its epoch is fenced: it can never write an outcome
+        task = asyncio.create_task(self._run_bank(claim, old), name=f"bank:{claim.bank_code}:{claim.query_id}")
         self._bank_tasks[key] = task
+        self._task_epochs[key] = claim.epoch
         task.add_done_callback(self._forget_task(key))
 
     def _forget_task(self, key: tuple[str, str]) -> Callable[[asyncio.Task[None]], None]:
         def forget(task: asyncio.Task[None]) -> None:
             if self._bank_tasks.get(key) is task:
                 del self._bank_tasks[key]
+                self._task_epochs.pop(key, None)
             if not any(k[0] == key[0] for k in self._bank_tasks):
                 self._records.pop(key[0], None)
 
@@ -381,10 +393,13 @@ class QueryEngine:
             consent_text_version=record.consent_text_version,
         )
 
-    async def _run_bank(self, claim: Claim) -> None:
+    async def _run_bank(self, claim: Claim, after: asyncio.Task[None] | None = None) -> None:
         query_id, bank_code, epoch = claim.query_id, claim.bank_code, claim.epoch
         key = (query_id, bank_code)
         assert self._fanout is not None
+        if after is not None:
+            # The replaced task's call ends first: one call per (query, bank) here.
+            await asyncio.gather(after, return_exceptions=True)
         try:
             record = await self._record(query_id)
             subject = await self._subject(query_id)
