@@ -121,6 +121,8 @@ class QueryEngine:
         self._bank_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._task_epochs: dict[tuple[str, str], int] = {}
         """The lease epoch each running bank task was launched under."""
+        self._renewed: set[tuple[str, str]] = set()
+        """The leases the last lease round renewed (still ours)."""
         self._calling: set[tuple[str, str]] = set()
         self._records: dict[str, QueryRecord] = {}
         """Records of queries with bank tasks running here (their request
@@ -312,6 +314,7 @@ class QueryEngine:
             expires = wall_us() + int(self._lease_s * 1e6)
             if not first:
                 held = await self._store.renew(self.replica_id, expires)
+                self._renewed = held
                 for key in list(self._calling):
                     task = self._bank_tasks.get(key)
                     if key not in held and task is not None:
@@ -345,9 +348,9 @@ class QueryEngine:
         key = (claim.query_id, claim.bank_code)
         old = self._bank_tasks.get(key)
         if old is not None and not old.done():
-            if self._task_epochs.get(key, 0) >= claim.epoch:
-                return
-            old.cancel()  # its epoch is fenced: it can never write an outcome
+            if self._task_epochs.get(key, 0) >= claim.epoch or key in self._renewed:
+                return  # still ours (on SQLite each round re-claims the tasks it runs)
+            old.cancel()  # its lease was lost, its epoch fenced: it can never write an outcome
         task = asyncio.create_task(self._run_bank(claim, old), name=f"bank:{claim.bank_code}:{claim.query_id}")
         self._bank_tasks[key] = task
         self._task_epochs[key] = claim.epoch
