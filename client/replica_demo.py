@@ -118,7 +118,7 @@ async def _lookups(
     takeover, restart_s, kill_t = chaos
     console.print(
         f"t={kill_t:.1f} s: SIGKILL replica {VICTIM} while it held {len(takeover.held)} bank calls "
-        f"of {len({q for q, _ in takeover.held})} queries"
+        f"of {len({q for q, _ in takeover.held})} quer{'y' if len({q for q, _ in takeover.held}) == 1 else 'ies'}"
     )
     taken = ", ".join(f"{who}: {n}" for who, n in sorted(takeover.by.items()))
     console.print(
