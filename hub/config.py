@@ -94,6 +94,11 @@ class Timings:
     """How long a replica's claim on a bank task lasts unless renewed (every
     third of it while the call runs); after it another replica takes the
     task over. The time a dead replica's banks wait to be resumed."""
+    notice_claim: dt.timedelta = dt.timedelta(minutes=5)
+    """How long a replica's claim on sending a READY query's SMS (R9) lasts
+    (at least lease_duration). Longer than any send can take, or another
+    replica sends it again; the time the SMS waits if the replica that
+    claimed it dies before sending."""
 
 
 @dataclass(frozen=True)

@@ -65,13 +65,6 @@ from hub.store.queries import PROGRESS, Claim, Progress, QueryStore
 ReadyListener = Callable[[QueryRecord], Awaitable[None]]
 _FINAL_QUERY_STATES = (QueryState.READY, QueryState.EXPIRED)
 _CLAIM_BATCH = 500
-NOTICE_CLAIM_S = 300.0
-"""How long a replica's claim on sending a READY query's SMS (R9) lasts.
-Not the bank-task lease: a send can outlast a short lease (a slow SMS
-gateway, or the outbox write queued behind argon2 hashes in the thread
-pool), and another replica claiming it meanwhile would send it again. Only
-a replica that dies between claiming and sending makes the SMS wait this
-long (then any replica sends it)."""
 log = get_logger("hub.engine")
 
 
@@ -573,7 +566,10 @@ class QueryEngine:
         """Runs the ready listeners (the SMS, R9) once per query across
         replicas: only the replica that claims the notice sends it."""
         now = wall_us()
-        claim_s = max(self._lease_s, NOTICE_CLAIM_S)
+        # Not one bank lease: a send can outlast a short lease (a slow
+        # gateway, or the outbox write queued behind argon2 hashes), and
+        # another replica claiming it meanwhile would send it again.
+        claim_s = max(self._lease_s, self._config.timings.notice_claim.total_seconds())
         if not await self._store.claim_notice(query_id, now, now + int(claim_s * 1e6)):
             return
         record = await self._store.get(query_id)

@@ -39,7 +39,9 @@ async def test_a_ready_sms_slower_than_the_lease_is_sent_once(
 ) -> None:
     clock = ManualClock(dt.datetime.now(dt.UTC))
     url = stores.new_database()
-    timings = dataclasses.replace(FAST, lease_duration=dt.timedelta(milliseconds=300))
+    timings = dataclasses.replace(
+        FAST, lease_duration=dt.timedelta(milliseconds=300), notice_claim=dt.timedelta(seconds=10)
+    )
     sent: list[str] = []
 
     def slow_sender(name: str) -> Callable[[QueryRecord], Awaitable[None]]:
