@@ -121,6 +121,8 @@ class BankSimAdminServicer(admin_grpc.BankSimAdminServiceServicer):
                     address=self._address_of(code),
                     call_count=state.call_count,
                     faults=faults_to_proto(state.faults),
+                    overlap_count=state.overlaps,
+                    max_calls_per_query=state.max_per_query,
                 )
                 for code, state in self._banks.items()
             ]

@@ -27,6 +27,10 @@ class BankListing:
     address: str
     call_count: int
     faults: Faults
+    overlap_count: int = 0
+    """Calls that arrived while one for the same query id was in flight."""
+    max_calls_per_query: int = 0
+    """The most calls for one query id in flight at once."""
 
 
 class AdminClient:
@@ -58,7 +62,17 @@ class AdminClient:
 
     async def list_banks(self) -> list[BankListing]:
         response = await self._stub.ListBanks(admin_pb.ListBanksRequest(), timeout=self._timeout)
-        return [BankListing(b.bank_code, b.address, b.call_count, faults_from_proto(b.faults)) for b in response.banks]
+        return [
+            BankListing(
+                code=b.bank_code,
+                address=b.address,
+                call_count=b.call_count,
+                faults=faults_from_proto(b.faults),
+                overlap_count=b.overlap_count,
+                max_calls_per_query=b.max_calls_per_query,
+            )
+            for b in response.banks
+        ]
 
     async def issue_card(self, code: str, id_number: str, credit: bool = False) -> admin_pb.IssueCardResponse:
         """Issues a new listed card to a person at bank `code` (IssueCard)."""

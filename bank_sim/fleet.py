@@ -250,6 +250,16 @@ class BankFleet:
         """ListCards calls received, refused ones included."""
         return self._state(code).call_count
 
+    def overlaps(self, code: str) -> int:
+        """ListCards calls that arrived while another call for the same query
+        id was in flight at this bank (no hub, however many replicas, should
+        ever cause one)."""
+        return self._state(code).overlaps
+
+    def max_calls_per_query(self, code: str) -> int:
+        """The most calls for one query id ever in flight at once at this bank."""
+        return self._state(code).max_per_query
+
     def _state(self, code: str) -> BankState:
         try:
             return self._states[code]

@@ -70,25 +70,30 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
         self, request: bank_pb.ListCardsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bank_pb.ListCardsResponse]:
         state = self._state
-        state.call_count += 1
-        faults = state.faults
-        # The caller is who the certificate's DNS SubjectAltName says (R17);
-        # the common name is never trusted (only the misbehaviour does).
-        callers = peer_names(context)
-        if faults.misbehaviour is Misbehaviour.CALLER_BY_COMMON_NAME:
-            callers |= peer_common_names(context)
-        if not callers & self._allowed_callers:
-            await self._refuse(context, grpc.StatusCode.PERMISSION_DENIED, CALLER_NOT_HUB, "only the hub may call")
-        if faults.max_concurrent is not None and state.in_flight >= faults.max_concurrent:
-            await self._refuse(
-                context, grpc.StatusCode.RESOURCE_EXHAUSTED, TOO_MANY_CONCURRENT_CALLS, "too many calls in flight"
-            )
-        state.in_flight += 1
+        # Counted per query id for the whole call, refusals included: a
+        # second call for a query still in flight here is an overlap.
+        state.call_started(request.query_id)
         try:
-            async for message in self._answer(request, context, faults):
-                yield message
+            faults = state.faults
+            # The caller is who the certificate's DNS SubjectAltName says (R17);
+            # the common name is never trusted (only the misbehaviour does).
+            callers = peer_names(context)
+            if faults.misbehaviour is Misbehaviour.CALLER_BY_COMMON_NAME:
+                callers |= peer_common_names(context)
+            if not callers & self._allowed_callers:
+                await self._refuse(context, grpc.StatusCode.PERMISSION_DENIED, CALLER_NOT_HUB, "only the hub may call")
+            if faults.max_concurrent is not None and state.in_flight >= faults.max_concurrent:
+                await self._refuse(
+                    context, grpc.StatusCode.RESOURCE_EXHAUSTED, TOO_MANY_CONCURRENT_CALLS, "too many calls in flight"
+                )
+            state.in_flight += 1
+            try:
+                async for message in self._answer(request, context, faults):
+                    yield message
+            finally:
+                state.in_flight -= 1
         finally:
-            state.in_flight -= 1
+            state.call_ended(request.query_id)
 
     async def _answer(
         self, request: bank_pb.ListCardsRequest, context: grpc.aio.ServicerContext, faults: Faults

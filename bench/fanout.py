@@ -46,7 +46,7 @@ if __package__ in (None, ""):  # run as `python bench/fanout.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import journey, processes
-from bench.hub_driver import HubQueryDriver, OutboxTail, enrol
+from bench.hub_driver import HubQueryDriver, enrol
 from bench.journey import RssSampler
 from bench.people import pick_people, population_for
 from bench.phase import CpuMeter, run_phase
@@ -60,6 +60,7 @@ from client import localstack
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
+from hub.notify import OutboxTail
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BANKS = "16,64,256,1000"

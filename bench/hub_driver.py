@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 
 from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
 from cardlookup.hub.v1 import resources_pb2 as pb
@@ -19,47 +17,12 @@ from cardlookup.population import Person
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.requests import apply_changes
-from hub.notify import verification_code_in
+from hub.notify import OutboxTail
 
 ENROL_CONCURRENCY = 4
 """Enrolment runs two argon2id derivations at the hub (the password hash, and
 the report key of issue 12): more at once only queues CPU-bound work behind
 the per-call deadline."""
-
-
-class OutboxTail:
-    """Reads the hub's SMS outbox (JSON lines) incrementally: the file grows
-    with every query, so re-reading it whole would cost O(n^2)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._offset = 0
-        self._codes: dict[str, str] = {}
-
-    def _refresh(self) -> None:
-        if not self._path.exists():
-            return
-        with self._path.open("rb") as f:
-            f.seek(self._offset)
-            chunk = f.read()
-        complete = chunk[: chunk.rfind(b"\n") + 1]
-        self._offset += len(complete)
-        for line in complete.decode("utf-8").splitlines():
-            message = json.loads(line)
-            code = verification_code_in(message["text"]) if message["kind"] == "VERIFICATION_CODE" else None
-            if code:
-                self._codes[message["phone"]] = code
-
-    async def code_for(self, phone: str, timeout_s: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._refresh()
-            code = self._codes.pop(phone, None)
-            if code is not None:
-                return code
-            if time.monotonic() > deadline:
-                raise TimeoutError("no verification SMS in the outbox")
-            await asyncio.sleep(0.005)
 
 
 async def enrol_one(hub: AsyncCardLookupClient, p: Person) -> None:

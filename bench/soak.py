@@ -53,7 +53,6 @@ import grpc
 
 from bank_sim.admin_client import AdminClient
 from bank_sim.faults import Faults
-from bench.hub_driver import OutboxTail
 from bench.people import pick_people, population_for
 from bench.stats import percentile
 from cardlookup.banks import bank_fleet
@@ -69,6 +68,7 @@ from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
 from hub.config import HubConfig, Timings
+from hub.notify import OutboxTail
 from hub.store.db import open_database
 
 BANKS = 8

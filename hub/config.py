@@ -99,10 +99,19 @@ class Timings:
     password_lockout: dt.timedelta = dt.timedelta(hours=24)
     sweep_interval: dt.timedelta = dt.timedelta(seconds=60)
     """How often the retention sweeper runs (R11)."""
-    lease_duration: dt.timedelta = dt.timedelta(seconds=15)
+    lease_duration: dt.timedelta = dt.timedelta(seconds=30)
     """How long a replica's claim on a bank task lasts unless renewed (every
     third of it while the call runs); after it another replica takes the
-    task over. The time a dead replica's banks wait to be resumed."""
+    task over. The time a dead replica's banks wait to be resumed. Keep it
+    above attempt_timeout: a call then ends before a lease renewed when it
+    started can run out, so even a replica starved of CPU (renewals late)
+    never has a call in flight while another replica calls the same bank
+    for the same query."""
+    notice_claim: dt.timedelta = dt.timedelta(minutes=5)
+    """How long a replica's claim on sending a READY query's SMS (R9) lasts
+    (at least lease_duration). Longer than any send can take, or another
+    replica sends it again; the time the SMS waits if the replica that
+    claimed it dies before sending."""
     sms_daily_cap_per_phone: int = 10
     """Verification SMS sent to one phone number in any 24 hours, at most
     (across every app account and person using that number)."""

@@ -122,6 +122,10 @@ class QueryEngine:
         self._started = False
         self._stopping = False
         self._bank_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._task_epochs: dict[tuple[str, str], int] = {}
+        """The lease epoch each running bank task was launched under."""
+        self._renewed: set[tuple[str, str]] = set()
+        """The leases the last lease round renewed (still ours)."""
         self._calling: set[tuple[str, str]] = set()
         self._records: dict[str, QueryRecord] = {}
         """Records of queries with bank tasks running here (their request
@@ -354,6 +358,7 @@ class QueryEngine:
             expires = wall_us() + int(self._lease_s * 1e6)
             if not first:
                 held = await self._store.renew(self.replica_id, expires)
+                self._renewed = held
                 for key in list(self._calling):
                     task = self._bank_tasks.get(key)
                     if key not in held and task is not None:
@@ -384,20 +389,28 @@ class QueryEngine:
     # -- the fan-out ---------------------------------------------------------
 
     def _launch(self, claim: Claim) -> None:
+        """Runs a claimed bank task. A task still running here under an
+        older epoch (its lease was lost, and it was cancelled or will be
+        fenced, but has not ended yet) is replaced: the new task waits for
+        it to end, then runs under the new epoch. Dropping the new claim
+        instead would leave the lease renewed by this replica forever with
+        no task behind it, and the query never READY."""
         key = (claim.query_id, claim.bank_code)
         old = self._bank_tasks.get(key)
         if old is not None and not old.done():
-            # Claimed again at a newer epoch (our lease ran out while the
-            # store refused renewals): the old task is fenced, replace it.
-            old.cancel()
-        task = asyncio.create_task(self._run_bank(claim), name=f"bank:{claim.bank_code}:{claim.query_id}")
+            if self._task_epochs.get(key, 0) >= claim.epoch or key in self._renewed:
+                return  # still ours (on SQLite each round re-claims the tasks it runs)
+            old.cancel()  # its lease was lost, its epoch fenced: it can never write an outcome
+        task = asyncio.create_task(self._run_bank(claim, old), name=f"bank:{claim.bank_code}:{claim.query_id}")
         self._bank_tasks[key] = task
+        self._task_epochs[key] = claim.epoch
         task.add_done_callback(self._forget_task(key))
 
     def _forget_task(self, key: tuple[str, str]) -> Callable[[asyncio.Task[None]], None]:
         def forget(task: asyncio.Task[None]) -> None:
             if self._bank_tasks.get(key) is task:
                 del self._bank_tasks[key]
+                self._task_epochs.pop(key, None)
             if not any(k[0] == key[0] for k in self._bank_tasks):
                 self._records.pop(key[0], None)
 
@@ -433,10 +446,13 @@ class QueryEngine:
             consent_text_version=record.consent_text_version,
         )
 
-    async def _run_bank(self, claim: Claim) -> None:
+    async def _run_bank(self, claim: Claim, after: asyncio.Task[None] | None = None) -> None:
         query_id, bank_code, epoch = claim.query_id, claim.bank_code, claim.epoch
         key = (query_id, bank_code)
         assert self._fanout is not None
+        if after is not None:
+            # The replaced task's call ends first: one call per (query, bank) here.
+            await asyncio.gather(after, return_exceptions=True)
         try:
             record = await self._record(query_id)
             subject = await self._subject(query_id)
@@ -704,7 +720,11 @@ class QueryEngine:
         """Runs the ready listeners (the SMS, R9) once per query across
         replicas: only the replica that claims the notice sends it."""
         now = wall_us()
-        if not await self._store.claim_notice(query_id, now, now + int(self._lease_s * 1e6)):
+        # Not one bank lease: a send can outlast a short lease (a slow
+        # gateway, or the outbox write queued behind argon2 hashes), and
+        # another replica claiming it meanwhile would send it again.
+        claim_s = max(self._lease_s, self._config.timings.notice_claim.total_seconds())
+        if not await self._store.claim_notice(query_id, now, now + int(claim_s * 1e6)):
             return
         record = await self._store.get(query_id)
         if record is None or record.state != QueryState.READY:

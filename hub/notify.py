@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -66,6 +67,43 @@ class OutboxSmsSender:
         with open_private_append(self._path) as f:
             f.write(line + "\n")
             f.flush()
+
+
+class OutboxTail:
+    """Reads an SMS outbox (JSON lines) incrementally, as many phones would:
+    the file grows with every query, so re-reading it whole per code would
+    cost O(n^2). Shared by the benchmarks and the replica tests and demo
+    (several hub replicas append to one outbox file)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._offset = 0
+        self._codes: dict[str, str] = {}
+
+    def _refresh(self) -> None:
+        if not self._path.exists():
+            return
+        with self._path.open("rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        for line in complete.decode("utf-8").splitlines():
+            message = json.loads(line)
+            code = verification_code_in(message["text"]) if message["kind"] == "VERIFICATION_CODE" else None
+            if code:
+                self._codes[message["phone"]] = code
+
+    async def code_for(self, phone: str, timeout_s: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._refresh()
+            code = self._codes.pop(phone, None)
+            if code is not None:
+                return code
+            if time.monotonic() > deadline:
+                raise TimeoutError("no verification SMS in the outbox")
+            await asyncio.sleep(0.005)
 
 
 def read_outbox(path: Path) -> list[dict[str, str]]:

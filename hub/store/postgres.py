@@ -144,10 +144,18 @@ class PostgresDatabase:
         pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
         locks = await asyncpg.create_pool(url, min_size=0, max_size=lock_pool_size)
         db = cls(url, pool, locks)
-        await db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " component TEXT NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (component, version))"
-        )
+
+        async def create(conn: _PgConn) -> None:
+            # Under the migration lock: CREATE TABLE IF NOT EXISTS is not
+            # atomic, and replicas starting together would race on it
+            # (unique violation in pg_type) and one of them would not start.
+            await conn._conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " component TEXT NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (component, version))"
+            )
+
+        await db.write(create)
         return db
 
     async def migrate(self, component: str, migrations: Sequence[str]) -> None:

@@ -135,13 +135,17 @@ class ListBanksResponse(_message.Message):
     def __init__(self, banks: _Optional[_Iterable[_Union[SimulatedBank, _Mapping]]] = ...) -> None: ...
 
 class SimulatedBank(_message.Message):
-    __slots__ = ("bank_code", "address", "call_count", "faults")
+    __slots__ = ("bank_code", "address", "call_count", "faults", "overlap_count", "max_calls_per_query")
     BANK_CODE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     CALL_COUNT_FIELD_NUMBER: _ClassVar[int]
     FAULTS_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_CALLS_PER_QUERY_FIELD_NUMBER: _ClassVar[int]
     bank_code: str
     address: str
     call_count: int
     faults: Faults
-    def __init__(self, bank_code: _Optional[str] = ..., address: _Optional[str] = ..., call_count: _Optional[int] = ..., faults: _Optional[_Union[Faults, _Mapping]] = ...) -> None: ...
+    overlap_count: int
+    max_calls_per_query: int
+    def __init__(self, bank_code: _Optional[str] = ..., address: _Optional[str] = ..., call_count: _Optional[int] = ..., faults: _Optional[_Union[Faults, _Mapping]] = ..., overlap_count: _Optional[int] = ..., max_calls_per_query: _Optional[int] = ...) -> None: ...
