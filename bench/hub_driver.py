@@ -26,15 +26,7 @@ the per-call deadline."""
 
 
 async def enrol_one(hub: AsyncCardLookupClient, p: Person) -> None:
-    await hub.enroll_user(
-        user_id=p.user_id,
-        full_name=p.full_name,
-        id_number=p.id_number,
-        id_expiry_date=p.id_expiry,
-        region_code=p.region_code,
-        phone_number=p.phone,
-        payment_password=p.payment_password,
-    )
+    await hub.enroll_user(**p.enrolment())
 
 
 async def enrol(hub: AsyncCardLookupClient, people: Sequence[Person]) -> None:

@@ -118,15 +118,7 @@ async def measure(
     on_b: Seen = {}
     finished: dict[tuple[str, str], float] = {}
     for person in people:
-        await a.enroll_user(
-            user_id=person.user_id,
-            full_name=person.full_name,
-            id_number=person.id_number,
-            id_expiry_date=person.id_expiry,
-            region_code=person.region_code,
-            phone_number=person.phone,
-            payment_password=person.payment_password,
-        )
+        await a.enroll_user(**person.enrolment())
         started = await a.start_verification(person.user_id)
         code = await plan.outbox.code_for(person.phone)
         query = await a.create_query(

@@ -387,15 +387,7 @@ async def run(args: argparse.Namespace, setup: Setup, tally: Tally) -> float:
     ):
         await client.wait_ready(60)
         for p in setup.people:
-            await client.enroll_user(
-                user_id=p.user_id,
-                full_name=p.full_name,
-                id_number=p.id_number,
-                id_expiry_date=p.id_expiry,
-                region_code=p.region_code,
-                phone_number=p.phone,
-                payment_password=p.payment_password,
-            )
+            await client.enroll_user(**p.enrolment())
         start = time.monotonic()
         stop_at = start + args.duration
         stop = asyncio.Event()

@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from cardlookup.banks import DEFAULT_BANKS, BankInfo
 from cardlookup.checksums import id_check_char, luhn_check_digit
@@ -84,6 +84,19 @@ class Person:
 
     def id_valid_on(self, day: dt.date) -> bool:
         return self.id_expiry is None or self.id_expiry >= day
+
+    def enrolment(self) -> dict[str, Any]:
+        """This person's EnrollUser arguments, as both app clients take them:
+        `client.enroll_user(**person.enrolment())`."""
+        return {
+            "user_id": self.user_id,
+            "full_name": self.full_name,
+            "id_number": self.id_number,
+            "id_expiry_date": self.id_expiry,
+            "region_code": self.region_code,
+            "phone_number": self.phone,
+            "payment_password": self.payment_password,
+        }
 
 
 @dataclass(frozen=True)

@@ -108,15 +108,7 @@ def _date(flag: str, value: str | None) -> dt.date | None:
 def _enrol(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
     if a.population_user:
         p = _population_person(a.population_user)
-        user = client.enroll_user(
-            user_id=p.user_id,
-            full_name=p.full_name,
-            id_number=p.id_number,
-            id_expiry_date=p.id_expiry,
-            region_code=p.region_code,
-            phone_number=p.phone,
-            payment_password=p.payment_password,
-        )
+        user = client.enroll_user(**p.enrolment())
     else:
         user = client.enroll_user(
             user_id=a.user_id or "",

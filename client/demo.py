@@ -115,15 +115,7 @@ def _journey(client: CardLookupClient, console: Console, pki: PkiPaths, outbox: 
     population = Population()
     person = population.demo_person(dt.datetime.now(dt.UTC).date())
     console.rule("4. The user's journey (as the app backend)")
-    user = client.enroll_user(
-        user_id=person.user_id,
-        full_name=person.full_name,
-        id_number=person.id_number,
-        id_expiry_date=person.id_expiry,
-        region_code=person.region_code,
-        phone_number=person.phone,
-        payment_password=person.payment_password,
-    )
+    user = client.enroll_user(**person.enrolment())
     console.print(f"enrolled {user.user_id} (region {user.region_code}, phone {user.masked_phone})")
     listed = client.list_banks(person.user_id)
     console.print(f"{len(listed.banks)} banks open to the user; notice version {listed.consent_text_version}")

@@ -106,15 +106,7 @@ async def full_journey(
     moves: list[str] = []
 
     async def enrol(c: AsyncCardLookupClient) -> pb.User:
-        return await c.enroll_user(
-            user_id=person.user_id,
-            full_name=person.full_name,
-            id_number=person.id_number,
-            id_expiry_date=person.id_expiry,
-            region_code=person.region_code,
-            phone_number=person.phone,
-            payment_password=person.payment_password,
-        )
+        return await c.enroll_user(**person.enrolment())
 
     at, _ = await spread.call(home, "enrol", enrol, moves)
     while True:

@@ -4,6 +4,7 @@ app backend's certificate."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,6 +64,16 @@ async def harness(
     config = HubConfig.dev(
         pki, fleet.addresses, tmp_path, listen="127.0.0.1:0", timings=FAST, database=stores.database_for(tmp_path)
     )
+    async with served_harness(config, pki, population, fleet, clock) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def served_harness(
+    config: HubConfig, pki: PkiPaths, population: Population, fleet: BankFleet, clock: ManualClock
+) -> AsyncIterator[HubHarness]:
+    """A hub started from `config` with the API, and the app backend's
+    client connected to it; the hub stops at the end."""
     server = await start_hub(config, clock)
     try:
         async with AsyncCardLookupClient(client_options(pki, server.port)) as client:
@@ -72,7 +83,7 @@ async def harness(
                 fleet=fleet,
                 clock=clock,
                 population=population,
-                outbox=config.sms_outbox or tmp_path / "sms-outbox.jsonl",
+                outbox=config.sms_outbox_path(),
                 face=DevFaceProvider.from_file(pki.face_provider_key),
             )
     finally:

@@ -35,15 +35,7 @@ class HubHarness:
         return self.population.eligible_people(self.clock.now().date())[index]
 
     async def enrol(self, person: Person) -> pb.User:
-        return await self.client.enroll_user(
-            user_id=person.user_id,
-            full_name=person.full_name,
-            id_number=person.id_number,
-            id_expiry_date=person.id_expiry,
-            region_code=person.region_code,
-            phone_number=person.phone,
-            payment_password=person.payment_password,
-        )
+        return await self.client.enroll_user(**person.enrolment())
 
     def last_code(self, phone: str) -> str:
         code = latest_verification_code(self.outbox, phone)

@@ -24,12 +24,10 @@ from cardlookup.pki import HUB_SERVER_NAME, OPERATOR_NAME, PkiPaths, _issue, _lo
 from cardlookup.population import Population
 from cardlookup.rpc_errors import error_info_of
 from cardlookup.tls import channel_credentials
-from client.aio import AsyncCardLookupClient
-from client.devface import DevFaceProvider
 from hub.admin import cli
 from hub.config import HubConfig
 from hub.domain import QueryState
-from tests.api.conftest import FAST, client_options, start_hub
+from tests.api.conftest import FAST, served_harness
 from tests.api.helpers import HubHarness
 
 DOWN_BANK = "105"
@@ -42,20 +40,8 @@ async def admin_hub(
     config = HubConfig.dev(
         pki, fleet.addresses, tmp_path, listen="127.0.0.1:0", admin_listen="127.0.0.1:0", timings=FAST
     )
-    server = await start_hub(config, clock)
-    try:
-        async with AsyncCardLookupClient(client_options(pki, server.port)) as client:
-            yield HubHarness(
-                client=client,
-                server=server,
-                fleet=fleet,
-                clock=clock,
-                population=population,
-                outbox=config.sms_outbox or tmp_path / "sms-outbox.jsonl",
-                face=DevFaceProvider.from_file(pki.face_provider_key),
-            )
-    finally:
-        await server.stop(grace=0)
+    async with served_harness(config, pki, population, fleet, clock) as served:
+        yield served
 
 
 def admin_channel(pki: PkiPaths, port: int, who: str) -> grpc.aio.Channel:

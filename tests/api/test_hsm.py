@@ -21,12 +21,10 @@ from cardlookup.clock import ManualClock
 from cardlookup.hub.v1 import resources_pb2 as hub_pb
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from client.aio import AsyncCardLookupClient
-from client.devface import DevFaceProvider
 from hub.config import HsmSettings, HubConfig
 from hub.crypto import Envelope
 from hub.hsm import HsmError, HsmSession
-from tests.api.conftest import FAST, client_options, start_hub
+from tests.api.conftest import FAST, served_harness
 from tests.api.helpers import HubHarness
 
 MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
@@ -109,20 +107,10 @@ async def hsm_hub(
         consent_key_id=HSM_CONSENT_KEY_ID,
         key_encryption_key_id="kek-hsm-1",
     )
-    server = await start_hub(config, clock)
     try:
-        async with AsyncCardLookupClient(client_options(pki, server.port)) as client:
-            yield HubHarness(
-                client=client,
-                server=server,
-                fleet=fleet,
-                clock=clock,
-                population=population,
-                outbox=config.sms_outbox or tmp_path / "sms-outbox.jsonl",
-                face=DevFaceProvider.from_file(pki.face_provider_key),
-            )
+        async with served_harness(config, pki, population, fleet, clock) as served:
+            yield served
     finally:
-        await server.stop(grace=0)
         await fleet.stop(grace=0)
 
 

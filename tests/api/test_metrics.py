@@ -20,10 +20,8 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from client.aio import AsyncCardLookupClient
-from client.devface import DevFaceProvider
 from hub.config import HubConfig
-from tests.api.conftest import FAST, client_options, start_hub
+from tests.api.conftest import FAST, served_harness
 from tests.api.helpers import HubHarness, refused
 
 LEAKY_BANK, FLAKY_BANK = "102", "103"
@@ -45,20 +43,8 @@ async def metered(
     config = HubConfig.dev(
         pki, fleet.addresses, tmp_path, listen="127.0.0.1:0", metrics_listen="127.0.0.1:0", timings=FAST
     )
-    server = await start_hub(config, clock)
-    try:
-        async with AsyncCardLookupClient(client_options(pki, server.port)) as client:
-            yield HubHarness(
-                client=client,
-                server=server,
-                fleet=fleet,
-                clock=clock,
-                population=population,
-                outbox=config.sms_outbox or tmp_path / "sms-outbox.jsonl",
-                face=DevFaceProvider.from_file(pki.face_provider_key),
-            )
-    finally:
-        await server.stop(grace=0)
+    async with served_harness(config, pki, population, fleet, clock) as served:
+        yield served
 
 
 def scrape(port: int) -> str:
