@@ -124,18 +124,24 @@ class Envelope:
     def open(self, sealed: Sealed, context: bytes) -> bytes:
         """Raises cryptography.exceptions.InvalidTag on any tampering, and
         KeyError naming the key id if the KEK that sealed it is not configured."""
-        dek = self._unwrap(sealed.wrapped_key, b"dek:" + context)
-        c = sealed.ciphertext
-        return AESGCM(dek).decrypt(c[:_NONCE], c[_NONCE:], context)
+        try:
+            dek = self._unwrap(sealed.wrapped_key, b"dek:" + context)
+            c = sealed.ciphertext
+            return AESGCM(dek).decrypt(c[:_NONCE], c[_NONCE:], context)
+        except ValueError:  # too short to hold a nonce: not sealed by us
+            raise InvalidTag() from None
 
     @staticmethod
     def key_id_of(wrapped_key: bytes) -> str | None:
         """The id recorded in a wrapped DEK; None for a row sealed before ids."""
         if len(wrapped_key) == _LEGACY_WRAPPED:
             return None
-        if len(wrapped_key) < 2 or wrapped_key[0] != _VERSION_1:
+        if len(wrapped_key) < 2 or wrapped_key[0] != _VERSION_1 or len(wrapped_key) < 2 + wrapped_key[1]:
             raise InvalidTag()
-        return wrapped_key[2 : 2 + wrapped_key[1]].decode()
+        try:
+            return wrapped_key[2 : 2 + wrapped_key[1]].decode()
+        except UnicodeDecodeError:
+            raise InvalidTag() from None  # not a wrapped key of ours (a foreign blob, or tampered)
 
     def _unwrap(self, w: bytes, aad: bytes) -> bytes:
         key_id = self.key_id_of(w)

@@ -58,3 +58,18 @@ def test_a_tampered_key_id_does_not_open() -> None:
     # authenticates); another key under the forged id does not.
     with pytest.raises(InvalidTag):
         Envelope(k1, "kek-a", {"kek-b": os.urandom(32)}).open(Sealed(forged, sealed.ciphertext), b"c")
+
+
+def test_a_foreign_blob_that_looks_versioned_is_invalid_not_a_crash() -> None:
+    """Any bytes opened as a wrapped key fail as InvalidTag (found when a
+    user-sealed blob began with the version byte and an id of invalid UTF-8)."""
+    for blob in (b"\x01\x04\xdf\xff\xfe\xfd" + bytes(60), b"\x01\xff" + bytes(10)):
+        with pytest.raises(InvalidTag):
+            Envelope.key_id_of(blob)
+
+
+def test_opening_bytes_too_short_to_be_sealed_is_invalid_tag() -> None:
+    envelope = Envelope(bytes(32), "k1")
+    for wrapped, ciphertext in ((b"\x01\x02k1" + bytes(3), b""), (bytes(5), bytes(3))):
+        with pytest.raises(InvalidTag):
+            envelope.open(Sealed(wrapped, ciphertext), b"ctx")
