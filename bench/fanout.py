@@ -53,7 +53,7 @@ from bench.phase import CpuMeter, run_phase
 from bench.stats import PhaseResult, summarize
 from bench.table import curve_table, size_table
 from cardlookup.banks import bank_fleet
-from cardlookup.devpg import ThrowawayPostgres
+from cardlookup.devpg import ThrowawayPostgres, free_port
 from cardlookup.pki import PkiPaths, create_dev_pki
 from cardlookup.population import Person
 from client import localstack
@@ -114,7 +114,7 @@ async def hub_phase(
     people: list[Person],
     extra_people: list[Person],
 ) -> tuple[PhaseResult, str, HubExtras]:
-    port = localstack.free_port()
+    port = free_port()
     config = work / "hub.toml"
     processes.write_hub_config(config, pki, port, banks, work, plan.database)
     hub = processes.start_hub(config, plan.hub_log_level, work)

@@ -56,7 +56,7 @@ from bank_sim.faults import Faults
 from bench.people import pick_people, population_for
 from bench.stats import percentile
 from cardlookup.banks import bank_fleet
-from cardlookup.devpg import ThrowawayPostgres
+from cardlookup.devpg import ThrowawayPostgres, free_port
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.hub.v1 import resources_pb2 as pb
@@ -106,7 +106,7 @@ class Stack:
         self.args = args
         self.work = work
         self.hub: localstack.Process | None = None
-        self.port = localstack.free_port()
+        self.port = free_port()
         self.pg: ThrowawayPostgres | None = None
         self.database: str | Path = work / "data" / "hub.db"
         self.small_fs: Path | None = None
@@ -346,7 +346,7 @@ def set_up(args: argparse.Namespace, work: Path, stack: Stack) -> tuple[Setup, l
     today = dt.datetime.now(dt.UTC).date()
     population = population_for(args.users, BANKS, today)
     people = pick_people(population, args.users, today)
-    admin_port = localstack.free_port()
+    admin_port = free_port()
     addresses = work / "banks.json"
     banks_proc = localstack.start_banks(
         pki,

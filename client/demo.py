@@ -30,6 +30,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cardlookup.devpg import free_port
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
@@ -86,7 +87,7 @@ def run_demo(work: Path, console: Console) -> bool:
         console.print(f"{len(banks)} banks serving over mTLS (pid {banks_proc.pid})")
 
         console.rule("3. The hub")
-        port = localstack.free_port()
+        port = free_port()
         config = work / "hub.toml"
         localstack.write_hub_config(config, pki, port, banks, work)
         hub_proc = localstack.start_hub(config, logs / "hub.log")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,12 +32,6 @@ def command(name: str) -> list[str]:
     if found is None:
         raise SystemExit(f"{name} is not installed (pip install -e .)")
     return [found]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def log_tail(path: Path, lines: int = 10) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from cardlookup.devpg import free_port
 from cardlookup.pki import PkiPaths
 from client import localstack
 from client.options import ClientOptions
@@ -100,7 +101,7 @@ class ReplicaSet:
         for name in string.ascii_uppercase[:count]:
             data = work / f"replica-{name}"
             data.mkdir(parents=True, exist_ok=True)
-            port = localstack.free_port()
+            port = free_port()
             config = HubConfig.dev(
                 pki,
                 banks,

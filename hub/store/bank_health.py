@@ -3,10 +3,9 @@ verdict and its call slots.
 
 Tables (component "bank_health"):
   bank_breakers  one row per bank whose breaker a replica opened: until when
-                 (wall-clock microseconds). Announced on BREAKERS; a replica
-                 reads the table when it first calls a bank and follows the
-                 announcements after that (the table is the state, the
-                 channel is how caches learn it changed).
+                 (wall-clock microseconds). Announced on BREAKERS, which every
+                 replica's breakers follow (the table records the verdict;
+                 the channel is how running replicas learn it).
   bank_slots     `max_concurrent` rows per bank; a call holds one row (its
                  `holder`) for its duration, so the cap counts calls from all
                  replicas together. A holder that dies frees its slot when
@@ -96,10 +95,6 @@ class BankHealthStore:
             await conn.notify(BREAKERS, json.dumps([bank_code, until]))
 
         await self._db.write(run)
-
-    async def breaker_open_for(self, bank_code: str) -> float:
-        row = await self._db.fetchone("SELECT open_until FROM bank_breakers WHERE bank_code = ?", (bank_code,))
-        return max(0.0, (int(row[0]) - wall_us()) / 1e6) if row else 0.0
 
     # -- slots ------------------------------------------------------------------
 

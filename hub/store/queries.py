@@ -443,12 +443,6 @@ class QueryStore:
         )
         return records[0] if records else None
 
-    async def unfinished_ids(self) -> list[str]:
-        rows = await self._db.fetchall(
-            "SELECT query_id FROM queries WHERE state IN (?, ?) ORDER BY create_time", _UNFINISHED
-        )
-        return [str(r[0]) for r in rows]
-
     async def ready_unnotified_ids(self, now_us: int) -> list[str]:
         """READY queries whose SMS is neither sent nor claimed (or whose
         claim ran out: its replica died between claim and send)."""

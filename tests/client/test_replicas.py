@@ -27,6 +27,7 @@ from rich.console import Console
 
 import hub.api
 from cardlookup.clock import ManualClock
+from cardlookup.devpg import free_port
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
 from client import localstack
@@ -103,7 +104,7 @@ class Replicas:
 async def replicas(pki: PkiPaths, population: Population, tmp_path: Path) -> AsyncIterator[Replicas]:
     """Three `cardlookup-hub` processes, each on its own SQLite file."""
     person = population.eligible_people(dt.date.today())[0]
-    ports = [localstack.free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(3)]
     processes = []
     try:
         for i, port in enumerate(ports):
