@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import grpc
@@ -13,16 +12,11 @@ from bank_sim.faults import Faults
 from bank_sim.fleet import BankFleet, BankSimConfig, FleetConfig
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import ManualClock
+from cardlookup.devpg import free_port
 from cardlookup.pki import CONSENT_KEY_ID, PkiPaths, load_ed25519_public
 from cardlookup.population import Person, Population
 from cardlookup.rpc_errors import error_info_of
 from tests.bank.caller import bank_caller
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_fixed_ports_and_a_second_fleet_on_them_fails_cleanly(

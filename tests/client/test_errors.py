@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from cardlookup.devpg import free_port
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import error_reason_pb2
 from cardlookup.pki import PkiPaths
@@ -37,7 +38,6 @@ from client.errors import (
     from_rpc_error,
     translated,
 )
-from client.localstack import free_port
 from client.options import ClientOptions
 
 
