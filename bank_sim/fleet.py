@@ -256,6 +256,10 @@ class BankFleet:
         ever cause one)."""
         return self._state(code).overlaps
 
+    def peak_in_flight(self, code: str) -> int:
+        """The most ListCards calls this bank ever answered at once."""
+        return self._state(code).peak_in_flight
+
     def max_calls_per_query(self, code: str) -> int:
         """The most calls for one query id ever in flight at once at this bank."""
         return self._state(code).max_per_query

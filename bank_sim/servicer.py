@@ -87,6 +87,7 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
                     context, grpc.StatusCode.RESOURCE_EXHAUSTED, TOO_MANY_CONCURRENT_CALLS, "too many calls in flight"
                 )
             state.in_flight += 1
+            state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
             try:
                 async for message in self._answer(request, context, faults):
                     yield message

@@ -19,6 +19,9 @@ class BankState:
     """ListCards calls received, refused ones included."""
     in_flight: int = 0
     """ListCards calls being answered right now (for max_concurrent)."""
+    peak_in_flight: int = 0
+    """The most ListCards calls ever answered here at once (tests check that
+    the hub's per-bank cap holds across all its replicas together)."""
     case_count: int = 0
     """Card cases answered (OpenCardCase calls that succeeded)."""
     issued: IssuedCards = field(default_factory=IssuedCards)

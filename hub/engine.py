@@ -160,10 +160,13 @@ class QueryEngine:
             if self._db.shared:
                 self._fanout.share(self._shared_slot, self._publish_breaker)
                 await self._health.start(self._follow_breaker)
+                await self._follow_open_breakers()
         await self._db.listen(PROGRESS, self._on_progress)
         add_reconnect = getattr(self._db, "add_reconnect_listener", None)
         if add_reconnect is not None:
             add_reconnect(self._resync_watchers)
+            if self._run_fanout and self._db.shared:
+                add_reconnect(lambda: self._spawn(self._follow_open_breakers()))
         self._started = True
         self._stopping = False
         self._spawn(self._progress_loop())
@@ -627,9 +630,26 @@ class QueryEngine:
         self._spawn(self._health.publish_breaker(bank_code, breaker.open_for()))
 
     def _follow_breaker(self, bank_code: str, open_for: float) -> None:
-        lane = self._fanout.known_lane(bank_code) if self._fanout is not None else None
-        if lane is not None:
-            lane.breaker.follow(open_for)
+        """Another replica's verdict on a bank. The lane is made if this
+        replica has not called the bank yet: its first call must wait too."""
+        if self._fanout is None:
+            return
+        try:
+            lane = self._fanout.lane(bank_code)
+        except KeyError:  # a bank this replica's registry does not have
+            return
+        lane.breaker.follow(open_for)
+
+    async def _follow_open_breakers(self) -> None:
+        """Verdicts announced before this replica listened (it started
+        later, or its listening connection was lost meanwhile)."""
+        try:
+            verdicts = await self._health.open_breakers()
+        except Exception:  # the store is down again: the next reconnect retries
+            log.warning("breakers_not_read", exc_info=True)
+            return
+        for bank_code, open_for in verdicts.items():
+            self._follow_breaker(bank_code, open_for)
 
     # -- progress (WatchQuery) -------------------------------------------------
 

@@ -236,7 +236,13 @@ class HubMetrics:
     def instrument_database(self, db: Database) -> None:
         """Times the database's reads and writes (wraps the instance's methods,
         so the store modules need no hooks)."""
-        for name, operation in (("write", "write"), ("fetchone", "read"), ("fetchall", "read")):
+        for name, operation in (
+            ("write", "write"),
+            ("execute", "write"),
+            ("write_one", "write"),
+            ("fetchone", "read"),
+            ("fetchall", "read"),
+        ):
             setattr(db, name, self._timed(getattr(db, name), operation))
 
     def _timed(self, fn: Callable[..., Awaitable[T]], operation: str) -> Callable[..., Awaitable[T]]:

@@ -116,10 +116,6 @@ class Fanout:
         self._slots = slots
         self._on_breaker_change = on_breaker_change
 
-    def known_lane(self, bank_code: str) -> BankLane | None:
-        """The lane of a bank this process has called, else None."""
-        return self._lanes.get(bank_code)
-
     def reconfigure(self, config: HubConfig) -> list[str]:
         """Applies a reloaded configuration: the bank registry (re-addressed
         lanes), and the client certificate (channels re-dial). Returns what

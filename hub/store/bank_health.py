@@ -12,7 +12,9 @@ Tables (component "bank_health"):
                  `expires` passes (the call's deadline plus a margin).
 
 Used only when the database is shared (PostgreSQL): one SQLite process
-holds the cap and the breaker exactly in memory.
+holds the cap and the breaker exactly in memory. The slot statements are
+therefore PostgreSQL's own (`FOR UPDATE SKIP LOCKED`, `pg_notify` in a
+data-modifying CTE): each is one autocommit round trip.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ class BankHealthStore:
         self._seq = itertools.count()
         self._released: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._provisioned: dict[str, int] = {}
+        """Slots known to exist per bank (a cache of rows nothing deletes:
+        nobody needs to invalidate it; a larger cap after a reload adds rows)."""
+        self._provisioning = asyncio.Lock()
 
     async def migrate(self) -> None:
         await self._db.migrate(COMPONENT, MIGRATIONS)
@@ -96,13 +101,26 @@ class BankHealthStore:
 
         await self._db.write(run)
 
+    async def open_breakers(self) -> dict[str, float]:
+        """Each bank a replica's breaker holds open now: seconds it stays
+        open. Read by a replica that starts, or whose listening connection
+        came back, so it follows verdicts announced before it listened."""
+        now = wall_us()
+        rows = await self._db.fetchall(
+            "SELECT bank_code, open_until FROM bank_breakers WHERE open_until > ?",
+            (now,),
+        )
+        return {str(r[0]): (int(r[1]) - now) / 1e6 for r in rows}
+
     # -- slots ------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def slot(self, bank_code: str, cap: int) -> AsyncIterator[None]:
         """Holds one of the bank's `cap` slots, shared by every replica."""
         if self._provisioned.get(bank_code, 0) < cap:
-            await self._provision(bank_code, cap)
+            async with self._provisioning:  # once per bank, not once per waiting task
+                if self._provisioned.get(bank_code, 0) < cap:
+                    await self._provision(bank_code, cap)
         holder = f"{self._owner}:{next(self._seq)}"
         while True:
             event = self._released[bank_code]
@@ -128,27 +146,27 @@ class BankHealthStore:
         self._provisioned[bank_code] = cap
 
     async def _take(self, bank_code: str, cap: int, holder: str) -> int | None:
+        """One autocommit statement (one round trip; issue 10): it is atomic
+        alone, and SKIP LOCKED lets replicas taking slots of the same bank
+        pass each other."""
         now = wall_us()
-
-        async def run(conn: Any) -> int | None:
-            async with conn.execute(
-                "UPDATE bank_slots SET holder = ?, expires = ? WHERE (bank_code, slot) IN"
-                " (SELECT bank_code, slot FROM bank_slots WHERE bank_code = ? AND slot < ?"
-                f" AND (holder IS NULL OR expires < ?) LIMIT 1{conn.skip_locked}) RETURNING slot",
-                (holder, now + self._hold_us, bank_code, cap, now),
-            ) as cur:
-                row = await cur.fetchone()
-            return int(row[0]) if row else None
-
-        return await self._db.write(run)
+        row = await self._db.write_one(
+            "UPDATE bank_slots SET holder = ?, expires = ? WHERE (bank_code, slot) IN"
+            " (SELECT bank_code, slot FROM bank_slots WHERE bank_code = ? AND slot < ?"
+            " AND (holder IS NULL OR expires < ?) LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING slot",
+            (holder, now + self._hold_us, bank_code, cap, now),
+        )
+        return int(row[0]) if row else None
 
     async def _give_back(self, bank_code: str, slot: int, holder: str) -> None:
-        async def run(conn: Any) -> None:
-            await conn.execute(
-                "UPDATE bank_slots SET holder = NULL, expires = NULL WHERE bank_code = ? AND slot = ? AND holder = ?",
-                (bank_code, slot, holder),
-            )
-            await conn.notify(SLOTS, bank_code)
-
+        """Frees the slot and wakes the waiters of every replica, in one
+        autocommit statement (the notification is delivered on its commit);
+        a slot that expired and went to another holder is left alone, and
+        nobody is woken for it."""
         with contextlib.suppress(Exception):  # not given back: it expires instead
-            await self._db.write(run)
+            await self._db.execute(
+                "WITH freed AS (UPDATE bank_slots SET holder = NULL, expires = NULL"
+                " WHERE bank_code = ? AND slot = ? AND holder = ? RETURNING bank_code)"
+                " SELECT pg_notify(?, bank_code) FROM freed",
+                (bank_code, slot, holder, SLOTS),
+            )

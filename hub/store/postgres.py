@@ -124,6 +124,18 @@ class _PgConn:
         await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
 
 
+async def _session_kept(_conn: asyncpg.Connection) -> None:
+    """The main pool's release step: nothing to send. asyncpg's default
+    resets every released connection with a round trip of its own
+    (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`), one per
+    read or write; nothing here leaves session state behind (advisory locks
+    are transaction-level, LISTEN has its own connection, `exclusive` its
+    own pool, which keeps the default reset), and asyncpg still rolls back
+    a transaction left open. With the slots' single-statement writes it
+    took a 16-bank query from about 350 round trips to about 160 (issue 10;
+    docs/benchmarks.md, "PostgreSQL round trips")."""
+
+
 class PostgresDatabase:
     dialect = "postgresql"
     shared = True
@@ -142,7 +154,7 @@ class PostgresDatabase:
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10, lock_pool_size: int = 32) -> PostgresDatabase:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, reset=_session_kept)
         locks = await asyncpg.create_pool(url, min_size=0, max_size=lock_pool_size)
         db = cls(url, pool, locks)
 
@@ -196,6 +208,15 @@ class PostgresDatabase:
         self.stats.statements += 1
         self.stats.transactions += 1
         await self._pool.execute(to_postgres(sql), *params)
+
+    async def write_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Autocommit: the statement is its own transaction, one round trip
+        instead of BEGIN, statement, COMMIT (issue 10)."""
+        if self._closed:
+            raise RuntimeError("database is closed")
+        self.stats.statements += 1
+        self.stats.transactions += 1
+        return await self._pool.fetchrow(to_postgres(sql), *params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         self.stats.statements += 1

@@ -207,6 +207,11 @@ class SqliteDatabase:
 
     async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """Runs `fn` in the next write batch; returns once it is committed."""
+        return await self._enqueue(fn)
+
+    async def _enqueue(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        # `execute` and `write_one` come here too, not through `write`: the
+        # metrics time each public method once (HubMetrics.instrument_database).
         if self._closed:
             raise RuntimeError("database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -220,7 +225,17 @@ class SqliteDatabase:
         async def run(conn: _SqliteConn) -> None:
             await conn.execute(sql, params)
 
-        await self.write(run)
+        await self._enqueue(run)
+
+    async def write_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """A single-statement write returning its first row (`RETURNING`)."""
+
+        async def run(conn: _SqliteConn) -> sqlite3.Row | None:
+            async with conn.execute(sql, params) as cur:
+                row: sqlite3.Row | None = await cur.fetchone()
+                return row
+
+        return await self._enqueue(run)
 
     def _read(self, sql: str, params: Sequence[Any], one: bool) -> Any:
         cur = self._reader._conn.execute(sql, params)
