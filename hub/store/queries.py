@@ -135,6 +135,13 @@ class Progress:
 
 
 _UNFINISHED = (QueryState.ACCEPTED.value, QueryState.RUNNING.value)
+_LOCK_QUERY = "UPDATE queries SET state = ? WHERE query_id = ? AND state IN (?, ?)"
+_FINISH_TASK = (
+    "UPDATE bank_tasks SET state = ?, reason = ?, attempt_count = ?, card_count = ?, finish_time = ?,"
+    " answer_key = ?, answer_ciphertext = ?, lease_owner = NULL, lease_expires = NULL"
+    " WHERE query_id = ? AND bank_code = ? AND state = ?"
+)
+_COUNT_PENDING = "SELECT COUNT(*) FROM bank_tasks WHERE query_id = ? AND state = ?"
 
 
 class QueryStore:
@@ -304,45 +311,59 @@ class QueryStore:
         fence = "" if epoch is None else " AND lease_epoch = ?"
         fence_params: tuple[int, ...] = () if epoch is None else (epoch,)
 
+        finished = (
+            state.value,
+            reason,
+            attempt_count,
+            card_count,
+            to_micros(finish_time),
+            answer.wrapped_key if answer else None,
+            answer.ciphertext if answer else None,
+            query_id,
+            bank_code,
+            BankState.PENDING.value,
+            *fence_params,
+        )
+        progress = BankProgress(bank_code, state, reason, attempt_count, card_count, finish_time)
+        running = (QueryState.RUNNING.value, query_id, *_UNFINISHED)
+        still_pending = (query_id, BankState.PENDING.value)
+
+        # Lock the query row first: finishes of one query's banks then run
+        # one at a time, so exactly one of them sees 0 pending, on every
+        # replica (READ COMMITTED: the count is a statement that starts
+        # after the lock is held, so it sees every earlier finish).
         async def run(conn: Any) -> int | None:
-            # Lock the query row first: finishes of one query's banks then
-            # run one at a time, so exactly one of them sees 0 pending, on
-            # every replica (READ COMMITTED counts what has committed).
-            await conn.execute(
-                "UPDATE queries SET state = ? WHERE query_id = ? AND state IN (?, ?)",
-                (QueryState.RUNNING.value, query_id, *_UNFINISHED),
-            )
-            cur = await conn.execute(
-                "UPDATE bank_tasks SET state = ?, reason = ?, attempt_count = ?, card_count = ?, finish_time = ?,"
-                " answer_key = ?, answer_ciphertext = ?, lease_owner = NULL, lease_expires = NULL"
-                f" WHERE query_id = ? AND bank_code = ? AND state = ?{fence}",
-                (
-                    state.value,
-                    reason,
-                    attempt_count,
-                    card_count,
-                    to_micros(finish_time),
-                    answer.wrapped_key if answer else None,
-                    answer.ciphertext if answer else None,
-                    query_id,
-                    bank_code,
-                    BankState.PENDING.value,
-                    *fence_params,
-                ),
-            )
+            await conn.execute(_LOCK_QUERY, running)
+            cur = await conn.execute(_FINISH_TASK + fence, finished)
             if cur.rowcount == 0:
                 return None
-            async with conn.execute(
-                "SELECT COUNT(*) FROM bank_tasks WHERE query_id = ? AND state = ?",
-                (query_id, BankState.PENDING.value),
-            ) as c:
+            async with conn.execute(_COUNT_PENDING, still_pending) as c:
                 row = await c.fetchone()
             pending = int(row[0]) if row else 0
-            progress = BankProgress(bank_code, state, reason, attempt_count, card_count, finish_time)
             await conn.notify(PROGRESS, Progress(query_id, progress, pending).encode())
             return pending
 
-        return await self._db.write(run)
+        # The same on PostgreSQL in two statements instead of four (issue
+        # 10): the lock rides along as a data-modifying CTE (PostgreSQL runs
+        # it to completion whether or not the UPDATE reads it; the fence is
+        # re-checked on the row's latest version), and the count goes out
+        # with its notification, whose payload ends with the count.
+        async def run_pg(conn: Any) -> int | None:
+            cur = await conn.execute(
+                f"WITH running AS ({_LOCK_QUERY} RETURNING 1) {_FINISH_TASK}{fence} RETURNING 1", (*running, *finished)
+            )
+            if cur.rowcount == 0:
+                return None
+            head = Progress(query_id, progress, 0).encode()
+            head = head[: head.rindex(",") + 1] + " "  # "[..., finish, " + pending + "]"
+            async with conn.execute(
+                f"SELECT c, pg_notify(?, ? || c || ']') FROM ({_COUNT_PENDING}) AS pending (c)",
+                (PROGRESS, head, *still_pending),
+            ) as c:
+                row = await c.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._db.write(run_pg if self._db.dialect == "postgresql" else run)
 
     async def complete(self, query_id: str, report: Sealed, ready_time: dt.datetime, expire_time: dt.datetime) -> bool:
         """Stores the sealed report, marks the query READY and deletes what
