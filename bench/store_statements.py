@@ -1,6 +1,6 @@
 """Database work per query and per bank, on SQLite and on PostgreSQL.
 
-    python -m bench.store_statements [--queries 20] [--banks 16,64]
+    python -m bench.store_statements [--queries 20] [--banks 16,64] [--round-trips]
 
 Runs the engine in this process (the bank fleet too, on loopback, over
 mTLS) against each store, submits `--queries` queries of distinct people at
@@ -10,16 +10,27 @@ write transactions. From two bank counts it fits `fixed + per_bank * banks`,
 the cost a query pays once and the cost each bank adds. Healthy banks, one
 attempt each; no API calls (the journey's own statements are not counted).
 The PostgreSQL server is a throwaway one (cardlookup.devpg), durable.
+
+`--round-trips` also counts, on PostgreSQL, the hub's round trips to the
+server per query: every asyncpg `Connection` call that sends something and
+waits for the answer (statements, BEGIN and COMMIT, a pool's reset on
+release), counted by wrapping those methods for the run. A prepared
+statement's first use on a connection costs one more, not counted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 from bank_sim.fleet import BankFleet, FleetConfig
 from bench.people import pick_people, population_for
@@ -32,10 +43,36 @@ from hub.domain import NewQuery, QueryState, Subject
 from hub.engine import QueryEngine
 from hub.store.db import open_database
 
+_SENDING = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
+
+
+@contextlib.contextmanager
+def counting_round_trips() -> Iterator[list[int]]:
+    """Counts asyncpg round trips while active: yields a one-item list."""
+    count = [0]
+    originals = {name: getattr(asyncpg.Connection, name) for name in _SENDING}
+
+    def counted(original: Any) -> Any:
+        async def call(self: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
+            count[0] += 1
+            return await original(self, *args, **kwargs)
+
+        return call
+
+    for name, original in originals.items():
+        setattr(asyncpg.Connection, name, counted(original))
+    try:
+        yield count
+    finally:
+        for name, original in originals.items():
+            setattr(asyncpg.Connection, name, original)
+
 
 async def measure(
-    store: str, banks: int, queries: int, work: Path, pg: ThrowawayPostgres | None
-) -> tuple[float, float]:
+    store: str, banks: int, queries: int, work: Path, pg: ThrowawayPostgres | None, trips: list[int] | None = None
+) -> tuple[float, float, float | None]:
+    """Statements, write transactions and (with `trips`, a running
+    `counting_round_trips` count) round trips per query."""
     from cardlookup.banks import bank_fleet
 
     codes = [b.code for b in bank_fleet(banks)]
@@ -51,7 +88,7 @@ async def measure(
     engine = QueryEngine(config, db, HubKeys.load(config), SystemClock())
     try:
         await engine.start()
-        before = (db.stats.statements, db.stats.transactions)
+        before = (db.stats.statements, db.stats.transactions, trips[0] if trips else 0)
         news = [
             NewQuery(
                 str(uuid.uuid4()),
@@ -70,12 +107,13 @@ async def measure(
                     break
                 await asyncio.sleep(0.05)
         statements = (db.stats.statements - before[0]) / queries
+        round_trips = (trips[0] - before[2]) / queries if trips else None
         transactions = (db.stats.transactions - before[1]) / queries
     finally:
         await engine.stop(grace=1)
         await db.close()
         await fleet.stop(grace=0)
-    return statements, transactions
+    return statements, transactions, round_trips
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -84,23 +122,26 @@ async def main_async(args: argparse.Namespace) -> None:
         work = Path(tmp)
         pg = ThrowawayPostgres.start(durable=True)
         try:
-            print("store       banks  statements/query  transactions/query")
+            print("store       banks  statements/query  transactions/query  round trips/query")
             for store in ("sqlite", "postgresql"):
                 results = {}
                 for banks in sizes:
-                    s, t = await measure(store, banks, args.queries, work, pg if store == "postgresql" else None)
-                    results[banks] = (s, t)
-                    print(f"{store:<10}  {banks:>5}  {s:>16.1f}  {t:>18.1f}")
+                    on_pg = store == "postgresql"
+                    with counting_round_trips() if on_pg and args.round_trips else contextlib.nullcontext() as trips:
+                        s, t, r = await measure(store, banks, args.queries, work, pg if on_pg else None, trips)
+                    results[banks] = (s, t, r)
+                    shown = f"{r:>19.1f}" if r is not None else f"{'-':>19}"
+                    print(f"{store:<10}  {banks:>5}  {s:>16.1f}  {t:>18.1f}  {shown}")
                 if len(sizes) >= 2:
                     lo, hi = sizes[0], sizes[-1]
-                    per_bank = (results[hi][0] - results[lo][0]) / (hi - lo)
-                    per_bank_t = (results[hi][1] - results[lo][1]) / (hi - lo)
-                    fixed = results[lo][0] - per_bank * lo
-                    fixed_t = results[lo][1] - per_bank_t * lo
-                    print(
-                        f"{store:<10}  fit: {fixed:.1f} + {per_bank:.2f} x banks statements,"
-                        f" {fixed_t:.1f} + {per_bank_t:.2f} x banks transactions per query"
-                    )
+                    fits = []
+                    for i, what in enumerate(("statements", "transactions", "round trips")):
+                        low, high = results[lo][i], results[hi][i]
+                        if low is None or high is None:
+                            continue
+                        per_bank = (high - low) / (hi - lo)
+                        fits.append(f"{low - per_bank * lo:.1f} + {per_bank:.2f} x banks {what}")
+                    print(f"{store:<10}  fit: {', '.join(fits)} per query")
         finally:
             pg.stop()
 
@@ -109,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--banks", default="16,64")
+    parser.add_argument("--round-trips", action="store_true", help="also count the round trips to PostgreSQL per query")
     asyncio.run(main_async(parser.parse_args()))
 
 
