@@ -92,8 +92,14 @@ async def test_watch_with_changes_only_through_the_hub(harness: HubHarness) -> N
     kept = pb.Query()
     kept.CopyFrom(first.query)
     for m in rest:
-        assert [o.bank_code for o in m.query.bank_outcomes] == [m.changed_bank_code]
-        assert not m.query.bank_codes
+        if m.changed_bank_code:
+            assert [o.bank_code for o in m.query.bank_outcomes] == [m.changed_bank_code]
+            assert not m.query.bank_codes
+        else:
+            # The hub caught up with several outcomes at once (the fan-out can
+            # finish while the watch starts): the contract resends the whole query.
+            assert sorted(o.bank_code for o in m.query.bank_outcomes) == sorted(banks)
+            assert list(m.query.bank_codes) == banks
         apply_changes(kept, m.query)
     assert kept.state == pb.QUERY_STATE_READY
     final = await hub.client.get_query(person.user_id, query.query_id)
