@@ -151,8 +151,13 @@ async def test_three_replicas_one_killed_every_query_ready_once_with_the_ground_
             e["query_id"] for name in replicas.names for e in replicas.events(name) if e.get("event") == "query_ready"
         )
         # (Logs scrub digit runs that look like phone or card numbers, which
-        # can hit a query id: compare ids as the log writes them.)
-        assert ready_lines == Counter({scrub(r.query_id): 1 for r in results})
+        # can hit a query id: compare ids as the log writes them.) No query
+        # was made READY twice. The line follows the READY commit, so the
+        # victim, SIGKILLed between the two, can take one line with it (the
+        # store, checked above, says READY); seen once in 300 journeys.
+        expected = {scrub(r.query_id) for r in results}
+        assert set(ready_lines) <= expected and max(ready_lines.values()) == 1, ready_lines
+        assert len(expected - set(ready_lines)) <= 1, expected - set(ready_lines)
 
         # Each report is the population's ground truth.
         for i, result in enumerate(results):
