@@ -125,6 +125,13 @@ class Progress:
             [self.query_id, b.bank_code, b.state.value, b.reason, b.attempt_count, b.card_count, finish, self.pending]
         )
 
+    def encode_before_pending(self) -> str:
+        """The encoded outcome up to its pending count: the database appends
+        the count and the closing bracket (PostgreSQL's finish_bank counts
+        and notifies in one statement)."""
+        encoded = self.encode()
+        return encoded[: encoded.rindex(",") + 1] + " "
+
     @classmethod
     def decode(cls, payload: str) -> Progress:
         v: list[Any] = json.loads(payload)
@@ -354,8 +361,7 @@ class QueryStore:
             )
             if cur.rowcount == 0:
                 return None
-            head = Progress(query_id, progress, 0).encode()
-            head = head[: head.rindex(",") + 1] + " "  # "[..., finish, " + pending + "]"
+            head = Progress(query_id, progress, 0).encode_before_pending()
             async with conn.execute(
                 f"SELECT c, pg_notify(?, ? || c || ']') FROM ({_COUNT_PENDING}) AS pending (c)",
                 (PROGRESS, head, *still_pending),
