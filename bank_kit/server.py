@@ -3,20 +3,29 @@
     python -m bank_kit.server --listen 0.0.0.0:7443 --bank-code 102 \\
         --cert bank-102.pem --key bank-102.key --ca ca.pem \\
         --consent-key hub-consent-1=hub-consent-1.pub \\
-        --records records.json --card-ref-secret card-ref.secret
+        --source sqlite:records.sqlite --card-ref-secret card-ref.secret \\
+        --audit-log consent-audit.jsonl --cases cases.jsonl
 
-Prints "READY <port>" once serving; stops on SIGTERM/SIGINT (calls in flight
-get 5 s). Beside ListCards it serves grpc.health.v1 and server reflection.
+Prints "READY <port>" once serving. SIGHUP re-reads the certificate, key and
+CA files (new connections use them; a bad file keeps the old ones). SIGTERM
+or SIGINT drains: health turns NOT_SERVING at once (load balancers and the
+hub's health-checked channels move away) while calls are still served for
+--drain-seconds, then calls in flight get 5 s; a second signal ends the
+drain early. Beside the bank services it serves grpc.health.v1 and server
+reflection, open to any client certificate from the CA; every bank service
+is kept to the hub.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +35,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from bank_kit.bank import Bank, Records, Refusal, abort
-from cardlookup.bank.v1 import card_directory_pb2_grpc as pb_grpc
+from bank_kit.audit import AuditLog
+from bank_kit.bank import Bank, Desk
+from bank_kit.cases import CaseBook, CaseDesk
+from bank_kit.consent import ConsentVerifier, Refusal, abort
+from bank_kit.contract import card_directory_pb2 as pb
+from bank_kit.contract import card_directory_pb2_grpc as pb_grpc
+from bank_kit.records import DataSource
+from bank_kit.sources import discover
 
 HUB_NAME = "hub-client.cardlookup.internal"
-SERVICE = "cardlookup.bank.v1.CardDirectoryService"
-LIST_CARDS = f"/{SERVICE}/ListCards"
+PACKAGE = "cardlookup.bank.v1"
+SERVICES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
+"""Every bank service of the contract: all of them are kept to the hub."""
 
 # docs/bank-integration.md, "Performance expectations": the hub pings every
 # 60 s while calls are in flight; gRPC core's server default refuses pings
@@ -54,49 +70,136 @@ def caller_names(context: grpc.ServicerContext) -> set[str]:
 
 
 class HubOnly(grpc.ServerInterceptor):
-    """Serves ListCards to the hub only (PERMISSION_DENIED, CALLER_NOT_HUB):
-    wraps the handler, whose context carries the TLS auth context. Health and
-    reflection stay open to any client certificate from the CA."""
+    """The one caller check: every method of every bank service
+    (`cardlookup.bank.v1.*`, whatever its streaming kind) is served to the
+    hub only, PERMISSION_DENIED / CALLER_NOT_HUB to anyone else, before the
+    request is read. Health and reflection stay open to any client
+    certificate from the CA (the TLS handshake already required one)."""
 
     def __init__(self, hub_name: str = HUB_NAME) -> None:
         self._hub_name = hub_name
+
+    def guards(self, method: str) -> bool:
+        return method.startswith(f"/{PACKAGE}.")
+
+    def _check(self, context: grpc.ServicerContext) -> None:
+        if self._hub_name not in caller_names(context):
+            abort(context, Refusal(grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_HUB", "only the hub may call"))
 
     def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Any], handler_call_details: grpc.HandlerCallDetails
     ) -> Any:
         handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method != LIST_CARDS:
+        if handler is None or not self.guards(handler_call_details.method):
             return handler
-        behaviour = handler.unary_stream
+        check = self._check
+        codecs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            unary_unary = handler.unary_unary
 
-        def guarded(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            if self._hub_name not in caller_names(context):
-                abort(context, Refusal(grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_HUB", "only the hub may call"))
-            yield from behaviour(request, context)
+            def guarded_unary(request: Any, context: grpc.ServicerContext) -> Any:
+                check(context)
+                return unary_unary(request, context)
 
-        return grpc.unary_stream_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return grpc.unary_unary_rpc_method_handler(guarded_unary, **codecs)
+        if handler.unary_stream is not None:
+            unary_stream = handler.unary_stream
+
+            def guarded_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                check(context)
+                yield from unary_stream(request, context)
+
+            return grpc.unary_stream_rpc_method_handler(guarded_stream, **codecs)
+        if handler.stream_unary is not None:
+            stream_unary = handler.stream_unary
+
+            def guarded_client_stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                check(context)
+                return stream_unary(requests, context)
+
+            return grpc.stream_unary_rpc_method_handler(guarded_client_stream, **codecs)
+        stream_stream = handler.stream_stream
+
+        def guarded_bidi(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            check(context)
+            yield from stream_stream(requests, context)
+
+        return grpc.stream_stream_rpc_method_handler(guarded_bidi, **codecs)
 
 
-def build_server(bank: Bank, max_concurrent: int = 100, workers: int = 16) -> grpc.Server:
-    """maximum_concurrent_rpcs: calls beyond it get RESOURCE_EXHAUSTED at
-    once instead of queueing (the hub then backs off for this bank)."""
+@dataclass
+class Running:
+    server: grpc.Server
+    health: health.HealthServicer
+    executor: futures.ThreadPoolExecutor
+
+
+def build_server(
+    desk: Desk,
+    cases: CaseBook | None,
+    max_concurrent: int = 100,
+    interceptors: tuple[grpc.ServerInterceptor, ...] | None = None,
+) -> Running:
+    """One worker thread per call allowed in flight, and no more calls than
+    that (maximum_concurrent_rpcs): a call beyond it gets RESOURCE_EXHAUSTED
+    at once instead of queueing, and the hub backs off for this bank.
+    `cases` None: CardCaseService is not offered (UNIMPLEMENTED)."""
+    executor = futures.ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="bank-call")
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers),
-        interceptors=[HubOnly()],
+        executor,
+        interceptors=[HubOnly()] if interceptors is None else list(interceptors),
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=max_concurrent,
     )
-    pb_grpc.add_CardDirectoryServiceServicer_to_server(bank, server)
+    served = [pb_grpc.CardDirectoryService.__name__]
+    pb_grpc.add_CardDirectoryServiceServicer_to_server(Bank(desk), server)
+    if cases is not None:
+        pb_grpc.add_CardCaseServiceServicer_to_server(CaseDesk(desk, cases), server)
+        served.append(pb_grpc.CardCaseService.__name__)
+    names = [f"{PACKAGE}.{s}" for s in served]
     checker = health.HealthServicer()
-    for name in ("", SERVICE):
+    for name in ("", *names):
         checker.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
-    reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    return server
+    reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return Running(server, checker, executor)
+
+
+class Certificates:
+    """The server's TLS files, re-read when `reload()` was asked (SIGHUP);
+    grpcio asks `fetch` before each new handshake."""
+
+    def __init__(self, cert: Path, key: Path, ca: Path) -> None:
+        self._files = (cert, key, ca)
+        self._wanted = threading.Event()
+        self.initial = self._read()
+
+    def _read(self) -> grpc.ServerCertificateConfiguration:
+        cert, key, ca = (p.read_bytes() for p in self._files)
+        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+    def reload(self) -> None:
+        self._wanted.set()
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        if not self._wanted.is_set():
+            return None
+        self._wanted.clear()
+        try:
+            config = self._read()
+        except OSError as error:
+            print(f"certificate reload failed, keeping the old files: {error.strerror}", file=sys.stderr, flush=True)
+            return None
+        print("certificates reloaded", file=sys.stderr, flush=True)
+        return config
+
+    def credentials(self) -> grpc.ServerCredentials:
+        # grpcio takes None from the fetcher as "no change" (its stubs do not say so).
+        fetch: Callable[[], Any] = self.fetch
+        return grpc.dynamic_ssl_server_credentials(self.initial, fetch, require_client_authentication=True)
 
 
 def _public_key(pem: Path) -> Ed25519PublicKey:
@@ -104,6 +207,21 @@ def _public_key(pem: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise SystemExit(f"{pem} is not an Ed25519 public key")
     return key
+
+
+def open_source(spec: str, example_records: Path | None) -> DataSource:
+    """`NAME:LOCATION` (or, with example records, `NAME`) of a data source
+    in bank_kit/sources/."""
+    sources = discover()
+    name, _, location = spec.partition(":")
+    if name not in sources:
+        raise SystemExit(f"--source: no data source named {name!r} (known: {', '.join(sorted(sources))})")
+    if example_records is not None:
+        workdir = Path(location or example_records.parent)
+        return sources[name].example(example_records, workdir)
+    if not location:
+        raise SystemExit("--source wants NAME:LOCATION")
+    return sources[name].open(location)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,9 +232,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--key", type=Path, required=True)
     p.add_argument("--ca", type=Path, required=True, help="the operator's CA (client certificates)")
     p.add_argument("--consent-key", action="append", required=True, help="KEY_ID=PEM (repeatable)")
-    p.add_argument("--records", type=Path, required=True, help="records JSON (example_records.json)")
+    p.add_argument("--source", help="NAME:LOCATION of a data source in bank_kit/sources/, e.g. sqlite:records.sqlite")
+    p.add_argument("--records", type=Path, help="shorthand for --source json:RECORDS (example_records.json)")
+    p.add_argument(
+        "--example-records",
+        type=Path,
+        help="test environments: fill --source NAME (LOCATION: a folder it may use) with this JSON's customers",
+    )
     p.add_argument("--card-ref-secret", type=Path, required=True, help="file with the card_ref MAC secret")
-    p.add_argument("--max-concurrent", type=int, default=100, help="calls in flight before RESOURCE_EXHAUSTED")
+    p.add_argument(
+        "--max-concurrent", type=int, default=100, help="calls in flight (and threads) before RESOURCE_EXHAUSTED"
+    )
+    p.add_argument("--audit-log", type=Path, help="append a JSON line per accepted or refused consent here")
+    p.add_argument("--cases", type=Path, help="JSON-lines file of the card cases opened (default: memory only)")
+    p.add_argument("--no-cases", action="store_true", help="do not offer the optional CardCaseService")
+    p.add_argument("--drain-seconds", type=float, default=10.0, help="NOT_SERVING but still serving, before stopping")
     args = p.parse_args(argv)
     keys = {}
     for entry in args.consent_key:
@@ -124,21 +254,29 @@ def main(argv: list[str] | None = None) -> None:
         if not key_id or not pem:
             p.error(f"--consent-key wants KEY_ID=PEM, got {entry}")
         keys[key_id] = _public_key(Path(pem))
-    bank = Bank(args.bank_code, Records.from_json(args.records), keys, args.card_ref_secret.read_bytes().strip())
-    server = build_server(bank, args.max_concurrent)
-    credentials = grpc.ssl_server_credentials(
-        [(args.key.read_bytes(), args.cert.read_bytes())],
-        root_certificates=args.ca.read_bytes(),
-        require_client_auth=True,
-    )
-    port = server.add_secure_port(args.listen, credentials)
-    server.start()
+    if (args.source is None) == (args.records is None):
+        p.error("give one of --source and --records")
+    records = open_source(args.source or f"json:{args.records}", args.example_records)
+    audit = AuditLog(args.audit_log)
+    desk = Desk(ConsentVerifier(args.bank_code, keys), records, args.card_ref_secret.read_bytes().strip(), audit=audit)
+    cases = None if args.no_cases else CaseBook(args.bank_code, args.cases)
+    running = build_server(desk, cases, args.max_concurrent)
+    certificates = Certificates(args.cert, args.key, args.ca)
+    port = running.server.add_secure_port(args.listen, certificates.credentials())
+    running.server.start()
     print(f"READY {port}", flush=True)
     stop = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: certificates.reload())
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
-    server.stop(5).wait()
+    stop.clear()
+    running.health.enter_graceful_shutdown()
+    print(f"draining: NOT_SERVING, stopping in {args.drain_seconds:g} s", file=sys.stderr, flush=True)
+    stop.wait(args.drain_seconds)
+    running.server.stop(5).wait()
+    audit.close()
+    print(f"stopped at {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}", file=sys.stderr, flush=True)
     sys.exit(0)
 
 

@@ -1,0 +1,1 @@
+"""The bank contract cardlookup.bank.v1, generated for the kit (see generate.py)."""
