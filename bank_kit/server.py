@@ -210,14 +210,17 @@ def _public_key(pem: Path) -> Ed25519PublicKey:
 
 
 def open_source(spec: str, example_records: Path | None) -> DataSource:
-    """`NAME:LOCATION` (or, with example records, `NAME`) of a data source
-    in bank_kit/sources/."""
+    """The data source `NAME:LOCATION` of bank_kit/sources/; with example
+    records, LOCATION is a folder the source fills with their customers."""
     sources = discover()
     name, _, location = spec.partition(":")
     if name not in sources:
         raise SystemExit(f"--source: no data source named {name!r} (known: {', '.join(sorted(sources))})")
     if example_records is not None:
-        workdir = Path(location or example_records.parent)
+        if not location:
+            raise SystemExit("--source with --example-records wants NAME:FOLDER (a folder the source may fill)")
+        workdir = Path(location)
+        workdir.mkdir(parents=True, exist_ok=True)
         return sources[name].example(example_records, workdir)
     if not location:
         raise SystemExit("--source wants NAME:LOCATION")
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--example-records",
         type=Path,
-        help="test environments: fill --source NAME (LOCATION: a folder it may use) with this JSON's customers",
+        help="test environments: fill --source NAME:FOLDER with this JSON's customers (the conformance run's)",
     )
     p.add_argument("--card-ref-secret", type=Path, required=True, help="file with the card_ref MAC secret")
     p.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from bank_sim.conformance.caller_checks import CALLER_CHECKS
 from bank_sim.conformance.case_checks import CASE_CHECKS
 from bank_sim.conformance.consent_checks import CONSENT_CHECKS
 from bank_sim.conformance.error_checks import ERROR_CHECKS
@@ -17,7 +18,9 @@ from bank_sim.conformance.tls_checks import TLS_CHECKS
 log = logging.getLogger(__name__)
 
 # The errors.* checks read the refusals the others provoked: they come last.
-CHECKS: tuple[Check, ...] = TLS_CHECKS + CONSENT_CHECKS + REQUEST_CHECKS + LIST_CHECKS + CASE_CHECKS + ERROR_CHECKS
+CHECKS: tuple[Check, ...] = (
+    TLS_CHECKS + CALLER_CHECKS + CONSENT_CHECKS + REQUEST_CHECKS + LIST_CHECKS + CASE_CHECKS + ERROR_CHECKS
+)
 
 
 async def _run_one(check: Check, probe: Probe) -> CheckResult:

@@ -194,13 +194,14 @@ ALL_CONSENT_REFUSALS = {
                 "tls.client_cert_required",
                 "tls.client_cert_from_ca_required",
                 "tls.caller_must_be_hub",
+                "tls.caller_must_be_hub_every_service",
                 "tls.caller_identity_from_san",
             },
             id="anyone-may-call",
         ),
         pytest.param(
             Flaws(any_caller=True),
-            {"tls.caller_must_be_hub", "tls.caller_identity_from_san"},
+            {"tls.caller_must_be_hub", "tls.caller_must_be_hub_every_service", "tls.caller_identity_from_san"},
             id="any-client-of-the-ca",
         ),
         pytest.param(Flaws(wildcard_cert=True), {"tls.server_name_binds_bank"}, id="wildcard-cert"),
@@ -212,6 +213,7 @@ ALL_CONSENT_REFUSALS = {
             {
                 *ALL_CONSENT_REFUSALS,
                 "tls.caller_must_be_hub",
+                "tls.caller_must_be_hub_every_service",
                 "tls.caller_identity_from_san",
                 "request.malformed_refused",
                 "request.trailing_newline_refused",

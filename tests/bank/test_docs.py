@@ -91,7 +91,7 @@ def test_every_documented_misbehaviour_exists() -> None:
 def test_the_limits_table_equals_the_hubs_constants() -> None:
     """docs/bank-integration.md states the hub's limits as numbers in one
     table; each must be the number the hub (and the reference banks) use."""
-    from bank_kit import bank as kit
+    from bank_kit import consent as kit
     from bank_sim import directory
     from bank_sim.conformance import list_checks
     from hub import config, validation
