@@ -70,9 +70,23 @@ class BankEndpoint:
     max_concurrent: int = 32
     """Calls in flight to this bank at most: per hub process on SQLite, for
     all replicas together on PostgreSQL (shared call slots, issue 8)."""
+    addresses: tuple[str, ...] = ()
+    """Every host:port of a bank with more than one endpoint (two data
+    centres, a load balancer per site); `address` is then the first. Empty:
+    `address` alone. The hub dials them as one gRPC channel whose balancing
+    policy fails over between them (docs/configuration.md, "Banks with
+    several addresses")."""
+    balancing: str = "round_robin"
+    """With several addresses: "round_robin" (calls spread over the
+    endpoints the bank's grpc.health.v1 reports SERVING; one that is down or
+    draining is left out) or "pick_first" (the first endpoint that connects
+    takes every call, the next one only when it fails; health is not asked)."""
 
     def tls_name(self) -> str:
         return self.server_name or bank_server_name(self.code)
+
+    def all_addresses(self) -> tuple[str, ...]:
+        return self.addresses or (self.address,)
 
 
 @dataclass(frozen=True)
@@ -287,6 +301,9 @@ class HubConfig:
                 f"english_name = {q(b.english_name)}",
                 f"max_concurrent = {b.max_concurrent}",
             ]
+            if len(b.all_addresses()) > 1:
+                lines.append(f"addresses = [{', '.join(q(a) for a in b.all_addresses())}]")
+                lines.append(f"balancing = {q(b.balancing)}")
             if b.server_name:
                 lines.append(f"server_name = {q(b.server_name)}")
         return "\n".join(lines) + "\n"
@@ -359,7 +376,10 @@ ENV_OVERRIDES = {
 }
 """Environment variables that override a key of the file (addresses, the
 database and secrets, which deployments inject rather than write down)."""
-_BANK_KEYS = frozenset({"code", "address", "server_name", "max_concurrent", "display_name", "english_name"})
+_BANK_KEYS = frozenset(
+    {"code", "address", "addresses", "balancing", "server_name", "max_concurrent", "display_name", "english_name"}
+)
+BALANCING_POLICIES = ("round_robin", "pick_first")
 _COUNT_TIMINGS = frozenset(
     {
         "breaker_failures",
@@ -526,16 +546,17 @@ class _FileReader:
         for i, entry in enumerate(entries):
             prefix = f"banks[{i}]."
             self._no_unknown(entry, _BANK_KEYS, prefix)
-            for required in ("code", "address"):
-                if required not in entry:
-                    raise self._fail(prefix + required, "missing")
+            if "code" not in entry:
+                raise self._fail(prefix + "code", "missing")
             code = self._str(entry, "code", "", prefix)
             if not _BANK_CODE.fullmatch(code):
                 raise self._fail(prefix + "code", f"must be 3-6 digits, not {code!r}")
             if code in banks:
                 raise self._fail(prefix + "code", f"bank {code} is configured twice")
-            address = self._str(entry, "address", "", prefix)
-            self._address(address, prefix + "address")
+            addresses = self._bank_addresses(entry, prefix)
+            balancing = self._str(entry, "balancing", "round_robin", prefix)
+            if balancing not in BALANCING_POLICIES:
+                raise self._fail(prefix + "balancing", f"must be one of {', '.join(BALANCING_POLICIES)}")
             max_concurrent = entry.get("max_concurrent", 32)
             if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
                 raise self._fail(prefix + "max_concurrent", "must be an integer of at least 1")
@@ -544,11 +565,36 @@ class _FileReader:
                 code=code,
                 display_name=self._str(entry, "display_name", known.display_name if known else code, prefix),
                 english_name=self._str(entry, "english_name", known.english_name if known else code, prefix),
-                address=address,
+                address=addresses[0],
                 server_name=self._str(entry, "server_name", "", prefix),
                 max_concurrent=max_concurrent,
+                addresses=addresses if len(addresses) > 1 else (),
+                balancing=balancing,
             )
         return tuple(banks.values())
+
+    def _bank_addresses(self, entry: dict[str, Any], prefix: str) -> tuple[str, ...]:
+        """`address = "h:p"`, or `addresses = ["h1:p", "h2:p"]` (with
+        `address`, if also given, equal to the first of them)."""
+        if "address" not in entry and "addresses" not in entry:
+            raise self._fail(prefix + "address", "missing (or give addresses)")
+        addresses: tuple[str, ...] = ()
+        if "addresses" in entry:
+            listed = entry["addresses"]
+            if not isinstance(listed, list) or not listed or not all(isinstance(a, str) for a in listed):
+                raise self._fail(prefix + "addresses", "must be a non-empty list of host:port strings")
+            if len(set(listed)) != len(listed):
+                raise self._fail(prefix + "addresses", "lists an address twice")
+            for i, address in enumerate(listed):
+                self._address(address, f"{prefix}addresses[{i}]")
+            addresses = tuple(listed)
+        if "address" in entry:
+            address = self._str(entry, "address", "", prefix)
+            self._address(address, prefix + "address")
+            if addresses and addresses[0] != address:
+                raise self._fail(prefix + "address", "must be the first of addresses when both are given")
+            addresses = addresses or (address,)
+        return addresses
 
     def _timings(self, raw: dict[str, Any]) -> Timings:
         table = self._table(raw, "timings")

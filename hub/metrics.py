@@ -465,7 +465,10 @@ class _BankSimInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler: Any = await continuation(handler_call_details)
-        if handler is None or handler.unary_stream is None:
+        # Bank calls stream from async generators; a streaming handler that
+        # writes with context.write (health Watch, which a hub's round_robin
+        # health checking calls) is not a bank call and passes unwrapped.
+        if handler is None or handler.unary_stream is None or not inspect.isasyncgenfunction(handler.unary_stream):
             return handler
         method = handler_call_details.method.rsplit("/", 1)[-1] or "unknown"
         metrics, bank, inner = self._metrics, self._bank, handler.unary_stream

@@ -31,7 +31,7 @@ from cardlookup.rpc_errors import error_info_of
 from cardlookup.tls import channel_credentials
 from hub.config import BankEndpoint, HubConfig
 from hub.fanout.caller import safe_reason
-from hub.fanout.channels import channel_options
+from hub.fanout.channels import bank_target, channel_options
 from hub.validation import looks_like_card_number
 
 _REFERENCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -84,7 +84,7 @@ class CaseCaller:
                 tls = self._config.bank_tls
                 self._credentials = channel_credentials(Path(tls.ca), Path(tls.cert), Path(tls.key))
             channel = grpc.aio.secure_channel(
-                endpoint.address, self._credentials, options=channel_options(endpoint, self._config.timings)
+                bank_target(endpoint), self._credentials, options=channel_options(endpoint, self._config.timings)
             )
             self._channels[endpoint.code] = channel
         return bank_grpc.CardCaseServiceStub(channel)

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import socket
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -30,9 +33,49 @@ MAX_RECEIVE_BYTES = 64 * 1024
 max"); the validator's own limit per message is far lower still."""
 
 
+HEALTH_SERVICE = "cardlookup.bank.v1.CardDirectoryService"
+"""The grpc.health.v1 service name a bank with several addresses reports per
+endpoint (docs/bank-integration.md, "Health and reflection")."""
+
+
+def bank_target(endpoint: BankEndpoint) -> str:
+    """What the channel dials: the bank's one address, or every endpoint of
+    a bank with several as one static list (`ipv4:`/`ipv6:` targets take IP
+    literals, so host names are resolved here, once per dial; a re-dial
+    after `reload` resolves them again)."""
+    addresses = endpoint.all_addresses()
+    if len(addresses) == 1:
+        return addresses[0]
+    v4: list[tuple[str, str]] = []
+    v6: list[tuple[str, str]] = []
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        for family, _, _, _, sockaddr in socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM):
+            into = v6 if family == socket.AF_INET6 else v4
+            if (str(sockaddr[0]), port) not in into:
+                into.append((str(sockaddr[0]), port))
+    if not v6:
+        return "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in v4)
+    # One target holds one family: IPv4 endpoints join as IPv4-mapped IPv6.
+    return "ipv6:" + ",".join([f"[{ip}]:{port}" for ip, port in v6] + [f"[::ffff:{ip}]:{port}" for ip, port in v4])
+
+
+def balancing_options(endpoint: BankEndpoint) -> list[tuple[str, int | str]]:
+    """A bank with several addresses: the per-bank load-balancing policy,
+    and for round_robin client-side health checking (an endpoint whose
+    health is not SERVING, e.g. draining, gets no calls)."""
+    if len(endpoint.all_addresses()) == 1:
+        return []
+    config: dict[str, Any] = {"loadBalancingConfig": [{endpoint.balancing: {}}]}
+    if endpoint.balancing == "round_robin":
+        config["healthCheckConfig"] = {"serviceName": HEALTH_SERVICE}
+    return [("grpc.service_config", json.dumps(config))]
+
+
 def channel_options(endpoint: BankEndpoint, timings: Timings) -> list[tuple[str, int | str]]:
     reconnect_ms = max(1, int(timings.retry_initial.total_seconds() * 1000))
     return [
+        *balancing_options(endpoint),
         ("grpc.ssl_target_name_override", endpoint.tls_name()),
         ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
         ("grpc.max_send_message_length", MAX_RECEIVE_BYTES),
@@ -63,7 +106,7 @@ class BankChannels:
 
     def stub(self, endpoint: BankEndpoint) -> bank_grpc.CardDirectoryServiceStub:
         entry = self._channels.get(endpoint.code)
-        if entry is not None and (entry[0].address, entry[0].tls_name()) != (endpoint.address, endpoint.tls_name()):
+        if entry is not None and _dialled_as(entry[0]) != _dialled_as(endpoint):
             self._retire(entry[1])  # re-addressed: dial the new address
             entry = None
         if entry is None:
@@ -71,7 +114,7 @@ class BankChannels:
                 self._seen = _fingerprint(self._tls)
                 self._credentials = channel_credentials(Path(self._tls.ca), Path(self._tls.cert), Path(self._tls.key))
             channel = grpc.aio.secure_channel(
-                endpoint.address, self._credentials, options=channel_options(endpoint, self._timings)
+                bank_target(endpoint), self._credentials, options=channel_options(endpoint, self._timings)
             )
             self.dials += 1
             entry = (endpoint, channel, bank_grpc.CardDirectoryServiceStub(channel))
@@ -108,6 +151,10 @@ class BankChannels:
         for task in retiring:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _dialled_as(endpoint: BankEndpoint) -> tuple[object, ...]:
+    return endpoint.all_addresses(), endpoint.balancing, endpoint.tls_name()
 
 
 def _fingerprint(tls: TlsFiles) -> bytes:
