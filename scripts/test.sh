@@ -36,4 +36,4 @@ if [[ ! -e /usr/lib/softhsm/libsofthsm2.so ]] || ! command -v softhsm2-util >/de
   apt-get update -qq && apt-get install -y -qq softhsm2 >/dev/null
 fi
 echo "== pytest"
-"$py" -m pytest "$@"
+"$py" -m pytest --durations=25 "$@"

@@ -386,6 +386,9 @@ def _decode_token(token: str, user_id: str) -> tuple[dt.datetime, str]:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
         if data["u"] != user_id:
             raise ValueError("token of another user")
-        return dt.datetime.fromisoformat(data["t"]), str(data["q"])
+        after = dt.datetime.fromisoformat(data["t"])
+        if after.tzinfo is None:
+            raise ValueError("a time without a time zone")
+        return after, str(data["q"])
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise invalid("page_token", "page_token is not one this hub issued for this user") from None
