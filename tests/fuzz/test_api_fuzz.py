@@ -50,12 +50,6 @@ from tests.fuzz.conftest import LoopThread, count, scaled
 
 SERVICE = svc.DESCRIPTOR.services_by_name["CardLookupService"]
 METHODS = {m.name: m for m in SERVICE.methods}
-EXTRA_REASONS = {
-    "MALFORMED_REQUEST": grpc.StatusCode.INVALID_ARGUMENT,
-    "MESSAGE_TOO_LARGE": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "RESPONSE_TOO_LARGE": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "WATCH_LIMIT_REACHED": grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
 LEAKS = re.compile(
     r"Traceback|Exception|Error\b|Error:|File \"|\.py\b|/work/|/tmp/|/home/|site-packages|DecodeError|Unexpected"
 )
@@ -140,7 +134,7 @@ def assert_proper(error: grpc.RpcError | None, method: str) -> None:
     info = error_info_of(error)  # type: ignore[arg-type]
     assert info is not None, f"{method}: {code} without ErrorInfo: {details!r}"
     assert info.domain == HUB_DOMAIN
-    expected = STATUS_OF_REASON.get(info.reason) or EXTRA_REASONS.get(info.reason)
+    expected = STATUS_OF_REASON.get(info.reason)
     assert expected is not None, f"{method}: unknown reason {info.reason}"
     assert code == expected, (method, info.reason, code)
     assert info.reason != "HUB_UNAVAILABLE", f"{method}: an internal failure"
