@@ -73,7 +73,14 @@ class SmsVerifier:
                 retry_delay=delay_until(limited.retry_time, now),
             )
         await self._sender.send(
-            SmsMessage(phone, "VERIFICATION_CODE", verification_text(code, self._timings.sms_code_ttl), now)
+            SmsMessage(
+                phone,
+                "VERIFICATION_CODE",
+                verification_text(code, self._timings.sms_code_ttl),
+                now,
+                verification_id=verification_id,
+                code=code,
+            )
         )
         return StartedVerification(
             verification_id, now + self._timings.sms_code_ttl, now + self._timings.sms_resend_interval
