@@ -8,12 +8,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from cardlookup.hub.v1 import resources_pb2 as pb
+from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
 from tests.api.helpers import HubHarness
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "node_bank"
+HAS_NODE = shutil.which("node") is not None and (NODE_DIR / "node_modules").is_dir()
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
@@ -61,7 +68,30 @@ def expected_for_report(expected: dict[str, Any]) -> dict[str, Any]:
     return {**expected, "cards": cards}
 
 
-async def test_the_expected_answer_json_equals_the_hubs_report(harness: HubHarness, population: Population) -> None:
+async def node_check(
+    pki: PkiPaths, port: int, expected: Path, user_id: str, query_id: str, password: str
+) -> tuple[int, dict[str, Any]]:
+    """tests/node_bank/check_report.js: a Node.js test's comparison, as the doc shows it."""
+    node = shutil.which("node")
+    assert node is not None
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(NODE_DIR / "check_report.js"),
+        *("--target", f"127.0.0.1:{port}", "--ca", str(pki.ca_cert)),
+        *("--cert", str(pki.cert("app-backend")), "--key", str(pki.key("app-backend"))),
+        *("--expected", str(expected), "--user-id", user_id, "--query-id", query_id, "--password", password),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode in (0, 1), err.decode()
+    result: dict[str, Any] = json.loads(out)
+    return process.returncode, result
+
+
+async def test_the_expected_answer_json_equals_the_hubs_report(
+    harness: HubHarness, population: Population, pki: PkiPaths, tmp_path: Path
+) -> None:
     on = harness.clock.now().astimezone(CHINA).date()
     document = await population_json(
         *("--seed", str(population.seed), "--size", str(population.size), "--on", on.isoformat()),
@@ -69,6 +99,8 @@ async def test_the_expected_answer_json_equals_the_hubs_report(harness: HubHarne
     )
     people = document["people"]
     assert people and all(p["eligible"] for p in people)
+    expected_file = tmp_path / "expected.json"
+    expected_file.write_text(json.dumps(document, ensure_ascii=False))
 
     def richness(person: dict[str, Any]) -> tuple[int, int]:
         answers = person["expected"].values()
@@ -89,6 +121,18 @@ async def test_the_expected_answer_json_equals_the_hubs_report(harness: HubHarne
             assert report_json(report, code) == expected_for_report(expected), (entry["user_id"], code)
             seen_reasons |= {u["reason"] for u in expected["unlisted"]}
             seen_types |= {c["card_type"] for c in expected["cards"]}
+        if HAS_NODE:  # the same comparison in Node.js, from the JSON file alone
+            args = (entry["user_id"], query.query_id, person.payment_password)
+            status, result = await node_check(pki, harness.server.port, expected_file, *args)
+            assert (status, result) == (0, {"banks_checked": 16, "mismatches": []})
+            # The check bites: one count off, and that bank is named.
+            bank = next(code for code, a in entry["expected"].items() if a["cards"])
+            tampered = json.loads(expected_file.read_text())
+            person_entry = next(p for p in tampered["people"] if p["user_id"] == entry["user_id"])
+            person_entry["expected"][bank]["debit_card_count"] += 1
+            (tmp_path / "tampered.json").write_text(json.dumps(tampered, ensure_ascii=False))
+            status, result = await node_check(pki, harness.server.port, tmp_path / "tampered.json", *args)
+            assert status == 1 and [m["bank_code"] for m in result["mismatches"]] == [bank]
     assert seen_types == {"CARD_TYPE_DEBIT", "CARD_TYPE_CREDIT"}
     assert len(seen_reasons) >= 2
 
@@ -119,3 +163,10 @@ def test_the_doc_shows_every_key_of_the_expected_answer(population: Population) 
     for key in answer:
         assert f'"{key}"' in section, key
     assert "tests/api/test_expected_answer.py" in section and "--expected" in section
+    # The doc's Node.js lines are the running test's own lines.
+    script = (NODE_DIR / "check_report.js").read_text()
+    snippet = re.search(r"```js\n(.*?)```", section, re.S)
+    assert snippet
+    for line in snippet.group(1).splitlines():
+        if line.strip() and not line.strip().startswith("//"):
+            assert line.strip() in script, line
