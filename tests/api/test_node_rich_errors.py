@@ -75,9 +75,10 @@ async def test_a_node_client_finds_error_info_bad_request_and_retry_info(harness
             {"method": "StartVerification", "request": {"user_id": other.user_id}},
             {"method": "StartVerification", "request": {"user_id": in_cooldown.user_id}},
             {"method": "GetUser", "request": {"user_id": "nobody-enrolled-here"}},
+            {"method": "GetUser", "raw_hex": "ffffffff0f"},  # not a protobuf message
         ],
     )
-    invalid, rate_limited, cooldown, not_found = results
+    invalid, rate_limited, cooldown, not_found, malformed = results
 
     assert invalid["code"] == "INVALID_ARGUMENT"
     details = by_type(invalid["details"])
@@ -85,6 +86,7 @@ async def test_a_node_client_finds_error_info_bad_request_and_retry_info(harness
     info = details["google.rpc.ErrorInfo"]
     assert (info["reason"], info["domain"]) == ("INVALID_FIELD", "cardlookup.hub.v1")
     assert info["metadata"] == {"field": "user_id"}
+    assert all(by_type(r["details"])["google.rpc.ErrorInfo"]["reason_in_contract"] for r in results)
     violations = details["google.rpc.BadRequest"]["field_violations"]
     assert [v["field"] for v in violations] == ["user_id"] and violations[0]["description"]
     assert "google.rpc.RetryInfo" not in details
@@ -103,6 +105,9 @@ async def test_a_node_client_finds_error_info_bad_request_and_retry_info(harness
         assert 0 < delay <= bound.total_seconds() + 1
         assert abs((harness.clock.now() + dt.timedelta(seconds=delay) - retry_time).total_seconds()) < 1
         assert "google.rpc.BadRequest" not in details
+
+    assert malformed["code"] == "INVALID_ARGUMENT"
+    assert by_type(malformed["details"])["google.rpc.ErrorInfo"]["reason"] == "MALFORMED_REQUEST"
 
     assert not_found["code"] == "NOT_FOUND"
     assert [d["type"] for d in not_found["details"]] == ["google.rpc.ErrorInfo"]  # no other detail

@@ -10,9 +10,12 @@
 //     --cert app-backend.pem --key app-backend.key < calls.json
 //
 // stdin: a JSON list of {"method": "StartVerification", "request": {...}}
-// (request fields by their proto names). stdout: one JSON list, for each
+// (request fields by their proto names), or {"method", "raw_hex": "ff…"} to
+// send raw bytes as the request. stdout: one JSON list, for each
 // call {"method", "ok": true} or {"method", "code", "details": [...]}, each
-// detail {"type": "google.rpc.ErrorInfo", ...its fields as JSON}.
+// detail {"type": "google.rpc.ErrorInfo", ...its fields as JSON}; an
+// ErrorInfo also says whether its reason is a value of the shipped
+// cardlookup.hub.v1.ErrorReason (`reason_in_contract`).
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -31,7 +34,10 @@ function loadRpcTypes() {
   // built-in common types).
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => path.join(PROTOS, target);
-  root.loadSync(['google/rpc/status.proto', 'google/rpc/error_details.proto'], { keepCase: true });
+  root.loadSync(
+    ['google/rpc/status.proto', 'google/rpc/error_details.proto', 'cardlookup/hub/v1/error_reason.proto'],
+    { keepCase: true },
+  );
   root.resolveAll();
   return root;
 }
@@ -48,13 +54,34 @@ function decodeDetails(root, trailer) {
       return { type: typeName };
     }
     const message = type.toObject(type.decode(any.value), { longs: String, defaults: true });
+    if (typeName === 'google.rpc.ErrorInfo') {
+      // A reason this copy of the contract names (an unknown one would be
+      // treated by its status code).
+      const reasons = root.lookupEnum('cardlookup.hub.v1.ErrorReason').values;
+      message.reason_in_contract = Object.hasOwn(reasons, message.reason);
+    }
     return { type: typeName, ...message };
   });
 }
 
-function call(client, method, request) {
+function call(client, method, request, rawHex) {
+  const options = { deadline: Date.now() + 20000 };
   return new Promise((resolve) => {
-    client[method](request, { deadline: Date.now() + 20000 }, (error) => {
+    if (rawHex !== undefined) {
+      // Raw request bytes, e.g. not a protobuf message at all.
+      const identity = (bytes) => bytes;
+      client.makeUnaryRequest(
+        `/cardlookup.hub.v1.CardLookupService/${method}`,
+        identity,
+        identity,
+        Buffer.from(rawHex, 'hex'),
+        new grpc.Metadata(),
+        options,
+        (error) => resolve(error || null),
+      );
+      return;
+    }
+    client[method](request, options, (error) => {
       resolve(error || null);
     });
   });
@@ -89,8 +116,8 @@ async function main() {
   });
   const root = loadRpcTypes();
   const results = [];
-  for (const { method, request } of plan) {
-    const error = await call(client, method, request);
+  for (const { method, request, raw_hex: rawHex } of plan) {
+    const error = await call(client, method, request, rawHex);
     if (error === null) {
       results.push({ method, ok: true });
       continue;
