@@ -173,3 +173,28 @@ async def test_profile_json_marks_newer_checks_new_and_an_unknown_profile_is_a_u
     assert all("new in guide 1.2" in r["explanation"] for r in results if r["outcome"] == "new")
     status, _, err = await run_cli(*args, "--profile", "0.9")
     assert status == 2 and "--profile" in err
+
+
+def test_the_guides_by_hand_run_works_as_written(tmp_path: Path) -> None:
+    """docs/bank-integration.md's "try it by hand" block, run in bash as
+    written (banks on free ports), then the banks stopped."""
+    import os
+    import subprocess
+    import sys
+
+    section = GUIDE.split("## The conformance suite", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"To try it by hand on the simulator:\n\n```sh\n(.*?)```", section, re.S)
+    assert block
+    script = "set -e\n" + block.group(1) + "kill %1; wait\n"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "GRPC_VERBOSITY": "NONE",
+        "COLUMNS": "200",
+    }
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"{len(CHECKS)} passed, 0 failed, 0 skipped (profile {CURRENT_GUIDE_VERSION})" in result.stdout
+    assert f"; {len(newer_than('1.0'))} new since your profile" in result.stdout
