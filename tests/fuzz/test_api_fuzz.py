@@ -41,6 +41,7 @@ from cardlookup.pki import HUB_SERVER_NAME, PkiPaths
 from cardlookup.population import Person, Population
 from cardlookup.rpc_errors import HUB_DOMAIN, error_info_of
 from cardlookup.tls import channel_credentials
+from client.errors import from_rpc_error
 from hub.api.errors import STATUS_OF_REASON
 from hub.api.limits import MAX_REQUEST_BYTES
 from hub.config import HubConfig
@@ -140,6 +141,9 @@ def assert_proper(error: grpc.RpcError | None, method: str) -> None:
     assert info.reason != "HUB_UNAVAILABLE", f"{method}: an internal failure"
     assert not LEAKS.search(details), (method, details)
     assert not any(LEAKS.search(v) for v in info.metadata.values()), (method, info.metadata)
+    if info.reason == "INVALID_FIELD":  # the BadRequest the docs promise, naming the same field
+        violations = from_rpc_error(error).field_violations
+        assert [v.field for v in violations] == [info.metadata["field"]], (method, violations)
 
 
 # --- request strategies, from the descriptors ---
