@@ -14,7 +14,9 @@ from pathlib import Path
 from cardlookup.hub.v1 import resources_pb2 as pb
 from tests.api.helpers import HubHarness, refused
 
-DOC = (Path(__file__).resolve().parents[2] / "docs" / "app-backend.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[2]
+DOC = (ROOT / "docs" / "app-backend.md").read_text(encoding="utf-8")
+PROTOS = "".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "protos/cardlookup/hub/v1").glob("*.proto")))
 
 
 def flat(text: str) -> str:
@@ -38,6 +40,7 @@ async def test_card_id_shape_is_checked_before_the_card_is_looked_up(harness: Hu
     )
     assert gone.metadata == {"card_id": missing}
     assert "`no-such-card`, is `INVALID_ARGUMENT` / `INVALID_FIELD`" in flat(DOC)
+    assert '(e.g. "no-such-card") is INVALID_ARGUMENT / INVALID_FIELD' in flat(re.sub(r"//", "", PROTOS))
 
 
 async def test_no_watch_message_carries_card_cases(harness: HubHarness) -> None:
@@ -52,6 +55,7 @@ async def test_no_watch_message_carries_card_cases(harness: HubHarness) -> None:
         assert messages and all(not m.query.card_cases for m in messages)
         assert messages[-1].query.state == pb.QUERY_STATE_READY
     assert "No WatchQuery message, in either view, carries `card_cases`" in flat(DOC)
+    assert "never in a WatchQuery message (either view)" in flat(re.sub(r"//", "", PROTOS))
 
 
 async def test_the_fifth_wrong_password_locks_and_the_lock_is_the_users(harness: HubHarness) -> None:
@@ -74,6 +78,7 @@ async def test_the_fifth_wrong_password_locks_and_the_lock_is_the_users(harness:
     await refused("PASSWORD_LOCKED", harness.client.flag_card(person.user_id, query.query_id, right, "1"))
     text = flat(DOC)
     assert "the fifth already answers `PASSWORD_LOCKED`" in text and "The lock is the user's, not the report's" in text
+    assert "The fifth wrong password in a row already answers this" in flat(re.sub(r"//", "", PROTOS))
 
 
 async def test_metadata_times_are_whole_seconds_rounded_up(harness: HubHarness) -> None:
