@@ -78,7 +78,7 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
             # The caller is who the certificate's DNS SubjectAltName says (R17);
             # the common name is never trusted (only the misbehaviour does).
             callers = peer_names(context)
-            if faults.misbehaviour is Misbehaviour.CALLER_BY_COMMON_NAME:
+            if faults.misbehaviour and faults.misbehaviour.breaks(Misbehaviour.CALLER_BY_COMMON_NAME):
                 callers |= peer_common_names(context)
             if not callers & self._allowed_callers:
                 await self._refuse(context, grpc.StatusCode.PERMISSION_DENIED, CALLER_NOT_HUB, "only the hub may call")
@@ -109,7 +109,7 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
             await self._refuse(context, code, SIMULATED_ERROR, "simulated failure")
         lookup = lookup_of(request)
         try:
-            if faults.misbehaviour is Misbehaviour.TRAILING_NEWLINE_ACCEPTED:
+            if faults.misbehaviour and faults.misbehaviour.breaks(Misbehaviour.TRAILING_NEWLINE_ACCEPTED):
                 validate(lax_lookup(lookup))
                 answer = self._directory.answer_validated(lookup, self._clock.now())
             else:

@@ -574,3 +574,17 @@ class _FileReader:
         if timings.retry_initial > timings.retry_max:
             raise self._fail("timings.retry_initial", "must not exceed timings.retry_max")
         return timings
+
+
+def open_regions_from_file(path: Path) -> frozenset[str]:
+    """Only the open regions (R2) of a hub.toml, validated exactly as the hub
+    reads them, for tools that need them before the rest of the file is
+    usable (e.g. `cardlookup-population --eligible --hub-config` before the
+    banks are started and listed). Raises ConfigError."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return _FileReader(Path(path), {})._regions(raw)

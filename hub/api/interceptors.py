@@ -44,7 +44,7 @@ from google.protobuf.message import DecodeError
 
 from cardlookup.rpc_errors import HUB_DOMAIN, abort
 from hub import calls
-from hub.api.errors import status_of
+from hub.api.errors import extra_details, status_of
 from hub.api.limits import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES
 from hub.config import HubConfig
 from hub.identity.errors import RuleViolation
@@ -224,7 +224,8 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
 async def _refuse(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> NoReturn:
     if isinstance(exc, RuleViolation):
         log.info("refused", method=method, reason=exc.reason)
-        await abort(context, status_of(exc.reason), exc.reason, exc.message, HUB_DOMAIN, exc.metadata)
+        extra = extra_details(exc.reason, exc.message, exc.metadata, exc.retry_delay)
+        await abort(context, status_of(exc.reason), exc.reason, exc.message, HUB_DOMAIN, exc.metadata, extra)
     log.error("failed", method=method, exc_info=True)
     await abort(
         context,

@@ -24,7 +24,7 @@ from hub.config import BankEndpoint, HubConfig
 from hub.crypto import KeyedHash, Sealed
 from hub.domain import NewQuery, QueryEvent, QueryRecord, QueryState, Report, ReportUnavailable
 from hub.identity import validation
-from hub.identity.errors import RuleViolation, ceil_second, duration_text, invalid, rfc3339
+from hub.identity.errors import RuleViolation, ceil_second, delay_until, duration_text, invalid, rfc3339
 from hub.identity.face import Attestation, FaceVerifier
 from hub.identity.new_cards import NewCardTracker
 from hub.identity.passwords import PasswordGate
@@ -261,6 +261,7 @@ class Journey:
                 "COOLDOWN_ACTIVE",
                 f"a new query is allowed {duration_text(cooldown)} after the latest report",
                 {"retry_time": rfc3339(retry)},
+                retry_delay=delay_until(retry, now),
             ), retry
         return None, None
 

@@ -20,6 +20,11 @@ real-name user. The journey of a user:
 Errors: every error carries a `google.rpc.Status` detail with a
 `google.rpc.ErrorInfo` (domain "cardlookup.hub.v1", reason from
 ErrorReason, metadata with the facts such as the time a cooldown ends).
+The `google.rpc.Status` is serialized in the `grpc-status-details-bin`
+trailer; besides ErrorInfo it carries a `google.rpc.BadRequest` on
+INVALID_FIELD and a `google.rpc.RetryInfo` on SMS_RATE_LIMITED and
+COOLDOWN_ACTIVE (error_reason.proto). Non-Python clients compile the
+shipped protos/google/rpc/ to decode them.
 
 Stability: a released, versioned API; it only changes compatibly.
 """
