@@ -78,6 +78,8 @@ class AccountClosure:
         self._identity_store = identity_store
         self._store = store
         self._outbox = sms_outbox
+        self._compacted: dt.datetime | None = None
+        """The latest closure whose erased rows the tables were rewritten after."""
 
     def reconfigure(self, timings: Timings) -> None:
         self._timings = timings
@@ -97,6 +99,7 @@ class AccountClosure:
             )
         if erased is None:  # closed by a concurrent request
             raise RuleViolation("USER_NOT_FOUND", "no such user is enrolled")
+        await self._store.purge_copies()
         if self._outbox is not None:
             await asyncio.to_thread(prune_outbox, self._outbox, drop_phone=phone)
         log.info("account_closed", queries=erased.query_count, ended=len(erased.ended_query_ids))
@@ -109,6 +112,12 @@ class AccountClosure:
     async def sweep(self) -> Swept:
         now = self._clock.now()
         swept = await self._store.sweep(now, retention_of(self._timings))
+        # Rewrites the tables once after closures (PostgreSQL; see
+        # ErasureStore.purge_copies): one compaction for many closures.
+        closed = await self._store.latest_close_time()
+        if closed is not None and (self._compacted is None or closed > self._compacted):
+            await self._store.purge_copies(full=True)
+            self._compacted = closed
         if self._outbox is not None:
             dropped = await asyncio.to_thread(
                 prune_outbox, self._outbox, before=now - self._timings.sms_outbox_retention

@@ -65,6 +65,35 @@ ERASED_USER = ""
 """What an SMS verification's user id becomes: the row stays only as an
 abuse counter (keyed person and phone hashes, a time)."""
 
+ERASED_TABLES = (
+    "users",
+    "user_data_keys",
+    "user_keys",
+    "queries",
+    "bank_tasks",
+    "reports",
+    "report_access_events",
+    "ready_notices",
+    "query_requests",
+    "verifications",
+    "card_cases",
+    "card_records",
+    "card_tracking",
+)
+"""Every table a closure deletes from (or blanks a column of)."""
+USER_ID_TABLES = (
+    "users",
+    "user_data_keys",
+    "user_keys",
+    "queries",
+    "query_requests",
+    "verifications",
+    "card_cases",
+    "card_records",
+    "card_tracking",
+)
+"""The tables with a user id column (the rest hold query ids)."""
+
 _PENDING = BankState.PENDING.value
 _ENROLMENT_GRACE = dt.timedelta(hours=1)
 """A data key with no user row is an orphan only after this long (an
@@ -211,6 +240,31 @@ class ErasureStore:
             return Erased(len(ids), tuple(ended))
 
         return await self._db.write(run)
+
+    async def purge_copies(self, *, full: bool = False) -> None:
+        """After an erasure: the erased rows' old copies go too.
+
+        SQLite (secure_delete has zeroed them in the file): a WAL checkpoint
+        that truncates the WAL. PostgreSQL keeps a deleted row's bytes in
+        its page until the page is rewritten (VACUUM only marks the space
+        free): `full` rewrites the tables that hold user ids (VACUUM FULL,
+        new files, the old ones unlinked), each locked while it is copied;
+        the retention sweep does it once after any closures (hub.identity.
+        closure). The server's WAL segments holding the rows are removed at
+        its next checkpoints when `wal_recycle = off` (docs/security.md)."""
+        if self._db.dialect == "postgresql":
+            if full:
+                await self._db.execute("VACUUM FULL " + ", ".join(USER_ID_TABLES))
+            return
+        checkpoint = getattr(self._db, "checkpoint", None)
+        if checkpoint is not None:
+            for _ in range(3):
+                if await checkpoint():
+                    return
+
+    async def latest_close_time(self) -> dt.datetime | None:
+        r = await self._db.fetchone("SELECT MAX(close_time) FROM closed_accounts")
+        return from_micros(r[0]) if r and r[0] is not None else None
 
     async def closed_ready_time(self, person_key: str, now: dt.datetime) -> dt.datetime | None:
         """The latest report time of this person's closed accounts (R12
