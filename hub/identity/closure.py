@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from cardlookup.clock import Clock
-from cardlookup.private_files import write_private
+from cardlookup.private_files import ensure_private, write_private
 from hub.config import Timings
 from hub.identity import validation
 from hub.identity.errors import RuleViolation
@@ -145,6 +146,16 @@ def prune_outbox(path: Path, *, drop_phone: str = "", before: dt.datetime | None
     dropped. The new file replaces the old one atomically (0600 from its
     first byte); a message appended by another process during the rewrite
     may be lost (the outbox is a development stand-in for the gateway)."""
+    if not path.exists():
+        return 0
+    lock = path.with_name(path.name + ".lock")
+    ensure_private(lock)
+    with open(lock, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # one rewrite at a time, across processes
+        return _prune(path, drop_phone, before)
+
+
+def _prune(path: Path, drop_phone: str, before: dt.datetime | None) -> int:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:

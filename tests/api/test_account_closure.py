@@ -20,11 +20,10 @@ from bank_sim.faults import Faults
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.population import Person
 from client import requests
-from hub.identity.closure import AccountClosure
 from hub.logging import configure_logging
 from hub.notify import read_outbox
 from tests import stores
-from tests.api.helpers import HubHarness, refused
+from tests.api.helpers import HubHarness, closure_of, refused
 
 pytestmark = pytest.mark.both_stores
 
@@ -47,16 +46,6 @@ async def tracked_query(hub: HubHarness, person: Person, banks: tuple[str, ...])
         bank_codes=list(banks),
     )
     return await hub.client.create_query_request(requests.tracking_new_cards(request))
-
-
-def closure_of(hub: HubHarness) -> AccountClosure:
-    """The hub's closure service (its retention sweeper is a background task)."""
-    assert hub.server.context is not None
-    for run in hub.server.context.background:
-        owner = getattr(run, "__self__", None)
-        if isinstance(owner, AccountClosure):
-            return owner
-    raise AssertionError("no AccountClosure installed")
 
 
 async def drop_old_wal() -> None:
