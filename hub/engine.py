@@ -137,7 +137,8 @@ class QueryEngine:
         self._held: dict[str, Progress] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._subjects: dict[str, Subject] = {}
-        self._watchers: dict[str, set[asyncio.Queue[QueryEvent]]] = {}
+        self._watchers: dict[str, set[asyncio.Queue[QueryEvent | None]]] = {}
+        """None in a queue: the query was erased (issue 22)."""
         # The latest record of each watched query, patched per bank outcome:
         # re-reading all n bank rows per outcome would make a query O(n^2).
         self._snapshots: dict[str, QueryRecord] = {}
@@ -306,8 +307,9 @@ class QueryEngine:
 
     async def watch(self, query_id: str) -> AsyncIterator[QueryEvent]:
         """A snapshot, then one event per bank outcome becoming final, until
-        READY. Raises KeyError (on first iteration) for an unknown query."""
-        queue: asyncio.Queue[QueryEvent] = asyncio.Queue()
+        READY. Raises KeyError (on first iteration) for an unknown query,
+        and later if the query is erased (issue 22)."""
+        queue: asyncio.Queue[QueryEvent | None] = asyncio.Queue()
         self._watchers.setdefault(query_id, set()).add(queue)
         try:
             record = await self._store.get(query_id)
@@ -319,6 +321,8 @@ class QueryEngine:
             seen = {b.bank_code for b in record.banks if b.state != BankState.PENDING}
             while True:
                 event = await queue.get()
+                if event is None:  # issue 22: erased with its user's account
+                    raise KeyError(query_id)
                 if event.changed_bank_code in seen:
                     if event.query.state not in _FINAL_QUERY_STATES:
                         continue  # already in the snapshot
@@ -668,6 +672,8 @@ class QueryEngine:
         self._records.pop(query_id, None)
         self._held.pop(query_id, None)
         self._snapshots.pop(query_id, None)
+        for queue in list(self._watchers.get(query_id, ())):
+            queue.put_nowait(None)  # its watches end
 
     # -- progress (WatchQuery) -------------------------------------------------
 

@@ -299,15 +299,18 @@ class Journey:
     async def watch(self, user_id: str, query_id: str) -> AsyncIterator[tuple[QueryView, str]]:
         await self._owned(user_id, query_id)
         access: tuple[AccessEvent, ...] | None = None
-        async for event in self._engine.watch(query_id):
-            if access is None or event.query.state in (QueryState.READY, QueryState.EXPIRED):
-                # Report access can only change once a report exists: read the
-                # events at the start and at the end, not once per bank.
-                view = (await self._views([event.query]))[0]
-                access = view.access_events
-            else:
-                view = QueryView(event.query, _effective_state(event.query, self._clock.now()), access)
-            yield view, event.changed_bank_code or ""
+        try:
+            async for event in self._engine.watch(query_id):
+                if access is None or event.query.state in (QueryState.READY, QueryState.EXPIRED):
+                    # Report access can only change once a report exists: read the
+                    # events at the start and at the end, not once per bank.
+                    view = (await self._views([event.query]))[0]
+                    access = view.access_events
+                else:
+                    view = QueryView(event.query, _effective_state(event.query, self._clock.now()), access)
+                yield view, event.changed_bank_code or ""
+        except KeyError:  # erased meanwhile (issue 22: the account was closed)
+            raise RuleViolation("QUERY_NOT_FOUND", "no such query for this user") from None
 
     async def list_queries(self, user_id: str, page_size: int, page_token: str) -> QueryPage:
         await self._users.row(user_id)

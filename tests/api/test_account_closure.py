@@ -120,7 +120,7 @@ async def test_closing_an_account_erases_the_person_and_ends_the_running_query(
     finally:
         logging.getLogger("hub").handlers.clear()
     text = logs.getvalue()
-    assert "bank_call_ended" in text or "outcome_fenced" in text
+    assert "bank_call_ended" in text  # the call was cancelled by the announcement, not left to time out
     assert "account_closed" in text
     assert bystander.user_id.encode() in stored  # the scan sees what the store holds
     secrets = [person.user_id, person.full_name, person.id_number, person.phone]
