@@ -208,10 +208,12 @@ def _not_mine(client: CardLookupClient, console: Console, a: argparse.Namespace)
 def _delete_user(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
     password = a.password if a.password is not None else getpass.getpass("Payment password: ")
     closed = client.delete_user(a.user_id, password)
+    erased = closed.erased_query_count
+    running = f", {closed.ended_query_count} of them still running and ended" if closed.ended_query_count else ""
     _say(
         console,
-        f"Account {a.user_id} closed: {closed.erased_query_count} queries erased"
-        f" ({closed.ended_query_count} still running, ended).",
+        f"Account {a.user_id} closed: its data is erased at the hub"
+        f" ({erased} {'query' if erased == 1 else 'queries'}{running}).",
     )
 
 
