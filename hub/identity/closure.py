@@ -79,8 +79,6 @@ class AccountClosure:
         self._identity_store = identity_store
         self._store = store
         self._outbox = sms_outbox
-        self._compacted: dt.datetime | None = None
-        """The latest closure whose erased rows the tables were rewritten after."""
 
     def reconfigure(self, timings: Timings) -> None:
         self._timings = timings
@@ -115,10 +113,9 @@ class AccountClosure:
         swept = await self._store.sweep(now, retention_of(self._timings))
         # Rewrites the tables once after closures (PostgreSQL; see
         # ErasureStore.purge_copies): one compaction for many closures.
-        closed = await self._store.latest_close_time()
-        if closed is not None and (self._compacted is None or closed > self._compacted):
-            await self._store.purge_copies(full=True)
-            self._compacted = closed
+        compacted = await self._store.compact_after_closures()
+        if compacted:
+            swept.counts["compacted_closures"] = compacted
         if self._outbox is not None:
             dropped = await asyncio.to_thread(
                 prune_outbox, self._outbox, before=now - self._timings.sms_outbox_retention

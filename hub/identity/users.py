@@ -114,25 +114,32 @@ class UserDirectory:
         else:
             password_hash = await self._hasher.hash(validation.six_digits(e.payment_password, "payment_password"))
         payload = json.dumps({"full_name": name, "id_number": id_number, "phone": phone}).encode()
-        now = self._clock.now()
-        sealed = await self._seal_identity(user_id, payload, now)
-        row = await self._store.upsert(
-            UserRow(
-                user_id=user_id,
-                id_hash=self._keys.keyed_hash.digest(id_number, "id_number"),
-                identity_wrapped_key=sealed.wrapped_key,
-                identity_ciphertext=sealed.ciphertext,
-                masked_phone=validation.mask_phone(phone),
-                region_code=region,
-                id_expiry=expiry,
-                password_hash=password_hash,
-                password_failures=0,
-                password_locked_until=None,
-                create_time=now,
-                update_time=now,
-            ),
-            keep_password=keep_password,
-        )
+        # Issue 22: an account closed between sealing and storing took the
+        # data key with it; seal again under a new key. (Were it closed once
+        # more during the retry, the identity would stay unreadable until the
+        # next EnrollUser: `identity` says USER_NOT_FOUND meanwhile.)
+        for _ in range(2):
+            now = self._clock.now()
+            sealed = await self._seal_identity(user_id, payload, now)
+            row = await self._store.upsert(
+                UserRow(
+                    user_id=user_id,
+                    id_hash=self._keys.keyed_hash.digest(id_number, "id_number"),
+                    identity_wrapped_key=sealed.wrapped_key,
+                    identity_ciphertext=sealed.ciphertext,
+                    masked_phone=validation.mask_phone(phone),
+                    region_code=region,
+                    id_expiry=expiry,
+                    password_hash=password_hash,
+                    password_failures=0,
+                    password_locked_until=None,
+                    create_time=now,
+                    update_time=now,
+                ),
+                keep_password=keep_password,
+            )
+            if self._data_keys is None or await self._data_keys.data_key(user_id) is not None:
+                break
         if not keep_password and self._password_set is not None:
             await self._password_set(user_id, e.payment_password)
         return self._view(row)

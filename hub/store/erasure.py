@@ -10,7 +10,8 @@ Tables (component "erasure", its own migration list):
                    No user id, no name, no phone. It keeps the cooldown
                    (R12) of a person who closes an account and enrols again,
                    and tells the operator that lookups happened; deleted at
-                   `expire_time` (closure_record_retention).
+                   `expire_time` (closure_record_retention). `compacted`:
+                   the tables were rewritten since (PostgreSQL).
   user_data_keys   one data key per user (crypto-shredding): 32 random
                    bytes sealed under the hub's key-encryption key. The
                    user's identity record is encrypted under it, so deleting
@@ -46,7 +47,8 @@ MIGRATIONS = [
         lookup_count INTEGER NOT NULL,
         last_ready_time INTEGER,
         close_time INTEGER NOT NULL,
-        expire_time INTEGER NOT NULL
+        expire_time INTEGER NOT NULL,
+        compacted INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX closed_accounts_by_person ON closed_accounts (person_key);
     CREATE TABLE user_data_keys (
@@ -249,8 +251,8 @@ class ErasureStore:
         its page until the page is rewritten (VACUUM only marks the space
         free): `full` rewrites the tables that hold user ids (VACUUM FULL,
         new files, the old ones unlinked), each locked while it is copied;
-        the retention sweep does it once after any closures (hub.identity.
-        closure). The server's WAL segments holding the rows are removed at
+        the retention sweep does it once after any closures
+        (`compact_after_closures`). The server's WAL segments holding the rows are removed at
         its next checkpoints when `wal_recycle = off` (docs/security.md)."""
         if self._db.dialect == "postgresql":
             if full:
@@ -262,9 +264,22 @@ class ErasureStore:
                 if await checkpoint():
                     return
 
-    async def latest_close_time(self) -> dt.datetime | None:
-        r = await self._db.fetchone("SELECT MAX(close_time) FROM closed_accounts")
-        return from_micros(r[0]) if r and r[0] is not None else None
+    async def compact_after_closures(self) -> int:
+        """Rewrites the user-id tables once for every closure since the last
+        rewrite (PostgreSQL; `purge_copies(full=True)`), under a database
+        lock, so one replica does it and a restart forgets none. Returns how
+        many closures it covered (0: nothing to do, or SQLite)."""
+        if self._db.dialect != "postgresql":
+            return 0
+        async with self._db.exclusive("erasure:compaction"):
+            r = await self._db.fetchone("SELECT COUNT(*), MAX(seq) FROM closed_accounts WHERE compacted = 0")
+            if r is None or not r[0]:
+                return 0
+            await self.purge_copies(full=True)
+            await self._db.execute(
+                "UPDATE closed_accounts SET compacted = 1 WHERE compacted = 0 AND seq <= ?", (int(r[1]),)
+            )
+            return int(r[0])
 
     async def closed_ready_time(self, person_key: str, now: dt.datetime) -> dt.datetime | None:
         """The latest report time of this person's closed accounts (R12

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.both_stores
 
 SLOW_BANK = "103"
 FAST_BANKS = ("102", "104")
-SLOW_S = 3.0
+SLOW_S = 4.0
 """The slow bank answers this long after the call: after the closure."""
 
 
