@@ -22,6 +22,7 @@ from cardlookup.population import Person
 from client import requests
 from hub.logging import configure_logging
 from hub.notify import read_outbox
+from hub.store.erasure import USER_ID_TABLES
 from tests import stores
 from tests.api.helpers import HubHarness, closure_of, refused
 
@@ -170,3 +171,22 @@ async def test_closure_needs_the_payment_password(harness: HubHarness) -> None:
             pass
     await refused("PASSWORD_LOCKED", hub.client.delete_user(person.user_id, person.payment_password))
     assert (await hub.client.get_user(person.user_id)).user_id == person.user_id
+
+
+async def test_nothing_re_creates_a_user_closed_while_creating_a_query(harness: HubHarness) -> None:
+    """CreateQuery and DeleteUser at once: whichever wins, no row of the user
+    remains once the sweep has run (a query accepted first is erased with
+    the account; one that comes second is refused USER_NOT_FOUND)."""
+    hub = harness
+    for index in range(4, 8):
+        person = hub.eligible(index)
+        await hub.enrol(person)
+        creating = asyncio.create_task(tracked_query(hub, person, FAST_BANKS))
+        closing = asyncio.create_task(hub.client.delete_user(person.user_id, person.payment_password))
+        created, closed = await asyncio.gather(creating, closing, return_exceptions=True)
+        assert not isinstance(closed, BaseException), closed
+        if isinstance(created, BaseException):
+            assert getattr(created, "reason", "") == "USER_NOT_FOUND", created
+        await closure_of(hub).sweep()
+        for table in USER_ID_TABLES:
+            assert await count(hub, f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", person.user_id) == 0, table
