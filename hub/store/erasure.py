@@ -21,7 +21,8 @@ Tables (component "erasure", its own migration list):
 `erase_user` deletes every row of one user in one transaction, in the lock
 order of the other writers (users, then queries, then bank tasks), so it
 never deadlocks with a bank outcome being written: a running query's bank
-tasks and its sealed subject and answers go with it. Each query that still
+tasks and its sealed subject and answers go with it (deleting a task fences
+it: every task write is conditioned on its PENDING row and lease epoch). Each query that still
 had a PENDING bank is announced on PROGRESS as a bank outcome with reason
 USER_DELETED, so the replica calling that bank cancels the call; an outcome
 written later finds no task (its fence fails) and is discarded.
@@ -201,22 +202,16 @@ class ErasureStore:
             ) as cur:
                 queries = list(await cur.fetchall())
             ids = [str(q[0]) for q in queries]
-            ended: list[str] = []
-            if ids:
-                async with conn.execute(
-                    f"SELECT DISTINCT query_id FROM bank_tasks WHERE state = ? AND query_id IN ({_marks(ids)})",
-                    (_PENDING, *ids),
-                ) as cur:
-                    ended = sorted(str(r[0]) for r in await cur.fetchall())
-                # Fence first (a new epoch, final state): a writer that got
-                # past the row lock before us still finds nothing to finish.
-                await conn.execute(
-                    "UPDATE bank_tasks SET state = ?, reason = ?, lease_epoch = lease_epoch + 1, lease_owner = NULL,"
-                    " lease_expires = NULL, answer_key = NULL, answer_ciphertext = NULL"
-                    f" WHERE state = ? AND query_id IN ({_marks(ids)})",
-                    (BankState.NOT_ANSWERED.value, USER_DELETED, _PENDING, *ids),
-                )
-                await _delete_queries(conn, ids)
+            async with conn.execute(
+                "SELECT DISTINCT query_id FROM bank_tasks WHERE state = ?"
+                " AND query_id IN (SELECT query_id FROM queries WHERE user_id = ?)",
+                (_PENDING, user_id),
+            ) as cur:
+                ended = sorted(str(r[0]) for r in await cur.fetchall())
+            # Deleting the tasks is the fence: every write of a bank task is
+            # conditioned on its PENDING row and lease epoch, so a replica
+            # still calling a bank finds nothing to write, now or later.
+            await _delete_queries(conn, ids)
             for statement in (
                 "DELETE FROM card_cases WHERE user_id = ?",
                 "DELETE FROM query_requests WHERE user_id = ?",
@@ -252,8 +247,9 @@ class ErasureStore:
         free): `full` rewrites the tables that hold user ids (VACUUM FULL,
         new files, the old ones unlinked), each locked while it is copied;
         the retention sweep does it once after any closures
-        (`compact_after_closures`). The server's WAL segments holding the rows are removed at
-        its next checkpoints when `wal_recycle = off` (docs/security.md)."""
+        (`compact_after_closures`). The server's WAL segments holding the
+        rows are removed at its next checkpoints when `wal_recycle = off`
+        (docs/data-inventory.md)."""
         if self._db.dialect == "postgresql":
             if full:
                 await self._db.execute("VACUUM FULL " + ", ".join(USER_ID_TABLES))
