@@ -198,6 +198,15 @@ class AsyncCardLookupClient:
         changed: svc.ChangePaymentPasswordResponse = await self._unary("ChangePaymentPassword", request)
         return changed
 
+    async def delete_user(self, user_id: str, payment_password: str) -> svc.DeleteUserResponse:
+        """Closes the account and erases the user's data at the hub (issue
+        22), guarded by the payment password (checked and counted towards the
+        lockout like GetReport's). Sent once; after a lost response, a second
+        call says USER_NOT_FOUND (the account is closed)."""
+        request = requests.delete_user(user_id, payment_password)
+        closed: svc.DeleteUserResponse = await self._unary("DeleteUser", request)
+        return closed
+
     async def flag_card(
         self,
         user_id: str,

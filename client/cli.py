@@ -205,6 +205,18 @@ def _not_mine(client: CardLookupClient, console: Console, a: argparse.Namespace)
     console.print(render.case_view(case), soft_wrap=True, highlight=False)
 
 
+def _delete_user(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
+    password = a.password if a.password is not None else getpass.getpass("Payment password: ")
+    closed = client.delete_user(a.user_id, password)
+    erased = closed.erased_query_count
+    running = f", {closed.ended_query_count} of them still running and ended" if closed.ended_query_count else ""
+    _say(
+        console,
+        f"Account {a.user_id} closed: its data is erased at the hub"
+        f" ({erased} {'query' if erased == 1 else 'queries'}{running}).",
+    )
+
+
 def _say(console: Console, text: str) -> None:
     """One line of plain text: the terminal wraps it (ids stay whole) and no
     markup or highlighting is applied to what the hub sent."""
@@ -318,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     not_mine.add_argument("--card", required=True, metavar="N", help="the card's # in `report`")
     not_mine.add_argument("--close", action="store_true", help="the card is yours but unused: ask to close it")
     not_mine.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
+    leave = command("delete-user", "close the account: the hub erases the user's data (issue 22)")
+    user_id(leave)
+    leave.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
     return parser
 
 
@@ -329,6 +344,7 @@ COMMANDS = {
     "list": _list,
     "report": _report,
     "not-mine": _not_mine,
+    "delete-user": _delete_user,
 }
 
 

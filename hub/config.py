@@ -119,6 +119,25 @@ class Timings:
     watch_streams_per_caller: int = 1000
     """WatchQuery streams one caller (client certificate name) may keep open
     at once, per hub process."""
+    # Issue 22: how long what the hub keeps past R11 lives (the sweeper
+    # deletes it after that, on every store; docs/security.md, data inventory).
+    lookup_history_retention: dt.timedelta = dt.timedelta(days=180)
+    """An expired query's record (its history: banks, outcomes, access
+    events and cases with it), counted from its creation."""
+    access_event_retention: dt.timedelta = dt.timedelta(days=180)
+    """A report access event (R10), counted from the attempt."""
+    card_case_retention: dt.timedelta = dt.timedelta(days=180)
+    """A "not my card" case record, counted from its opening."""
+    card_record_retention: dt.timedelta = dt.timedelta(days=180)
+    """A sealed new-card record (issue 12), counted from its lookup's report."""
+    abuse_counter_retention: dt.timedelta = dt.timedelta(days=2)
+    """An SMS verification kept as a rate-limit counter (keyed person and
+    phone hashes and a time); at least a day (the daily cap's window)."""
+    closure_record_retention: dt.timedelta = dt.timedelta(days=7)
+    """The keyed record of a closed account (it keeps R12's cooldown for a
+    person who enrols again); at least the cooldown."""
+    sms_outbox_retention: dt.timedelta = dt.timedelta(days=7)
+    """Messages in the development SMS outbox file (it holds phone numbers)."""
 
 
 @dataclass(frozen=True)
@@ -573,6 +592,10 @@ class _FileReader:
         timings = Timings(**values)
         if timings.retry_initial > timings.retry_max:
             raise self._fail("timings.retry_initial", "must not exceed timings.retry_max")
+        if timings.abuse_counter_retention < dt.timedelta(days=1):
+            raise self._fail("timings.abuse_counter_retention", "must be at least 86400 (the SMS daily cap's day)")
+        if timings.closure_record_retention < timings.cooldown:
+            raise self._fail("timings.closure_record_retention", "must be at least timings.cooldown")
         return timings
 
 

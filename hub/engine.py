@@ -61,6 +61,7 @@ from hub.logging import get_logger
 from hub.report import BankOutcome, build_report, decode_answer, decode_report, encode_answer, encode_report
 from hub.store.bank_health import BankHealthStore, wall_us
 from hub.store.db import Database
+from hub.store.erasure import USER_DELETED
 from hub.store.queries import PROGRESS, Claim, Progress, QueryStore
 from hub.user_sealing import is_user_sealed
 
@@ -136,7 +137,8 @@ class QueryEngine:
         self._held: dict[str, Progress] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._subjects: dict[str, Subject] = {}
-        self._watchers: dict[str, set[asyncio.Queue[QueryEvent]]] = {}
+        self._watchers: dict[str, set[asyncio.Queue[QueryEvent | None]]] = {}
+        """None in a queue: the query was erased (issue 22)."""
         # The latest record of each watched query, patched per bank outcome:
         # re-reading all n bank rows per outcome would make a query O(n^2).
         self._snapshots: dict[str, QueryRecord] = {}
@@ -305,8 +307,9 @@ class QueryEngine:
 
     async def watch(self, query_id: str) -> AsyncIterator[QueryEvent]:
         """A snapshot, then one event per bank outcome becoming final, until
-        READY. Raises KeyError (on first iteration) for an unknown query."""
-        queue: asyncio.Queue[QueryEvent] = asyncio.Queue()
+        READY. Raises KeyError (on first iteration) for an unknown query,
+        and later if the query is erased (issue 22)."""
+        queue: asyncio.Queue[QueryEvent | None] = asyncio.Queue()
         self._watchers.setdefault(query_id, set()).add(queue)
         try:
             record = await self._store.get(query_id)
@@ -318,6 +321,8 @@ class QueryEngine:
             seen = {b.bank_code for b in record.banks if b.state != BankState.PENDING}
             while True:
                 event = await queue.get()
+                if event is None:  # issue 22: erased with its user's account
+                    raise KeyError(query_id)
                 if event.changed_bank_code in seen:
                     if event.query.state not in _FINAL_QUERY_STATES:
                         continue  # already in the snapshot
@@ -651,12 +656,34 @@ class QueryEngine:
         for bank_code, open_for in verdicts.items():
             self._follow_breaker(bank_code, open_for)
 
+    # -- account closure (issue 22) ---------------------------------------------
+
+    def end_query(self, query_id: str) -> None:
+        """The query was erased with its user's account (hub.store.erasure,
+        announced on PROGRESS to every replica): its bank calls here are
+        cancelled now (the store has fenced its tasks, so an outcome that
+        arrives anyway is discarded), and what this process held of it is
+        dropped."""
+        for (queried, bank_code), task in list(self._bank_tasks.items()):
+            if queried == query_id and not task.done():
+                log.info("bank_call_ended", query_id=query_id, bank=bank_code, reason=USER_DELETED)
+                task.cancel()
+        self._subjects.pop(query_id, None)
+        self._records.pop(query_id, None)
+        self._held.pop(query_id, None)
+        self._snapshots.pop(query_id, None)
+        for queue in list(self._watchers.get(query_id, ())):
+            queue.put_nowait(None)  # its watches end
+
     # -- progress (WatchQuery) -------------------------------------------------
 
     def _on_progress(self, payload: str) -> None:
         """A PROGRESS notification (any replica's outcome): queued for the
         watchers of this process, if the query has any."""
         progress = Progress.decode(payload)
+        if progress.bank is not None and progress.bank.reason == USER_DELETED:
+            self.end_query(progress.query_id)  # issue 22: the account was closed
+            return
         if progress.query_id in self._watchers:
             self._progress.put_nowait(progress)
 

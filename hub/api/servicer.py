@@ -16,6 +16,7 @@ from cardlookup.hub.v1 import resources_pb2 as pb
 from hub.api import convert, names
 from hub.config import HubConfig
 from hub.identity.card_cases import CardCaseDesk
+from hub.identity.closure import AccountClosure
 from hub.identity.journey import CreateRequest, Journey
 from hub.identity.new_cards import NewCardTracker
 from hub.identity.report_keys import ReportKeys
@@ -35,6 +36,7 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         cases: CardCaseDesk,
         case_store: CardCaseStore,
         new_cards: NewCardTracker,
+        closure: AccountClosure | None = None,
     ) -> None:
         self._config = config
         self._users = users
@@ -43,6 +45,7 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         self._cases = cases
         self._case_store = case_store
         self._new_cards = new_cards
+        self._closure = closure
 
     def reconfigure(self, config: HubConfig) -> None:
         """A reloaded configuration (bank display names)."""
@@ -162,3 +165,13 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         out.masked_card = flagged.masked_card
         out.next_step, out.next_step_english = flagged.next_step, flagged.next_step_english
         return svc.FlagCardResponse(card_case=out)
+
+    async def DeleteUser(
+        self, request: svc.DeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> svc.DeleteUserResponse:
+        # Issue 22: account closure with erasure (hub.identity.closure).
+        assert self._closure is not None
+        closed = await self._closure.close(request.user_id, request.payment_password)
+        return svc.DeleteUserResponse(
+            erased_query_count=closed.erased_query_count, ended_query_count=closed.ended_query_count
+        )

@@ -77,7 +77,7 @@ class NewCardTracker:
         plaintext = json.dumps({"f": prints}, separators=(",", ":")).encode()
         sealed = seal_to(key.public_key, key.epoch, plaintext, record_context(report.query_id))
         await self._store.put(CardRecord(user_id, report.query_id, report.generate_time, sealed))
-        log.info("card_record_stored", user_id=user_id, query_id=report.query_id)
+        log.info("card_record_stored", query_id=report.query_id)
 
     def recording(self, sealer: Sealer) -> Sealer:
         """The engine's report hook: records the fingerprints (while the
@@ -88,7 +88,7 @@ class NewCardTracker:
                 await self.on_ready(user_id, decode_report(plaintext))
             except Exception:
                 # The record is an extra: its failure must not hold the report back.
-                log.error("card_record_failed", exc_info=True, user_id=user_id)
+                log.error("card_record_failed", exc_info=True)
             return await sealer(user_id, plaintext, context)
 
         return seal

@@ -103,7 +103,7 @@ class ReportKeys:
         epoch = current.epoch + 1 if current else 1
         key = await self._new_key(user_id, password, epoch)
         if await self._store.put(key, self._clock.now(), current.epoch if current else None):
-            log.info("user_key_set", user_id=user_id, epoch=epoch)
+            log.info("user_key_set", epoch=epoch)
 
     # --- READY: the engine's hook ---
 
@@ -199,7 +199,7 @@ class ReportKeys:
             # Another change or enrolment won the race: HUB_UNAVAILABLE, the
             # user retries (with whichever password is now current).
             raise RuntimeError("the user's key changed during a password change")
-        log.info("payment_password_changed", user_id=user_id, epoch=epoch, reports=len(rewrapped))
+        log.info("payment_password_changed", epoch=epoch, reports=len(rewrapped))
         return len(rewrapped)
 
 

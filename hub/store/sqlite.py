@@ -265,6 +265,16 @@ class SqliteDatabase:
         async with self._locks[hash(key) % _LOCK_STRIPES]:
             yield
 
+    async def checkpoint(self) -> bool:
+        """Copies the WAL into the database file and truncates it to zero
+        bytes (issue 22: rows just erased, zeroed in the file by
+        secure_delete, then leave no copy in the WAL either). Runs on the
+        writer's thread between batches; False if a reader kept it from
+        completing (the next checkpoint does it)."""
+        async with self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+            row = await cur.fetchone()
+        return row is not None and row[0] == 0
+
     async def close(self) -> None:
         """Commits what is queued, then closes both connections."""
         if self._closed:

@@ -126,8 +126,10 @@ async def test_a_consent_signed_in_the_hsm_is_verified_by_the_banks(hsm_hub: Hub
     # The user's identity record is sealed under the token's KEK (its id
     # recorded; READY reports are sealed to the user's password key), and
     # the hub opens it again to send the ready SMS and to answer GetReport.
-    row = await hub.server.db.fetchone("SELECT identity_wrapped_key FROM users WHERE user_id = ?", (person.user_id,))
-    assert row is not None and Envelope.key_id_of(row["identity_wrapped_key"]) == "kek-hsm-1"
+    # (Issue 22: the record is encrypted under the user's data key, which
+    # the KEK seals.)
+    row = await hub.server.db.fetchone("SELECT wrapped_key FROM user_data_keys WHERE user_id = ?", (person.user_id,))
+    assert row is not None and Envelope.key_id_of(row["wrapped_key"]) == "kek-hsm-1"
     report = await hub.client.get_report(person.user_id, ready.query_id, person.payment_password)
     expected = sum(len(hub.population.cards_at(code, person.id_number)) for code in banks)
     assert len(report.cards) == expected > 0

@@ -88,6 +88,8 @@ BAD = [
     (_edit("report_window = 86400", "report_window = 0"), "timings.report_window: must be a positive"),
     (_edit("[timings]", "[timings]\nbreaker_failures = 2.5"), "timings.breaker_failures: must be an integer"),
     (_edit("[timings]", "[timings]\nretry_initial = 700"), "timings.retry_initial: must not exceed"),
+    (_edit("[timings]", "[timings]\nabuse_counter_retention = 3600"), "timings.abuse_counter_retention: must be at"),
+    (_edit("[timings]", "[timings]\nclosure_record_retention = 86400"), "timings.closure_record_retention: must be"),
     (_edit("max_concurrent = 32", 'max_concurrent = "32"'), "banks[1].max_concurrent: must be an integer"),
     (_edit('code = "103"', 'code = "102"'), "banks[1].code: bank 102 is configured twice"),
     (_edit('code = "103"', 'code = "ABC"'), "banks[1].code: must be 3-6 digits"),

@@ -212,3 +212,19 @@ class FlagCardResponse(_message.Message):
     CARD_CASE_FIELD_NUMBER: _ClassVar[int]
     card_case: _resources_pb2.CardCase
     def __init__(self, card_case: _Optional[_Union[_resources_pb2.CardCase, _Mapping]] = ...) -> None: ...
+
+class DeleteUserRequest(_message.Message):
+    __slots__ = ("user_id", "payment_password")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    payment_password: str
+    def __init__(self, user_id: _Optional[str] = ..., payment_password: _Optional[str] = ...) -> None: ...
+
+class DeleteUserResponse(_message.Message):
+    __slots__ = ("erased_query_count", "ended_query_count")
+    ERASED_QUERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_QUERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    erased_query_count: int
+    ended_query_count: int
+    def __init__(self, erased_query_count: _Optional[int] = ..., ended_query_count: _Optional[int] = ...) -> None: ...
