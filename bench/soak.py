@@ -72,6 +72,15 @@ from hub.notify import OutboxTail
 from hub.store.db import open_database
 
 BANKS = 8
+SOAK_TIMINGS = Timings(
+    retry_initial=dt.timedelta(milliseconds=100),
+    retry_max=dt.timedelta(seconds=1),
+    attempt_timeout=dt.timedelta(seconds=3),
+    breaker_reset=dt.timedelta(seconds=1),
+    sms_resend_interval=dt.timedelta(seconds=1),
+    sms_daily_cap_per_phone=1000,
+    lease_duration=dt.timedelta(seconds=3),  # at least attempt_timeout (docs/configuration.md)
+)
 TYPE = {pb.CARD_TYPE_DEBIT: "debit", pb.CARD_TYPE_CREDIT: "credit"}
 
 
@@ -126,15 +135,7 @@ class Stack:
     def write_config(self, pki_root: Path, banks: dict[str, str]) -> Path:
         from cardlookup.pki import PkiPaths
 
-        timings = Timings(
-            retry_initial=dt.timedelta(milliseconds=100),
-            retry_max=dt.timedelta(seconds=1),
-            attempt_timeout=dt.timedelta(seconds=3),
-            breaker_reset=dt.timedelta(seconds=1),
-            sms_resend_interval=dt.timedelta(seconds=1),
-            sms_daily_cap_per_phone=1000,
-            lease_duration=dt.timedelta(seconds=3),
-        )
+        timings = SOAK_TIMINGS
         config = HubConfig.dev(
             PkiPaths(pki_root),
             banks,

@@ -120,6 +120,30 @@ class Timings:
     """WatchQuery streams one caller (client certificate name) may keep open
     at once, per hub process."""
 
+    def problems(self) -> list[tuple[str, str]]:
+        """The relations docs/configuration.md states between timings that
+        these break, as (key, problem); the file reader refuses the first
+        one as a one-line ConfigError (and the presets are tested with it)."""
+        found: list[tuple[str, str]] = []
+        if self.retry_initial > self.retry_max:
+            found.append(("timings.retry_initial", "must not exceed timings.retry_max"))
+        if self.lease_duration < self.attempt_timeout:
+            found.append(
+                (
+                    "timings.lease_duration",
+                    f"must be at least timings.attempt_timeout ({self.attempt_timeout.total_seconds():g} s): "
+                    "a call could outlive the lease and another replica call the same bank",
+                )
+            )
+        if self.notice_claim < self.lease_duration:
+            found.append(
+                (
+                    "timings.notice_claim",
+                    f"must be at least timings.lease_duration ({self.lease_duration.total_seconds():g} s)",
+                )
+            )
+        return found
+
 
 @dataclass(frozen=True)
 class HsmSettings:
@@ -571,6 +595,6 @@ class _FileReader:
                     raise self._fail(key, "must be a positive number of seconds")
                 values[name] = dt.timedelta(seconds=value)
         timings = Timings(**values)
-        if timings.retry_initial > timings.retry_max:
-            raise self._fail("timings.retry_initial", "must not exceed timings.retry_max")
+        for key, problem in timings.problems():
+            raise self._fail(key, problem)
         return timings

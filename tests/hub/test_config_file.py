@@ -88,6 +88,14 @@ BAD = [
     (_edit("report_window = 86400", "report_window = 0"), "timings.report_window: must be a positive"),
     (_edit("[timings]", "[timings]\nbreaker_failures = 2.5"), "timings.breaker_failures: must be an integer"),
     (_edit("[timings]", "[timings]\nretry_initial = 700"), "timings.retry_initial: must not exceed"),
+    (
+        _edit("attempt_timeout = 20", "attempt_timeout = 20\nlease_duration = 19"),
+        "timings.lease_duration: must be at least",
+    ),
+    (
+        _edit("attempt_timeout = 20", "attempt_timeout = 5\nlease_duration = 30\nnotice_claim = 29"),
+        "timings.notice_claim: must be at least",
+    ),
     (_edit("max_concurrent = 32", 'max_concurrent = "32"'), "banks[1].max_concurrent: must be an integer"),
     (_edit('code = "103"', 'code = "102"'), "banks[1].code: bank 102 is configured twice"),
     (_edit('code = "103"', 'code = "ABC"'), "banks[1].code: must be 3-6 digits"),
@@ -138,3 +146,27 @@ def test_to_toml_reads_back_to_an_equal_config(tmp_path: Path, pki: PkiPaths) ->
     path = tmp_path / "hub.toml"
     path.write_text(config.to_toml(), encoding="utf-8")
     assert HubConfig.from_file(path, env={}) == config
+
+
+def test_related_timings_at_their_documented_limits_are_accepted(tmp_path: Path, pki: PkiPaths) -> None:
+    text = _edit("attempt_timeout = 20", "attempt_timeout = 20\nlease_duration = 20\nnotice_claim = 20")
+    timings = HubConfig.from_file(example_dir(tmp_path, pki, text), env={}).timings
+    assert timings.lease_duration == timings.notice_claim == timings.attempt_timeout == dt.timedelta(seconds=20)
+
+
+def test_the_defaults_and_every_preset_obey_the_documented_relations() -> None:
+    from bench import processes, soak
+    from client.replicastack import REPLICA_TIMINGS
+
+    presets = {"defaults": Timings(), "replicas": REPLICA_TIMINGS, "soak": soak.SOAK_TIMINGS}
+    presets["bench"] = processes.HUB_TIMINGS
+    for name, timings in presets.items():
+        assert timings.problems() == [], name
+
+
+def test_the_configuration_guide_states_the_relations_the_reader_enforces() -> None:
+    doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \|[^|]*\|(.*)\|$", doc, flags=re.M))
+    assert "at least `attempt_timeout`" in rows["lease_duration"]
+    assert "at least `lease_duration`" in rows["notice_claim"]
+    assert "at most `retry_max`" in rows["retry_initial"]
