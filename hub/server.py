@@ -7,9 +7,11 @@ ready listeners), start the engine (recovery: resumes unfinished queries and
 re-runs ready listeners, which is why installers run first), add health and
 reflection, bind the mTLS port, start serving and the background tasks.
 
-Stop order: health NOT_SERVING, stop accepting and drain RPCs for `grace`,
-stop the engine (in-flight bank streams finish or stay PENDING for the next
-start), cancel background tasks, close the database.
+Stop order (issue 19): health NOT_SERVING, then RPCs and the engine's bank
+streams drain together until one deadline `grace` seconds away (bank
+streams not finished by then stay PENDING for another replica or the next
+start; the leases are released), cancel background tasks, close the
+database. `grace` is the whole budget, not a per-stage one.
 
 Run-time operations (issue 11): `reload` re-reads the configuration (SIGHUP
 or the admin service's Reload) and applies it without a restart; `drain`
@@ -79,6 +81,51 @@ class HubContext:
 
 
 ServiceInstaller = Callable[[HubContext], Awaitable[None]]
+
+
+class StoppingHealthServicer(health_aio.HealthServicer):
+    """grpc's asyncio health servicer whose Watch streams end once the hub
+    stops, after saying NOT_SERVING: an open health watch (every client
+    channel keeps one) would otherwise hold the server's stop until its
+    grace runs out. Check and the statuses are the library's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._statuses: dict[str, health_pb2.HealthCheckResponse.ServingStatus] = {
+            "": health_pb2.HealthCheckResponse.SERVING
+        }
+        self._changed = asyncio.Condition()
+        self._stopped = False
+
+    async def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        await super().set(service, status)
+        if not self._stopped:
+            await self._publish(service, status)
+
+    async def enter_graceful_shutdown(self) -> None:
+        await super().enter_graceful_shutdown()
+        self._stopped = True
+        for service in list(self._statuses):
+            await self._publish(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def _publish(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        async with self._changed:
+            self._statuses[service] = status
+            self._changed.notify_all()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
+        last = None
+        while True:
+            async with self._changed:
+                status = self._statuses.get(request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+                if status == last and not self._stopped:
+                    await self._changed.wait()
+                    continue
+            if status != last:
+                await context.write(health_pb2.HealthCheckResponse(status=status))
+                last = status
+            if self._stopped:
+                return
 
 
 class HubServer:
@@ -188,7 +235,7 @@ class HubServer:
                 await install(ctx)
             await engine.start()
 
-            self._health = health = health_aio.HealthServicer()
+            self._health = health = StoppingHealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             names = [*ctx.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME]
             reflection.enable_server_reflection(names, server)
@@ -214,6 +261,7 @@ class HubServer:
                 self._metrics_endpoint = _bind_metrics(metrics, config.metrics_listen)
             for name in ["", *ctx.service_names]:
                 await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            self._export_serving(True)
             self._tasks.append(asyncio.create_task(self._sweep_forever(), name="retention-sweeper"))
             for run in ctx.background:
                 self._tasks.append(asyncio.create_task(_run(run)))
@@ -223,16 +271,33 @@ class HubServer:
         log.info("hub_serving", port=self._port, health_port=self._health_port, banks=len(config.banks))
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Stops within `grace` seconds in total (issue 19): health says
+        NOT_SERVING at once (health Watch streams end after saying so); the
+        API server stops accepting calls and the engine stops starting bank
+        attempts; calls in progress and bank streams then drain *together*
+        until one deadline `grace` seconds from now, when the rest are
+        cancelled; the engine releases its leases; the database closes. An
+        idle hub stops at once."""
+        clock = asyncio.get_running_loop()
+        started = clock.time()
+        grace = max(0.0, grace)
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+            self._export_serving(False)
+        # The metrics endpoint's HTTP server takes up to half a second to see
+        # its shutdown; that runs in a thread while everything else drains.
+        endpoint, self._metrics_endpoint = self._metrics_endpoint, None
+        closing = asyncio.ensure_future(asyncio.to_thread(endpoint.close)) if endpoint is not None else None
+        drains: list[Awaitable[None]] = []
         if self._server is not None:
-            await self._server.stop(grace)
+            drains.append(self._server.stop(grace))
+        if self._engine is not None:
+            drains.append(self._engine.stop(grace))
+        await asyncio.gather(*drains)
         if self._health_server is not None:
             await self._health_server.stop(0)
         if self._admin_server is not None:
             await self._admin_server.stop(0)
-        if self._engine is not None:
-            await self._engine.stop(grace)
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -241,13 +306,16 @@ class HubServer:
                 await task
         if self._db is not None:
             await self._db.close()
-        if self._metrics_endpoint is not None:
-            self._metrics_endpoint.close()
-            self._metrics_endpoint = None
+        if closing is not None:
+            await closing
         self._server = self._health_server = self._health = self._admin_server = None
         self._engine = self._fanout = None
         self._db = None
-        log.info("hub_stopped")
+        log.info("hub_stopped", grace_s=grace, stop_s=round(clock.time() - started, 3))
+
+    def _export_serving(self, serving: bool) -> None:
+        for name in ["", *(self.context.service_names if self.context else [])]:
+            self.metrics.serving.labels(name).set(1 if serving else 0)
 
     async def set_serving(self, serving: bool) -> None:
         """Turns every health status of this hub (the API's port and the
@@ -258,6 +326,7 @@ class HubServer:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ["", *self.context.service_names]:
             await self._health.set(name, status)
+        self._export_serving(serving)
 
     def _on_store_health(self, healthy: bool) -> None:
         # Store writes failing: work that needs them would fail here, so
@@ -334,6 +403,7 @@ class HubServer:
         if self._health is not None:
             for name in ["", *(self.context.service_names if self.context else [])]:
                 await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._export_serving(False)
         log.info("hub_draining")
         bank_calls = sum(self.metrics.health.in_flight(b.code) for b in self.config.banks)
         return self.metrics.api_in_progress, bank_calls
