@@ -25,10 +25,20 @@ def make_status(
     message: str,
     domain: str,
     metadata: Mapping[str, str] | None = None,
+    retry_delay_s: float | None = None,
 ) -> grpc.Status:
+    """With `retry_delay_s`, a google.rpc.RetryInfo detail follows the
+    ErrorInfo: how long the caller should wait before trying again."""
     detail = any_pb2.Any()
     detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=dict(metadata or {})))
-    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    details = [detail]
+    if retry_delay_s is not None:
+        retry = any_pb2.Any()
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.FromMilliseconds(int(retry_delay_s * 1000))
+        retry.Pack(info)
+        details.append(retry)
+    status = status_pb2.Status(code=code.value[0], message=message, details=details)
     return rpc_status.to_status(status)
 
 
@@ -39,9 +49,11 @@ async def abort(
     message: str,
     domain: str,
     metadata: Mapping[str, str] | None = None,
+    retry_delay_s: float | None = None,
 ) -> NoReturn:
-    """Ends the RPC with `code` and an ErrorInfo detail carrying `reason`."""
-    await context.abort_with_status(make_status(code, reason, message, domain, metadata))  # type: ignore[attr-defined]
+    """Ends the RPC with `code` and an ErrorInfo detail carrying `reason`
+    (and a RetryInfo with `retry_delay_s`, when given)."""
+    await context.abort_with_status(make_status(code, reason, message, domain, metadata, retry_delay_s))  # type: ignore[attr-defined]
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 

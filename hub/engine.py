@@ -356,6 +356,7 @@ class QueryEngine:
         """Every third of a lease: renew ours, cancel calls whose lease was
         taken over, claim what nobody holds, finish orphaned queries, send
         unsent ready SMSs. A store failure here is retried next round."""
+        failed = False
         while not self._stopping:
             await self._alarm.sleep(self._lease_s / 3)
             if self._stopping:
@@ -367,6 +368,11 @@ class QueryEngine:
             except Exception as error:
                 log.error("lease_loop_failed", exc_info=True)
                 self._set_store_healthy(False, type(error).__name__)
+                failed = True
+            else:
+                if failed:  # the store took this round's writes: healthy again (issue 19)
+                    self._set_store_healthy(True)
+                    failed = False
 
     async def _housekeeping(self, first: bool = False) -> int:
         claimed = 0

@@ -57,6 +57,11 @@ class StartupError(RuntimeError):
 
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+WRITES_HEALTH_SERVICE = "cardlookup.hub.v1.writes"
+"""The health service name that says whether this replica takes writes
+(issue 19): NOT_SERVING while its store refuses writes, while the API's
+own name (and "") stay SERVING because reads still work. Documented in
+docs/operations.md ("Health, per service")."""
 
 
 @dataclass
@@ -161,6 +166,8 @@ class HubServer:
         self._fanout: Fanout | None = None
         self._reload_lock = asyncio.Lock()
         self.draining = False
+        self._writes_ok = True
+        self._api_writes_ok = True
 
     @property
     def port(self) -> int:
@@ -226,6 +233,8 @@ class HubServer:
             # mapping) are one interceptor, applied to every API method; the
             # metrics interceptor outside it sees every call's final status.
             self.api_interceptor = ApiInterceptor.for_config(config)
+            self.api_interceptor.writes_available = lambda: self._writes_ok
+            self.api_interceptor.on_write_outcome = self._on_api_write
             self._server = server = grpc.aio.server(
                 options=[("grpc.so_reuseport", 0), *SERVER_OPTIONS],
                 interceptors=[ApiMetricsInterceptor(metrics), self.api_interceptor],
@@ -259,9 +268,7 @@ class HubServer:
                 await self._health_server.start()
             if config.metrics_listen:
                 self._metrics_endpoint = _bind_metrics(metrics, config.metrics_listen)
-            for name in ["", *ctx.service_names]:
-                await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-            self._export_serving(True)
+            await self._publish_health()
             self._tasks.append(asyncio.create_task(self._sweep_forever(), name="retention-sweeper"))
             for run in ctx.background:
                 self._tasks.append(asyncio.create_task(_run(run)))
@@ -314,24 +321,63 @@ class HubServer:
         log.info("hub_stopped", grace_s=grace, stop_s=round(clock.time() - started, 3))
 
     def _export_serving(self, serving: bool) -> None:
-        for name in ["", *(self.context.service_names if self.context else [])]:
+        for name in self._health_statuses(serving, serving):
             self.metrics.serving.labels(name).set(1 if serving else 0)
+
+    def _health_statuses(self, reads: bool, writes: bool) -> dict[str, bool]:
+        """Health service name -> SERVING?: "" and the API's service names
+        say whether the replica answers (reads), WRITES_HEALTH_SERVICE
+        whether it can also store (writes)."""
+        names = self.context.service_names if self.context else []
+        return {"": reads, **dict.fromkeys(names, reads), WRITES_HEALTH_SERVICE: reads and writes}
+
+    async def _publish_health(self) -> None:
+        if self._health is None or self.context is None:
+            return
+        reads = not self.draining
+        for name, ok in self._health_statuses(reads, self._writes_ok).items():
+            status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            await self._health.set(name, status)
+            self.metrics.serving.labels(name).set(1 if ok else 0)
 
     async def set_serving(self, serving: bool) -> None:
         """Turns every health status of this hub (the API's port and the
         plaintext health port): NOT_SERVING sends load balancers and
         round_robin clients to the other replicas."""
-        if self._health is None or self.context is None or (serving and self.draining):
-            return
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ["", *self.context.service_names]:
-            await self._health.set(name, status)
-        self._export_serving(serving)
+        if serving and self.draining:
+            return  # a drained hub stays NOT_SERVING (docs/operations.md)
+        self.draining = not serving
+        await self._publish_health()
+
+    @property
+    def writes_ok(self) -> bool:
+        """False while the store refuses writes (the hub answers reads only)."""
+        return self._writes_ok
 
     def _on_store_health(self, healthy: bool) -> None:
-        # Store writes failing: work that needs them would fail here, so
-        # this replica says NOT_SERVING until a write succeeds again.
-        task = asyncio.get_running_loop().create_task(self.set_serving(healthy))
+        if healthy:
+            self._api_writes_ok = True  # the engine's writes succeed again: so will the API's
+        self._refresh_writes()
+
+    def _on_api_write(self, ok: bool) -> None:
+        if ok != self._api_writes_ok:
+            self._api_writes_ok = ok
+            self._refresh_writes()
+
+    def _refresh_writes(self) -> None:
+        # Store writes failing (seen by the engine or by an API write): this
+        # replica keeps answering reads, refuses writes fast, and says so on
+        # WRITES_HEALTH_SERVICE until writes succeed again.
+        healthy = self._api_writes_ok and (self._engine is None or self._engine.store_healthy)
+        if healthy == self._writes_ok:
+            return
+        self._writes_ok = healthy
+        self.metrics.store_writes_healthy.set(1 if healthy else 0)
+        if not healthy:
+            log.warning("hub_degraded", serving="reads only")
+        else:
+            log.info("hub_writes_restored")
+        task = asyncio.get_running_loop().create_task(self._publish_health())
         self._tasks.append(task)
 
     async def _start_admin(self, address: str) -> None:
@@ -400,10 +446,7 @@ class HubServer:
         calls elsewhere); calls and bank work in progress continue. Returns
         (API calls in progress, bank calls in flight)."""
         self.draining = True
-        if self._health is not None:
-            for name in ["", *(self.context.service_names if self.context else [])]:
-                await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self._export_serving(False)
+        await self._publish_health()
         log.info("hub_draining")
         bank_calls = sum(self.metrics.health.in_flight(b.code) for b in self.config.banks)
         return self.metrics.api_in_progress, bank_calls

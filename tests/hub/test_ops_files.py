@@ -90,3 +90,17 @@ def test_promtool_accepts_the_rules_and_its_unit_tests_pass() -> None:
     for command in (["check", "rules", RULES.name], ["test", "rules", RULES_TEST.name]):
         done = subprocess.run(["promtool", *command], cwd=RULES.parent, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_operations_guide_names_the_health_services_and_the_write_methods() -> None:
+    from client.options import SERVICE, WRITES_HEALTH_SERVICE
+    from hub.api.interceptors import SERVICE_NAME, WRITE_METHODS
+    from hub.server import WRITES_HEALTH_SERVICE as HUB_WRITES
+
+    doc = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = doc.split("## Health, per service", 1)[1].split("\n## ", 1)[0]
+    assert WRITES_HEALTH_SERVICE == HUB_WRITES and SERVICE == SERVICE_NAME
+    assert f"`{HUB_WRITES}`" in section and f"`{SERVICE_NAME}`" in section
+    writes_item = section.split("\n- writes (", 1)[1].split("\n- ", 1)[0]
+    named = set(re.findall(r"`([A-Z][A-Za-z]+)`", writes_item.split("are still tried")[0]))
+    assert named == WRITE_METHODS
