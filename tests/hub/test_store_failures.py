@@ -159,7 +159,6 @@ async def test_a_full_disk_degrades_the_hub_to_reads_and_writes_fail_fast_with_r
     from tests.api.helpers import HubHarness
 
     assert CLIENT_WRITES == WRITES_HEALTH_SERVICE
-    HUB_WRITES = WRITES_HEALTH_SERVICE  # noqa: N806
     api = "cardlookup.hub.v1.CardLookupService"
     reader, writer, newcomer = population.eligible_people(clock.now().date())[:3]
     with small_filesystem(tmp_path / "small", size="64m") as data:
@@ -167,9 +166,7 @@ async def test_a_full_disk_degrades_the_hub_to_reads_and_writes_fail_fast_with_r
             config = hub_config(pki, fleet.addresses, data, health_listen="127.0.0.1:0", database=data / "hub.db")
             hub = HubServer(config, clock, installers=[hub.api.install])
             await hub.start()
-            options = ClientOptions.from_pki(
-                pki.root, f"127.0.0.1:{hub.port}", timeout_s=100.0, create_timeout_s=100.0
-            )
+            options = ClientOptions.from_pki(pki.root, f"127.0.0.1:{hub.port}", timeout_s=100.0, create_timeout_s=100.0)
             try:
                 async with AsyncCardLookupClient(options) as client:
                     h = HubHarness(client, hub, fleet, clock, population, config.sms_outbox_path(),
@@ -188,8 +185,8 @@ async def test_a_full_disk_degrades_the_hub_to_reads_and_writes_fail_fast_with_r
                     # Health, per service: reads yes, writes no.
                     assert await health_of(hub, "") == health_pb2.HealthCheckResponse.SERVING
                     assert await health_of(hub, api) == health_pb2.HealthCheckResponse.SERVING
-                    assert await health_of(hub, HUB_WRITES) == health_pb2.HealthCheckResponse.NOT_SERVING
-                    assert 'cardlookup_hub_store_writes_healthy 0.0' in hub.metrics.exposition()
+                    assert await health_of(hub, WRITES_HEALTH_SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+                    assert "cardlookup_hub_store_writes_healthy 0.0" in hub.metrics.exposition()
 
                     # Reads keep answering.
                     assert (await client.get_query(reader.user_id, done.query_id)).query_id == done.query_id
@@ -211,7 +208,7 @@ async def test_a_full_disk_degrades_the_hub_to_reads_and_writes_fail_fast_with_r
                     filler.unlink()
                     await h.until_ready(writer, running.query_id)
                     await wait_until(lambda: hub.writes_ok, within=30)
-                    await wait_until_serving(hub, HUB_WRITES)
+                    await wait_until_serving(hub, WRITES_HEALTH_SERVICE)
                     await client.enroll_user(**newcomer.enrolment())  # writes are back
                     report = await client.get_report(reader.user_id, done.query_id, reader.payment_password)
                     assert report.name.endswith(f"queries/{done.query_id}/report")
