@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from cardlookup.pki import HUB_SERVER_NAME, PkiPaths
+from client.tracing import trace_metadata
 
 SERVICE = "cardlookup.hub.v1.CardLookupService"
 WRITES_HEALTH_SERVICE = "cardlookup.hub.v1.writes"
@@ -182,7 +183,11 @@ class ClientOptions:
     def call_kwargs(self, method: str) -> dict[str, Any]:
         """What both clients pass with every call of `method`: its deadline
         and whether it waits for an unreachable hub."""
-        return {"timeout": self.deadline_s(method), "wait_for_ready": self.waits_for_ready(method)}
+        kwargs: dict[str, Any] = {"timeout": self.deadline_s(method), "wait_for_ready": self.waits_for_ready(method)}
+        traced = trace_metadata()  # the app backend's current span, if any (client.tracing)
+        if traced:
+            kwargs["metadata"] = traced
+        return kwargs
 
     def channel_options(self) -> list[tuple[str, Any]]:
         return [

@@ -162,6 +162,20 @@ class HsmSettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    """OpenTelemetry tracing (hub.tracing): off by default."""
+
+    enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4317"
+    """The OTLP/gRPC collector: `http://` plaintext, `https://` TLS (the
+    exporter's OTEL_EXPORTER_OTLP_* variables set certificates, headers)."""
+    service_name: str = "cardlookup-hub"
+    """The `service.name` resource attribute of every span."""
+    sample_ratio: float = 1.0
+    """Share of new traces kept (0..1); a call whose caller sampled it is kept."""
+
+
+@dataclass(frozen=True)
 class HubConfig:
     database: Path | str
     """A path: the embedded SQLite store (one hub process). A
@@ -199,6 +213,8 @@ class HubConfig:
     previous_key_encryption_keys: dict[str, Path] = field(default_factory=dict)
     """Retired KEKs by id: still open what they sealed, never seal."""
     hsm: HsmSettings | None = None
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    """[tracing]: OpenTelemetry spans over OTLP (docs/configuration.md)."""
 
     @cached_property
     def _banks_by_code(self) -> dict[str, BankEndpoint]:
@@ -297,6 +313,15 @@ class HubConfig:
                 f"consent_signing_key_label = {q(hsm.consent_signing_key_label)}",
                 f"key_encryption_key_label = {q(hsm.key_encryption_key_label)}",
             ]
+        tracing = self.tracing
+        lines += [
+            "",
+            "[tracing]",
+            f"enabled = {'true' if tracing.enabled else 'false'}",
+            f"otlp_endpoint = {q(tracing.otlp_endpoint)}",
+            f"service_name = {q(tracing.service_name)}",
+            f"sample_ratio = {tracing.sample_ratio!r}",
+        ]
         lines += ["", "[timings]"]
         for f in dataclasses.fields(Timings):
             value = getattr(self.timings, f.name)
@@ -358,8 +383,10 @@ _TOP_KEYS = frozenset(
         "admin_listen",
         "admin_clients",
         "hsm",
+        "tracing",
     }
 )
+_TRACING_KEYS = frozenset({"enabled", "otlp_endpoint", "service_name", "sample_ratio"})
 _TLS_KEYS = frozenset({"ca", "cert", "key"})
 _KEYS_KEYS = frozenset(
     {
@@ -454,6 +481,26 @@ class _FileReader:
                 k: self._file(previous, k, "keys.previous_key_encryption_keys.") for k in previous
             },
             hsm=hsm,
+            tracing=self._tracing(raw),
+        )
+
+    def _tracing(self, raw: dict[str, Any]) -> TracingSettings:
+        table = self._table(raw, "tracing")
+        self._no_unknown(table, _TRACING_KEYS, "tracing.")
+        enabled = table.get("enabled", False)
+        if not isinstance(enabled, bool):
+            raise self._fail("tracing.enabled", "must be true or false")
+        endpoint = self._str(table, "otlp_endpoint", TracingSettings.otlp_endpoint, "tracing.", nonempty=True)
+        if not re.fullmatch(r"https?://\S+:[0-9]{1,5}", endpoint):
+            raise self._fail("tracing.otlp_endpoint", f"must be http(s)://host:port, not {endpoint!r}")
+        ratio = table.get("sample_ratio", 1.0)
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+            raise self._fail("tracing.sample_ratio", "must be a number from 0 to 1")
+        return TracingSettings(
+            enabled=enabled,
+            otlp_endpoint=endpoint,
+            service_name=self._str(table, "service_name", TracingSettings.service_name, "tracing.", nonempty=True),
+            sample_ratio=float(ratio),
         )
 
     def _hsm(self, raw: dict[str, Any]) -> HsmSettings | None:

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
+from hub import tracing
 from hub.config import BankEndpoint, HubConfig
 from hub.crypto import HubKeys, Sealed
 from hub.domain import (
@@ -577,6 +578,7 @@ class QueryEngine:
         if pending == 0:
             await self._complete(query_id)
 
+    @tracing.traced_query("query.ready")
     async def _complete(self, query_id: str) -> None:
         outcomes = []
         for progress, sealed in await self._store.answers(query_id):

@@ -36,6 +36,7 @@ from grpc_reflection.v1alpha import reflection
 from cardlookup.clock import Clock, SystemClock
 from cardlookup.pki import load_ed25519_private, load_ed25519_public, load_secret
 from cardlookup.tls import channel_credentials
+from hub import tracing
 from hub.api.interceptors import ApiInterceptor
 from hub.api.limits import SERVER_OPTIONS
 from hub.certs import ReloadableServerCredentials, certificate_configuration
@@ -218,6 +219,8 @@ class HubServer:
             ) from None
         metrics = self.metrics
         metrics.instrument_database(db)
+        tracing.configure(config.tracing)
+        tracing.instrument_database(db)
         try:
             keys = _load_keys(config)
             self._fanout = fanout = Fanout(config, metrics=metrics)
@@ -237,7 +240,7 @@ class HubServer:
             self.api_interceptor.on_write_outcome = self._on_api_write
             self._server = server = grpc.aio.server(
                 options=[("grpc.so_reuseport", 0), *SERVER_OPTIONS],
-                interceptors=[ApiMetricsInterceptor(metrics), self.api_interceptor],
+                interceptors=[tracing.ServerTracing(), ApiMetricsInterceptor(metrics), self.api_interceptor],
             )
             self.context = ctx = HubContext(config, self.clock, db, keys, engine, server, metrics=metrics)
             for install in self._installers:
@@ -315,6 +318,7 @@ class HubServer:
             await self._db.close()
         if closing is not None:
             await closing
+        tracing.shutdown()
         self._server = self._health_server = self._health = self._admin_server = None
         self._engine = self._fanout = None
         self._db = None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cardlookup.pki import PkiPaths
-from hub.config import ConfigError, HubConfig, Timings
+from hub.config import ConfigError, HubConfig, Timings, TracingSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "hub.toml"
@@ -96,6 +96,10 @@ BAD = [
         _edit("attempt_timeout = 20", "attempt_timeout = 5\nlease_duration = 30\nnotice_claim = 29"),
         "timings.notice_claim: must be at least",
     ),
+    (_edit("[timings]", "[tracing]\nenabled = 1\n[timings]"), "tracing.enabled: must be true or false"),
+    (_edit("[timings]", "[tracing]\notlp_endpoint = 'collector:4317'\n[timings]"), "tracing.otlp_endpoint: must be"),
+    (_edit("[timings]", "[tracing]\nsample_ratio = 2\n[timings]"), "tracing.sample_ratio: must be a number"),
+    (_edit("[timings]", "[tracing]\nexporter = 'otlp'\n[timings]"), "tracing.exporter: unknown key"),
     (_edit("max_concurrent = 32", 'max_concurrent = "32"'), "banks[1].max_concurrent: must be an integer"),
     (_edit('code = "103"', 'code = "102"'), "banks[1].code: bank 102 is configured twice"),
     (_edit('code = "103"', 'code = "ABC"'), "banks[1].code: must be 3-6 digits"),
@@ -142,6 +146,7 @@ def test_to_toml_reads_back_to_an_equal_config(tmp_path: Path, pki: PkiPaths) ->
         open_regions=frozenset({"310000", "530000"}),
         consent_text='说明 "quoted" \\ backslash',
         timings=Timings(retry_initial=dt.timedelta(milliseconds=50), breaker_failures=7, retry_multiplier=1.5),
+        tracing=TracingSettings(True, "https://collector.internal:4317", "hub-eu", 0.25),
     )
     path = tmp_path / "hub.toml"
     path.write_text(config.to_toml(), encoding="utf-8")
