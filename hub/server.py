@@ -44,6 +44,7 @@ from hub.config import ConfigError, HubConfig
 from hub.crypto import Custody, HubKeys, load_custody
 from hub.engine import QueryEngine
 from hub.fanout import Fanout
+from hub.health import WRITES_HEALTH_SERVICE, StoppingHealthServicer
 from hub.hsm import HsmError
 from hub.logging import get_logger
 from hub.metrics import ApiMetricsInterceptor, BankHealthRow, HubMetrics, MetricsEndpoint
@@ -58,11 +59,6 @@ class StartupError(RuntimeError):
 
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-WRITES_HEALTH_SERVICE = "cardlookup.hub.v1.writes"
-"""The health service name that says whether this replica takes writes
-(issue 19): NOT_SERVING while its store refuses writes, while the API's
-own name (and "") stay SERVING because reads still work. Documented in
-docs/operations.md ("Health, per service")."""
 
 
 @dataclass
@@ -87,51 +83,6 @@ class HubContext:
 
 
 ServiceInstaller = Callable[[HubContext], Awaitable[None]]
-
-
-class StoppingHealthServicer(health_aio.HealthServicer):
-    """grpc's asyncio health servicer whose Watch streams end once the hub
-    stops, after saying NOT_SERVING: an open health watch (every client
-    channel keeps one) would otherwise hold the server's stop until its
-    grace runs out. Check and the statuses are the library's."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._statuses: dict[str, health_pb2.HealthCheckResponse.ServingStatus] = {
-            "": health_pb2.HealthCheckResponse.SERVING
-        }
-        self._changed = asyncio.Condition()
-        self._stopped = False
-
-    async def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
-        await super().set(service, status)
-        if not self._stopped:
-            await self._publish(service, status)
-
-    async def enter_graceful_shutdown(self) -> None:
-        await super().enter_graceful_shutdown()
-        self._stopped = True
-        for service in list(self._statuses):
-            await self._publish(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-
-    async def _publish(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
-        async with self._changed:
-            self._statuses[service] = status
-            self._changed.notify_all()
-
-    async def Watch(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
-        last = None
-        while True:
-            async with self._changed:
-                status = self._statuses.get(request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
-                if status == last and not self._stopped:
-                    await self._changed.wait()
-                    continue
-            if status != last:
-                await context.write(health_pb2.HealthCheckResponse(status=status))
-                last = status
-            if self._stopped:
-                return
 
 
 class HubServer:
