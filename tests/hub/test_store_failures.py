@@ -221,3 +221,46 @@ async def wait_until_serving(hub: HubServer, service: str) -> None:
         # The status lives in the hub's health servicer, with no event to await.
         while await health_of(hub, service) != health_pb2.HealthCheckResponse.SERVING:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+
+
+async def test_a_write_the_store_holds_up_is_refused_within_a_second_once_degraded(
+    pki: PkiPaths, population: Population, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Issue 19 item 2, the write cap: another process holds SQLite's write
+    lock, so every write waits the store's 10 s busy timeout. The first write
+    fails after it (the hub is now degraded); the next is cut at 1 s and
+    refused with RetryInfo, before a client deadline (8 s, two attempts)
+    shorter than the store's wait; reads answer throughout."""
+    import sqlite3
+
+    import hub.api
+    from client.aio import AsyncCardLookupClient
+    from client.errors import HubUnavailable
+    from client.options import ClientOptions, RetryPolicy
+
+    reader, first, second = population.eligible_people(clock.now().date())[:3]
+    async with running_fleet(fleet_config(pki, population, clock, CODES[:2])) as fleet:
+        config = hub_config(pki, fleet.addresses, tmp_path, database=tmp_path / "hub.db")
+        hub = HubServer(config, clock, installers=[hub.api.install])
+        await hub.start()
+        lock = sqlite3.connect(tmp_path / "hub.db", timeout=10, isolation_level=None, check_same_thread=False)
+        try:
+            patient = ClientOptions.from_pki(pki.root, f"127.0.0.1:{hub.port}", timeout_s=60.0)
+            hurried = ClientOptions.from_pki(
+                pki.root, f"127.0.0.1:{hub.port}", timeout_s=8.0, retry=RetryPolicy(max_attempts=2)
+            )
+            async with AsyncCardLookupClient(patient) as slow, AsyncCardLookupClient(hurried) as fast:
+                await slow.enroll_user(**reader.enrolment())
+                await fast.wait_ready(30)
+                await asyncio.to_thread(lock.execute, "BEGIN EXCLUSIVE")
+                with pytest.raises(HubUnavailable):
+                    await slow.enroll_user(**first.enrolment())  # waits the busy timeout, then fails
+                assert not hub.writes_ok
+                with pytest.raises(HubUnavailable) as refused:
+                    await fast.enroll_user(**second.enrolment())
+                assert refused.value.code == grpc.StatusCode.UNAVAILABLE  # the hub's answer, not the deadline
+                assert refused.value.retry_delay is not None and refused.value.retry_delay.total_seconds() == 5
+                assert (await fast.get_user(reader.user_id)).user_id == reader.user_id  # reads go on
+        finally:
+            lock.close()
+            await hub.stop(grace=0)
