@@ -242,18 +242,20 @@ class HubServer:
         clock = asyncio.get_running_loop()
         started = clock.time()
         grace = max(0.0, grace)
+        deadline = started + grace
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
             self._export_serving(False)
-        # The metrics endpoint's HTTP server takes up to half a second to see
-        # its shutdown; that runs in a thread while everything else drains.
+        # The metrics endpoint's HTTP server sees its shutdown at its next
+        # poll (50 ms); that runs in a thread while everything else drains.
         endpoint, self._metrics_endpoint = self._metrics_endpoint, None
         closing = asyncio.ensure_future(asyncio.to_thread(endpoint.close)) if endpoint is not None else None
+        remaining = max(0.0, deadline - clock.time())  # one budget for every stage
         drains: list[Awaitable[None]] = []
         if self._server is not None:
-            drains.append(self._server.stop(grace))
+            drains.append(self._server.stop(remaining))
         if self._engine is not None:
-            drains.append(self._engine.stop(grace))
+            drains.append(self._engine.stop(grace=remaining))
         await asyncio.gather(*drains)
         if self._health_server is not None:
             await self._health_server.stop(0)
