@@ -22,6 +22,12 @@ installed and the API's no-op tracer makes every hook free; with it on, the
 spans go to an OTLP/gRPC collector (`otlp_endpoint`). `use_provider` lets a
 test (or an embedding program) supply its own TracerProvider.
 
+opentelemetry-instrumentation-grpc is not used: its server interceptor
+would trace health and reflection calls too and name attributes its own
+way, and its client side patches channels globally; the hub needs one span
+per bank attempt with the bank code and outcome, and control over every
+attribute (below). Propagation is the API's (W3C trace context).
+
 Privacy (R14): attributes carry only method names, status code names, bank
 codes, the query id (a random UUID), attempt numbers and counts; never a
 name, ID number, phone or card (tests/api/test_tracing.py scans every
