@@ -27,11 +27,22 @@ def make_status(
     domain: str,
     metadata: Mapping[str, str] | None = None,
     extra: Sequence[Message] = (),
+    retry_delay_s: float | None = None,
 ) -> grpc.Status:
     """A status whose google.rpc.Status details are the ErrorInfo, then the
-    `extra` details (e.g. google.rpc.BadRequest, google.rpc.RetryInfo)."""
+    `extra` details (e.g. google.rpc.BadRequest, google.rpc.RetryInfo); with
+    `retry_delay_s` and no RetryInfo among them, a google.rpc.RetryInfo
+    follows: how long the caller should wait before trying again."""
+    messages: list[Message] = [
+        error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=dict(metadata or {})),
+        *extra,
+    ]
+    if retry_delay_s is not None and not any(isinstance(m, error_details_pb2.RetryInfo) for m in extra):
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.FromMilliseconds(int(retry_delay_s * 1000))
+        messages.append(info)
     details = []
-    for message_ in (error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=dict(metadata or {})), *extra):
+    for message_ in messages:
         detail = any_pb2.Any()
         detail.Pack(message_)
         details.append(detail)
@@ -47,10 +58,12 @@ async def abort(
     domain: str,
     metadata: Mapping[str, str] | None = None,
     extra: Sequence[Message] = (),
+    retry_delay_s: float | None = None,
 ) -> NoReturn:
     """Ends the RPC with `code` and an ErrorInfo detail carrying `reason`
-    (then the `extra` details)."""
-    await context.abort_with_status(make_status(code, reason, message, domain, metadata, extra))  # type: ignore[attr-defined]
+    (then the `extra` details, and a RetryInfo with `retry_delay_s`)."""
+    status = make_status(code, reason, message, domain, metadata, extra, retry_delay_s)
+    await context.abort_with_status(status)  # type: ignore[attr-defined]
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 

@@ -139,6 +139,34 @@ class Timings:
     sms_outbox_retention: dt.timedelta = dt.timedelta(days=7)
     """Messages in the development SMS outbox file (it holds phone numbers)."""
 
+    def problems(self) -> list[tuple[str, str]]:
+        """The relations docs/configuration.md states between timings that
+        these break, as (key, problem); the file reader refuses the first
+        one as a one-line ConfigError (and the presets are tested with it)."""
+        found: list[tuple[str, str]] = []
+        if self.retry_initial > self.retry_max:
+            found.append(("timings.retry_initial", "must not exceed timings.retry_max"))
+        if self.lease_duration < self.attempt_timeout:
+            found.append(
+                (
+                    "timings.lease_duration",
+                    f"must be at least timings.attempt_timeout ({self.attempt_timeout.total_seconds():g} s): "
+                    "a call could outlive the lease and another replica call the same bank",
+                )
+            )
+        if self.notice_claim < self.lease_duration:
+            found.append(
+                (
+                    "timings.notice_claim",
+                    f"must be at least timings.lease_duration ({self.lease_duration.total_seconds():g} s)",
+                )
+            )
+        if self.abuse_counter_retention < dt.timedelta(days=1):
+            found.append(("timings.abuse_counter_retention", "must be at least 86400 (the SMS daily cap's day)"))
+        if self.closure_record_retention < self.cooldown:
+            found.append(("timings.closure_record_retention", "must be at least timings.cooldown"))
+        return found
+
 
 @dataclass(frozen=True)
 class HsmSettings:
@@ -154,6 +182,20 @@ class HsmSettings:
     """Label of an Ed25519 (CKK_EC_EDWARDS) private key; empty = keys.consent_signing_key (file)."""
     key_encryption_key_label: str = ""
     """Label of an AES-256 secret key; empty = keys.key_encryption_key (file)."""
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """OpenTelemetry tracing (hub.tracing): off by default."""
+
+    enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4317"
+    """The OTLP/gRPC collector: `http://` plaintext, `https://` TLS (the
+    exporter's OTEL_EXPORTER_OTLP_* variables set certificates, headers)."""
+    service_name: str = "cardlookup-hub"
+    """The `service.name` resource attribute of every span."""
+    sample_ratio: float = 1.0
+    """Share of new traces kept (0..1); a call whose caller sampled it is kept."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +236,8 @@ class HubConfig:
     previous_key_encryption_keys: dict[str, Path] = field(default_factory=dict)
     """Retired KEKs by id: still open what they sealed, never seal."""
     hsm: HsmSettings | None = None
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    """[tracing]: OpenTelemetry spans over OTLP (docs/configuration.md)."""
 
     @cached_property
     def _banks_by_code(self) -> dict[str, BankEndpoint]:
@@ -292,6 +336,15 @@ class HubConfig:
                 f"consent_signing_key_label = {q(hsm.consent_signing_key_label)}",
                 f"key_encryption_key_label = {q(hsm.key_encryption_key_label)}",
             ]
+        tracing = self.tracing
+        lines += [
+            "",
+            "[tracing]",
+            f"enabled = {'true' if tracing.enabled else 'false'}",
+            f"otlp_endpoint = {q(tracing.otlp_endpoint)}",
+            f"service_name = {q(tracing.service_name)}",
+            f"sample_ratio = {tracing.sample_ratio!r}",
+        ]
         lines += ["", "[timings]"]
         for f in dataclasses.fields(Timings):
             value = getattr(self.timings, f.name)
@@ -353,8 +406,10 @@ _TOP_KEYS = frozenset(
         "admin_listen",
         "admin_clients",
         "hsm",
+        "tracing",
     }
 )
+_TRACING_KEYS = frozenset({"enabled", "otlp_endpoint", "service_name", "sample_ratio"})
 _TLS_KEYS = frozenset({"ca", "cert", "key"})
 _KEYS_KEYS = frozenset(
     {
@@ -449,6 +504,26 @@ class _FileReader:
                 k: self._file(previous, k, "keys.previous_key_encryption_keys.") for k in previous
             },
             hsm=hsm,
+            tracing=self._tracing(raw),
+        )
+
+    def _tracing(self, raw: dict[str, Any]) -> TracingSettings:
+        table = self._table(raw, "tracing")
+        self._no_unknown(table, _TRACING_KEYS, "tracing.")
+        enabled = table.get("enabled", False)
+        if not isinstance(enabled, bool):
+            raise self._fail("tracing.enabled", "must be true or false")
+        endpoint = self._str(table, "otlp_endpoint", TracingSettings.otlp_endpoint, "tracing.", nonempty=True)
+        if not re.fullmatch(r"https?://\S+:[0-9]{1,5}", endpoint):
+            raise self._fail("tracing.otlp_endpoint", f"must be http(s)://host:port, not {endpoint!r}")
+        ratio = table.get("sample_ratio", 1.0)
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+            raise self._fail("tracing.sample_ratio", "must be a number from 0 to 1")
+        return TracingSettings(
+            enabled=enabled,
+            otlp_endpoint=endpoint,
+            service_name=self._str(table, "service_name", TracingSettings.service_name, "tracing.", nonempty=True),
+            sample_ratio=float(ratio),
         )
 
     def _hsm(self, raw: dict[str, Any]) -> HsmSettings | None:
@@ -590,12 +665,8 @@ class _FileReader:
                     raise self._fail(key, "must be a positive number of seconds")
                 values[name] = dt.timedelta(seconds=value)
         timings = Timings(**values)
-        if timings.retry_initial > timings.retry_max:
-            raise self._fail("timings.retry_initial", "must not exceed timings.retry_max")
-        if timings.abuse_counter_retention < dt.timedelta(days=1):
-            raise self._fail("timings.abuse_counter_retention", "must be at least 86400 (the SMS daily cap's day)")
-        if timings.closure_record_retention < timings.cooldown:
-            raise self._fail("timings.closure_record_retention", "must be at least timings.cooldown")
+        for key, problem in timings.problems():
+            raise self._fail(key, problem)
         return timings
 
 

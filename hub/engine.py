@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
+from hub import tracing
 from hub.config import BankEndpoint, HubConfig
 from hub.crypto import HubKeys, Sealed
 from hub.domain import (
@@ -75,6 +76,9 @@ _CLAIM_BATCH = 500
 _STORE_RETRY_FIRST = 0.05
 _STORE_RETRY_MAX = 2.0
 """Seconds between retries of a failing store write (doubling from FIRST)."""
+_RELEASE_S = 1.0
+"""The longest a stopping engine waits to release its leases once its
+grace is spent (a store that does not answer by then: the leases run out)."""
 T = TypeVar("T")
 log = get_logger("hub.engine")
 
@@ -136,6 +140,8 @@ class QueryEngine:
         self._store_listeners: list[Callable[[bool], None]] = []
         self._held: dict[str, Progress] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        """The progress and lease loops: cancelled at stop, never waited for."""
         self._subjects: dict[str, Subject] = {}
         self._watchers: dict[str, set[asyncio.Queue[QueryEvent | None]]] = {}
         """None in a queue: the query was erased (issue 22)."""
@@ -171,30 +177,38 @@ class QueryEngine:
                 add_reconnect(lambda: self._spawn(self._follow_open_breakers()))
         self._started = True
         self._stopping = False
-        self._spawn(self._progress_loop())
+        self._loops = [self._spawn(self._progress_loop())]
         resumed = await self._housekeeping(first=True)
         if resumed:
             log.info("engine_resumed", banks=resumed)
-        self._spawn(self._lease_loop())
+        self._loops.append(self._spawn(self._lease_loop()))
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stops new attempts, lets in-flight bank streams finish for up to
-        `grace` seconds (their outcome is persisted), then cancels the rest;
-        those banks stay PENDING and are resumed on the next start."""
+        """Stops new attempts, lets in-flight bank streams finish until one
+        deadline `grace` seconds from now (their outcome is persisted), then
+        cancels the rest; those banks stay PENDING and are resumed on the
+        next start. The leases are released even past the deadline (bounded
+        by _RELEASE_S); the progress and lease loops are cancelled, not
+        waited for; other background work (SMS, reports) shares the same
+        deadline. An idle engine stops at once (issue 19)."""
+        clock = asyncio.get_running_loop()
+        deadline = clock.time() + max(0.0, grace)
         self._stopping = True
         self._alarm.wake_all()
         tasks = list(self._bank_tasks.values())
         if tasks:
-            _, late = await asyncio.wait(tasks, timeout=grace)
+            _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - clock.time()))
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         if self._run_fanout:
-            with contextlib.suppress(Exception):
-                await self._store.release(self.replica_id)  # others resume these banks at once
+            with contextlib.suppress(Exception):  # others resume these banks at once
+                await asyncio.wait_for(self._store.release(self.replica_id), max(deadline - clock.time(), _RELEASE_S))
+        for task in self._loops:
+            task.cancel()
         background = list(self._background)
         if background:
-            _, late_bg = await asyncio.wait(background, timeout=grace)
+            _, late_bg = await asyncio.wait(background, timeout=max(0.0, deadline - clock.time()))
             for task in late_bg:
                 task.cancel()
             await asyncio.gather(*late_bg, return_exceptions=True)
@@ -348,6 +362,7 @@ class QueryEngine:
         """Every third of a lease: renew ours, cancel calls whose lease was
         taken over, claim what nobody holds, finish orphaned queries, send
         unsent ready SMSs. A store failure here is retried next round."""
+        failed = False
         while not self._stopping:
             await self._alarm.sleep(self._lease_s / 3)
             if self._stopping:
@@ -359,6 +374,11 @@ class QueryEngine:
             except Exception as error:
                 log.error("lease_loop_failed", exc_info=True)
                 self._set_store_healthy(False, type(error).__name__)
+                failed = True
+            else:
+                if failed:  # the store took this round's writes: healthy again (issue 19)
+                    self._set_store_healthy(True)
+                    failed = False
 
     async def _housekeeping(self, first: bool = False) -> int:
         claimed = 0
@@ -563,6 +583,7 @@ class QueryEngine:
         if pending == 0:
             await self._complete(query_id)
 
+    @tracing.traced_query("query.ready")
     async def _complete(self, query_id: str) -> None:
         outcomes = []
         for progress, sealed in await self._store.answers(query_id):
@@ -787,10 +808,11 @@ class QueryEngine:
                 return
         await self._store.mark_notified(query_id)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
 
 _STATE_ORDER = {QueryState.ACCEPTED: 0, QueryState.RUNNING: 1, QueryState.READY: 2, QueryState.EXPIRED: 3}
