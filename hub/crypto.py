@@ -293,3 +293,10 @@ def load_custody(config: HubConfig) -> Custody:
         kek if kek is not None else load_secret(config.key_encryption_key),
         consent_key if consent_key is not None else load_ed25519_private(config.consent_signing_key),
     )
+
+
+def card_fingerprint(keyed_hash: KeyedHash, user_id: str, bank_code: str, card_ref: str) -> str:
+    """The new-card record's keyed fingerprint of a card (issue 12): HMAC
+    under a per-user key derived from the index key; links nothing without it."""
+    key = bytes.fromhex(keyed_hash.digest(user_id, "card_fingerprint_key"))
+    return hmac.new(key, f"{bank_code}\n{card_ref}".encode(), hashlib.sha256).hexdigest()

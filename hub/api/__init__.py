@@ -29,6 +29,7 @@ from hub.identity.verification import SmsVerifier
 from hub.notify import OutboxSmsSender, SmsSender
 from hub.store.card_cases import CardCaseStore
 from hub.store.card_records import CardRecordStore
+from hub.store.device_keys import DeviceKeyStore
 from hub.store.identity import IdentityStore
 from hub.store.user_keys import UserKeyStore
 from hub.store.users import UserStore
@@ -55,7 +56,9 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     users = UserDirectory(config, ctx.keys, ctx.clock, user_store, hasher)
     gate = PasswordGate(user_store, hasher, ctx.clock, timings.password_max_failures, timings.password_lockout)
     # Issue 12: reports sealed to the user's payment-password key.
-    report_keys = ReportKeys(key_store, users, gate, hasher, ctx.keys.keyed_hash, ctx.clock)
+    device_store = DeviceKeyStore(ctx.db)  # issue 17: the device's report key
+    await device_store.migrate()
+    report_keys = ReportKeys(key_store, users, gate, hasher, ctx.keys.keyed_hash, ctx.clock, devices=device_store)
     users.on_password_set(report_keys.password_set)
     record_store = CardRecordStore(ctx.db)
     await record_store.migrate()

@@ -106,6 +106,12 @@ class CardLookupServiceStub:
     the bank with the masked number. Flagging the same card again returns
     the case already opened.
     """
+    ReplaceReportKey: _grpc.UnaryUnaryMultiCallable[_card_lookup_service_pb2.ReplaceReportKeyRequest, _card_lookup_service_pb2.ReplaceReportKeyResponse]
+    """Issue 17: registers a new device report key for the user (a new phone),
+    guarded by the payment password (R10's check and lockout). Answers
+    arriving from now on are sealed to it; reports already sealed to the old
+    key stay readable only by the old device.
+    """
 
 @_typing.type_check_only
 class CardLookupServiceAsyncStub(CardLookupServiceStub):
@@ -163,6 +169,12 @@ class CardLookupServiceAsyncStub(CardLookupServiceStub):
     that does not offer cases gets status VISIT_BANK: the advice to visit
     the bank with the masked number. Flagging the same card again returns
     the case already opened.
+    """
+    ReplaceReportKey: _aio.UnaryUnaryMultiCallable[_card_lookup_service_pb2.ReplaceReportKeyRequest, _card_lookup_service_pb2.ReplaceReportKeyResponse]  # type: ignore[assignment]
+    """Issue 17: registers a new device report key for the user (a new phone),
+    guarded by the payment password (R10's check and lockout). Answers
+    arriving from now on are sealed to it; reports already sealed to the old
+    key stay readable only by the old device.
     """
 
 class CardLookupServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -284,6 +296,18 @@ class CardLookupServiceServicer(metaclass=_abc_1.ABCMeta):
         that does not offer cases gets status VISIT_BANK: the advice to visit
         the bank with the masked number. Flagging the same card again returns
         the case already opened.
+        """
+
+    @_abc_1.abstractmethod
+    def ReplaceReportKey(
+        self,
+        request: _card_lookup_service_pb2.ReplaceReportKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_card_lookup_service_pb2.ReplaceReportKeyResponse, _abc.Awaitable[_card_lookup_service_pb2.ReplaceReportKeyResponse]]:
+        """Issue 17: registers a new device report key for the user (a new phone),
+        guarded by the payment password (R10's check and lockout). Answers
+        arriving from now on are sealed to it; reports already sealed to the old
+        key stay readable only by the old device.
         """
 
 def add_CardLookupServiceServicer_to_server(servicer: CardLookupServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
