@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cardlookup import sealed_report as sr
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import resources_pb2 as pb
+from cardlookup.private_files import private_dir
 
 
 class DeviceKeyNeeded(ValueError):
@@ -39,7 +40,7 @@ def public_bytes(key: X25519PrivateKey) -> bytes:
 
 def save(key: X25519PrivateKey, path: Path) -> None:
     """Writes the key to a new file, 0600 from its first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(sr.private_raw(key).hex() + "\n")
