@@ -17,6 +17,14 @@ call's deadline (`hub.calls.deadline`, set by the API interceptor): a call
 that cannot be served before its deadline is refused at once, UNAVAILABLE /
 HUB_UNAVAILABLE ("busy, retry"), instead of hashing for a client that has
 gone; a refused check counts no password attempt.
+
+Pepper (issue 17): argon2id runs over HMAC-SHA256(hub key, password), not
+over the password, with the hub's index key (hub.crypto.KeyedHash, in the
+HSM when `[hsm]` is configured). The database alone then confirms nothing:
+without the key a thief cannot even start on the 10^6 six-digit passwords.
+Such hashes are stored as `pep1:` + the argon2 hash; an unpeppered hash of
+an older version keeps verifying and is re-hashed, peppered, the next time
+the right password is given.
 """
 
 from __future__ import annotations
@@ -54,6 +62,10 @@ DEFAULT_CONCURRENCY = 2
 """Hashes computed at once (each holds its memory while it runs)."""
 
 BUSY = "HUB_UNAVAILABLE"
+PEPPERED = "pep1:"
+"""Prefix of a peppered hash."""
+Pepper = Callable[[str], str]
+"""password -> the keyed digest argon2 hashes in its place."""
 
 
 def busy() -> RuleViolation:
@@ -65,11 +77,17 @@ class PasswordHasher:
     bounded by their call's deadline. The running-average hash time it keeps
     is its own (nobody else reads or invalidates it)."""
 
-    def __init__(self, parameters: argon2.Parameters = DEFAULT_PARAMETERS, concurrency: int = DEFAULT_CONCURRENCY):
+    def __init__(
+        self,
+        parameters: argon2.Parameters = DEFAULT_PARAMETERS,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        pepper: Pepper | None = None,
+    ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._hasher = argon2.PasswordHasher.from_parameters(parameters)
         self._concurrency = concurrency
+        self._pepper = pepper
         self._slots = asyncio.Semaphore(concurrency)
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2")
         self._queued = 0
@@ -114,21 +132,33 @@ class PasswordHasher:
             self.mean_s = 0.8 * self.mean_s + 0.2 * (time.perf_counter() - started)
 
     async def hash(self, password: str) -> str:
-        return await self._run(lambda: self._hasher.hash(password))
+        if self._pepper is None:
+            return await self._run(lambda: self._hasher.hash(password))
+        peppered = self._pepper(password)
+        return PEPPERED + await self._run(lambda: self._hasher.hash(peppered))
 
     async def matches(self, password_hash: str, password: str) -> bool:
+        stored, secret = password_hash, password
+        if password_hash.startswith(PEPPERED):
+            if self._pepper is None:
+                return False  # a peppered hash needs the hub key
+            stored, secret = password_hash[len(PEPPERED) :], self._pepper(password)
+
         def check() -> bool:
             try:
-                return self._hasher.verify(password_hash, password)
+                return self._hasher.verify(stored, secret)
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 return False
 
         return await self._run(check)
 
     def needs_rehash(self, password_hash: str) -> bool:
-        """True for a hash made with other parameters (e.g. version 1's)."""
+        """True for a hash made with other parameters (e.g. version 1's), or
+        without the pepper when the hasher has one."""
+        if self._pepper is not None and not password_hash.startswith(PEPPERED):
+            return True
         try:
-            return self._hasher.check_needs_rehash(password_hash)
+            return self._hasher.check_needs_rehash(password_hash.removeprefix(PEPPERED))
         except InvalidHashError:
             return False
 
