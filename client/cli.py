@@ -219,8 +219,10 @@ def _report(client: CardLookupClient, console: Console, a: argparse.Namespace) -
     if key is not None and any(not b.display_name for b in report.bank_summaries):
         # A device-opened report names banks by code: the names come from ListBanks.
         names = {b.bank_code: b.display_name for b in client.list_banks(a.user_id).banks}
-        for item in [*report.bank_summaries, *report.cards]:
-            item.display_name = item.display_name or names.get(item.bank_code, item.bank_code)
+        for summary in report.bank_summaries:
+            summary.display_name = summary.display_name or names.get(summary.bank_code, summary.bank_code)
+        for card in report.cards:
+            card.display_name = card.display_name or names.get(card.bank_code, card.bank_code)
     console.print(render.report_view(report))
 
 
