@@ -20,10 +20,12 @@ and whose ciphertext is a cardlookup.sealed_report bundle.
 A user with no key at all (enrolled before issue 12 and not since) keeps
 the engine's legacy envelope: `seal_answer` returns None.
 
-Cache: `_keys` maps a query to (user id, key, tracking) so that a query's n
-answers cost one lookup, not n. It holds no secret (public keys only), is
-bounded (`_CACHE_SIZE`, oldest out first) and is cleared per query by
-`forget`, which the engine calls when the query leaves this replica.
+Cache: `_cache` maps a query to (user id, tracking) so that a query's n
+answers read the owner once. The key itself is read per answer (one
+statement): a key replaced while a query runs is used from the next answer
+on. The cache holds no secret, is bounded (`_CACHE_SIZE`, oldest out first)
+and is cleared per query by `forget`, which the engine calls when the
+query's last call on this replica ends and at READY.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from cardlookup import sealed_report as sr
 from hub.crypto import HubKeys, Sealed, card_fingerprint
 from hub.domain import BankProgress
+from hub.logging import get_logger
 from hub.report import decode_answer
 from hub.store.card_records import COMPONENT as RECORDS
 from hub.store.card_records import MIGRATIONS as RECORD_MIGRATIONS
@@ -49,6 +52,7 @@ from hub.user_sealing import DEVICE, PASSWORD, hpke_header, is_hpke_sealed
 from hub.validation import BankAnswer
 
 _CACHE_SIZE = 4096
+log = get_logger("hub.sealing")
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ class AnswerSealer:
         self._keys = keys
         self._devices = DeviceKeyStore(db)
         self._records = CardRecordStore(db)
-        self._cache: OrderedDict[str, tuple[str, SealingKey | None, bool]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[str, bool]] = OrderedDict()
 
     async def migrate(self) -> None:
         """The tables it reads exist even on an engine-only hub."""
@@ -80,27 +84,30 @@ class AnswerSealer:
         await self._devices.migrate()
 
     async def key_for(self, user_id: str) -> SealingKey | None:
-        device = await self._devices.get(user_id)
+        """The device's key if registered, else the payment password's."""
+        device, password = await self._devices.sealing_keys(user_id)
         if device is not None:
             return SealingKey(DEVICE, device.epoch, device.public_key)
-        password = await self._devices.password_key(user_id)
         if password is not None:
             return SealingKey(PASSWORD, password[0], password[1])
         return None
 
     async def _target(self, query_id: str) -> tuple[str, SealingKey | None, bool] | None:
+        """(user id, key, tracking): the owner and tracking choice cached per
+        query (neither changes while it runs), the key read each time."""
         hit = self._cache.get(query_id)
         if hit is not None:
             self._cache.move_to_end(query_id)
-            return hit
-        user_id = await self._devices.query_user(query_id)
-        if user_id is None:
-            return None
-        target = (user_id, await self.key_for(user_id), await self._records.tracking(user_id))
-        self._cache[query_id] = target
-        while len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return target
+            user_id, tracking = hit
+        else:
+            owner = await self._devices.query_user(query_id)
+            if owner is None:
+                return None
+            user_id, tracking = owner, await self._records.tracking(owner)
+            self._cache[query_id] = (user_id, tracking)
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return user_id, await self.key_for(user_id), tracking
 
     def forget(self, query_id: str) -> None:
         self._cache.pop(query_id, None)
@@ -172,5 +179,9 @@ class AnswerSealer:
         message = sr.seal(key.public_key, json.dumps(summary, separators=(",", ":")).encode(), summary_info)
         if tracking:
             record = Sealed(key.header(), sr.encode_bundle(record_entries))
-            await self._records.put(CardRecord(user_id, query_id, generate_time, record))
+            try:
+                await self._records.put(CardRecord(user_id, query_id, generate_time, record))
+            except Exception:
+                # The record is an extra: its failure must not hold the report back.
+                log.error("card_record_failed", exc_info=True, user_id=user_id, query_id=query_id)
         return Sealed(key.header(), sr.encode_bundle([(summary_info, message), *report_entries]))

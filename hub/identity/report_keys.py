@@ -225,8 +225,23 @@ class ReportKeys:
                     continue
                 context = b"cards:" + query_id.encode()  # hub.identity.new_cards.record_context
                 records.append((query_id, sealed, reseal(old_private, sealed, new_key.public_key, epoch, context)))
+        answers: list[tuple[str, str, Sealed, Sealed]] = []
+        if current is not None and old_private is not None:
+            # Issue 17: answers of running queries are sealed on arrival too.
+            for query_id, bank_code, sealed in await self._store.live_answers(user_id):
+                if not is_hpke_sealed(sealed) or _to_device(sealed) or epoch_of(sealed) != current.epoch:
+                    continue
+                new = reseal(old_private, sealed, new_key.public_key, epoch, b"")
+                answers.append((query_id, bank_code, sealed, new))
         changed = await self._store.change_password(
-            user_id, new_hash, new_key, current.epoch if current else None, rewrapped, self._clock.now(), records
+            user_id,
+            new_hash,
+            new_key,
+            current.epoch if current else None,
+            rewrapped,
+            self._clock.now(),
+            records,
+            answers,
         )
         if not changed:
             # Another change or enrolment won the race: HUB_UNAVAILABLE, the

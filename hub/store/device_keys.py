@@ -76,6 +76,23 @@ class DeviceKeyStore:
         r = await self._db.fetchone("SELECT user_id FROM queries WHERE query_id = ?", (query_id,))
         return str(r["user_id"]) if r else None
 
+    async def sealing_keys(self, user_id: str) -> tuple[DeviceKey | None, tuple[int, bytes] | None]:
+        """The user's device key and payment-password key (epoch, public key)
+        in one statement: what an answer is sealed to, read per answer so that
+        a key replaced while a query runs is used from the next answer on."""
+        r = await self._db.fetchone(
+            "SELECT (SELECT epoch FROM device_keys WHERE user_id = ?) AS d_epoch,"
+            " (SELECT public_key FROM device_keys WHERE user_id = ?) AS d_key,"
+            " (SELECT epoch FROM user_keys WHERE user_id = ?) AS p_epoch,"
+            " (SELECT public_key FROM user_keys WHERE user_id = ?) AS p_key",
+            (user_id, user_id, user_id, user_id),
+        )
+        if r is None:
+            return None, None
+        device = DeviceKey(user_id, int(r["d_epoch"]), bytes(r["d_key"])) if r["d_key"] is not None else None
+        password = (int(r["p_epoch"]), bytes(r["p_key"])) if r["p_key"] is not None else None
+        return device, password
+
     async def password_key(self, user_id: str) -> tuple[int, bytes] | None:
         """(epoch, public key) of the user's payment-password key (table of
         hub.store.user_keys), if any."""
