@@ -21,11 +21,14 @@ Wall-clock µs (perf_counter) and CPU µs (process_time), mean per operation.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import argon2
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -37,6 +40,8 @@ from hub.domain import BankState, ReportCard
 from hub.identity.passwords import DEFAULT_PARAMETERS
 from hub.report import encode_answer
 from hub.sealing import AnswerSealer, SealingKey
+from hub.store.db import open_database
+from hub.store.device_keys import DeviceKeyStore
 from hub.user_sealing import DEVICE, derive_private_key
 from hub.validation import BankAnswer
 
@@ -63,6 +68,23 @@ def _answer(bank: str, cards: int) -> BankAnswer:
         tuple(ReportCard(bank, "debit", "6222", f"{i:04d}", 19, f"ref-{bank}-{i}") for i in range(cards)),
         {"NO_PHONE_ON_FILE": 1},
     )
+
+
+async def _key_read(rounds: int) -> tuple[float, float]:
+    """The one statement per answer that reads the user's key (SQLite)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = await open_database(Path(tmp) / "hub.db")
+        try:
+            sealer = AnswerSealer(db, _Keys())  # type: ignore[arg-type]
+            await sealer.migrate()
+            await DeviceKeyStore(db).put("u1", sr.public_raw(X25519PrivateKey.generate()), dt.datetime.now(dt.UTC))
+            await sealer.key_for("u1")
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(rounds):
+                await sealer.key_for("u1")
+            return (time.perf_counter() - wall) / rounds * 1e6, (time.process_time() - cpu) / rounds * 1e6
+        finally:
+            await db.close()
 
 
 def main() -> None:
@@ -125,6 +147,7 @@ def main() -> None:
     hasher = argon2.PasswordHasher.from_parameters(DEFAULT_PARAMETERS)
     stored = hasher.hash("123456")
     row("GetReport, both: R10 password check (argon2id)", lambda: hasher.verify(stored, "123456"), 10)
+    rows.append(("arrival: the key read (SQLite, one statement)", *asyncio.run(_key_read(args.rounds // 4))))
     print(f"{'operation':58} {'wall µs':>10} {'CPU µs':>10}")
     for name, wall, cpu in rows:
         print(f"{name:58} {wall:10.1f} {cpu:10.1f}")
