@@ -68,8 +68,11 @@ def open_report(
         raise DeviceKeyNeeded("the report is sealed to the user's device key: pass it to open the report")
     previous: set[str] | None = None
     if response.sealed_previous_cards:
-        opened_previous = sr.open_bundle(key, response.sealed_previous_cards, _previous_query(response))
-        previous = {f for prints in opened_previous["cards"].values() for f in prints}
+        previous = set()
+        entries = sr.decode_bundle(response.sealed_previous_cards)
+        if entries:  # a lookup that found no card has an empty record
+            opened_previous = sr.open_bundle(key, response.sealed_previous_cards, _previous_query(response))
+            previous = {f for prints in opened_previous["cards"].values() for f in prints}
     data = sr.assemble(sr.open_bundle(key, response.sealed_report, query_id), previous)
     return to_proto(data, user_id)
 
