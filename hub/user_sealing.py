@@ -19,6 +19,12 @@ At rest a user-sealed item is a `hub.crypto.Sealed` whose `wrapped_key` is
 and whose `ciphertext` is nonce (12) || AES-GCM ciphertext. A hub-sealed
 (envelope) wrapped key is always 60 bytes, so the two never collide.
 
+Issue 17: items are now sealed with HPKE on arrival (hub.sealing,
+cardlookup.sealed_report): their wrapped_key is the 7-byte header
+HPKE_TAG || kind (DEVICE or PASSWORD) || epoch, and `open_with` / `reseal`
+handle both forms; the ECIES form above stays readable for reports sealed
+before.
+
 Only the holder of the password can open: the hub can seal to the user at
 any time (the public key suffices) but opens only while a request carries
 the password, in memory, keeping nothing.

@@ -7,8 +7,14 @@ the payment password, and the three moments it matters.
   new key with the next epoch replaces it, and every report sealed under the
   old epoch becomes unreadable for good; GetReport then says so
   (REPORT_SEALED_TO_OLD_PASSWORD).
-- A query becoming READY: the engine's report hook (`seal_report`) seals the
-  report to the user's public key; nothing the hub holds can open it.
+- A bank's answer arriving (issue 17): the engine's own sealer
+  (hub.sealing) seals it to the user's public key with HPKE, and READY
+  bundles the sealed answers; nothing the hub holds can open them. The
+  report hook (`seal_report`) remains for users whose answers were
+  envelope-sealed (no key at all when they arrived).
+- The device's report key (issue 17, EnrollUser `report_public_key`,
+  ReplaceReportKey): when registered, answers are sealed to it instead and
+  GetReport hands the bundle over unopened (`device_report`).
 - Opening (GetReport) and changing the password (ChangePaymentPassword):
   the private key is derived in memory from the password the request
   carries, used, and dropped. A change opens every live report with the old
