@@ -48,9 +48,12 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     if sender is None:
         sender = OutboxSmsSender(config.sms_outbox_path())
     sender = ctx.metrics.metered_sender(sender)
-    # Issue 17: the pepper is a keyed hash under the hub's index key (in the
-    # HSM with [hsm]): the database alone confirms no password.
-    hasher = PasswordHasher(pepper=functools.partial(ctx.keys.keyed_hash.digest, purpose="payment_password_pepper"))
+    # Issue 17: the pepper is a keyed hash under the hub's index key, or on the
+    # HSM with [hsm] password_pepper_key_label: the database alone confirms no password.
+    hasher = PasswordHasher(
+        pepper=functools.partial(ctx.keys.keyed_hash.digest, purpose="payment_password_pepper"),
+        hsm_pepper=ctx.keys.hsm_password_pepper,
+    )
     face = FaceVerifier(
         {key_id: load_ed25519_public(path) for key_id, path in config.face_provider_keys.items()},
         timings.face_attestation_max_age,

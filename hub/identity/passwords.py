@@ -22,9 +22,12 @@ Pepper (issue 17): argon2id runs over HMAC-SHA256(hub key, password), not
 over the password, with the hub's index key (hub.crypto.KeyedHash, in the
 HSM when `[hsm]` is configured). The database alone then confirms nothing:
 without the key a thief cannot even start on the 10^6 six-digit passwords.
-Such hashes are stored as `pep1:` + the argon2 hash; an unpeppered hash of
-an older version keeps verifying and is re-hashed, peppered, the next time
-the right password is given.
+Such hashes are stored as `pep1:` + the argon2 hash; with `[hsm]
+password_pepper_key_label` the HMAC runs on the HSM (the key never leaves
+it) and hashes are stored as `pep2:` + the argon2 hash. A hash of an older
+form (unpeppered, or `pep1:` once the HSM key is configured) keeps verifying
+and is re-hashed with the current pepper the next time the right password
+is given.
 """
 
 from __future__ import annotations
@@ -63,7 +66,9 @@ DEFAULT_CONCURRENCY = 2
 
 BUSY = "HUB_UNAVAILABLE"
 PEPPERED = "pep1:"
-"""Prefix of a peppered hash."""
+"""Prefix of a hash peppered under the index key."""
+HSM_PEPPERED = "pep2:"
+"""Prefix of a hash peppered on the HSM."""
 Pepper = Callable[[str], str]
 """password -> the keyed digest argon2 hashes in its place."""
 
@@ -82,12 +87,14 @@ class PasswordHasher:
         parameters: argon2.Parameters = DEFAULT_PARAMETERS,
         concurrency: int = DEFAULT_CONCURRENCY,
         pepper: Pepper | None = None,
+        hsm_pepper: Pepper | None = None,
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._hasher = argon2.PasswordHasher.from_parameters(parameters)
         self._concurrency = concurrency
-        self._pepper = pepper
+        self._peppers = {PEPPERED: pepper, HSM_PEPPERED: hsm_pepper}
+        self._current = HSM_PEPPERED if hsm_pepper else PEPPERED if pepper else ""
         self._slots = asyncio.Semaphore(concurrency)
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2")
         self._queued = 0
@@ -131,18 +138,23 @@ class PasswordHasher:
             self._slots.release()
             self.mean_s = 0.8 * self.mean_s + 0.2 * (time.perf_counter() - started)
 
+    def _peppered(self, prefix: str, password: str) -> str | None:
+        if not prefix:
+            return password
+        pepper = self._peppers.get(prefix)
+        return pepper(password) if pepper is not None else None
+
     async def hash(self, password: str) -> str:
-        if self._pepper is None:
-            return await self._run(lambda: self._hasher.hash(password))
-        peppered = self._pepper(password)
-        return PEPPERED + await self._run(lambda: self._hasher.hash(peppered))
+        peppered = self._peppered(self._current, password)
+        assert peppered is not None
+        return self._current + await self._run(lambda: self._hasher.hash(peppered))
 
     async def matches(self, password_hash: str, password: str) -> bool:
-        stored, secret = password_hash, password
-        if password_hash.startswith(PEPPERED):
-            if self._pepper is None:
-                return False  # a peppered hash needs the hub key
-            stored, secret = password_hash[len(PEPPERED) :], self._pepper(password)
+        prefix = next((p for p in (PEPPERED, HSM_PEPPERED) if password_hash.startswith(p)), "")
+        secret = self._peppered(prefix, password)
+        if secret is None:
+            return False  # peppered with a key this hub does not hold
+        stored = password_hash[len(prefix) :]
 
         def check() -> bool:
             try:
@@ -155,10 +167,10 @@ class PasswordHasher:
     def needs_rehash(self, password_hash: str) -> bool:
         """True for a hash made with other parameters (e.g. version 1's), or
         without the pepper when the hasher has one."""
-        if self._pepper is not None and not password_hash.startswith(PEPPERED):
+        if self._current and not password_hash.startswith(self._current):
             return True
         try:
-            return self._hasher.check_needs_rehash(password_hash.removeprefix(PEPPERED))
+            return self._hasher.check_needs_rehash(password_hash.removeprefix(self._current))
         except InvalidHashError:
             return False
 
