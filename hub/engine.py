@@ -535,9 +535,13 @@ class QueryEngine:
     async def _finish(self, query_id: str, bank_code: str, outcome: FinalOutcome, epoch: int) -> None:
         sealed = None
         card_count = 0
-        if outcome.answer is not None:
-            card_count = len(outcome.answer.cards)
-            sealed = await self._seal_answer(query_id, bank_code, outcome.answer)
+        answer = outcome.answer
+        if answer is not None:
+            card_count = len(answer.cards)
+            # The key is read from the store: retried like the write (issue 9).
+            sealed = await self._stored(lambda: self._seal_answer(query_id, bank_code, answer))
+            if sealed is None:
+                return  # stopping: the bank stays PENDING for the next start
         finished_at = self._clock.now()
         pending = await self._stored(
             lambda: self._store.finish_bank(
