@@ -28,6 +28,7 @@ from pathlib import Path
 from bank_sim.config_file import ConfigError, FleetSettings, env_overrides, load_settings
 from bank_sim.fleet import BankFleet, FleetConfig, join_host_port
 from cardlookup.pki import PkiPaths, create_dev_pki
+from cardlookup.private_files import write_public
 
 log = logging.getLogger("bank_sim")
 
@@ -95,10 +96,7 @@ def ensure_pki(root: Path, codes: list[str]) -> PkiPaths:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_public(path, text.encode("utf-8"))  # 0644 in 0700 directories whatever the umask (issue 17)
 
 
 async def serve(config: FleetConfig, addresses_out: Path | None, started: float) -> None:

@@ -182,6 +182,9 @@ class HsmSettings:
     """Label of an Ed25519 (CKK_EC_EDWARDS) private key; empty = keys.consent_signing_key (file)."""
     key_encryption_key_label: str = ""
     """Label of an AES-256 secret key; empty = keys.key_encryption_key (file)."""
+    password_pepper_key_label: str = ""
+    """Issue 17: label of a generic secret key (CKM_SHA256_HMAC) that peppers
+    the payment-password hash; empty = a key derived from keys.index_key."""
 
 
 @dataclass(frozen=True)
@@ -335,6 +338,7 @@ class HubConfig:
                 f"pin = {q(hsm.pin)}",
                 f"consent_signing_key_label = {q(hsm.consent_signing_key_label)}",
                 f"key_encryption_key_label = {q(hsm.key_encryption_key_label)}",
+                f"password_pepper_key_label = {q(hsm.password_pepper_key_label)}",
             ]
         tracing = self.tracing
         lines += [
@@ -422,7 +426,16 @@ _KEYS_KEYS = frozenset(
         "previous_key_encryption_keys",
     }
 )
-_HSM_KEYS = frozenset({"module", "token_label", "pin", "consent_signing_key_label", "key_encryption_key_label"})
+_HSM_KEYS = frozenset(
+    {
+        "module",
+        "token_label",
+        "pin",
+        "consent_signing_key_label",
+        "key_encryption_key_label",
+        "password_pepper_key_label",
+    }
+)
 ENV_OVERRIDES = {
     "CARDLOOKUP_HUB_LISTEN": "listen",
     "CARDLOOKUP_HUB_HEALTH_LISTEN": "health_listen",
@@ -540,9 +553,16 @@ class _FileReader:
             pin=pin,
             consent_signing_key_label=self._str(table, "consent_signing_key_label", "", "hsm."),
             key_encryption_key_label=self._str(table, "key_encryption_key_label", "", "hsm."),
+            password_pepper_key_label=self._str(table, "password_pepper_key_label", "", "hsm."),
         )
-        if not settings.consent_signing_key_label and not settings.key_encryption_key_label:
-            raise self._fail("hsm", "names no key (consent_signing_key_label, key_encryption_key_label)")
+        if not (
+            settings.consent_signing_key_label
+            or settings.key_encryption_key_label
+            or settings.password_pepper_key_label
+        ):
+            raise self._fail(
+                "hsm", "names no key (consent_signing_key_label, key_encryption_key_label, password_pepper_key_label)"
+            )
         return settings
 
     def _fail(self, key: str, problem: str) -> ConfigError:

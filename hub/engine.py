@@ -60,11 +60,13 @@ from hub.fanout import Alarm, Fanout, FinalOutcome, TaskContext, run_bank_task
 from hub.fanout.breaker import CircuitBreaker
 from hub.logging import get_logger
 from hub.report import BankOutcome, build_report, decode_answer, decode_report, encode_answer, encode_report
+from hub.sealing import AnswerSealer
 from hub.store.bank_health import BankHealthStore, wall_us
 from hub.store.db import Database
 from hub.store.erasure import USER_DELETED
 from hub.store.queries import PROGRESS, Claim, Progress, QueryStore
 from hub.user_sealing import is_user_sealed
+from hub.validation import BankAnswer
 
 ReadyListener = Callable[[QueryRecord], Awaitable[None]]
 ReportSealer = Callable[[str, bytes, bytes], Awaitable[Sealed | None]]
@@ -150,12 +152,15 @@ class QueryEngine:
         self._snapshots: dict[str, QueryRecord] = {}
         self._listeners: list[ReadyListener] = []
         self._report_sealer: ReportSealer | None = None
+        self._sealer = AnswerSealer(db, keys)
+        """Issue 17: seals each answer to its user on arrival, and READY's report."""
 
     # -- lifecycle -----------------------------------------------------------
 
     async def migrate(self) -> None:
         await self._store.migrate()
         await self._health.migrate()
+        await self._sealer.migrate()
 
     async def start(self) -> None:
         """Claims the bank tasks nobody holds (on SQLite: every pending one),
@@ -355,6 +360,7 @@ class QueryEngine:
                 if not queues:
                     del self._watchers[query_id]
                     self._snapshots.pop(query_id, None)
+                    self._held.pop(query_id, None)  # issue 17: the last watcher left
 
     # -- leases ----------------------------------------------------------------
 
@@ -440,7 +446,12 @@ class QueryEngine:
                 del self._bank_tasks[key]
                 self._task_epochs.pop(key, None)
             if not any(k[0] == key[0] for k in self._bank_tasks):
+                # Issue 17: the last of this replica's calls for the query
+                # ended: its subject (name + ID number) leaves memory here,
+                # whichever replica completes the query.
                 self._records.pop(key[0], None)
+                self._subjects.pop(key[0], None)
+                self._sealer.forget(key[0])
 
         return forget
 
@@ -549,9 +560,13 @@ class QueryEngine:
     async def _finish(self, query_id: str, bank_code: str, outcome: FinalOutcome, epoch: int) -> None:
         sealed = None
         card_count = 0
-        if outcome.answer is not None:
-            card_count = len(outcome.answer.cards)
-            sealed = self._keys.envelope.seal(encode_answer(outcome.answer), _answer_context(query_id, bank_code))
+        answer = outcome.answer
+        if answer is not None:
+            card_count = len(answer.cards)
+            # The key is read from the store: retried like the write (issue 9).
+            sealed = await self._stored(lambda: self._seal_answer(query_id, bank_code, answer))
+            if sealed is None:
+                return  # stopping: the bank stays PENDING for the next start
         finished_at = self._clock.now()
         pending = await self._stored(
             lambda: self._store.finish_bank(
@@ -583,24 +598,44 @@ class QueryEngine:
         if pending == 0:
             await self._complete(query_id)
 
+    async def _seal_answer(self, query_id: str, bank_code: str, answer: BankAnswer) -> Sealed:
+        """Issue 17: sealed to the user (hub.sealing); the envelope only for a
+        user who has no key at all."""
+        sealed = await self._sealer.seal_answer(query_id, answer)
+        if sealed is None:
+            sealed = self._keys.envelope.seal(encode_answer(answer), _answer_context(query_id, bank_code))
+        return sealed
+
     @tracing.traced_query("query.ready")
     async def _complete(self, query_id: str) -> None:
+        rows = await self._store.answers(query_id)
+        now = self._clock.now()
+        expire = now + self._config.timings.report_retention
+        sealed_report = await self._sealer.seal_report(query_id, rows, now, expire)
+        if sealed_report is not None:
+            card_count = sum(p.card_count for p, _ in rows)
+        else:
+            sealed_report, card_count = await self._legacy_report(query_id, rows, now, expire)
+        completed = await self._stored(lambda: self._store.complete(query_id, sealed_report, now, expire))
+        self._subjects.pop(query_id, None)
+        if completed:
+            log.info("query_ready", query_id=query_id, cards=card_count, banks=len(rows))
+            self._spawn(self._notify(query_id))
+
+    async def _legacy_report(
+        self, query_id: str, rows: list[tuple[BankProgress, Sealed | None]], now: dt.datetime, expire: dt.datetime
+    ) -> tuple[Sealed, int]:
+        """A user without any key (enrolled before issue 12): the report is
+        built here and sealed by the API's sealer or the envelope."""
         outcomes = []
-        for progress, sealed in await self._store.answers(query_id):
+        for progress, sealed in rows:
             answer = None
             if sealed is not None:
                 plaintext = self._keys.envelope.open(sealed, _answer_context(query_id, progress.bank_code))
                 answer = decode_answer(progress.bank_code, plaintext)
             outcomes.append(BankOutcome(progress, answer))
-        now = self._clock.now()
-        expire = now + self._config.timings.report_retention
         report = build_report(query_id, now, expire, outcomes)
-        sealed_report = await self._seal_report(query_id, encode_report(report))
-        completed = await self._stored(lambda: self._store.complete(query_id, sealed_report, now, expire))
-        self._subjects.pop(query_id, None)
-        if completed:
-            log.info("query_ready", query_id=query_id, cards=len(report.cards), banks=len(report.banks))
-            self._spawn(self._notify(query_id))
+        return await self._seal_report(query_id, encode_report(report)), len(report.cards)
 
     # -- store failures ------------------------------------------------------------
 

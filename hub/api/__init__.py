@@ -30,6 +30,7 @@ from hub.identity.verification import SmsVerifier
 from hub.notify import OutboxSmsSender, SmsSender
 from hub.store.card_cases import CardCaseStore
 from hub.store.card_records import CardRecordStore
+from hub.store.device_keys import DeviceKeyStore
 from hub.store.erasure import ErasureStore
 from hub.store.identity import IdentityStore
 from hub.store.user_keys import UserKeyStore
@@ -50,7 +51,12 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         sender = OutboxSmsSender(config.sms_outbox_path())
     sender_inner = sender
     sender = ctx.metrics.metered_sender(sender)
-    hasher = PasswordHasher()
+    # Issue 17: the pepper is a keyed hash under the hub's index key, or on the
+    # HSM with [hsm] password_pepper_key_label: the database alone confirms no password.
+    hasher = PasswordHasher(
+        pepper=functools.partial(ctx.keys.keyed_hash.digest, purpose="payment_password_pepper"),
+        hsm_pepper=ctx.keys.hsm_password_pepper,
+    )
     face = FaceVerifier(
         {key_id: load_ed25519_public(path) for key_id, path in config.face_provider_keys.items()},
         timings.face_attestation_max_age,
@@ -61,7 +67,9 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     users = UserDirectory(config, ctx.keys, ctx.clock, user_store, hasher, erasure_store)
     gate = PasswordGate(user_store, hasher, ctx.clock, timings.password_max_failures, timings.password_lockout)
     # Issue 12: reports sealed to the user's payment-password key.
-    report_keys = ReportKeys(key_store, users, gate, hasher, ctx.keys.keyed_hash, ctx.clock)
+    device_store = DeviceKeyStore(ctx.db)  # issue 17: the device's report key
+    await device_store.migrate()
+    report_keys = ReportKeys(key_store, users, gate, hasher, ctx.keys.keyed_hash, ctx.clock, devices=device_store)
     users.on_password_set(report_keys.password_set)
     record_store = CardRecordStore(ctx.db)
     await record_store.migrate()

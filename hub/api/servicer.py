@@ -15,6 +15,7 @@ from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.hub.v1 import resources_pb2 as pb
 from hub.api import convert, names
 from hub.config import HubConfig
+from hub.identity import validation
 from hub.identity.card_cases import CardCaseDesk
 from hub.identity.closure import AccountClosure
 from hub.identity.journey import CreateRequest, Journey
@@ -54,6 +55,8 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     async def EnrollUser(
         self, request: svc.EnrollUserRequest, context: grpc.aio.ServicerContext
     ) -> svc.EnrollUserResponse:
+        if request.report_public_key:
+            validation.report_public_key(request.report_public_key)  # refused before anything is stored
         view = await self._users.enrol(
             Enrolment(
                 user_id=request.user_id,
@@ -65,6 +68,8 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
                 payment_password=request.payment_password,
             )
         )
+        if request.report_public_key:
+            await self._report_keys.set_device_key(view.user_id, request.report_public_key)
         return svc.EnrollUserResponse(user=convert.user(view))
 
     async def GetUser(self, request: svc.GetUserRequest, context: Ctx) -> svc.GetUserResponse:
@@ -143,7 +148,24 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     ) -> svc.GetReportResponse:
         user_id, query_id = names.parse_query(request.name, report=True)
         report = await self._journey.get_report(user_id, query_id, request.payment_password)
+        if report.sealed:
+            # Issue 17: the device opens it (cardlookup.sealed_report).
+            head = pb.Report(name=names.report_name(user_id, query_id))
+            head.generate_time.CopyFrom(convert.ts(report.generate_time))
+            head.expire_time.CopyFrom(convert.ts(report.expire_time))
+            return svc.GetReportResponse(
+                report=head, sealed_report=report.sealed, sealed_previous_cards=report.sealed_previous_cards
+            )
         return svc.GetReportResponse(report=convert.report(self._config, user_id, report))
+
+    async def ReplaceReportKey(
+        self, request: svc.ReplaceReportKeyRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ReplaceReportKeyResponse:
+        validation.app_id(request.user_id, "user_id")
+        epoch = await self._report_keys.replace_device_key(
+            request.user_id, request.payment_password, request.report_public_key
+        )
+        return svc.ReplaceReportKeyResponse(report_key_epoch=epoch)
 
     async def ChangePaymentPassword(
         self, request: svc.ChangePaymentPasswordRequest, context: grpc.aio.ServicerContext

@@ -353,6 +353,14 @@ class Journey:
         await self._store.add_access_event(query_id, self._clock.now(), result)
         if refusal is not None:
             raise refusal
+        if self._report_keys is not None:
+            bundle = await self._report_keys.device_report(query_id)
+            if bundle is not None and record.ready_time and record.report_expire_time:
+                # Issue 17: sealed to the device; the hub hands it over unopened.
+                previous = await self._new_cards.previous_record(user_id, query_id) if self._new_cards else None
+                return Report(
+                    query_id, record.ready_time, record.report_expire_time, (), (), (), False, bundle, previous or b""
+                )
         try:
             opener = await self._report_keys.opener(user_id, password) if self._report_keys else None
             report = await self._engine.read_report(query_id, opener)

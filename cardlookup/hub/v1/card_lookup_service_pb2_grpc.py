@@ -95,6 +95,11 @@ class CardLookupServiceStub:
                 request_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserRequest.SerializeToString,
                 response_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserResponse.FromString,
                 _registered_method=True)
+        self.ReplaceReportKey = channel.unary_unary(
+                '/cardlookup.hub.v1.CardLookupService/ReplaceReportKey',
+                request_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyRequest.SerializeToString,
+                response_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyResponse.FromString,
+                _registered_method=True)
 
 
 class CardLookupServiceServicer:
@@ -221,6 +226,16 @@ class CardLookupServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplaceReportKey(self, request, context):
+        """Issue 17: registers a new device report key for the user (a new phone),
+        guarded by the payment password (R10's check and lockout). Answers
+        arriving from now on are sealed to it; reports already sealed to the old
+        key stay readable only by the old device.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CardLookupServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -283,6 +298,11 @@ def add_CardLookupServiceServicer_to_server(servicer, server):
                     servicer.DeleteUser,
                     request_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserRequest.FromString,
                     response_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'ReplaceReportKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceReportKey,
+                    request_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyRequest.FromString,
+                    response_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -610,6 +630,33 @@ class CardLookupService:
             '/cardlookup.hub.v1.CardLookupService/DeleteUser',
             cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserRequest.SerializeToString,
             cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceReportKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cardlookup.hub.v1.CardLookupService/ReplaceReportKey',
+            cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyRequest.SerializeToString,
+            cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

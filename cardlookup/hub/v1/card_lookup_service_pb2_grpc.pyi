@@ -129,6 +129,12 @@ class CardLookupServiceStub:
     PAYMENT_PASSWORD_WRONG, PASSWORD_LOCKED, HUB_UNAVAILABLE. A retry after
     a lost response gets USER_NOT_FOUND: the account is closed.
     """
+    ReplaceReportKey: _grpc.UnaryUnaryMultiCallable[_card_lookup_service_pb2.ReplaceReportKeyRequest, _card_lookup_service_pb2.ReplaceReportKeyResponse]
+    """Issue 17: registers a new device report key for the user (a new phone),
+    guarded by the payment password (R10's check and lockout). Answers
+    arriving from now on are sealed to it; reports already sealed to the old
+    key stay readable only by the old device.
+    """
 
 @_typing.type_check_only
 class CardLookupServiceAsyncStub(CardLookupServiceStub):
@@ -204,6 +210,12 @@ class CardLookupServiceAsyncStub(CardLookupServiceStub):
     history. Refusals: INVALID_FIELD, USER_NOT_FOUND,
     PAYMENT_PASSWORD_WRONG, PASSWORD_LOCKED, HUB_UNAVAILABLE. A retry after
     a lost response gets USER_NOT_FOUND: the account is closed.
+    """
+    ReplaceReportKey: _aio.UnaryUnaryMultiCallable[_card_lookup_service_pb2.ReplaceReportKeyRequest, _card_lookup_service_pb2.ReplaceReportKeyResponse]  # type: ignore[assignment]
+    """Issue 17: registers a new device report key for the user (a new phone),
+    guarded by the payment password (R10's check and lockout). Answers
+    arriving from now on are sealed to it; reports already sealed to the old
+    key stay readable only by the old device.
     """
 
 class CardLookupServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -349,6 +361,18 @@ class CardLookupServiceServicer(metaclass=_abc_1.ABCMeta):
         history. Refusals: INVALID_FIELD, USER_NOT_FOUND,
         PAYMENT_PASSWORD_WRONG, PASSWORD_LOCKED, HUB_UNAVAILABLE. A retry after
         a lost response gets USER_NOT_FOUND: the account is closed.
+        """
+
+    @_abc_1.abstractmethod
+    def ReplaceReportKey(
+        self,
+        request: _card_lookup_service_pb2.ReplaceReportKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_card_lookup_service_pb2.ReplaceReportKeyResponse, _abc.Awaitable[_card_lookup_service_pb2.ReplaceReportKeyResponse]]:
+        """Issue 17: registers a new device report key for the user (a new phone),
+        guarded by the payment password (R10's check and lockout). Answers
+        arriving from now on are sealed to it; reports already sealed to the old
+        key stay readable only by the old device.
         """
 
 def add_CardLookupServiceServicer_to_server(servicer: CardLookupServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
