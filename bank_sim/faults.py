@@ -21,7 +21,8 @@ import grpc
 class Misbehaviour(StrEnum):
     """Ways a bank breaks the bank contract: the data rules (the hub must
     reject the answer) or the rules the conformance suite checks. Each one
-    breaks exactly one rule and leaves the rest right."""
+    breaks exactly one rule and leaves the rest right, except FIRST_GUIDE,
+    an old bank that breaks the three rules guide 1.1 added."""
 
     FULL_CARD_NUMBER = "FULL_CARD_NUMBER"
     """One card carries the full card number in `first_four`."""
@@ -45,6 +46,22 @@ class Misbehaviour(StrEnum):
     CALLER_BY_COMMON_NAME = "CALLER_BY_COMMON_NAME"
     """The caller check also accepts the hub's name as a certificate's common
     name, not only as its DNS SubjectAltName."""
+    FIRST_GUIDE = "FIRST_GUIDE"
+    """A bank built to the first bank guide (1.0) and never updated: the three
+    request and answer rules guide 1.1 added are broken at once (caller by
+    common name too, trailing newline accepted, lowest-numbered R13 reason).
+    Combine with BankSimConfig(card_cases=False): guide 1.0 had no cases.
+    It passes `cardlookup-conformance --profile 1.0`."""
+
+    def breaks(self, rule: Misbehaviour) -> bool:
+        """Whether this misbehaviour includes `rule` (itself, or one of the
+        rules FIRST_GUIDE breaks)."""
+        return self is rule or (self is Misbehaviour.FIRST_GUIDE and rule in _FIRST_GUIDE_BREAKS)
+
+
+_FIRST_GUIDE_BREAKS = frozenset(
+    {Misbehaviour.CALLER_BY_COMMON_NAME, Misbehaviour.TRAILING_NEWLINE_ACCEPTED, Misbehaviour.WRONG_REASON_PRECEDENCE}
+)
 
 
 class FaultsError(ValueError):

@@ -8,8 +8,8 @@ Exit status: 0 after a clean stop, 1 if a port cannot be bound, 2 for bad
 usage or a bad configuration file.
 
 Prints one line when every bank serves, and (with --addresses-out) writes
-{"banks": {code: address}, "admin": address, "admin_server_name": name}
-atomically at that moment, so a hub or demo can wait for the file.
+{"banks": {code: address}, "admin": address, "admin_server_name": name,
+"metrics": address or null} atomically at that moment, so a hub or demo can wait for the file.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from bank_sim.config_file import ConfigError, FleetSettings, env_overrides, load_settings
-from bank_sim.fleet import BankFleet, FleetConfig
+from bank_sim.fleet import BankFleet, FleetConfig, join_host_port
 from cardlookup.pki import PkiPaths, create_dev_pki
+from cardlookup.private_files import write_public
 
 log = logging.getLogger("bank_sim")
 
@@ -95,10 +96,7 @@ def ensure_pki(root: Path, codes: list[str]) -> PkiPaths:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_public(path, text.encode("utf-8"))  # 0644 in 0700 directories whatever the umask (issue 17)
 
 
 async def serve(config: FleetConfig, addresses_out: Path | None, started: float) -> None:
@@ -115,14 +113,17 @@ async def serve(config: FleetConfig, addresses_out: Path | None, started: float)
                 "banks": addresses,
                 "admin": fleet.admin_address,
                 "admin_server_name": fleet.admin_server_name,
+                "metrics": join_host_port(config.host, fleet.metrics_port) if fleet.metrics_port else None,
             }
             write_atomically(addresses_out, json.dumps(document, indent=2) + "\n")
         ports = sorted(int(a.rsplit(":", 1)[1]) for a in addresses.values())
         admin = (
             f"admin {fleet.admin_address} (TLS name {fleet.admin_server_name})" if fleet.admin_address else "no admin"
         )
+        metrics_at = join_host_port(config.host, fleet.metrics_port) if fleet.metrics_port else ""
+        metrics = f", metrics http://{metrics_at}/metrics" if metrics_at else ""
         print(
-            f"bank_sim ready: {len(addresses)} banks on {config.host} ports {ports[0]}-{ports[-1]}, {admin}, "
+            f"bank_sim ready: {len(addresses)} banks on {config.host} ports {ports[0]}-{ports[-1]}, {admin}{metrics}, "
             f"{time.monotonic() - started:.2f}s",
             flush=True,
         )

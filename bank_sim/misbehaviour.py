@@ -75,7 +75,7 @@ def misbehave(
         summary.listed_card_count += 1
         summary.debit_card_count += 1
         return out
-    if kind is Misbehaviour.WRONG_REASON_PRECEDENCE:
+    if kind.breaks(Misbehaviour.WRONG_REASON_PRECEDENCE):
         # The lowest-numbered reason wins (enum order), not the documented one.
         wrong = Counter(next(r for r in UNLISTED_REASONS if r in c) for c in unlisted_conditions)
         del summary.unlisted[:]

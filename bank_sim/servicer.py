@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import AsyncIterator
 from typing import NoReturn
 
@@ -70,6 +71,11 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
         self, request: bank_pb.ListCardsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bank_pb.ListCardsResponse]:
         state = self._state
+        # The hub's W3C trace context (docs/bank-integration.md): logged so a
+        # bank's line can be matched to the hub's trace of this call.
+        traceparent = _traceparent(context)
+        if traceparent:
+            log.info("bank %s call for query %s traceparent %s", state.code, request.query_id, traceparent)
         # Counted per query id for the whole call, refusals included: a
         # second call for a query still in flight here is an overlap.
         state.call_started(request.query_id)
@@ -78,7 +84,7 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
             # The caller is who the certificate's DNS SubjectAltName says (R17);
             # the common name is never trusted (only the misbehaviour does).
             callers = peer_names(context)
-            if faults.misbehaviour is Misbehaviour.CALLER_BY_COMMON_NAME:
+            if faults.misbehaviour and faults.misbehaviour.breaks(Misbehaviour.CALLER_BY_COMMON_NAME):
                 callers |= peer_common_names(context)
             if not callers & self._allowed_callers:
                 await self._refuse(context, grpc.StatusCode.PERMISSION_DENIED, CALLER_NOT_HUB, "only the hub may call")
@@ -109,7 +115,7 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
             await self._refuse(context, code, SIMULATED_ERROR, "simulated failure")
         lookup = lookup_of(request)
         try:
-            if faults.misbehaviour is Misbehaviour.TRAILING_NEWLINE_ACCEPTED:
+            if faults.misbehaviour and faults.misbehaviour.breaks(Misbehaviour.TRAILING_NEWLINE_ACCEPTED):
                 validate(lax_lookup(lookup))
                 answer = self._directory.answer_validated(lookup, self._clock.now())
             else:
@@ -149,6 +155,17 @@ class CardDirectoryServicer(bank_grpc.CardDirectoryServiceServicer):
         # Reasons and field names only: never the subject's name or ID number.
         log.info("bank %s refused a call: %s %s", self._state.code, code.name, reason)
         await abort(context, code, reason, message, BANK_DOMAIN, metadata)
+
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def _traceparent(context: grpc.aio.ServicerContext) -> str:
+    """The call's `traceparent` metadata if it is well-formed, else ""."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent" and isinstance(value, str) and _TRACEPARENT.fullmatch(value):
+            return value
+    return ""
 
 
 def _reached(k: int | None, cards_sent: int, next_is_card: bool) -> bool:

@@ -3,7 +3,7 @@ memory it holds: time to the ready line (process spawn included), RSS and
 threads once ready, a ListCards call to every bank over mTLS, and the time
 to stop on SIGTERM.
 
-    /work/venv/bin/python bench/bank_fleet_startup.py [--counts 16,1000] [--pki DIR]
+    .venv/bin/python bench/bank_fleet_startup.py [--counts 16,1000] [--pki DIR]
 
 Not a test: it prints figures (docs/bank-simulator.md quotes them).
 """

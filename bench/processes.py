@@ -16,6 +16,7 @@ HUB_TIMINGS = Timings(
     # A bank stream under a saturated 2-core machine can take seconds at 1,000
     # banks; a short deadline would turn load into retries and skew the figures.
     attempt_timeout=dt.timedelta(seconds=120),
+    lease_duration=dt.timedelta(seconds=120),  # at least attempt_timeout (docs/configuration.md)
     retry_initial=dt.timedelta(seconds=0.2),
     retry_max=dt.timedelta(seconds=2),
 )

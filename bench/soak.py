@@ -22,7 +22,9 @@ reads them. Then every fault is cleared, the hub is left running, and the
 driver waits for every accepted query.
 
 Printed: users, accepted, completed (READY, report equal to the population's
-ground truth), failed journeys by reason (refusals the user would see, e.g.
+ground truth), reads answered / refused while the store refused writes (and
+how long those reads and one write took: the hub stays up for reads and
+refuses writes fast, issue 19), failed journeys by reason (refusals the user would see, e.g.
 SMS rate limits; these are not losses), lost (accepted but never READY, or
 READY with a wrong report: must be 0), and create->READY latency
 percentiles. Exit status 1 if anything was lost.
@@ -72,6 +74,15 @@ from hub.notify import OutboxTail
 from hub.store.db import open_database
 
 BANKS = 8
+SOAK_TIMINGS = Timings(
+    retry_initial=dt.timedelta(milliseconds=100),
+    retry_max=dt.timedelta(seconds=1),
+    attempt_timeout=dt.timedelta(seconds=3),
+    breaker_reset=dt.timedelta(seconds=1),
+    sms_resend_interval=dt.timedelta(seconds=1),
+    sms_daily_cap_per_phone=1000,
+    lease_duration=dt.timedelta(seconds=3),  # at least attempt_timeout (docs/configuration.md)
+)
 TYPE = {pb.CARD_TYPE_DEBIT: "debit", pb.CARD_TYPE_CREDIT: "credit"}
 
 
@@ -84,6 +95,8 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     events: Counter[str] = field(default_factory=Counter)
     lost_detail: dict[str, Any] = field(default_factory=dict)
+    store_fault_read_s: list[float] = field(default_factory=list)
+    store_fault_write_s: list[float] = field(default_factory=list)
 
 
 def truth(population: Population, person: Person, codes: list[str]) -> Counter[tuple[str, str, str, str]]:
@@ -126,15 +139,7 @@ class Stack:
     def write_config(self, pki_root: Path, banks: dict[str, str]) -> Path:
         from cardlookup.pki import PkiPaths
 
-        timings = Timings(
-            retry_initial=dt.timedelta(milliseconds=100),
-            retry_max=dt.timedelta(seconds=1),
-            attempt_timeout=dt.timedelta(seconds=3),
-            breaker_reset=dt.timedelta(seconds=1),
-            sms_resend_interval=dt.timedelta(seconds=1),
-            sms_daily_cap_per_phone=1000,
-            lease_duration=dt.timedelta(seconds=3),
-        )
+        timings = SOAK_TIMINGS
         config = HubConfig.dev(
             PkiPaths(pki_root),
             banks,
@@ -288,7 +293,37 @@ async def hostile_watcher(options: ClientOptions, tally: Tally, stop: asyncio.Ev
     return opened
 
 
-async def chaos(stack: Stack, admin: AdminClient, codes: list[str], tally: Tally, stop_at: float) -> None:
+async def reads_during_store_fault(options: ClientOptions, tally: Tally, done: asyncio.Event) -> None:
+    """While the store refuses writes: GetQuery calls on accepted queries
+    (the client as configured: health-checked, wait_for_ready) count as
+    answered or refused, and one EnrollUser (a write: same data again) per
+    fault is timed until the hub refuses it (issue 19: degraded, not blocked)."""
+    async with AsyncCardLookupClient(options) as client:
+        wrote = False
+        while not done.is_set():
+            if not tally.accepted:
+                await asyncio.sleep(0.1)
+                continue
+            query_id, person = random.choice(list(tally.accepted.items()))
+            t0 = time.perf_counter()
+            try:
+                if not wrote:
+                    wrote = True
+                    with contextlib.suppress(errors.CardLookupError):
+                        await client.enroll_user(**person.enrolment())
+                    tally.store_fault_write_s.append(time.perf_counter() - t0)
+                    continue
+                await client.get_query(person.user_id, query_id)
+                tally.events["store_fault_reads_answered"] += 1
+                tally.store_fault_read_s.append(time.perf_counter() - t0)
+            except errors.CardLookupError:
+                tally.events["store_fault_reads_refused"] += 1
+            await asyncio.sleep(0.05)
+
+
+async def chaos(
+    stack: Stack, admin: AdminClient, codes: list[str], tally: Tally, stop_at: float, options: ClientOptions
+) -> None:
     rng = random.Random(stack.args.seed)
     next_kill = time.monotonic() + stack.args.kill_every
     healthy = Faults()
@@ -304,8 +339,14 @@ async def chaos(stack: Stack, admin: AdminClient, codes: list[str], tally: Tally
         action = rng.choice(["down", "stall", "break", "exhausted", "slow", "recover", "recover", "store"])
         code = rng.choice(codes)
         if action == "store":
-            if await stack.refuse_writes(rng.uniform(1.0, 3.0)):
-                tally.events["store_refused_writes"] += 1
+            done = asyncio.Event()
+            reader = asyncio.create_task(reads_during_store_fault(options, tally, done))
+            try:
+                if await stack.refuse_writes(rng.uniform(1.0, 3.0)):
+                    tally.events["store_refused_writes"] += 1
+            finally:
+                done.set()
+                await reader
             continue
         faults = {
             "down": Faults(down=True),
@@ -398,7 +439,7 @@ async def run(args: argparse.Namespace, setup: Setup, tally: Tally) -> float:
                 await journey(client, p, outbox, face, codes, population, tally, stop_at + args.drain)
 
         hostile = asyncio.create_task(hostile_watcher(options, tally, stop))
-        chaos_task = asyncio.create_task(chaos(stack, admin, codes, tally, stop_at))
+        chaos_task = asyncio.create_task(chaos(stack, admin, codes, tally, stop_at, options))
         journeys = [asyncio.create_task(one(p)) for p in setup.people]
         await chaos_task
         if stack.hub is None or stack.hub.poll() is not None:
@@ -436,6 +477,10 @@ async def explain_lost(stack: Stack, tally: Tally) -> None:
         await db.close()
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 def report(args: argparse.Namespace, setup: Setup, tally: Tally, elapsed: float) -> int:
     lost = (set(tally.accepted) - tally.completed - tally.wrong) | tally.wrong
     lat = sorted(tally.latencies)
@@ -450,6 +495,14 @@ def report(args: argparse.Namespace, setup: Setup, tally: Tally, elapsed: float)
         "wrong_reports": len(tally.wrong),
         "latency_s": {q: round(percentile(lat, q), 2) for q in (50, 90, 99)} if lat else {},
         "injected": dict(tally.events),
+        "during_store_faults": {
+            "reads_answered": tally.events["store_fault_reads_answered"],
+            "reads_refused": tally.events["store_fault_reads_refused"],
+            "read_s_p99": round(percentile(sorted(tally.store_fault_read_s), 99), 3)
+            if tally.store_fault_read_s
+            else None,
+            "write_refused_s_max": round(max(tally.store_fault_write_s), 3) if tally.store_fault_write_s else None,
+        },
         "lost_detail": tally.lost_detail,
     }
     print(json.dumps(result, indent=2))

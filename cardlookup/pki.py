@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cardlookup.banks import DEFAULT_BANK_CODES
-from cardlookup.private_files import write_private
+from cardlookup.private_files import write_private, write_public
 
 HUB_SERVER_NAME = "hub.cardlookup.internal"
 HUB_CLIENT_NAME = "hub-client.cardlookup.internal"
@@ -108,10 +108,7 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
     if private:  # 0600 from the first byte (cardlookup.private_files)
         write_private(path, data)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_public(path, data)  # 0644 whatever the umask, in 0700 directories
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey) -> bytes:

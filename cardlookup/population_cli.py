@@ -4,6 +4,8 @@ load tests written in any language.
     cardlookup-population                                  # every person (seed 20211220, 200 people)
     cardlookup-population --eligible --hub-config hub.toml # only people who may look up under that hub
     cardlookup-population --eligible --count 5000          # 5,000 eligible people (the population grows)
+    cardlookup-population --eligible --expected            # each person's expected answer at each bank
+
 
 Prints one JSON object: {"seed", "size", "on", "people": [...]}. Start the
 simulated banks with the same seed and size (`cardlookup-banks --seed S
@@ -13,6 +15,13 @@ a long-term document), region_code, phone_number, payment_password, and
 `eligible` on the day `on` (R1: a valid ID document; R2: an open region).
 R12 (one query at a time, the cooldown) depends on the hub's history, so a
 load test uses each person once per 7 days.
+
+With `--expected`, each person also has `expected`: for each bank of the
+fleet (`--bank-count N`, default 16, the banks `cardlookup-banks --count N`
+runs), what a correct bank answers and so what the hub's report holds for
+that bank: masked cards, counts, unlisted counts with their reasons
+(cardlookup.population_expected). `--hub-config` reads only the file's
+`open_regions`: the banks need not be listed yet.
 """
 
 from __future__ import annotations
@@ -20,10 +29,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 
+from cardlookup.banks import bank_fleet
 from cardlookup.population import DEFAULT_SEED, DEFAULT_SIZE, Person, Population
+from cardlookup.population_expected import expected_json
 from cardlookup.regions import DEFAULT_OPEN_REGIONS
 
 CHINA_TZ = dt.timezone(dt.timedelta(hours=8))
@@ -33,11 +45,12 @@ MAX_SIZE = 5_000_000
 
 def hub_open_regions(config: Path) -> frozenset[str]:
     """The open regions (R2) of a hub configuration file, read by the hub's
-    own parser so that the tool and the hub cannot disagree. Imported here,
-    not at module level: only this option needs the hub package."""
-    from hub.config import HubConfig
+    own parser so that the tool and the hub cannot disagree (only that key:
+    a config whose banks are not listed yet will do). Imported here, not at
+    module level: only this option needs the hub package."""
+    from hub.config import open_regions_from_file
 
-    return HubConfig.from_file(config).open_regions
+    return open_regions_from_file(config)
 
 
 def person_json(person: Person, eligible: bool) -> dict[str, object]:
@@ -60,6 +73,8 @@ def select(
     open_regions: frozenset[str],
     eligible_only: bool,
     count: int | None,
+    bank_count: int = 16,
+    expected: bool = False,
 ) -> tuple[Population, list[dict[str, object]]]:
     """The people to print. With `eligible_only` and `count` but no `size`,
     the population grows (same seed: its first people never change) until it
@@ -67,16 +82,20 @@ def select(
     grow = size is None and eligible_only and count is not None
     current = size or DEFAULT_SIZE
     while True:
-        population = Population(seed=seed, size=current)
+        population = Population(seed=seed, size=current, banks=bank_fleet(bank_count))
         eligible = {p.id_number for p in population.eligible_people(on, open_regions)}
-        people = [person_json(p, p.id_number in eligible) for p in population.people]
-        if eligible_only:
-            people = [p for p in people if p["eligible"]]
-        if not grow or count is None or len(people) >= count:
-            return population, people[:count] if count is not None else people
+        chosen = [p for p in population.people if p.id_number in eligible or not eligible_only]
+        if not grow or count is None or len(chosen) >= count:
+            chosen = chosen[:count] if count is not None else chosen
+            codes = tuple(b.code for b in bank_fleet(bank_count))
+            people = [person_json(p, p.id_number in eligible) for p in chosen]
+            if expected:
+                for person, entry in zip(chosen, people, strict=True):
+                    entry["expected"] = expected_json(population, person.id_number, codes)
+            return population, people
         if current >= MAX_SIZE:
             raise ValueError(f"no population of at most {MAX_SIZE} people has {count} eligible people")
-        current = min(MAX_SIZE, max(current + 1, int(current * count / max(1, len(people)) * 1.1)))
+        current = min(MAX_SIZE, max(current + 1, int(current * count / max(1, len(chosen)) * 1.1)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,7 +108,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hub-config", type=Path, help="take the open regions from this hub.toml")
     parser.add_argument("--on", type=dt.date.fromisoformat, help="the day, YYYY-MM-DD (default: today, Beijing)")
     parser.add_argument("--count", type=int, help="print at most N people; with --eligible, grow to N")
+    parser.add_argument(
+        "--expected", action="store_true", help="add each person's expected answer at each bank (masked cards, counts)"
+    )
+    parser.add_argument(
+        "--bank-count", type=int, default=16, help="the fleet's banks, as cardlookup-banks --count (default 16)"
+    )
     args = parser.parse_args(argv)
+    if args.bank_count < 1:
+        parser.error("--bank-count must be at least 1")
     if args.size is not None and args.size < 1:
         parser.error("--size must be at least 1")
     if args.count is not None and args.count < 1:
@@ -97,17 +124,26 @@ def main(argv: list[str] | None = None) -> None:
     on = args.on or dt.datetime.now(CHINA_TZ).date()
     try:
         regions = hub_open_regions(args.hub_config) if args.hub_config else DEFAULT_OPEN_REGIONS
-        population, people = select(args.seed, args.size, on, regions, args.eligible, args.count)
+        population, people = select(
+            args.seed, args.size, on, regions, args.eligible, args.count, args.bank_count, args.expected
+        )
     except ValueError as error:  # hub.config.ConfigError is a ValueError
         print(f"cardlookup-population: {error}", file=sys.stderr)
         sys.exit(2)
-    json.dump(
-        {"seed": population.seed, "size": population.size, "on": on.isoformat(), "people": people},
-        sys.stdout,
-        ensure_ascii=False,
-        indent=1,
-    )
-    sys.stdout.write("\n")
+    try:
+        json.dump(
+            {"seed": population.seed, "size": population.size, "on": on.isoformat(), "people": people},
+            sys.stdout,
+            ensure_ascii=False,
+            indent=1,
+        )
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `cardlookup-population | head`: the reader left; no traceback. Point
+        # stdout at /dev/null so that the interpreter's final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,56 @@ from pathlib import Path
 from typing import IO
 
 PRIVATE_MODE = 0o600
+DIRECTORY_MODE = 0o700
+PUBLIC_MODE = 0o644
+"""Certificates and public keys: anyone may read, only the owner writes,
+whatever the umask (issue 17: under umask 000 a CA certificate that anyone
+could swap would make the whole PKI anyone's)."""
+
+
+def private_dir(path: Path | str) -> Path:
+    """Creates `path` and every missing parent with mode 0700 (never the
+    umask's default: `Path.mkdir(parents=True)` gives parents 0777 & ~umask).
+    Directories that exist are left as they are."""
+    path = Path(path)
+    missing = []
+    at = path
+    while not at.exists():
+        missing.append(at)
+        if at.parent == at:
+            break
+        at = at.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=DIRECTORY_MODE)
+        except FileExistsError:
+            continue  # made meanwhile by another process: its own mode stands
+        os.chmod(directory, DIRECTORY_MODE)  # mkdir's mode went through the umask
+    return path
+
+
+def write_public(path: Path | str, data: bytes) -> None:
+    """Writes a public file atomically, mode 0644 from the first byte
+    whatever the umask, in a 0700 directory if it has to make one."""
+    path = Path(path)
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), PUBLIC_MODE)
+    try:
+        os.fchmod(fd, PUBLIC_MODE)  # the umask may have removed or (000) kept bits: exactly 0644
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 def _open(path: Path, flags: int) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), PRIVATE_MODE)
     try:
         # An existing file keeps its old mode through O_CREAT: tighten it.
@@ -66,4 +112,13 @@ def write_private(path: Path | str, data: bytes) -> None:
         raise
 
 
-__all__ = ["PRIVATE_MODE", "ensure_private", "open_private_append", "write_private"]
+__all__ = [
+    "DIRECTORY_MODE",
+    "PRIVATE_MODE",
+    "PUBLIC_MODE",
+    "ensure_private",
+    "open_private_append",
+    "private_dir",
+    "write_private",
+    "write_public",
+]

@@ -6,12 +6,13 @@ clients read the reason back with `error_info_of(error)`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -25,10 +26,27 @@ def make_status(
     message: str,
     domain: str,
     metadata: Mapping[str, str] | None = None,
+    extra: Sequence[Message] = (),
+    retry_delay_s: float | None = None,
 ) -> grpc.Status:
-    detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=dict(metadata or {})))
-    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    """A status whose google.rpc.Status details are the ErrorInfo, then the
+    `extra` details (e.g. google.rpc.BadRequest, google.rpc.RetryInfo); with
+    `retry_delay_s` and no RetryInfo among them, a google.rpc.RetryInfo
+    follows: how long the caller should wait before trying again."""
+    messages: list[Message] = [
+        error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=dict(metadata or {})),
+        *extra,
+    ]
+    if retry_delay_s is not None and not any(isinstance(m, error_details_pb2.RetryInfo) for m in extra):
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.FromMilliseconds(int(retry_delay_s * 1000))
+        messages.append(info)
+    details = []
+    for message_ in messages:
+        detail = any_pb2.Any()
+        detail.Pack(message_)
+        details.append(detail)
+    status = status_pb2.Status(code=code.value[0], message=message, details=details)
     return rpc_status.to_status(status)
 
 
@@ -39,9 +57,13 @@ async def abort(
     message: str,
     domain: str,
     metadata: Mapping[str, str] | None = None,
+    extra: Sequence[Message] = (),
+    retry_delay_s: float | None = None,
 ) -> NoReturn:
-    """Ends the RPC with `code` and an ErrorInfo detail carrying `reason`."""
-    await context.abort_with_status(make_status(code, reason, message, domain, metadata))  # type: ignore[attr-defined]
+    """Ends the RPC with `code` and an ErrorInfo detail carrying `reason`
+    (then the `extra` details, and a RetryInfo with `retry_delay_s`)."""
+    status = make_status(code, reason, message, domain, metadata, extra, retry_delay_s)
+    await context.abort_with_status(status)  # type: ignore[attr-defined]
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 

@@ -29,8 +29,11 @@ def channel_credentials(ca: Path, cert: Path, key: Path) -> grpc.ChannelCredenti
 def peer_names(context: grpc.aio.ServicerContext) -> set[str]:
     """The DNS SubjectAltNames of the client certificate of this call: the
     caller's identity. Never the common name, which a CA may put anything in
-    (a certificate with CN = the hub's name and another SAN is not the hub)."""
-    return _decoded(context.auth_context().get("x509_subject_alternative_name", []))
+    (a certificate with CN = the hub's name and another SAN is not the hub),
+    and never a SAN of another type: gRPC's `x509_subject_alternative_name`
+    mixes DNS, URI, email and IP SANs, so a certificate naming the hub only as
+    a URI would pass; `peer_dns` holds the DNS SANs alone (issue 17)."""
+    return _decoded(context.auth_context().get("peer_dns", []))
 
 
 def peer_common_names(context: grpc.aio.ServicerContext) -> set[str]:

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from google.protobuf.message import Message
 
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
@@ -27,6 +28,7 @@ from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.tls import channel_credentials
+from client import device_key as device_key_mod
 from client import requests
 from client.errors import HubUnavailable, translated
 from client.options import ClientOptions
@@ -97,7 +99,10 @@ class AsyncCardLookupClient:
         region_code: str,
         phone_number: str,
         payment_password: str = "",
+        report_public_key: bytes = b"",
     ) -> pb.User:
+        """`report_public_key` (issue 17): the device's X25519 public key
+        (client.device_key.public_bytes); reports are then sealed to it."""
         request = requests.enroll_user(
             user_id=user_id,
             full_name=full_name,
@@ -107,6 +112,7 @@ class AsyncCardLookupClient:
             phone_number=phone_number,
             payment_password=payment_password,
         )
+        request.report_public_key = report_public_key
         user: pb.User = (await self._unary("EnrollUser", request)).user
         return user
 
@@ -184,10 +190,24 @@ class AsyncCardLookupClient:
             if not token:
                 return
 
-    async def get_report(self, user_id: str, query_id: str, payment_password: str) -> pb.Report:
+    async def get_report(
+        self, user_id: str, query_id: str, payment_password: str, device_key: X25519PrivateKey | None = None
+    ) -> pb.Report:
+        """The report; one sealed to the user's device (issue 17) is opened
+        here with `device_key` (client.device_key.DeviceKeyNeeded without it)."""
         request = requests.get_report(user_id, query_id, payment_password)
-        report: pb.Report = (await self._unary("GetReport", request)).report
-        return report
+        response: svc.GetReportResponse = await self._unary("GetReport", request)
+        return device_key_mod.open_report(response, device_key, user_id, query_id)
+
+    async def replace_report_key(self, user_id: str, payment_password: str, report_public_key: bytes) -> int:
+        """Registers a new device's report key (issue 17), guarded by the
+        payment password; returns the key's epoch. Sent once (a wrong password
+        counts towards the lockout)."""
+        request = svc.ReplaceReportKeyRequest(
+            user_id=user_id, payment_password=payment_password, report_public_key=report_public_key
+        )
+        replaced: svc.ReplaceReportKeyResponse = await self._unary("ReplaceReportKey", request)
+        return replaced.report_key_epoch
 
     async def change_payment_password(
         self, user_id: str, old_password: str, new_password: str
@@ -197,6 +217,15 @@ class AsyncCardLookupClient:
         request = requests.change_payment_password(user_id, old_password, new_password)
         changed: svc.ChangePaymentPasswordResponse = await self._unary("ChangePaymentPassword", request)
         return changed
+
+    async def delete_user(self, user_id: str, payment_password: str) -> svc.DeleteUserResponse:
+        """Closes the account and erases the user's data at the hub (issue
+        22), guarded by the payment password (checked and counted towards the
+        lockout like GetReport's). Sent once; after a lost response, a second
+        call says USER_NOT_FOUND (the account is closed)."""
+        request = requests.delete_user(user_id, payment_password)
+        closed: svc.DeleteUserResponse = await self._unary("DeleteUser", request)
+        return closed
 
     async def flag_card(
         self,

@@ -7,7 +7,8 @@ client. For operators, bank IT teams and demos.
     cardlookup ... query --user-id u220000155 --verification-id V --code 123456 [--banks 102,308] [--track-new-cards]
     cardlookup ... watch --user-id u220000155 --query-id Q
     cardlookup ... list --user-id u220000155
-    cardlookup ... report --user-id u220000155 --query-id Q [--password 123456]
+    cardlookup ... report --user-id u220000155 --query-id Q [--password 123456] [--device-key FILE]
+    cardlookup ... new-device --user-id u220000155 --device-key FILE [--password 123456]
     cardlookup ... not-mine --user-id u220000155 --query-id Q --card 2 [--close] [--password 123456]
 
 --hub and --pki default to $CARDLOOKUP_HUB and $CARDLOOKUP_PKI. Several hub
@@ -17,6 +18,11 @@ up and serving. The face
 attestation `query` sends is signed by the development face provider
 (client.devface) with the PKI's face-provider key. Errors are shown as one
 plain sentence, never a traceback; see EXIT_STATUSES.
+
+Device report key (issue 17): `enrol --device-key FILE` makes the key file
+if it does not exist (0600) and registers its public half; reports are then
+sealed to it and `report --device-key FILE` opens them here. `new-device`
+registers another key file's key (a new phone), with the payment password.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -36,7 +43,7 @@ from rich.text import Text
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
-from client import render, requests
+from client import device_key, render, requests
 from client.devface import DevFaceProvider
 from client.errors import CardLookupError, InvalidField
 from client.options import ClientOptions
@@ -105,10 +112,16 @@ def _date(flag: str, value: str | None) -> dt.date | None:
         raise LocalProblem(f"{flag} must be a date as YYYY-MM-DD (got {value!r}).") from None
 
 
+def _device_public(a: argparse.Namespace) -> bytes:
+    if not a.device_key:
+        return b""
+    return device_key.public_bytes(device_key.load_or_create(Path(a.device_key)))
+
+
 def _enrol(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
     if a.population_user:
         p = _population_person(a.population_user)
-        user = client.enroll_user(**p.enrolment())
+        user = client.enroll_user(**p.enrolment(), report_public_key=_device_public(a))
     else:
         user = client.enroll_user(
             user_id=a.user_id or "",
@@ -118,6 +131,7 @@ def _enrol(client: CardLookupClient, console: Console, a: argparse.Namespace) ->
             region_code=a.region or "",
             phone_number=a.phone or "",
             payment_password=a.password or "",
+            report_public_key=_device_public(a),
         )
     eligible = "may look up cards" if user.eligible else f"may not look up cards yet ({user.ineligible_reason})"
     _say(console, f"Enrolled {user.user_id}: region {user.region_code}, phone {user.masked_phone}; {eligible}.")
@@ -195,7 +209,28 @@ def _list(client: CardLookupClient, console: Console, a: argparse.Namespace) -> 
 
 def _report(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
     password = a.password if a.password is not None else getpass.getpass("Payment password: ")
-    console.print(render.report_view(client.get_report(a.user_id, a.query_id, password)))
+    key = device_key.load(Path(a.device_key)) if a.device_key else None
+    try:
+        report = client.get_report(a.user_id, a.query_id, password, device_key=key)
+    except device_key.DeviceKeyNeeded:
+        raise LocalProblem("The report is sealed to the user's device key: pass --device-key FILE.") from None
+    except InvalidTag:
+        raise LocalProblem("The device key file does not open this report (it was sealed to another key).") from None
+    if key is not None and any(not b.display_name for b in report.bank_summaries):
+        # A device-opened report names banks by code: the names come from ListBanks.
+        names = {b.bank_code: b.display_name for b in client.list_banks(a.user_id).banks}
+        for summary in report.bank_summaries:
+            summary.display_name = summary.display_name or names.get(summary.bank_code, summary.bank_code)
+        for card in report.cards:
+            card.display_name = card.display_name or names.get(card.bank_code, card.bank_code)
+    console.print(render.report_view(report))
+
+
+def _new_device(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
+    password = a.password if a.password is not None else getpass.getpass("Payment password: ")
+    key = device_key.load_or_create(Path(a.device_key))
+    epoch = client.replace_report_key(a.user_id, password, device_key.public_bytes(key))
+    _say(console, f"Registered the device report key of {a.device_key} (key {epoch}) for {a.user_id}.")
 
 
 def _not_mine(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
@@ -203,6 +238,18 @@ def _not_mine(client: CardLookupClient, console: Console, a: argparse.Namespace)
     kind = pb.CARD_CASE_KIND_CLOSE_REQUESTED if a.close else pb.CARD_CASE_KIND_NOT_RECOGNISED
     case = client.flag_card(a.user_id, a.query_id, password, a.card, kind)
     console.print(render.case_view(case), soft_wrap=True, highlight=False)
+
+
+def _delete_user(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
+    password = a.password if a.password is not None else getpass.getpass("Payment password: ")
+    closed = client.delete_user(a.user_id, password)
+    erased = closed.erased_query_count
+    running = f", {closed.ended_query_count} of them still running and ended" if closed.ended_query_count else ""
+    _say(
+        console,
+        f"Account {a.user_id} closed: its data is erased at the hub"
+        f" ({erased} {'query' if erased == 1 else 'queries'}{running}).",
+    )
 
 
 def _say(console: Console, text: str) -> None:
@@ -287,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     enrol.add_argument("--region", metavar="CODE", help="GB/T 2260 province code, e.g. 310000")
     enrol.add_argument("--phone", help="11-digit mobile number")
     enrol.add_argument("--password", help="6-digit payment password (required the first time)")
+    enrol.add_argument("--device-key", metavar="FILE", help="seal reports to this device key (made if missing, 0600)")
     user_id(command("banks", "the banks open to the user, and the authorization notice (R2, R3)"))
     user_id(command("verify", "send an SMS code to the registered phone (R4)"))
     query = command("query", "authorize and run a lookup, with live per-bank progress (R3-R6)")
@@ -312,12 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
     user_id(report)
     report.add_argument("--query-id", required=True, help="the query id `query` or `list` printed")
     report.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
+    report.add_argument("--device-key", metavar="FILE", help="the device key file that opens a sealed report")
+    new_device = command("new-device", "register a new device's report key, with the payment password (issue 17)")
+    user_id(new_device)
+    new_device.add_argument("--device-key", required=True, metavar="FILE", help="the new key file (made if missing)")
+    new_device.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
     not_mine = command("not-mine", "open a case at the bank about a card of the report (issue 12)")
     user_id(not_mine)
     not_mine.add_argument("--query-id", required=True, help="the query whose report lists the card")
     not_mine.add_argument("--card", required=True, metavar="N", help="the card's # in `report`")
     not_mine.add_argument("--close", action="store_true", help="the card is yours but unused: ask to close it")
     not_mine.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
+    leave = command("delete-user", "close the account: the hub erases the user's data (issue 22)")
+    user_id(leave)
+    leave.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
     return parser
 
 
@@ -329,6 +385,8 @@ COMMANDS = {
     "list": _list,
     "report": _report,
     "not-mine": _not_mine,
+    "delete-user": _delete_user,
+    "new-device": _new_device,
 }
 
 

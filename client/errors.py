@@ -216,6 +216,25 @@ class CardCaseNotOpened(Retryable):
     reason_name = "CARD_CASE_NOT_OPENED"
 
 
+class MalformedRequest(UserMustAct):
+    """The request bytes are not a valid message of the method: a bug in the
+    app (or a mismatched contract version)."""
+
+    reason_name = "MALFORMED_REQUEST"
+
+
+class MessageTooLarge(UserMustAct):
+    reason_name = "MESSAGE_TOO_LARGE"
+
+
+class ResponseTooLarge(UserMustAct):
+    reason_name = "RESPONSE_TOO_LARGE"
+
+
+class WatchLimitReached(Retryable):
+    reason_name = "WATCH_LIMIT_REACHED"
+
+
 def _concrete(base: type[CardLookupError]) -> list[type[CardLookupError]]:
     found = []
     for cls in base.__subclasses__():
@@ -258,6 +277,10 @@ SENTENCES: dict[str, str] = {
     ),
     "CARD_NOT_FOUND": "The report has no such card: {card_id}.",
     "CARD_CASE_NOT_OPENED": "The bank could not open the case right now, try again later: bank {bank_code}.",
+    "MALFORMED_REQUEST": "The hub could not decode the request; the app must be fixed.",
+    "MESSAGE_TOO_LARGE": "The request is too large for the hub; the limit is {limit} bytes.",
+    "RESPONSE_TOO_LARGE": "The answer would be too large; ask for a smaller page (the limit is {limit} bytes).",
+    "WATCH_LIMIT_REACHED": "Too many live query views are open at once; close one and try again (at most {limit}).",
 }
 
 

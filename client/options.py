@@ -40,8 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from cardlookup.pki import HUB_SERVER_NAME, PkiPaths
+from client.tracing import trace_metadata
 
 SERVICE = "cardlookup.hub.v1.CardLookupService"
+WRITES_HEALTH_SERVICE = "cardlookup.hub.v1.writes"
+"""The health service name a hub reports NOT_SERVING under while its store
+refuses writes (it still answers reads, and SERVICE stays SERVING); for
+balancers that should send writes elsewhere (docs/operations.md)."""
 RETRIED_METHODS = ("GetUser", "ListBanks", "GetQuery", "ListQueries", "EnrollUser", "CreateQuery", "WatchQuery")
 """The calls that are safe to repeat; every other method is sent once."""
 
@@ -114,7 +119,12 @@ class ClientOptions:
     """Safe calls (RETRIED_METHODS) wait for an unreachable hub within their deadline."""
     health_check_service: str = SERVICE
     """The grpc.health.v1 service name each hub replica is watched for on
-    its API port (the hub reports it SERVING while it serves the API)."""
+    its API port (the hub reports it SERVING while it serves the API, reads
+    included while its store refuses writes: a lone degraded hub still
+    answers reads at once, and its writes fail fast with HubUnavailable and
+    a `retry_delay`; across replicas the retry policy re-sends a refused
+    CreateQuery/EnrollUser to another replica). WRITES_HEALTH_SERVICE
+    instead would take a degraded replica out of rotation for every call."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.target, str):
@@ -173,7 +183,11 @@ class ClientOptions:
     def call_kwargs(self, method: str) -> dict[str, Any]:
         """What both clients pass with every call of `method`: its deadline
         and whether it waits for an unreachable hub."""
-        return {"timeout": self.deadline_s(method), "wait_for_ready": self.waits_for_ready(method)}
+        kwargs: dict[str, Any] = {"timeout": self.deadline_s(method), "wait_for_ready": self.waits_for_ready(method)}
+        traced = trace_metadata()  # the app backend's current span, if any (client.tracing)
+        if traced:
+            kwargs["metadata"] = traced
+        return kwargs
 
     def channel_options(self) -> list[tuple[str, Any]]:
         return [

@@ -46,7 +46,7 @@ SLOW = CODES[:4]
 
 
 def scope(index: int) -> list[str]:
-    """Six banks per user, two of them slow (answering after 1.5-2.5 s)."""
+    """Six banks per user, two of them slow (answering after 1.0-1.8 s, under the 2 s call deadline)."""
     fast = [c for c in CODES if c not in SLOW]
     return [SLOW[index % 4], SLOW[(index + 1) % 4], *(fast[(index * 4 + k) % len(fast)] for k in range(4))]
 
@@ -67,10 +67,10 @@ async def run_demo(work: Path, users: int, console: Console) -> bool:
         url = pg.create_database("cardlookup")
         console.print(f"PostgreSQL {pg.bindir.parent.name} on 127.0.0.1:{pg.port} (throwaway, in {pg.root})")
         banks = tuple(
-            BankSimConfig(c, faults=Faults(latency=1.5, latency_jitter=1.0) if c in SLOW else Faults()) for c in CODES
+            BankSimConfig(c, faults=Faults(latency=1.0, latency_jitter=0.8) if c in SLOW else Faults()) for c in CODES
         )
         async with BankFleet(FleetConfig(pki=pki, banks=banks, population=population, admin_port=None)) as fleet:
-            console.print(f"16 banks over mTLS; slow (1.5-2.5 s): {', '.join(SLOW)}")
+            console.print(f"16 banks over mTLS; slow (1.0-1.8 s): {', '.join(SLOW)}")
             console.rule("2. Three hub replicas on one database")
             replicas = ReplicaSet(pki, fleet.addresses, url, work)
             try:

@@ -41,13 +41,13 @@ REPLICA_TIMINGS = Timings(
     lease_duration=dt.timedelta(seconds=2),
     retry_initial=dt.timedelta(milliseconds=50),
     retry_max=dt.timedelta(milliseconds=300),
-    attempt_timeout=dt.timedelta(seconds=5),
+    attempt_timeout=dt.timedelta(seconds=2),  # at most lease_duration (docs/configuration.md)
     breaker_reset=dt.timedelta(milliseconds=500),
     sms_resend_interval=dt.timedelta(seconds=1),
     notice_claim=dt.timedelta(seconds=15),
 )
 """A short lease (a dead replica's banks are taken over ~2 s after its last
-renewal) and fast retries, so a demo or test sees a takeover quickly. The
+renewal), a call deadline no longer than it, and fast retries, so a demo or test sees a takeover quickly. The
 1 s SMS resend interval lets a journey whose StartVerification died with a
 replica ask again at once on another one. A ready SMS claimed by a replica
 that then died is sent by another one within 15 s."""

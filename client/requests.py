@@ -113,6 +113,10 @@ def change_payment_password(user_id: str, old_password: str, new_password: str) 
     )
 
 
+def delete_user(user_id: str, payment_password: str) -> svc.DeleteUserRequest:
+    return svc.DeleteUserRequest(user_id=user_id, payment_password=payment_password)
+
+
 def flag_card(
     user_id: str, query_id: str, payment_password: str, card_id: str, kind: pb.CardCaseKind
 ) -> svc.FlagCardRequest:

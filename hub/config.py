@@ -133,6 +133,53 @@ class Timings:
     watch_streams_per_caller: int = 1000
     """WatchQuery streams one caller (client certificate name) may keep open
     at once, per hub process."""
+    # Issue 22: how long what the hub keeps past R11 lives (the sweeper
+    # deletes it after that, on every store; docs/security.md, data inventory).
+    lookup_history_retention: dt.timedelta = dt.timedelta(days=180)
+    """An expired query's record (its history: banks, outcomes, access
+    events and cases with it), counted from its creation."""
+    access_event_retention: dt.timedelta = dt.timedelta(days=180)
+    """A report access event (R10), counted from the attempt."""
+    card_case_retention: dt.timedelta = dt.timedelta(days=180)
+    """A "not my card" case record, counted from its opening."""
+    card_record_retention: dt.timedelta = dt.timedelta(days=180)
+    """A sealed new-card record (issue 12), counted from its lookup's report."""
+    abuse_counter_retention: dt.timedelta = dt.timedelta(days=2)
+    """An SMS verification kept as a rate-limit counter (keyed person and
+    phone hashes and a time); at least a day (the daily cap's window)."""
+    closure_record_retention: dt.timedelta = dt.timedelta(days=7)
+    """The keyed record of a closed account (it keeps R12's cooldown for a
+    person who enrols again); at least the cooldown."""
+    sms_outbox_retention: dt.timedelta = dt.timedelta(days=7)
+    """Messages in the development SMS outbox file (it holds phone numbers)."""
+
+    def problems(self) -> list[tuple[str, str]]:
+        """The relations docs/configuration.md states between timings that
+        these break, as (key, problem); the file reader refuses the first
+        one as a one-line ConfigError (and the presets are tested with it)."""
+        found: list[tuple[str, str]] = []
+        if self.retry_initial > self.retry_max:
+            found.append(("timings.retry_initial", "must not exceed timings.retry_max"))
+        if self.lease_duration < self.attempt_timeout:
+            found.append(
+                (
+                    "timings.lease_duration",
+                    f"must be at least timings.attempt_timeout ({self.attempt_timeout.total_seconds():g} s): "
+                    "a call could outlive the lease and another replica call the same bank",
+                )
+            )
+        if self.notice_claim < self.lease_duration:
+            found.append(
+                (
+                    "timings.notice_claim",
+                    f"must be at least timings.lease_duration ({self.lease_duration.total_seconds():g} s)",
+                )
+            )
+        if self.abuse_counter_retention < dt.timedelta(days=1):
+            found.append(("timings.abuse_counter_retention", "must be at least 86400 (the SMS daily cap's day)"))
+        if self.closure_record_retention < self.cooldown:
+            found.append(("timings.closure_record_retention", "must be at least timings.cooldown"))
+        return found
 
 
 @dataclass(frozen=True)
@@ -149,6 +196,23 @@ class HsmSettings:
     """Label of an Ed25519 (CKK_EC_EDWARDS) private key; empty = keys.consent_signing_key (file)."""
     key_encryption_key_label: str = ""
     """Label of an AES-256 secret key; empty = keys.key_encryption_key (file)."""
+    password_pepper_key_label: str = ""
+    """Issue 17: label of a generic secret key (CKM_SHA256_HMAC) that peppers
+    the payment-password hash; empty = a key derived from keys.index_key."""
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """OpenTelemetry tracing (hub.tracing): off by default."""
+
+    enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4317"
+    """The OTLP/gRPC collector: `http://` plaintext, `https://` TLS (the
+    exporter's OTEL_EXPORTER_OTLP_* variables set certificates, headers)."""
+    service_name: str = "cardlookup-hub"
+    """The `service.name` resource attribute of every span."""
+    sample_ratio: float = 1.0
+    """Share of new traces kept (0..1); a call whose caller sampled it is kept."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +253,8 @@ class HubConfig:
     previous_key_encryption_keys: dict[str, Path] = field(default_factory=dict)
     """Retired KEKs by id: still open what they sealed, never seal."""
     hsm: HsmSettings | None = None
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    """[tracing]: OpenTelemetry spans over OTLP (docs/configuration.md)."""
 
     @cached_property
     def _banks_by_code(self) -> dict[str, BankEndpoint]:
@@ -286,7 +352,17 @@ class HubConfig:
                 f"pin = {q(hsm.pin)}",
                 f"consent_signing_key_label = {q(hsm.consent_signing_key_label)}",
                 f"key_encryption_key_label = {q(hsm.key_encryption_key_label)}",
+                f"password_pepper_key_label = {q(hsm.password_pepper_key_label)}",
             ]
+        tracing = self.tracing
+        lines += [
+            "",
+            "[tracing]",
+            f"enabled = {'true' if tracing.enabled else 'false'}",
+            f"otlp_endpoint = {q(tracing.otlp_endpoint)}",
+            f"service_name = {q(tracing.service_name)}",
+            f"sample_ratio = {tracing.sample_ratio!r}",
+        ]
         lines += ["", "[timings]"]
         for f in dataclasses.fields(Timings):
             value = getattr(self.timings, f.name)
@@ -351,8 +427,10 @@ _TOP_KEYS = frozenset(
         "admin_listen",
         "admin_clients",
         "hsm",
+        "tracing",
     }
 )
+_TRACING_KEYS = frozenset({"enabled", "otlp_endpoint", "service_name", "sample_ratio"})
 _TLS_KEYS = frozenset({"ca", "cert", "key"})
 _KEYS_KEYS = frozenset(
     {
@@ -365,7 +443,16 @@ _KEYS_KEYS = frozenset(
         "previous_key_encryption_keys",
     }
 )
-_HSM_KEYS = frozenset({"module", "token_label", "pin", "consent_signing_key_label", "key_encryption_key_label"})
+_HSM_KEYS = frozenset(
+    {
+        "module",
+        "token_label",
+        "pin",
+        "consent_signing_key_label",
+        "key_encryption_key_label",
+        "password_pepper_key_label",
+    }
+)
 ENV_OVERRIDES = {
     "CARDLOOKUP_HUB_LISTEN": "listen",
     "CARDLOOKUP_HUB_HEALTH_LISTEN": "health_listen",
@@ -450,6 +537,26 @@ class _FileReader:
                 k: self._file(previous, k, "keys.previous_key_encryption_keys.") for k in previous
             },
             hsm=hsm,
+            tracing=self._tracing(raw),
+        )
+
+    def _tracing(self, raw: dict[str, Any]) -> TracingSettings:
+        table = self._table(raw, "tracing")
+        self._no_unknown(table, _TRACING_KEYS, "tracing.")
+        enabled = table.get("enabled", False)
+        if not isinstance(enabled, bool):
+            raise self._fail("tracing.enabled", "must be true or false")
+        endpoint = self._str(table, "otlp_endpoint", TracingSettings.otlp_endpoint, "tracing.", nonempty=True)
+        if not re.fullmatch(r"https?://\S+:[0-9]{1,5}", endpoint):
+            raise self._fail("tracing.otlp_endpoint", f"must be http(s)://host:port, not {endpoint!r}")
+        ratio = table.get("sample_ratio", 1.0)
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+            raise self._fail("tracing.sample_ratio", "must be a number from 0 to 1")
+        return TracingSettings(
+            enabled=enabled,
+            otlp_endpoint=endpoint,
+            service_name=self._str(table, "service_name", TracingSettings.service_name, "tracing.", nonempty=True),
+            sample_ratio=float(ratio),
         )
 
     def _hsm(self, raw: dict[str, Any]) -> HsmSettings | None:
@@ -466,9 +573,16 @@ class _FileReader:
             pin=pin,
             consent_signing_key_label=self._str(table, "consent_signing_key_label", "", "hsm."),
             key_encryption_key_label=self._str(table, "key_encryption_key_label", "", "hsm."),
+            password_pepper_key_label=self._str(table, "password_pepper_key_label", "", "hsm."),
         )
-        if not settings.consent_signing_key_label and not settings.key_encryption_key_label:
-            raise self._fail("hsm", "names no key (consent_signing_key_label, key_encryption_key_label)")
+        if not (
+            settings.consent_signing_key_label
+            or settings.key_encryption_key_label
+            or settings.password_pepper_key_label
+        ):
+            raise self._fail(
+                "hsm", "names no key (consent_signing_key_label, key_encryption_key_label, password_pepper_key_label)"
+            )
         return settings
 
     def _fail(self, key: str, problem: str) -> ConfigError:
@@ -617,6 +731,20 @@ class _FileReader:
                     raise self._fail(key, "must be a positive number of seconds")
                 values[name] = dt.timedelta(seconds=value)
         timings = Timings(**values)
-        if timings.retry_initial > timings.retry_max:
-            raise self._fail("timings.retry_initial", "must not exceed timings.retry_max")
+        for key, problem in timings.problems():
+            raise self._fail(key, problem)
         return timings
+
+
+def open_regions_from_file(path: Path) -> frozenset[str]:
+    """Only the open regions (R2) of a hub.toml, validated exactly as the hub
+    reads them, for tools that need them before the rest of the file is
+    usable (e.g. `cardlookup-population --eligible --hub-config` before the
+    banks are started and listed). Raises ConfigError."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return _FileReader(Path(path), {})._regions(raw)

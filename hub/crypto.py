@@ -31,7 +31,7 @@ import datetime as dt
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -245,6 +245,10 @@ class HubKeys:
     envelope: Envelope
     keyed_hash: KeyedHash
     consent_signer: ConsentSigner
+    hsm_password_pepper: Callable[[str], str] | None = None
+    """Issue 17: HMAC of a payment password on the HSM (`[hsm]
+    password_pepper_key_label`), or None: the pepper is then derived from the
+    index key (hub.identity.passwords)."""
 
     @classmethod
     def load(cls, config: HubConfig) -> HubKeys:
@@ -253,6 +257,7 @@ class HubKeys:
             envelope=Envelope(kek, config.key_encryption_key_id, load_previous_keks(config)),
             keyed_hash=KeyedHash(load_secret(config.index_key)),
             consent_signer=ConsentSigner(consent_key, config.consent_key_id),
+            hsm_password_pepper=load_hsm_pepper(config),
         )
 
     def reload(self, config: HubConfig, custody: Custody | None = None) -> list[str]:
@@ -265,6 +270,15 @@ class HubKeys:
         self.consent_signer.rotate(consent_key, config.consent_key_id)
         changes.append(f"keys: signing consents with key id {config.consent_key_id}")
         return changes
+
+
+def load_hsm_pepper(config: HubConfig) -> Callable[[str], str] | None:
+    hsm = config.hsm
+    if hsm is None or not hsm.password_pepper_key_label:
+        return None
+    from hub.hsm import HsmSession  # a PKCS#11 module is loaded only when [hsm] is configured
+
+    return HsmSession.open(hsm).password_pepper(hsm.password_pepper_key_label).digest
 
 
 def load_previous_keks(config: HubConfig) -> dict[str, bytes | KeyEncryptionKey]:
@@ -293,3 +307,10 @@ def load_custody(config: HubConfig) -> Custody:
         kek if kek is not None else load_secret(config.key_encryption_key),
         consent_key if consent_key is not None else load_ed25519_private(config.consent_signing_key),
     )
+
+
+def card_fingerprint(keyed_hash: KeyedHash, user_id: str, bank_code: str, card_ref: str) -> str:
+    """The new-card record's keyed fingerprint of a card (issue 12): HMAC
+    under a per-user key derived from the index key; links nothing without it."""
+    key = bytes.fromhex(keyed_hash.digest(user_id, "card_fingerprint_key"))
+    return hmac.new(key, f"{bank_code}\n{card_ref}".encode(), hashlib.sha256).hexdigest()

@@ -126,6 +126,11 @@ class Report:
     notices: tuple[Notice, ...]
     new_cards_marked: bool = False
     """Issue 12: the cards were compared with the previous lookup's record."""
+    sealed: bytes = b""
+    """Issue 17: the report sealed to the user's device (a bundle of
+    cardlookup.sealed_report); then banks, cards and notices are empty."""
+    sealed_previous_cards: bytes = b""
+    """Issue 17: the previous lookup's new-card record, sealed to the device."""
 
 
 @dataclass(frozen=True)

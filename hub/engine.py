@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
+from hub import tracing
 from hub.config import BankEndpoint, HubConfig
 from hub.crypto import HubKeys, Sealed
 from hub.domain import (
@@ -59,10 +60,13 @@ from hub.fanout import Alarm, Fanout, FinalOutcome, TaskContext, run_bank_task
 from hub.fanout.breaker import CircuitBreaker
 from hub.logging import get_logger
 from hub.report import BankOutcome, build_report, decode_answer, decode_report, encode_answer, encode_report
+from hub.sealing import AnswerSealer
 from hub.store.bank_health import BankHealthStore, wall_us
 from hub.store.db import Database
+from hub.store.erasure import USER_DELETED
 from hub.store.queries import PROGRESS, Claim, Progress, QueryStore
 from hub.user_sealing import is_user_sealed
+from hub.validation import BankAnswer
 
 ReadyListener = Callable[[QueryRecord], Awaitable[None]]
 ReportSealer = Callable[[str, bytes, bytes], Awaitable[Sealed | None]]
@@ -74,6 +78,9 @@ _CLAIM_BATCH = 500
 _STORE_RETRY_FIRST = 0.05
 _STORE_RETRY_MAX = 2.0
 """Seconds between retries of a failing store write (doubling from FIRST)."""
+_RELEASE_S = 1.0
+"""The longest a stopping engine waits to release its leases once its
+grace is spent (a store that does not answer by then: the leases run out)."""
 T = TypeVar("T")
 log = get_logger("hub.engine")
 
@@ -135,19 +142,25 @@ class QueryEngine:
         self._store_listeners: list[Callable[[bool], None]] = []
         self._held: dict[str, Progress] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        """The progress and lease loops: cancelled at stop, never waited for."""
         self._subjects: dict[str, Subject] = {}
-        self._watchers: dict[str, set[asyncio.Queue[QueryEvent]]] = {}
+        self._watchers: dict[str, set[asyncio.Queue[QueryEvent | None]]] = {}
+        """None in a queue: the query was erased (issue 22)."""
         # The latest record of each watched query, patched per bank outcome:
         # re-reading all n bank rows per outcome would make a query O(n^2).
         self._snapshots: dict[str, QueryRecord] = {}
         self._listeners: list[ReadyListener] = []
         self._report_sealer: ReportSealer | None = None
+        self._sealer = AnswerSealer(db, keys)
+        """Issue 17: seals each answer to its user on arrival, and READY's report."""
 
     # -- lifecycle -----------------------------------------------------------
 
     async def migrate(self) -> None:
         await self._store.migrate()
         await self._health.migrate()
+        await self._sealer.migrate()
 
     async def start(self) -> None:
         """Claims the bank tasks nobody holds (on SQLite: every pending one),
@@ -169,30 +182,38 @@ class QueryEngine:
                 add_reconnect(lambda: self._spawn(self._follow_open_breakers()))
         self._started = True
         self._stopping = False
-        self._spawn(self._progress_loop())
+        self._loops = [self._spawn(self._progress_loop())]
         resumed = await self._housekeeping(first=True)
         if resumed:
             log.info("engine_resumed", banks=resumed)
-        self._spawn(self._lease_loop())
+        self._loops.append(self._spawn(self._lease_loop()))
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stops new attempts, lets in-flight bank streams finish for up to
-        `grace` seconds (their outcome is persisted), then cancels the rest;
-        those banks stay PENDING and are resumed on the next start."""
+        """Stops new attempts, lets in-flight bank streams finish until one
+        deadline `grace` seconds from now (their outcome is persisted), then
+        cancels the rest; those banks stay PENDING and are resumed on the
+        next start. The leases are released even past the deadline (bounded
+        by _RELEASE_S); the progress and lease loops are cancelled, not
+        waited for; other background work (SMS, reports) shares the same
+        deadline. An idle engine stops at once (issue 19)."""
+        clock = asyncio.get_running_loop()
+        deadline = clock.time() + max(0.0, grace)
         self._stopping = True
         self._alarm.wake_all()
         tasks = list(self._bank_tasks.values())
         if tasks:
-            _, late = await asyncio.wait(tasks, timeout=grace)
+            _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - clock.time()))
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         if self._run_fanout:
-            with contextlib.suppress(Exception):
-                await self._store.release(self.replica_id)  # others resume these banks at once
+            with contextlib.suppress(Exception):  # others resume these banks at once
+                await asyncio.wait_for(self._store.release(self.replica_id), max(deadline - clock.time(), _RELEASE_S))
+        for task in self._loops:
+            task.cancel()
         background = list(self._background)
         if background:
-            _, late_bg = await asyncio.wait(background, timeout=grace)
+            _, late_bg = await asyncio.wait(background, timeout=max(0.0, deadline - clock.time()))
             for task in late_bg:
                 task.cancel()
             await asyncio.gather(*late_bg, return_exceptions=True)
@@ -305,8 +326,9 @@ class QueryEngine:
 
     async def watch(self, query_id: str) -> AsyncIterator[QueryEvent]:
         """A snapshot, then one event per bank outcome becoming final, until
-        READY. Raises KeyError (on first iteration) for an unknown query."""
-        queue: asyncio.Queue[QueryEvent] = asyncio.Queue()
+        READY. Raises KeyError (on first iteration) for an unknown query,
+        and later if the query is erased (issue 22)."""
+        queue: asyncio.Queue[QueryEvent | None] = asyncio.Queue()
         self._watchers.setdefault(query_id, set()).add(queue)
         try:
             record = await self._store.get(query_id)
@@ -318,6 +340,8 @@ class QueryEngine:
             seen = {b.bank_code for b in record.banks if b.state != BankState.PENDING}
             while True:
                 event = await queue.get()
+                if event is None:  # issue 22: erased with its user's account
+                    raise KeyError(query_id)
                 if event.changed_bank_code in seen:
                     if event.query.state not in _FINAL_QUERY_STATES:
                         continue  # already in the snapshot
@@ -336,6 +360,7 @@ class QueryEngine:
                 if not queues:
                     del self._watchers[query_id]
                     self._snapshots.pop(query_id, None)
+                    self._held.pop(query_id, None)  # issue 17: the last watcher left
 
     # -- leases ----------------------------------------------------------------
 
@@ -343,6 +368,7 @@ class QueryEngine:
         """Every third of a lease: renew ours, cancel calls whose lease was
         taken over, claim what nobody holds, finish orphaned queries, send
         unsent ready SMSs. A store failure here is retried next round."""
+        failed = False
         while not self._stopping:
             await self._alarm.sleep(self._lease_s / 3)
             if self._stopping:
@@ -354,6 +380,11 @@ class QueryEngine:
             except Exception as error:
                 log.error("lease_loop_failed", exc_info=True)
                 self._set_store_healthy(False, type(error).__name__)
+                failed = True
+            else:
+                if failed:  # the store took this round's writes: healthy again (issue 19)
+                    self._set_store_healthy(True)
+                    failed = False
 
     async def _housekeeping(self, first: bool = False) -> int:
         claimed = 0
@@ -415,7 +446,12 @@ class QueryEngine:
                 del self._bank_tasks[key]
                 self._task_epochs.pop(key, None)
             if not any(k[0] == key[0] for k in self._bank_tasks):
+                # Issue 17: the last of this replica's calls for the query
+                # ended: its subject (name + ID number) leaves memory here,
+                # whichever replica completes the query.
                 self._records.pop(key[0], None)
+                self._subjects.pop(key[0], None)
+                self._sealer.forget(key[0])
 
         return forget
 
@@ -524,9 +560,13 @@ class QueryEngine:
     async def _finish(self, query_id: str, bank_code: str, outcome: FinalOutcome, epoch: int) -> None:
         sealed = None
         card_count = 0
-        if outcome.answer is not None:
-            card_count = len(outcome.answer.cards)
-            sealed = self._keys.envelope.seal(encode_answer(outcome.answer), _answer_context(query_id, bank_code))
+        answer = outcome.answer
+        if answer is not None:
+            card_count = len(answer.cards)
+            # The key is read from the store: retried like the write (issue 9).
+            sealed = await self._stored(lambda: self._seal_answer(query_id, bank_code, answer))
+            if sealed is None:
+                return  # stopping: the bank stays PENDING for the next start
         finished_at = self._clock.now()
         pending = await self._stored(
             lambda: self._store.finish_bank(
@@ -558,23 +598,44 @@ class QueryEngine:
         if pending == 0:
             await self._complete(query_id)
 
+    async def _seal_answer(self, query_id: str, bank_code: str, answer: BankAnswer) -> Sealed:
+        """Issue 17: sealed to the user (hub.sealing); the envelope only for a
+        user who has no key at all."""
+        sealed = await self._sealer.seal_answer(query_id, answer)
+        if sealed is None:
+            sealed = self._keys.envelope.seal(encode_answer(answer), _answer_context(query_id, bank_code))
+        return sealed
+
+    @tracing.traced_query("query.ready")
     async def _complete(self, query_id: str) -> None:
+        rows = await self._store.answers(query_id)
+        now = self._clock.now()
+        expire = now + self._config.timings.report_retention
+        sealed_report = await self._sealer.seal_report(query_id, rows, now, expire)
+        if sealed_report is not None:
+            card_count = sum(p.card_count for p, _ in rows)
+        else:
+            sealed_report, card_count = await self._legacy_report(query_id, rows, now, expire)
+        completed = await self._stored(lambda: self._store.complete(query_id, sealed_report, now, expire))
+        self._subjects.pop(query_id, None)
+        if completed:
+            log.info("query_ready", query_id=query_id, cards=card_count, banks=len(rows))
+            self._spawn(self._notify(query_id))
+
+    async def _legacy_report(
+        self, query_id: str, rows: list[tuple[BankProgress, Sealed | None]], now: dt.datetime, expire: dt.datetime
+    ) -> tuple[Sealed, int]:
+        """A user without any key (enrolled before issue 12): the report is
+        built here and sealed by the API's sealer or the envelope."""
         outcomes = []
-        for progress, sealed in await self._store.answers(query_id):
+        for progress, sealed in rows:
             answer = None
             if sealed is not None:
                 plaintext = self._keys.envelope.open(sealed, _answer_context(query_id, progress.bank_code))
                 answer = decode_answer(progress.bank_code, plaintext)
             outcomes.append(BankOutcome(progress, answer))
-        now = self._clock.now()
-        expire = now + self._config.timings.report_retention
         report = build_report(query_id, now, expire, outcomes)
-        sealed_report = await self._seal_report(query_id, encode_report(report))
-        completed = await self._stored(lambda: self._store.complete(query_id, sealed_report, now, expire))
-        self._subjects.pop(query_id, None)
-        if completed:
-            log.info("query_ready", query_id=query_id, cards=len(report.cards), banks=len(report.banks))
-            self._spawn(self._notify(query_id))
+        return await self._seal_report(query_id, encode_report(report)), len(report.cards)
 
     # -- store failures ------------------------------------------------------------
 
@@ -651,12 +712,34 @@ class QueryEngine:
         for bank_code, open_for in verdicts.items():
             self._follow_breaker(bank_code, open_for)
 
+    # -- account closure (issue 22) ---------------------------------------------
+
+    def end_query(self, query_id: str) -> None:
+        """The query was erased with its user's account (hub.store.erasure,
+        announced on PROGRESS to every replica): its bank calls here are
+        cancelled now (the store has fenced its tasks, so an outcome that
+        arrives anyway is discarded), and what this process held of it is
+        dropped."""
+        for (queried, bank_code), task in list(self._bank_tasks.items()):
+            if queried == query_id and not task.done():
+                log.info("bank_call_ended", query_id=query_id, bank=bank_code, reason=USER_DELETED)
+                task.cancel()
+        self._subjects.pop(query_id, None)
+        self._records.pop(query_id, None)
+        self._held.pop(query_id, None)
+        self._snapshots.pop(query_id, None)
+        for queue in list(self._watchers.get(query_id, ())):
+            queue.put_nowait(None)  # its watches end
+
     # -- progress (WatchQuery) -------------------------------------------------
 
     def _on_progress(self, payload: str) -> None:
         """A PROGRESS notification (any replica's outcome): queued for the
         watchers of this process, if the query has any."""
         progress = Progress.decode(payload)
+        if progress.bank is not None and progress.bank.reason == USER_DELETED:
+            self.end_query(progress.query_id)  # issue 22: the account was closed
+            return
         if progress.query_id in self._watchers:
             self._progress.put_nowait(progress)
 
@@ -760,10 +843,11 @@ class QueryEngine:
                 return
         await self._store.mark_notified(query_id)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
 
 _STATE_ORDER = {QueryState.ACCEPTED: 0, QueryState.RUNNING: 1, QueryState.READY: 2, QueryState.EXPIRED: 3}

@@ -65,6 +65,17 @@ class HsmKek:
             raise InvalidTag() from None  # the token reports a failed tag as a general error
 
 
+@dataclass
+class HsmPepper:
+    """A generic secret key on the token: HMAC-SHA256 (CKM_SHA256_HMAC) of a
+    payment password, the pepper argon2id runs over (issue 17)."""
+
+    key: Any
+
+    def digest(self, password: str) -> str:
+        return bytes(self.key.sign(b"payment_password\x00" + password.encode(), mechanism=Mechanism.SHA256_HMAC)).hex()
+
+
 class HsmSession:
     """One logged-in session on the configured token."""
 
@@ -76,7 +87,12 @@ class HsmSession:
         try:
             lib = pkcs11.lib(str(settings.module))
             token = lib.get_token(token_label=settings.token_label)
-            return cls(token.open(rw=rw, user_pin=settings.pin))
+            try:
+                return cls(token.open(rw=rw, user_pin=settings.pin))
+            except pkcs11.UserAlreadyLoggedIn:
+                # PKCS#11 logs the application in, not a session: another
+                # session of this process (e.g. the KEK's) already did.
+                return cls(token.open(rw=rw))
         except (pkcs11.PKCS11Error, RuntimeError, OSError) as error:
             raise HsmError(f"hsm: cannot open token {settings.token_label!r} ({type(error).__name__})") from None
 
@@ -85,6 +101,19 @@ class HsmSession:
 
     def kek(self, label: str) -> HsmKek:
         return HsmKek(self._find(ObjectClass.SECRET_KEY, KeyType.AES, label))
+
+    def password_pepper(self, label: str) -> HsmPepper:
+        return HsmPepper(self._find(ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET, label))
+
+    def generate_password_pepper(self, label: str) -> None:
+        """A new 256-bit HMAC key on the token (sensitive, not extractable)."""
+        self._session.generate_key(
+            KeyType.GENERIC_SECRET,
+            256,
+            store=True,
+            label=label,
+            template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True},
+        )
 
     def consent_public_key(self, label: str) -> Ed25519PublicKey:
         """The public half, for the banks' trusted keys (the private half stays)."""

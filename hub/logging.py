@@ -23,6 +23,10 @@ hub silences them by configuration (GRPC_VERBOSITY=NONE, set by
 `quiet_grpc_core()` before gRPC loads; an operator who sets GRPC_VERBOSITY
 gets core's plain-text lines back, for debugging).
 
+A line logged inside a traced call (hub.tracing, when tracing is on) also
+carries `trace_id` and `span_id` (hex, as W3C trace context writes them),
+so it can be found from the trace and the trace from it.
+
 The level changes at run time: `set_level(level)` (the admin service calls
 it), or the signals SIGUSR1 (DEBUG) and SIGUSR2 (back to the configured
 level).
@@ -40,6 +44,8 @@ import sys
 import threading
 from typing import IO, Any
 
+from opentelemetry import trace as otel_trace
+
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _SEP = r"[ \t._-]?"
 _CARD_LIKE = re.compile(rf"(?<![0-9])[0-9](?:{_SEP}[0-9]){{12,18}}(?![0-9])")
@@ -51,6 +57,8 @@ _ID_FIELDS: dict[str, re.Pattern[str]] = {
     "verification_id": _UUID,
     "bank": re.compile(r"[0-9A-Za-z_-]{1,16}"),
     "bank_code": re.compile(r"[0-9A-Za-z_-]{1,16}"),
+    "trace_id": re.compile(r"[0-9a-f]{32}"),
+    "span_id": re.compile(r"[0-9a-f]{16}"),
 }
 REDACTED = "<redacted>"
 HUB_LOGGER = "hub"
@@ -126,6 +134,9 @@ class StructLogger:
 
     def _log(self, level: int, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
         if self._logger.isEnabledFor(level):
+            span = otel_trace.get_current_span().get_span_context()
+            if span.is_valid:  # inside a traced call (hub.tracing): the line names its trace
+                fields = {**fields, "trace_id": format(span.trace_id, "032x"), "span_id": format(span.span_id, "016x")}
             self._logger.log(level, event, extra={"fields": fields}, exc_info=exc_info)
 
     def debug(self, event: str, **fields: Any) -> None:

@@ -54,7 +54,7 @@ async def serve(config: HubConfig, with_api: bool, grace: float, config_path: Pa
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await stop.wait()
-        log.info("hub_stopping")
+        log.info("hub_stopping", grace_s=grace)
     finally:
         await hub.stop(grace)
 
@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--without-api", action="store_true", help="engine only: no CardLookupService")
     parser.add_argument(
-        "--grace", type=float, default=10.0, help="seconds RPCs and bank streams get on shutdown (default 10)"
+        "--grace", type=float, default=10.0, help="seconds RPCs and bank streams get on shutdown, in total (default 10)"
     )
     args = parser.parse_args(argv)
     if args.grace < 0:

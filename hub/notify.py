@@ -5,7 +5,13 @@ report-ready notice (R9).
 `OutboxSmsSender`, appends one JSON line per message to a file, the
 development "gateway" that the operator and the demo read:
 
-    {"time": "2026-01-05T09:00:00Z", "phone": "13812345678", "kind": "VERIFICATION_CODE", "text": "..."}
+    {"time": "2026-01-05T09:00:00.123Z", "phone": "13812345678", "kind": "VERIFICATION_CODE",
+     "text": "...", "verification_id": "0b6e...", "code": "123456"}
+
+`time` is RFC 3339 UTC with milliseconds. A VERIFICATION_CODE record also
+carries the verification id and the code as fields (the text stays the
+real text), so that a test in any language reads them without parsing
+Chinese; a REPORT_READY record has neither.
 
 The outbox holds the real number because it stands in for the gateway; it
 is not a log, and logs never carry phone numbers. Texts never carry card
@@ -34,6 +40,10 @@ class SmsMessage:
     kind: SmsKind
     text: str
     time: dt.datetime
+    verification_id: str = ""
+    """VERIFICATION_CODE: the verification the code belongs to."""
+    code: str = ""
+    """VERIFICATION_CODE: the code in `text`."""
 
 
 class SmsSender(Protocol):
@@ -50,15 +60,15 @@ class OutboxSmsSender:
         self._lock = asyncio.Lock()
 
     async def send(self, message: SmsMessage) -> None:
-        line = json.dumps(
-            {
-                "time": message.time.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "phone": message.phone,
-                "kind": message.kind,
-                "text": message.text,
-            },
-            ensure_ascii=False,
-        )
+        record = {
+            "time": outbox_time(message.time),
+            "phone": message.phone,
+            "kind": message.kind,
+            "text": message.text,
+        }
+        if message.kind == "VERIFICATION_CODE":
+            record |= {"verification_id": message.verification_id, "code": message.code}
+        line = json.dumps(record, ensure_ascii=False)
         async with self._lock:
             await asyncio.to_thread(self._append, line)
 
@@ -67,6 +77,12 @@ class OutboxSmsSender:
         with open_private_append(self._path) as f:
             f.write(line + "\n")
             f.flush()
+
+
+def outbox_time(when: dt.datetime) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. 2026-01-05T09:00:00.123Z."""
+    utc = when.astimezone(dt.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 class OutboxTail:

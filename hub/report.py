@@ -17,57 +17,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cardlookup import sealed_report
 from hub.domain import BankProgress, BankSection, BankState, Notice, Report, ReportCard
 from hub.validation import BankAnswer
 
-UNLISTED_REASON_TEXTS: dict[str, tuple[str, str]] = {
-    "NO_PHONE_ON_FILE": ("未在银行预留手机号", "no mobile phone number on file at the bank"),
-    "ID_DOCUMENT_EXPIRED": ("银行登记的身份证件已过期", "the ID document on file at the bank has expired"),
-    "CARD_NOT_PRESENT_DISABLED": ("已关闭非柜面业务", "card-not-present self-service is disabled"),
-}
 
-SAFETY_NOTICE = Notice(
-    kind="SAFETY",
-    text=(
-        "查询结果仅供您本人查看。请勿向任何人透露短信验证码或查询结果；切勿在他人手机上进行查询；"
-        "任何以贷款、退款、“账户升级”等名义要求您进行查询的，均为诈骗。"
-    ),
-    english_text=(
-        "These results are for you alone. Never share the SMS code or the results with anyone; never run a "
-        "lookup on someone else's phone; anyone who asks you to run a lookup (for a loan, a refund, an "
-        '"account upgrade", ...) is a fraudster.'
-    ),
-)
-UNRECOGNISED_NOTICE = Notice(
-    kind="UNRECOGNISED_CARDS",
-    text="如发现不认识或不再使用的银行卡，请及时到开户银行办理销户。",
-    english_text="If you see a card you do not recognise or no longer use, close it at the bank that issued it.",
-)
-CREDIT_REPORT_NOTICE = Notice(
-    kind="CREDIT_REPORT",
-    text="本次查询与个人征信无关，不会影响您的个人信用报告。",
-    english_text="This lookup is unrelated to credit reports and does not affect your credit report.",
-)
+def _notice(texts: tuple[str, str, str]) -> Notice:
+    kind, text, english_text = texts
+    return Notice(kind, text, english_text)  # type: ignore[arg-type]  # one of Notice's kinds
+
+
+UNLISTED_REASON_TEXTS = sealed_report.UNLISTED_REASON_TEXTS
+"""The notice texts live with the sealed report's assembly (a device
+assembles its report from the same texts, issue 17)."""
+SAFETY_NOTICE = _notice(sealed_report.SAFETY_TEXT)
+UNRECOGNISED_NOTICE = _notice(sealed_report.UNRECOGNISED_TEXT)
+CREDIT_REPORT_NOTICE = _notice(sealed_report.CREDIT_REPORT_TEXT)
 
 
 def unlisted_notice(totals: dict[str, int]) -> Notice:
     """R13: some cards are not listed yet; the bank's records decide."""
-    zh_parts = [f"{UNLISTED_REASON_TEXTS[r][0]}{n}张" for r, n in sorted(totals.items()) if r in UNLISTED_REASON_TEXTS]
-    en_parts = [
-        f"{n} with {UNLISTED_REASON_TEXTS[r][1]}" for r, n in sorted(totals.items()) if r in UNLISTED_REASON_TEXTS
-    ]
-    return Notice(
-        kind="UNLISTED_CARDS",
-        text=(
-            "部分银行卡暂不支持展示（" + "，".join(zh_parts) + "）。"
-            "未预留手机号、身份证件过期或已关闭非柜面业务的银行卡暂不在结果中列出，具体以银行记录为准。"
-        ),
-        english_text=(
-            "Some cards are not listed yet (" + "; ".join(en_parts) + "). Cards with no phone number on file, "
-            "an expired ID document, or card-not-present self-service disabled are not listed; the bank's "
-            "own records are authoritative."
-        ),
-    )
+    return _notice(sealed_report.unlisted_notice(totals))
 
 
 @dataclass(frozen=True)

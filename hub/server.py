@@ -7,9 +7,11 @@ ready listeners), start the engine (recovery: resumes unfinished queries and
 re-runs ready listeners, which is why installers run first), add health and
 reflection, bind the mTLS port, start serving and the background tasks.
 
-Stop order: health NOT_SERVING, stop accepting and drain RPCs for `grace`,
-stop the engine (in-flight bank streams finish or stay PENDING for the next
-start), cancel background tasks, close the database.
+Stop order (issue 19): health NOT_SERVING, then RPCs and the engine's bank
+streams drain together until one deadline `grace` seconds away (bank
+streams not finished by then stay PENDING for another replica or the next
+start; the leases are released), cancel background tasks, close the
+database. `grace` is the whole budget, not a per-stage one.
 
 Run-time operations (issue 11): `reload` re-reads the configuration (SIGHUP
 or the admin service's Reload) and applies it without a restart; `drain`
@@ -34,6 +36,7 @@ from grpc_reflection.v1alpha import reflection
 from cardlookup.clock import Clock, SystemClock
 from cardlookup.pki import load_ed25519_private, load_ed25519_public, load_secret
 from cardlookup.tls import channel_credentials
+from hub import tracing
 from hub.api.interceptors import ApiInterceptor
 from hub.api.limits import SERVER_OPTIONS
 from hub.certs import ReloadableServerCredentials, certificate_configuration
@@ -41,6 +44,7 @@ from hub.config import ConfigError, HubConfig
 from hub.crypto import Custody, HubKeys, load_custody
 from hub.engine import QueryEngine
 from hub.fanout import Fanout
+from hub.health import WRITES_HEALTH_SERVICE, StoppingHealthServicer
 from hub.hsm import HsmError
 from hub.logging import get_logger
 from hub.metrics import ApiMetricsInterceptor, BankHealthRow, HubMetrics, MetricsEndpoint
@@ -114,6 +118,8 @@ class HubServer:
         self._fanout: Fanout | None = None
         self._reload_lock = asyncio.Lock()
         self.draining = False
+        self._writes_ok = True
+        self._api_writes_ok = True
 
     @property
     def port(self) -> int:
@@ -164,6 +170,8 @@ class HubServer:
             ) from None
         metrics = self.metrics
         metrics.instrument_database(db)
+        tracing.configure(config.tracing)
+        tracing.instrument_database(db)
         try:
             keys = _load_keys(config)
             self._fanout = fanout = Fanout(config, metrics=metrics)
@@ -179,16 +187,18 @@ class HubServer:
             # mapping) are one interceptor, applied to every API method; the
             # metrics interceptor outside it sees every call's final status.
             self.api_interceptor = ApiInterceptor.for_config(config)
+            self.api_interceptor.writes_available = lambda: self._writes_ok
+            self.api_interceptor.on_write_outcome = self._on_api_write
             self._server = server = grpc.aio.server(
                 options=[("grpc.so_reuseport", 0), *SERVER_OPTIONS],
-                interceptors=[ApiMetricsInterceptor(metrics), self.api_interceptor],
+                interceptors=[tracing.ServerTracing(), ApiMetricsInterceptor(metrics), self.api_interceptor],
             )
             self.context = ctx = HubContext(config, self.clock, db, keys, engine, server, metrics=metrics)
             for install in self._installers:
                 await install(ctx)
             await engine.start()
 
-            self._health = health = health_aio.HealthServicer()
+            self._health = health = StoppingHealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             names = [*ctx.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME]
             reflection.enable_server_reflection(names, server)
@@ -212,8 +222,7 @@ class HubServer:
                 await self._health_server.start()
             if config.metrics_listen:
                 self._metrics_endpoint = _bind_metrics(metrics, config.metrics_listen)
-            for name in ["", *ctx.service_names]:
-                await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            await self._publish_health()
             self._tasks.append(asyncio.create_task(self._sweep_forever(), name="retention-sweeper"))
             for run in ctx.background:
                 self._tasks.append(asyncio.create_task(_run(run)))
@@ -223,16 +232,35 @@ class HubServer:
         log.info("hub_serving", port=self._port, health_port=self._health_port, banks=len(config.banks))
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Stops within `grace` seconds in total (issue 19): health says
+        NOT_SERVING at once (health Watch streams end after saying so); the
+        API server stops accepting calls and the engine stops starting bank
+        attempts; calls in progress and bank streams then drain *together*
+        until one deadline `grace` seconds from now, when the rest are
+        cancelled; the engine releases its leases; the database closes. An
+        idle hub stops at once."""
+        clock = asyncio.get_running_loop()
+        started = clock.time()
+        grace = max(0.0, grace)
+        deadline = started + grace
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+            self._export_serving(False)
+        # The metrics endpoint's HTTP server sees its shutdown at its next
+        # poll (50 ms); that runs in a thread while everything else drains.
+        endpoint, self._metrics_endpoint = self._metrics_endpoint, None
+        closing = asyncio.ensure_future(asyncio.to_thread(endpoint.close)) if endpoint is not None else None
+        remaining = max(0.0, deadline - clock.time())  # one budget for every stage
+        drains: list[Awaitable[None]] = []
         if self._server is not None:
-            await self._server.stop(grace)
+            drains.append(self._server.stop(remaining))
+        if self._engine is not None:
+            drains.append(self._engine.stop(grace=remaining))
+        await asyncio.gather(*drains)
         if self._health_server is not None:
             await self._health_server.stop(0)
         if self._admin_server is not None:
             await self._admin_server.stop(0)
-        if self._engine is not None:
-            await self._engine.stop(grace)
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -241,28 +269,72 @@ class HubServer:
                 await task
         if self._db is not None:
             await self._db.close()
-        if self._metrics_endpoint is not None:
-            self._metrics_endpoint.close()
-            self._metrics_endpoint = None
+        if closing is not None:
+            await closing
+        tracing.shutdown()
         self._server = self._health_server = self._health = self._admin_server = None
         self._engine = self._fanout = None
         self._db = None
-        log.info("hub_stopped")
+        log.info("hub_stopped", grace_s=grace, stop_s=round(clock.time() - started, 3))
+
+    def _export_serving(self, serving: bool) -> None:
+        for name in self._health_statuses(serving, serving):
+            self.metrics.serving.labels(name).set(1 if serving else 0)
+
+    def _health_statuses(self, reads: bool, writes: bool) -> dict[str, bool]:
+        """Health service name -> SERVING?: "" and the API's service names
+        say whether the replica answers (reads), WRITES_HEALTH_SERVICE
+        whether it can also store (writes)."""
+        names = self.context.service_names if self.context else []
+        return {"": reads, **dict.fromkeys(names, reads), WRITES_HEALTH_SERVICE: reads and writes}
+
+    async def _publish_health(self) -> None:
+        if self._health is None or self.context is None:
+            return
+        reads = not self.draining
+        for name, ok in self._health_statuses(reads, self._writes_ok).items():
+            status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            await self._health.set(name, status)
+            self.metrics.serving.labels(name).set(1 if ok else 0)
 
     async def set_serving(self, serving: bool) -> None:
         """Turns every health status of this hub (the API's port and the
         plaintext health port): NOT_SERVING sends load balancers and
         round_robin clients to the other replicas."""
-        if self._health is None or self.context is None or (serving and self.draining):
-            return
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ["", *self.context.service_names]:
-            await self._health.set(name, status)
+        if serving and self.draining:
+            return  # a drained hub stays NOT_SERVING (docs/operations.md)
+        self.draining = not serving
+        await self._publish_health()
+
+    @property
+    def writes_ok(self) -> bool:
+        """False while the store refuses writes (the hub answers reads only)."""
+        return self._writes_ok
 
     def _on_store_health(self, healthy: bool) -> None:
-        # Store writes failing: work that needs them would fail here, so
-        # this replica says NOT_SERVING until a write succeeds again.
-        task = asyncio.get_running_loop().create_task(self.set_serving(healthy))
+        if healthy:
+            self._api_writes_ok = True  # the engine's writes succeed again: so will the API's
+        self._refresh_writes()
+
+    def _on_api_write(self, ok: bool) -> None:
+        if ok != self._api_writes_ok:
+            self._api_writes_ok = ok
+            self._refresh_writes()
+
+    def _refresh_writes(self) -> None:
+        # Store writes failing (seen by the engine or by an API write): this
+        # replica keeps answering reads, refuses writes fast, and says so on
+        # WRITES_HEALTH_SERVICE until writes succeed again.
+        healthy = self._api_writes_ok and (self._engine is None or self._engine.store_healthy)
+        if healthy == self._writes_ok:
+            return
+        self._writes_ok = healthy
+        self.metrics.store_writes_healthy.set(1 if healthy else 0)
+        if not healthy:
+            log.warning("hub_degraded", serving="reads only")
+        else:
+            log.info("hub_writes_restored")
+        task = asyncio.get_running_loop().create_task(self._publish_health())
         self._tasks.append(task)
 
     async def _start_admin(self, address: str) -> None:
@@ -331,9 +403,7 @@ class HubServer:
         calls elsewhere); calls and bank work in progress continue. Returns
         (API calls in progress, bank calls in flight)."""
         self.draining = True
-        if self._health is not None:
-            for name in ["", *(self.context.service_names if self.context else [])]:
-                await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._publish_health()
         log.info("hub_draining")
         bank_calls = sum(self.metrics.health.in_flight(b.code) for b in self.config.banks)
         return self.metrics.api_in_progress, bank_calls

@@ -19,6 +19,12 @@ At rest a user-sealed item is a `hub.crypto.Sealed` whose `wrapped_key` is
 and whose `ciphertext` is nonce (12) || AES-GCM ciphertext. A hub-sealed
 (envelope) wrapped key is always 60 bytes, so the two never collide.
 
+Issue 17: items are now sealed with HPKE on arrival (hub.sealing,
+cardlookup.sealed_report): their wrapped_key is the 7-byte header
+HPKE_TAG || kind (DEVICE or PASSWORD) || epoch, and `open_with` / `reseal`
+handle both forms; the ECIES form above stays readable for reports sealed
+before.
+
 Only the holder of the password can open: the hub can seal to the user at
 any time (the public key suffices) but opens only while a request carries
 the password, in memory, keeping nothing.
@@ -27,18 +33,21 @@ the password, in memory, keeping nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import struct
 from dataclasses import dataclass
 
 import argon2
 from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from cardlookup import sealed_report
 from hub.crypto import Sealed
 
 TAG = b"U1"
@@ -115,11 +124,37 @@ def seal_to(recipient_public: bytes, epoch: int, plaintext: bytes, associated_da
     return Sealed(header, nonce + aead.encrypt(nonce, plaintext, header + associated_data))
 
 
+HPKE_TAG = b"H1"
+"""Issue 17: an item sealed with HPKE (hub.sealing, cardlookup.sealed_report)."""
+DEVICE, PASSWORD = b"D", b"P"
+"""The key an HPKE-sealed item is sealed to: the device's, or the password's."""
+_HPKE_HEADER = struct.Struct(">2scI")
+
+
+def hpke_header(kind: bytes, epoch: int) -> bytes:
+    """HPKE_TAG || kind || epoch (u32 BE): 7 bytes."""
+    return _HPKE_HEADER.pack(HPKE_TAG, kind, epoch)
+
+
+def is_hpke_sealed(sealed: Sealed) -> bool:
+    return len(sealed.wrapped_key) == _HPKE_HEADER.size and sealed.wrapped_key[:2] == HPKE_TAG
+
+
+def hpke_kind(sealed: Sealed) -> bytes:
+    if not is_hpke_sealed(sealed):
+        raise NotUserSealed("not an HPKE-sealed item")
+    return bytes(_HPKE_HEADER.unpack(sealed.wrapped_key)[1])
+
+
 def is_user_sealed(sealed: Sealed) -> bool:
-    return len(sealed.wrapped_key) == _HEADER.size and sealed.wrapped_key[:2] == TAG
+    """Sealed to the user (issue 12's ECIES or issue 17's HPKE): only a key
+    of the user opens it."""
+    return is_hpke_sealed(sealed) or (len(sealed.wrapped_key) == _HEADER.size and sealed.wrapped_key[:2] == TAG)
 
 
 def epoch_of(sealed: Sealed) -> int:
+    if is_hpke_sealed(sealed):
+        return int(_HPKE_HEADER.unpack(sealed.wrapped_key)[2])
     if not is_user_sealed(sealed):
         raise NotUserSealed("not a user-sealed item")
     return int(_HEADER.unpack(sealed.wrapped_key)[1])
@@ -128,6 +163,8 @@ def epoch_of(sealed: Sealed) -> int:
 def open_with(private_key: X25519PrivateKey, sealed: Sealed, associated_data: bytes) -> bytes:
     """Raises NotUserSealed, or cryptography.exceptions.InvalidTag for a
     wrong key or any tampering (the header is authenticated too)."""
+    if is_hpke_sealed(sealed):
+        return _open_hpke(private_key, sealed, associated_data)
     if not is_user_sealed(sealed):
         raise NotUserSealed("not a user-sealed item")
     _, _, ephemeral_public = _HEADER.unpack(sealed.wrapped_key)
@@ -140,4 +177,22 @@ def open_with(private_key: X25519PrivateKey, sealed: Sealed, associated_data: by
 
 def reseal(private_key: X25519PrivateKey, sealed: Sealed, new_public: bytes, new_epoch: int, ad: bytes) -> Sealed:
     """Opens with the old key and seals to the new one (a password change)."""
+    if is_hpke_sealed(sealed):
+        bundle = sealed_report.reseal_bundle(private_key, sealed.ciphertext, new_public)
+        return Sealed(hpke_header(PASSWORD, new_epoch), bundle)
     return seal_to(new_public, new_epoch, open_with(private_key, sealed, ad), ad)
+
+
+def _open_hpke(private_key: X25519PrivateKey, sealed: Sealed, context: bytes) -> bytes:
+    """An HPKE bundle sealed to the password key, opened in the form its
+    context's reader expects: b"report:<id>" -> the assembled report (hub.report's
+    JSON); b"cards:<id>" -> the new-card record {"f": [...]}."""
+    if hpke_kind(sealed) != PASSWORD:
+        raise InvalidTag()  # sealed to the device: the password's key cannot open it
+    kind, _, query_id = context.decode().partition(":")
+    opened = sealed_report.open_bundle(private_key, sealed.ciphertext, query_id)
+    if kind == "report":
+        return json.dumps(sealed_report.assemble(opened), ensure_ascii=False).encode()
+    if kind == "cards":
+        return json.dumps({"f": sorted({f for prints in opened["cards"].values() for f in prints})}).encode()
+    raise NotUserSealed("an HPKE bundle opens only as a report or a card record")

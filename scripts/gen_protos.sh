@@ -8,6 +8,8 @@
 #   scripts/gen_protos.sh --check   fail if the committed code is stale
 #
 # Needs the project's dev dependencies (grpcio-tools, mypy-protobuf).
+# Only protos/cardlookup/ is generated: protos/google/rpc/ ships for non-Python
+# clients, Python takes google.rpc from googleapis-common-protos.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python3}"

@@ -3,7 +3,8 @@
 # command, and what CI runs (.ci/run). Safe to run again; only Python >= 3.11
 # and the package registries are needed (Node.js/npm for the second bank
 # implementation, Debian's postgresql for the store tests and SoftHSM2 for
-# the PKCS#11 key-custody tests, are installed here from Debian's packages
+# the PKCS#11 key-custody tests, and Debian's prometheus for promtool (the alert
+# rules' checks), are installed here from Debian's packages
 # when missing; no server needs to be running: tests start their own).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -35,5 +36,9 @@ if [[ ! -e /usr/lib/softhsm/libsofthsm2.so ]] || ! command -v softhsm2-util >/de
   echo "== softhsm2 (PKCS#11 tests)"
   apt-get update -qq && apt-get install -y -qq softhsm2 >/dev/null
 fi
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "== prometheus (promtool checks deploy/prometheus/)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
 echo "== pytest"
-"$py" -m pytest "$@"
+"$py" -m pytest --durations=25 "$@"

@@ -213,30 +213,36 @@ CASE_CHECKS: tuple[Check, ...] = (
         "cases.list_refuses_case_scope",
         "ListCards refuses a consent for a card case (scope OPEN_CARD_CASE): CONSENT_SCOPE_INVALID.",
         list_refuses_case_scope,
+        since="1.2",
     ),
     Check(
         "cases.opened",
         "Optional: OpenCardCase for a listed card opens a case with a reference, a status and a next step.",
         case_opened,
+        since="1.2",
     ),
     Check(
         "cases.idempotent",
         "Optional: the same (query id, card_ref) gets the same case reference.",
         case_idempotent,
+        since="1.2",
     ),
     Check(
         "cases.consent_scope_refused",
         "Optional: OpenCardCase refuses a list-cards consent: CONSENT_SCOPE_INVALID.",
         case_scope_refused,
+        since="1.2",
     ),
     Check(
         "cases.consent_card_mismatch_refused",
         "Optional: OpenCardCase refuses a consent for another card: CONSENT_CARD_MISMATCH.",
         case_card_mismatch_refused,
+        since="1.2",
     ),
     Check(
         "cases.unknown_card_refused",
         "Optional: OpenCardCase for a card the subject does not hold: NOT_FOUND, CARD_NOT_FOUND.",
         unknown_card_refused,
+        since="1.2",
     ),
 )

@@ -6,6 +6,11 @@
         --subject-name 张三 --subject-id 310101199001011234
 
 Exit status: 0 when no check failed, 1 when any failed, 2 on bad usage.
+
+`--profile VERSION` certifies against that version of the bank guide: only
+the checks it introduced or earlier run (and decide the exit status); the
+newer ones are listed as "new since your profile", not run. The default is
+the current guide; `--list` shows each check's version.
 The suite provokes TLS handshake failures on purpose; gRPC logs a few lines
 about them on stderr (GRPC_VERBOSITY=NONE silences them).
 """
@@ -33,6 +38,7 @@ from bank_sim.conformance.target import (
     SigningKey,
     population_subject,
 )
+from bank_sim.conformance.versions import CURRENT_GUIDE_VERSION, GUIDE_VERSIONS, KNOWN_VERSIONS
 from cardlookup.banks import bank_fleet
 from cardlookup.checksums import is_valid_id_number
 from cardlookup.pki import CONSENT_KEY_ID, PkiPaths
@@ -84,7 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
     p.add_argument("--only", action="append", default=[], help="run only this check or group (repeatable)")
     p.add_argument("--json", action="store_true", help="print results as JSON instead of a table")
-    p.add_argument("--list", action="store_true", help="list the checks and exit")
+    p.add_argument("--list", action="store_true", help="list the checks (with the guide version of each) and exit")
+    p.add_argument(
+        "--profile",
+        default=CURRENT_GUIDE_VERSION,
+        choices=KNOWN_VERSIONS,
+        help=f"certify against this bank guide version (default {CURRENT_GUIDE_VERSION}, the current one); "
+        "newer checks are listed as new since your profile, not run",
+    )
     return p
 
 
@@ -165,15 +178,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     console = Console()
     if args.list:
-        for check in CHECKS:
-            console.print(f"[bold]{check.name}[/]  {check.description}", highlight=False)
+        for version in GUIDE_VERSIONS:
+            console.print(f"guide {version.version} ({version.date}): {version.summary}", highlight=False)
+            for check in (c for c in CHECKS if c.since == version.version):
+                console.print(f"  [bold]{check.name}[/]  {check.description}", highlight=False)
         return
     target = target_from_args(args, parser)
-    results = asyncio.run(run_conformance(target, tuple(args.only)))
+    results = asyncio.run(run_conformance(target, tuple(args.only), args.profile))
     if args.json:
         print(to_json(results))
     else:
-        render_table(results, console, f"cardlookup.bank.v1 conformance: bank {target.bank_code} at {target.address}")
+        title = f"cardlookup.bank.v1 conformance, guide {args.profile}: bank {target.bank_code} at {target.address}"
+        render_table(results, console, title, args.profile)
     sys.exit(1 if any(r.outcome is Outcome.FAIL for r in results) else 0)
 
 

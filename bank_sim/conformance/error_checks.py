@@ -67,10 +67,12 @@ ERROR_CHECKS = (
         "errors.error_info_present",
         f"Every refusal carries a google.rpc.ErrorInfo with domain {BANK_DOMAIN} and an UPPER_SNAKE reason.",
         error_info_present,
+        since="1.0",
     ),
     Check(
         "errors.no_personal_data",
         "No refusal echoes the subject's name or ID number in its message or ErrorInfo.",
         no_personal_data,
+        since="1.0",
     ),
 )

@@ -301,40 +301,54 @@ LIST_CHECKS = (
         "list.stream_shape",
         "An answer is zero or more cards, then exactly one summary, then status OK.",
         stream_shape,
+        since="1.0",
     ),
     Check(
         "list.masked_only",
         "Cards carry 4+4 ASCII digits, a length of 13-19, a card_ref of [A-Za-z0-9_-]{1,64}, no card number.",
         masked_only,
+        since="1.0",
     ),
-    Check("list.card_type_known", "Every card is CARD_TYPE_DEBIT or CARD_TYPE_CREDIT.", card_type_known),
+    Check("list.card_type_known", "Every card is CARD_TYPE_DEBIT or CARD_TYPE_CREDIT.", card_type_known, since="1.0"),
     Check(
         "list.summary_matches_stream",
         "The summary's counts equal the cards streamed; unlisted counts are per known reason and at least 1.",
         summary_matches_stream,
+        since="1.0",
     ),
-    Check("list.message_size", f"Every response message is at most {MAX_MESSAGE_BYTES} bytes.", message_size),
-    Check("list.card_cap", f"An answer lists at most {MAX_CARDS} cards (the hub's cap).", card_cap),
-    Check("list.idempotent", "A retry with the same query_id and consent gets the identical answer.", idempotent),
+    Check(
+        "list.message_size", f"Every response message is at most {MAX_MESSAGE_BYTES} bytes.", message_size, since="1.0"
+    ),
+    Check("list.card_cap", f"An answer lists at most {MAX_CARDS} cards (the hub's cap).", card_cap, since="1.1"),
+    Check(
+        "list.idempotent",
+        "A retry with the same query_id and consent gets the identical answer.",
+        idempotent,
+        since="1.0",
+    ),
     Check(
         "list.card_ref_stable",
         "card_ref values are unique per card and the same in every query for the subject.",
         card_ref_stable,
+        since="1.0",
     ),
     Check(
         "list.known_subject_listed",
         "The known test subject's listed cards are streamed (as many as expected, when given).",
         known_subject_listed,
+        since="1.0",
     ),
     Check(
         "list.unknown_subject_empty",
         "An unknown subject gets no cards and an all-zero summary with status OK, never NOT_FOUND.",
         unknown_subject_empty,
+        since="1.0",
     ),
     Check(
         "list.unlisted_reason_precedence",
         "A card with several R13 reasons counts once, by precedence: ID document expired, no phone, "
         "card-not-present disabled.",
         unlisted_reason_precedence,
+        since="1.1",
     ),
 )

@@ -87,10 +87,12 @@ REQUEST_CHECKS = (
         "request.malformed_refused",
         "A malformed request is refused: INVALID_ARGUMENT, INVALID_REQUEST.",
         malformed_refused,
+        since="1.0",
     ),
     Check(
         "request.trailing_newline_refused",
         "A full_name or ID number with a trailing newline is refused, not stripped: INVALID_ARGUMENT, INVALID_REQUEST.",
         trailing_newline_refused,
+        since="1.1",
     ),
 )

@@ -14,6 +14,9 @@ class Outcome(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     SKIP = "skip"
+    NEW = "new"
+    """Not run: the check is newer than the profile the bank certifies
+    against ("new since your profile")."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class CheckResult:
     outcome: Outcome
     explanation: str = ""
     """On failure: what the bank did and what to change. On skip: why."""
+    since: str = ""
+    """The guide version that introduced the check."""
 
     @property
     def passed(self) -> bool:
@@ -46,3 +51,7 @@ class Check:
     description: str
     run: Callable[[Probe], Awaitable[None]]
     """Returns when the rule holds; raises CheckFailed or CheckSkipped."""
+    since: str = ""
+    """The bank guide version that introduced the rule (a version of
+    bank_sim.conformance.versions, e.g. "1.1"). Every check must say it:
+    tests/bank/test_conformance_profiles.py fails for one that does not."""

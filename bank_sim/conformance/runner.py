@@ -14,6 +14,7 @@ from bank_sim.conformance.request_checks import REQUEST_CHECKS
 from bank_sim.conformance.results import Check, CheckFailed, CheckResult, CheckSkipped, Outcome
 from bank_sim.conformance.target import ConformanceTarget
 from bank_sim.conformance.tls_checks import TLS_CHECKS
+from bank_sim.conformance.versions import CURRENT_GUIDE_VERSION, in_profile
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +28,38 @@ async def _run_one(check: Check, probe: Probe) -> CheckResult:
     try:
         await check.run(probe)
     except CheckFailed as failure:
-        return CheckResult(check.name, check.description, Outcome.FAIL, str(failure))
+        return CheckResult(check.name, check.description, Outcome.FAIL, str(failure), check.since)
     except CheckSkipped as skipped:
-        return CheckResult(check.name, check.description, Outcome.SKIP, str(skipped))
+        return CheckResult(check.name, check.description, Outcome.SKIP, str(skipped), check.since)
     except Exception as error:  # a bank's answer must never crash the suite
         log.exception("check %s could not run", check.name)
-        return CheckResult(check.name, check.description, Outcome.FAIL, f"the check could not run: {error!r}")
-    return CheckResult(check.name, check.description, Outcome.PASS)
+        explanation = f"the check could not run: {error!r}"
+        return CheckResult(check.name, check.description, Outcome.FAIL, explanation, check.since)
+    return CheckResult(check.name, check.description, Outcome.PASS, since=check.since)
 
 
-async def run_conformance(target: ConformanceTarget, only: tuple[str, ...] = ()) -> list[CheckResult]:
+def _new_since(check: Check, profile: str) -> CheckResult:
+    explanation = (
+        f"new in guide {check.since}, after your profile {profile}: not part of your certification; see the "
+        "changelog for banks in docs/bank-integration.md for what to do"
+    )
+    return CheckResult(check.name, check.description, Outcome.NEW, explanation, check.since)
+
+
+async def run_conformance(
+    target: ConformanceTarget, only: tuple[str, ...] = (), profile: str = CURRENT_GUIDE_VERSION
+) -> list[CheckResult]:
     """Every check (or those named in `only`, by name or dotted prefix), in
-    order. Never raises for a misbehaving bank: failures are results."""
+    order. Checks of guide `profile` and earlier run; newer ones are listed,
+    not run (Outcome.NEW), so that a bank certified against an older guide
+    learns of new rules without failing them. Never raises for a
+    misbehaving bank: failures are results."""
     probe = Probe.for_target(target)
     selected = [c for c in CHECKS if not only or any(c.name == o or c.name.startswith(o + ".") for o in only)]
-    return [await _run_one(check, probe) for check in selected]
+    # A check that does not say its version (a test refuses that) runs always.
+    return [
+        await _run_one(check, probe)
+        if in_profile(check.since or CURRENT_GUIDE_VERSION, profile)
+        else _new_since(check, profile)
+        for check in selected
+    ]

@@ -128,27 +128,37 @@ TLS_CHECKS = (
         "tls.handshake",
         "The bank answers a call over mutual TLS made with the hub's client certificate and the bank's name.",
         handshake,
+        since="1.0",
     ),
     Check(
         "tls.server_name_binds_bank",
         "The bank's certificate is valid for its own name <code>.bank.cardlookup.internal only.",
         server_name_binds_bank,
+        since="1.0",
     ),
-    Check("tls.client_cert_required", "A caller without a client certificate is refused.", client_cert_required),
+    Check(
+        "tls.client_cert_required",
+        "A caller without a client certificate is refused.",
+        client_cert_required,
+        since="1.0",
+    ),
     Check(
         "tls.client_cert_from_ca_required",
         "A client certificate from another CA is refused, even when it names the hub.",
         client_cert_from_ca_required,
+        since="1.0",
     ),
     Check(
         "tls.caller_must_be_hub",
         "A client certificate from the CA that is not the hub's is refused: PERMISSION_DENIED, CALLER_NOT_HUB.",
         caller_must_be_hub,
+        since="1.0",
     ),
     Check(
         "tls.caller_identity_from_san",
         "A certificate from the CA with the hub's name as common name but not as DNS SAN is refused: "
         "PERMISSION_DENIED, CALLER_NOT_HUB.",
         caller_identity_from_san,
+        since="1.1",
     ),
 )

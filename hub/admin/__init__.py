@@ -19,6 +19,7 @@ import grpc
 from cardlookup.admin.v1 import admin_service_pb2 as pb
 from cardlookup.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from cardlookup.rpc_errors import abort
+from cardlookup.tls import peer_names
 from hub.config import ConfigError
 from hub.hsm import HsmError
 from hub.logging import get_logger, set_level
@@ -37,9 +38,10 @@ log = get_logger("hub.admin")
 
 
 def peer_dns_names(context: grpc.aio.ServicerContext) -> set[str]:
-    """The DNS SubjectAltNames of the caller's certificate (never its CN)."""
-    names = context.auth_context().get("x509_subject_alternative_name", [])
-    return {n.decode() if isinstance(n, bytes) else str(n) for n in names}
+    """The DNS SubjectAltNames of the caller's certificate: never its CN, and
+    never a URI, email or IP SAN (issue 17: `x509_subject_alternative_name`
+    mixes every SAN type; cardlookup.tls.peer_names reads `peer_dns`)."""
+    return peer_names(context)
 
 
 class AdminServicer(admin_grpc.AdminServiceServicer):

@@ -19,6 +19,7 @@ from hub.api.interceptors import SERVICE_NAME, ApiInterceptor
 from hub.api.servicer import CardLookupServicer
 from hub.fanout.cases import CaseCaller
 from hub.identity.card_cases import CardCaseDesk
+from hub.identity.closure import AccountClosure
 from hub.identity.face import FaceVerifier
 from hub.identity.journey import Journey
 from hub.identity.new_cards import NewCardTracker
@@ -29,6 +30,8 @@ from hub.identity.verification import SmsVerifier
 from hub.notify import OutboxSmsSender, SmsSender
 from hub.store.card_cases import CardCaseStore
 from hub.store.card_records import CardRecordStore
+from hub.store.device_keys import DeviceKeyStore
+from hub.store.erasure import ErasureStore
 from hub.store.identity import IdentityStore
 from hub.store.user_keys import UserKeyStore
 from hub.store.users import UserStore
@@ -46,16 +49,27 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
     await key_store.migrate()
     if sender is None:
         sender = OutboxSmsSender(config.sms_outbox_path())
+    sender_inner = sender
     sender = ctx.metrics.metered_sender(sender)
-    hasher = PasswordHasher()
+    # Issue 17: the pepper is a keyed hash under the hub's index key, or on the
+    # HSM with [hsm] password_pepper_key_label: the database alone confirms no password.
+    hasher = PasswordHasher(
+        pepper=functools.partial(ctx.keys.keyed_hash.digest, purpose="payment_password_pepper"),
+        hsm_pepper=ctx.keys.hsm_password_pepper,
+    )
     face = FaceVerifier(
         {key_id: load_ed25519_public(path) for key_id, path in config.face_provider_keys.items()},
         timings.face_attestation_max_age,
     )
-    users = UserDirectory(config, ctx.keys, ctx.clock, user_store, hasher)
+    # Issue 22: account closure, per-user data keys and retention limits.
+    erasure_store = ErasureStore(ctx.db)
+    await erasure_store.migrate()
+    users = UserDirectory(config, ctx.keys, ctx.clock, user_store, hasher, erasure_store)
     gate = PasswordGate(user_store, hasher, ctx.clock, timings.password_max_failures, timings.password_lockout)
     # Issue 12: reports sealed to the user's payment-password key.
-    report_keys = ReportKeys(key_store, users, gate, hasher, ctx.keys.keyed_hash, ctx.clock)
+    device_store = DeviceKeyStore(ctx.db)  # issue 17: the device's report key
+    await device_store.migrate()
+    report_keys = ReportKeys(key_store, users, gate, hasher, ctx.keys.keyed_hash, ctx.clock, devices=device_store)
     users.on_password_set(report_keys.password_set)
     record_store = CardRecordStore(ctx.db)
     await record_store.migrate()
@@ -89,7 +103,18 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         signer=ctx.keys.consent_signer,
     )
     ctx.background.append(functools.partial(_close_on_stop, case_caller))
-    servicer = CardLookupServicer(config, users, journey, report_keys, cases, case_store, new_cards)
+    closure = AccountClosure(
+        timings=timings,
+        clock=ctx.clock,
+        users=users,
+        passwords=gate,
+        identity_store=identity_store,
+        store=erasure_store,
+        sms_outbox=config.sms_outbox_path() if isinstance(sender_inner, OutboxSmsSender) else None,
+    )
+    journey.on_closed_accounts(closure.closed_ready_time)
+    ctx.background.append(closure.run_forever)
+    servicer = CardLookupServicer(config, users, journey, report_keys, cases, case_store, new_cards, closure)
     svc_grpc.add_CardLookupServiceServicer_to_server(servicer, ctx.server)
     ctx.service_names.append(SERVICE_NAME)
 
@@ -98,6 +123,7 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         face.replace_keys({key_id: load_ed25519_public(path) for key_id, path in new.face_provider_keys.items()})
         servicer.reconfigure(new)
         journey.reconfigure(new)
+        closure.reconfigure(new.timings)
         return [f"face_provider_keys: trusting {', '.join(sorted(new.face_provider_keys)) or 'none'}"]
 
     ctx.reloaders.append(reconfigure)

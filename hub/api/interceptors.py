@@ -25,6 +25,12 @@ returns a handler that wraps the generated one, in this order:
    (retry later) instead of holding a store call forever.
 6. Response size: a response above MAX_RESPONSE_BYTES is refused with
    RESOURCE_EXHAUSTED / RESPONSE_TOO_LARGE.
+7. Degraded store (issue 19): every HUB_UNAVAILABLE carries a
+   google.rpc.RetryInfo. While the store refuses writes (`writes_available`
+   says so, hub.server), a write method (WRITE_METHODS) gets at most
+   DEGRADED_WRITE_BUDGET_S, so it fails fast instead of holding the caller;
+   reads run as usual. Each write method's outcome is reported to
+   `on_write_outcome` (a success shows the store takes writes again).
 
 Other services on the port (health, reflection) pass through untouched.
 The stream counts live in this process only (a cap per replica): they are
@@ -35,16 +41,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import asyncpg
 import grpc
 from google.protobuf.message import DecodeError
 
 from cardlookup.rpc_errors import HUB_DOMAIN, abort
 from hub import calls
-from hub.api.errors import status_of
+from hub.api.errors import extra_details, status_of
 from hub.api.limits import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES
 from hub.config import HubConfig
 from hub.identity.errors import RuleViolation
@@ -55,6 +63,17 @@ log = get_logger("hub.api")
 SERVICE_NAME = "cardlookup.hub.v1.CardLookupService"
 _PREFIX = f"/{SERVICE_NAME}/"
 WATCH_METHOD = f"{_PREFIX}WatchQuery"
+WRITE_METHODS = frozenset(
+    {"EnrollUser", "StartVerification", "CreateQuery", "ChangePaymentPassword", "FlagCard", "GetReport"}
+)
+"""The methods that cannot answer without a store write (GetReport records
+every access and counts wrong passwords, R10); every other method of the
+service (GetUser, ListBanks, GetQuery, ListQueries, WatchQuery) is a read."""
+DEGRADED_WRITE_BUDGET_S = 1.0
+"""The longest a write method runs while the store refuses writes."""
+RETRY_DELAY_S = 1.0
+DEGRADED_RETRY_DELAY_S = 5.0
+"""RetryInfo's delay on HUB_UNAVAILABLE: normally, and while the store refuses writes."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +131,14 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self._max_watch = max_watch_streams
         self._max_call_time = max_call_time
         self._watching: collections.Counter[str] = collections.Counter()
+        self.writes_available: Callable[[], bool] = lambda: True
+        """Whether the store takes writes now (hub.server sets it)."""
+        self.on_write_outcome: Callable[[bool], None] = lambda ok: None
+        """Told True when a write method succeeded, False when it failed for
+        a reason other than a rule (a store error, a timeout)."""
+
+    def _retry_delay(self) -> float:
+        return RETRY_DELAY_S if self.writes_available() else DEGRADED_RETRY_DELAY_S
 
     @classmethod
     def for_config(cls, config: HubConfig) -> ApiInterceptor:
@@ -167,6 +194,10 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             await self._admit(request, context)
             remaining = context.time_remaining()
             budget = self._max_call_time if remaining is None else min(remaining, self._max_call_time)
+            write = name in WRITE_METHODS
+            degraded = write and not self.writes_available()
+            if degraded:
+                budget = min(budget, DEGRADED_WRITE_BUDGET_S)
             calls.set_deadline(asyncio.get_running_loop().time() + max(budget, 0.0))
             try:
                 async with asyncio.timeout(max(budget, 0.0)):
@@ -174,15 +205,22 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except TimeoutError:
+                if degraded:
+                    self.on_write_outcome(False)
                 await abort(
                     context,
                     grpc.StatusCode.UNAVAILABLE,
                     "HUB_UNAVAILABLE",
-                    "the hub could not complete the request in time; retry later",
+                    _DEGRADED if degraded else "the hub could not complete the request in time; retry later",
                     HUB_DOMAIN,
+                    retry_delay_s=self._retry_delay(),
                 )
             except Exception as exc:
-                await _refuse(context, name, exc)
+                if write and _is_store_error(exc):
+                    self.on_write_outcome(False)
+                await _refuse(context, name, exc, self._retry_delay(), quiet=write and _is_store_error(exc))
+            if write:
+                self.on_write_outcome(True)
             await _check_size(context, response)
             return response
 
@@ -211,7 +249,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except Exception as exc:
-                await _refuse(context, name, exc)
+                await _refuse(context, name, exc, self._retry_delay())
             finally:
                 if capped:
                     self._watching[caller] -= 1
@@ -221,17 +259,34 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         return guarded
 
 
-async def _refuse(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> NoReturn:
+_DEGRADED = "the hub cannot store changes right now (reads still work); retry later"
+
+
+def _is_store_error(exc: Exception) -> bool:
+    """A database refusing or failing a statement (full disk, read-only
+    database, lost connection), not a bug of the hub's own."""
+    return isinstance(exc, sqlite3.DatabaseError | asyncpg.PostgresError | asyncpg.InterfaceError | OSError)
+
+
+async def _refuse(
+    context: grpc.aio.ServicerContext, method: str, exc: Exception, retry_delay_s: float, quiet: bool = False
+) -> NoReturn:
     if isinstance(exc, RuleViolation):
         log.info("refused", method=method, reason=exc.reason)
-        await abort(context, status_of(exc.reason), exc.reason, exc.message, HUB_DOMAIN, exc.metadata)
-    log.error("failed", method=method, exc_info=True)
+        extra = extra_details(exc.reason, exc.message, exc.metadata, exc.retry_delay)
+        retry = retry_delay_s if exc.reason == "HUB_UNAVAILABLE" else None
+        await abort(context, status_of(exc.reason), exc.reason, exc.message, HUB_DOMAIN, exc.metadata, extra, retry)
+    if quiet:  # the store refuses writes: logged once by the engine, not per call
+        log.warning("write_refused", method=method, error_type=type(exc).__name__)
+    else:
+        log.error("failed", method=method, exc_info=True)
     await abort(
         context,
         grpc.StatusCode.UNAVAILABLE,
         "HUB_UNAVAILABLE",
-        "the hub could not complete the request; retry later",
+        _DEGRADED if quiet else "the hub could not complete the request; retry later",
         HUB_DOMAIN,
+        retry_delay_s=retry_delay_s,
     )
 
 

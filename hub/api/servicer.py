@@ -15,7 +15,9 @@ from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.hub.v1 import resources_pb2 as pb
 from hub.api import convert, names
 from hub.config import HubConfig
+from hub.identity import validation
 from hub.identity.card_cases import CardCaseDesk
+from hub.identity.closure import AccountClosure
 from hub.identity.journey import CreateRequest, Journey
 from hub.identity.new_cards import NewCardTracker
 from hub.identity.report_keys import ReportKeys
@@ -35,6 +37,7 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         cases: CardCaseDesk,
         case_store: CardCaseStore,
         new_cards: NewCardTracker,
+        closure: AccountClosure | None = None,
     ) -> None:
         self._config = config
         self._users = users
@@ -43,6 +46,7 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         self._cases = cases
         self._case_store = case_store
         self._new_cards = new_cards
+        self._closure = closure
 
     def reconfigure(self, config: HubConfig) -> None:
         """A reloaded configuration (bank display names)."""
@@ -51,6 +55,8 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     async def EnrollUser(
         self, request: svc.EnrollUserRequest, context: grpc.aio.ServicerContext
     ) -> svc.EnrollUserResponse:
+        if request.report_public_key:
+            validation.report_public_key(request.report_public_key)  # refused before anything is stored
         view = await self._users.enrol(
             Enrolment(
                 user_id=request.user_id,
@@ -62,6 +68,8 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
                 payment_password=request.payment_password,
             )
         )
+        if request.report_public_key:
+            await self._report_keys.set_device_key(view.user_id, request.report_public_key)
         return svc.EnrollUserResponse(user=convert.user(view))
 
     async def GetUser(self, request: svc.GetUserRequest, context: Ctx) -> svc.GetUserResponse:
@@ -140,7 +148,24 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     ) -> svc.GetReportResponse:
         user_id, query_id = names.parse_query(request.name, report=True)
         report = await self._journey.get_report(user_id, query_id, request.payment_password)
+        if report.sealed:
+            # Issue 17: the device opens it (cardlookup.sealed_report).
+            head = pb.Report(name=names.report_name(user_id, query_id))
+            head.generate_time.CopyFrom(convert.ts(report.generate_time))
+            head.expire_time.CopyFrom(convert.ts(report.expire_time))
+            return svc.GetReportResponse(
+                report=head, sealed_report=report.sealed, sealed_previous_cards=report.sealed_previous_cards
+            )
         return svc.GetReportResponse(report=convert.report(self._config, user_id, report))
+
+    async def ReplaceReportKey(
+        self, request: svc.ReplaceReportKeyRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ReplaceReportKeyResponse:
+        validation.app_id(request.user_id, "user_id")
+        epoch = await self._report_keys.replace_device_key(
+            request.user_id, request.payment_password, request.report_public_key
+        )
+        return svc.ReplaceReportKeyResponse(report_key_epoch=epoch)
 
     async def ChangePaymentPassword(
         self, request: svc.ChangePaymentPasswordRequest, context: grpc.aio.ServicerContext
@@ -162,3 +187,13 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
         out.masked_card = flagged.masked_card
         out.next_step, out.next_step_english = flagged.next_step, flagged.next_step_english
         return svc.FlagCardResponse(card_case=out)
+
+    async def DeleteUser(
+        self, request: svc.DeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> svc.DeleteUserResponse:
+        # Issue 22: account closure with erasure (hub.identity.closure).
+        assert self._closure is not None
+        closed = await self._closure.close(request.user_id, request.payment_password)
+        return svc.DeleteUserResponse(
+            erased_query_count=closed.erased_query_count, ended_query_count=closed.ended_query_count
+        )

@@ -23,6 +23,7 @@ import grpc
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
 from cardlookup.rpc_errors import error_info_of
+from hub import tracing
 from hub.validation import AnswerRejected, AnswerValidator, BankAnswer
 
 _FINAL_CODES = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT}
@@ -76,6 +77,7 @@ def classify(error: grpc.aio.AioRpcError) -> Rejected | Transient:
     return Transient(code.name, slow_down=code == grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
+@tracing.traced_attempt
 async def attempt(
     stub: bank_grpc.CardDirectoryServiceStub,
     request: bank_pb.ListCardsRequest,
@@ -85,7 +87,7 @@ async def attempt(
     """Calls ListCards once; never raises for what the bank does."""
     validator = AnswerValidator(bank_code)
     # grpc-stubs types the stub as sync; on an aio channel the call is async-iterable.
-    call: Any = stub.ListCards(request, timeout=deadline_s)
+    call: Any = stub.ListCards(request, timeout=deadline_s, metadata=tracing.outgoing_metadata())
     try:
         async for message in call:
             validator.feed(message)

@@ -2,8 +2,9 @@
 
 `reason` is an ErrorReason name of the hub contract (e.g. "COOLDOWN_ACTIVE");
 `metadata` carries the facts the contract promises for it (times as RFC 3339
-UTC). The API layer maps the reason to a gRPC status code; nothing here knows
-about gRPC.
+UTC); `retry_delay`, when set, is the time from the refusal to its
+`retry_time` (sent as google.rpc.RetryInfo). The API layer maps the reason to
+a gRPC status code; nothing here knows about gRPC.
 """
 
 from __future__ import annotations
@@ -13,11 +14,19 @@ from collections.abc import Mapping
 
 
 class RuleViolation(Exception):
-    def __init__(self, reason: str, message: str, metadata: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        retry_delay: dt.timedelta | None = None,
+    ) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
         self.metadata = dict(metadata or {})
+        self.retry_delay = retry_delay
 
 
 def ceil_second(when: dt.datetime) -> dt.datetime:
@@ -25,6 +34,12 @@ def ceil_second(when: dt.datetime) -> dt.datetime:
     if when.microsecond:
         return when.replace(microsecond=0) + dt.timedelta(seconds=1)
     return when
+
+
+def delay_until(when: dt.datetime, now: dt.datetime) -> dt.timedelta:
+    """From `now` to `when` as error metadata states it (rounded up to a
+    whole second), never negative: RetryInfo.retry_delay for a retry_time."""
+    return max(ceil_second(when) - now, dt.timedelta(0))
 
 
 def rfc3339(when: dt.datetime) -> str:

@@ -24,7 +24,7 @@ from hub.config import BankEndpoint, HubConfig
 from hub.crypto import KeyedHash, Sealed
 from hub.domain import NewQuery, QueryEvent, QueryRecord, QueryState, Report, ReportUnavailable
 from hub.identity import validation
-from hub.identity.errors import RuleViolation, ceil_second, duration_text, invalid, rfc3339
+from hub.identity.errors import RuleViolation, ceil_second, delay_until, duration_text, invalid, rfc3339
 from hub.identity.face import Attestation, FaceVerifier
 from hub.identity.new_cards import NewCardTracker
 from hub.identity.passwords import PasswordGate
@@ -128,6 +128,12 @@ class Journey:
         self._hash = keyed_hash
         self._report_keys = report_keys
         self._new_cards = new_cards
+        self._closed_ready_time: Callable[[str], Awaitable[dt.datetime | None]] | None = None
+
+    def on_closed_accounts(self, closed_ready_time: Callable[[str], Awaitable[dt.datetime | None]]) -> None:
+        """Issue 22: `closed_ready_time(person key)` gives the latest report
+        time of the person's closed accounts (R12 spans a closure)."""
+        self._closed_ready_time = closed_ready_time
 
     def reconfigure(self, config: HubConfig) -> None:
         """A reloaded configuration (the bank registry users choose from, R3)."""
@@ -148,7 +154,7 @@ class Journey:
         if view.ineligible_reason:
             return view
         row = await self._users.row(user_id)
-        problem, retry = await self._query_problem(user_id, await self._users.same_person_user_ids(row))
+        problem, retry = await self._query_problem(user_id, await self._users.same_person_user_ids(row), row.id_hash)
         if problem is None:
             return view
         return dataclasses.replace(view, ineligible_reason=problem.reason, eligible_time=retry)
@@ -161,7 +167,7 @@ class Journey:
         they cannot use is a free SMS for an abuser. The rate limits are per
         person and per phone (hub.identity.verification)."""
         row = await self._users.require_eligible(user_id)
-        problem, _ = await self._query_problem(user_id, await self._users.same_person_user_ids(row))
+        problem, _ = await self._query_problem(user_id, await self._users.same_person_user_ids(row), row.id_hash)
         if problem is not None:
             raise problem
         phone = self._users.identity(row).phone
@@ -206,7 +212,7 @@ class Journey:
                     raise RuleViolation(
                         "BANK_NOT_AVAILABLE", "a chosen bank is not available to this user", {"bank_code": code}
                     )
-            await self._check_one_at_a_time(user_id, await self._users.same_person_user_ids(row))
+            await self._check_one_at_a_time(user_id, await self._users.same_person_user_ids(row), row.id_hash)
             await self._verifier.require_pending(user_id, req.verification_id)
             self._face.verify(req.face, user_id=user_id, verification_id=req.verification_id, now=self._clock.now())
             query_id = str(uuid.uuid4())
@@ -234,13 +240,13 @@ class Journey:
             consent_text_version=req.consent_text_version,
         )
 
-    async def _check_one_at_a_time(self, user_id: str, person_user_ids: Sequence[str]) -> None:
-        problem, _ = await self._query_problem(user_id, person_user_ids)
+    async def _check_one_at_a_time(self, user_id: str, person_user_ids: Sequence[str], person_key: str) -> None:
+        problem, _ = await self._query_problem(user_id, person_user_ids, person_key)
         if problem is not None:
             raise problem
 
     async def _query_problem(
-        self, user_id: str, person_user_ids: Sequence[str]
+        self, user_id: str, person_user_ids: Sequence[str], person_key: str = ""
     ) -> tuple[RuleViolation | None, dt.datetime | None]:
         """R12 for this person now: the refusal, if any, and for the cooldown
         the exact time it ends."""
@@ -254,6 +260,11 @@ class Journey:
             ready = await self._engine.latest_ready_time(uid)
             if ready is not None and (latest is None or ready > latest):
                 latest = ready
+        if person_key and self._closed_ready_time is not None:
+            # Issue 22: a closed account of the same person still counts.
+            closed = await self._closed_ready_time(person_key)
+            if closed is not None and (latest is None or closed > latest):
+                latest = closed
         cooldown = self._config.timings.cooldown
         if latest is not None and now < latest + cooldown:
             retry = ceil_second(latest + cooldown)
@@ -261,6 +272,7 @@ class Journey:
                 "COOLDOWN_ACTIVE",
                 f"a new query is allowed {duration_text(cooldown)} after the latest report",
                 {"retry_time": rfc3339(retry)},
+                retry_delay=delay_until(retry, now),
             ), retry
         return None, None
 
@@ -288,15 +300,18 @@ class Journey:
     async def watch(self, user_id: str, query_id: str) -> AsyncIterator[tuple[QueryView, str]]:
         await self._owned(user_id, query_id)
         access: tuple[AccessEvent, ...] | None = None
-        async for event in self._engine.watch(query_id):
-            if access is None or event.query.state in (QueryState.READY, QueryState.EXPIRED):
-                # Report access can only change once a report exists: read the
-                # events at the start and at the end, not once per bank.
-                view = (await self._views([event.query]))[0]
-                access = view.access_events
-            else:
-                view = QueryView(event.query, _effective_state(event.query, self._clock.now()), access)
-            yield view, event.changed_bank_code or ""
+        try:
+            async for event in self._engine.watch(query_id):
+                if access is None or event.query.state in (QueryState.READY, QueryState.EXPIRED):
+                    # Report access can only change once a report exists: read the
+                    # events at the start and at the end, not once per bank.
+                    view = (await self._views([event.query]))[0]
+                    access = view.access_events
+                else:
+                    view = QueryView(event.query, _effective_state(event.query, self._clock.now()), access)
+                yield view, event.changed_bank_code or ""
+        except KeyError:  # erased meanwhile (issue 22: the account was closed)
+            raise RuleViolation("QUERY_NOT_FOUND", "no such query for this user") from None
 
     async def list_queries(self, user_id: str, page_size: int, page_token: str) -> QueryPage:
         await self._users.row(user_id)
@@ -338,6 +353,14 @@ class Journey:
         await self._store.add_access_event(query_id, self._clock.now(), result)
         if refusal is not None:
             raise refusal
+        if self._report_keys is not None:
+            bundle = await self._report_keys.device_report(query_id)
+            if bundle is not None and record.ready_time and record.report_expire_time:
+                # Issue 17: sealed to the device; the hub hands it over unopened.
+                previous = await self._new_cards.previous_record(user_id, query_id) if self._new_cards else None
+                return Report(
+                    query_id, record.ready_time, record.report_expire_time, (), (), (), False, bundle, previous or b""
+                )
         try:
             opener = await self._report_keys.opener(user_id, password) if self._report_keys else None
             report = await self._engine.read_report(query_id, opener)
@@ -386,6 +409,9 @@ def _decode_token(token: str, user_id: str) -> tuple[dt.datetime, str]:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
         if data["u"] != user_id:
             raise ValueError("token of another user")
-        return dt.datetime.fromisoformat(data["t"]), str(data["q"])
+        after = dt.datetime.fromisoformat(data["t"])
+        if after.tzinfo is None:
+            raise ValueError("a time without a time zone")
+        return after, str(data["q"])
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise invalid("page_token", "page_token is not one this hub issued for this user") from None

@@ -21,22 +21,20 @@ nor link it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 
 from cryptography.exceptions import InvalidTag
 
 from cardlookup.clock import Clock
-from hub.crypto import KeyedHash, Sealed
+from hub.crypto import KeyedHash, Sealed, card_fingerprint
 from hub.domain import Report
 from hub.identity import validation
 from hub.logging import get_logger
 from hub.report import decode_report
 from hub.store.card_records import CardRecord, CardRecordStore
 from hub.store.user_keys import UserKeyStore
-from hub.user_sealing import NotUserSealed, seal_to
+from hub.user_sealing import NotUserSealed, is_hpke_sealed, seal_to
 
 log = get_logger("hub.new_cards")
 
@@ -56,8 +54,7 @@ class NewCardTracker:
         self._clock = clock
 
     def _fingerprint(self, user_id: str, bank_code: str, card_ref: str) -> str:
-        key = bytes.fromhex(self._hash.digest(user_id, "card_fingerprint_key"))
-        return hmac.new(key, f"{bank_code}\n{card_ref}".encode(), hashlib.sha256).hexdigest()
+        return card_fingerprint(self._hash, user_id, bank_code, card_ref)
 
     async def set_preference(self, user_id: str, enabled: bool) -> None:
         """Off deletes the user's records. Only for an enrolled user with a
@@ -77,7 +74,7 @@ class NewCardTracker:
         plaintext = json.dumps({"f": prints}, separators=(",", ":")).encode()
         sealed = seal_to(key.public_key, key.epoch, plaintext, record_context(report.query_id))
         await self._store.put(CardRecord(user_id, report.query_id, report.generate_time, sealed))
-        log.info("card_record_stored", user_id=user_id, query_id=report.query_id)
+        log.info("card_record_stored", query_id=report.query_id)
 
     def recording(self, sealer: Sealer) -> Sealer:
         """The engine's report hook: records the fingerprints (while the
@@ -88,10 +85,21 @@ class NewCardTracker:
                 await self.on_ready(user_id, decode_report(plaintext))
             except Exception:
                 # The record is an extra: its failure must not hold the report back.
-                log.error("card_record_failed", exc_info=True, user_id=user_id)
+                log.error("card_record_failed", exc_info=True)
             return await sealer(user_id, plaintext, context)
 
         return seal
+
+    async def previous_record(self, user_id: str, query_id: str) -> bytes | None:
+        """Issue 17: the bundle of the record before this lookup's, for the
+        device to compare (it holds the key): None without one."""
+        if not await self._store.tracking(user_id):
+            return None
+        record = await self._store.get(user_id, query_id)
+        if record is None:
+            return None
+        previous = await self._store.previous(user_id, record.ready_time)
+        return previous.sealed.ciphertext if previous is not None and is_hpke_sealed(previous.sealed) else None
 
     async def annotate(self, user_id: str, report: Report, opener: Opener) -> Report:
         """The report with its new cards marked, when this lookup has a record

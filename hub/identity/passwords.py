@@ -17,6 +17,17 @@ call's deadline (`hub.calls.deadline`, set by the API interceptor): a call
 that cannot be served before its deadline is refused at once, UNAVAILABLE /
 HUB_UNAVAILABLE ("busy, retry"), instead of hashing for a client that has
 gone; a refused check counts no password attempt.
+
+Pepper (issue 17): argon2id runs over HMAC-SHA256(hub key, password), not
+over the password, with the hub's index key (hub.crypto.KeyedHash, in the
+HSM when `[hsm]` is configured). The database alone then confirms nothing:
+without the key a thief cannot even start on the 10^6 six-digit passwords.
+Such hashes are stored as `pep1:` + the argon2 hash; with `[hsm]
+password_pepper_key_label` the HMAC runs on the HSM (the key never leaves
+it) and hashes are stored as `pep2:` + the argon2 hash. A hash of an older
+form (unpeppered, or `pep1:` once the HSM key is configured) keeps verifying
+and is re-hashed with the current pepper the next time the right password
+is given.
 """
 
 from __future__ import annotations
@@ -54,6 +65,12 @@ DEFAULT_CONCURRENCY = 2
 """Hashes computed at once (each holds its memory while it runs)."""
 
 BUSY = "HUB_UNAVAILABLE"
+PEPPERED = "pep1:"
+"""Prefix of a hash peppered under the index key."""
+HSM_PEPPERED = "pep2:"
+"""Prefix of a hash peppered on the HSM."""
+Pepper = Callable[[str], str]
+"""password -> the keyed digest argon2 hashes in its place."""
 
 
 def busy() -> RuleViolation:
@@ -65,11 +82,19 @@ class PasswordHasher:
     bounded by their call's deadline. The running-average hash time it keeps
     is its own (nobody else reads or invalidates it)."""
 
-    def __init__(self, parameters: argon2.Parameters = DEFAULT_PARAMETERS, concurrency: int = DEFAULT_CONCURRENCY):
+    def __init__(
+        self,
+        parameters: argon2.Parameters = DEFAULT_PARAMETERS,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        pepper: Pepper | None = None,
+        hsm_pepper: Pepper | None = None,
+    ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._hasher = argon2.PasswordHasher.from_parameters(parameters)
         self._concurrency = concurrency
+        self._peppers = {PEPPERED: pepper, HSM_PEPPERED: hsm_pepper}
+        self._current = HSM_PEPPERED if hsm_pepper else PEPPERED if pepper else ""
         self._slots = asyncio.Semaphore(concurrency)
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="argon2")
         self._queued = 0
@@ -113,22 +138,39 @@ class PasswordHasher:
             self._slots.release()
             self.mean_s = 0.8 * self.mean_s + 0.2 * (time.perf_counter() - started)
 
+    def _peppered(self, prefix: str, password: str) -> str | None:
+        if not prefix:
+            return password
+        pepper = self._peppers.get(prefix)
+        return pepper(password) if pepper is not None else None
+
     async def hash(self, password: str) -> str:
-        return await self._run(lambda: self._hasher.hash(password))
+        peppered = self._peppered(self._current, password)
+        assert peppered is not None
+        return self._current + await self._run(lambda: self._hasher.hash(peppered))
 
     async def matches(self, password_hash: str, password: str) -> bool:
+        prefix = next((p for p in (PEPPERED, HSM_PEPPERED) if password_hash.startswith(p)), "")
+        secret = self._peppered(prefix, password)
+        if secret is None:
+            return False  # peppered with a key this hub does not hold
+        stored = password_hash[len(prefix) :]
+
         def check() -> bool:
             try:
-                return self._hasher.verify(password_hash, password)
+                return self._hasher.verify(stored, secret)
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 return False
 
         return await self._run(check)
 
     def needs_rehash(self, password_hash: str) -> bool:
-        """True for a hash made with other parameters (e.g. version 1's)."""
+        """True for a hash made with other parameters (e.g. version 1's), or
+        without the pepper when the hasher has one."""
+        if self._current and not password_hash.startswith(self._current):
+            return True
         try:
-            return self._hasher.check_needs_rehash(password_hash)
+            return self._hasher.check_needs_rehash(password_hash.removeprefix(self._current))
         except InvalidHashError:
             return False
 

@@ -7,8 +7,14 @@ the payment password, and the three moments it matters.
   new key with the next epoch replaces it, and every report sealed under the
   old epoch becomes unreadable for good; GetReport then says so
   (REPORT_SEALED_TO_OLD_PASSWORD).
-- A query becoming READY: the engine's report hook (`seal_report`) seals the
-  report to the user's public key; nothing the hub holds can open it.
+- A bank's answer arriving (issue 17): the engine's own sealer
+  (hub.sealing) seals it to the user's public key with HPKE, and READY
+  bundles the sealed answers; nothing the hub holds can open them. The
+  report hook (`seal_report`) remains for users whose answers were
+  envelope-sealed (no key at all when they arrived).
+- The device's report key (issue 17, EnrollUser `report_public_key`,
+  ReplaceReportKey): when registered, answers are sealed to it instead and
+  GetReport hands the bundle over unopened (`device_report`).
 - Opening (GetReport) and changing the password (ChangePaymentPassword):
   the private key is derived in memory from the password the request
   carries, used, and dropped. A change opens every live report with the old
@@ -35,15 +41,20 @@ from hub.identity.errors import RuleViolation, rfc3339
 from hub.identity.passwords import DEFAULT_PARAMETERS, PasswordGate, PasswordHasher
 from hub.identity.users import UserDirectory
 from hub.logging import get_logger
+from hub.store.device_keys import DeviceKeyStore
 from hub.store.user_keys import UserKeyStore
 from hub.user_sealing import (
+    DEVICE,
     UserKeyRecord,
     derive_private_key_async,
     epoch_of,
+    hpke_kind,
+    is_hpke_sealed,
     is_user_sealed,
     new_salt,
     open_with,
     public_bytes,
+    reseal,
     seal_to,
 )
 
@@ -68,6 +79,7 @@ class ReportKeys:
         keyed_hash: KeyedHash,
         clock: Clock,
         parameters: argon2.Parameters = DEFAULT_PARAMETERS,
+        devices: DeviceKeyStore | None = None,
     ) -> None:
         self._store = store
         self._users = users
@@ -76,6 +88,35 @@ class ReportKeys:
         self._hash = keyed_hash
         self._clock = clock
         self._parameters = parameters
+        self._devices = devices
+
+    # --- the device's report key (issue 17) ---
+
+    async def set_device_key(self, user_id: str, public_key: bytes) -> int:
+        """EnrollUser's `report_public_key`: from now on every answer of the
+        user is sealed to it on arrival. Returns the key's epoch."""
+        if self._devices is None:
+            raise RuntimeError("no device key store")
+        epoch = await self._devices.put(user_id, validation.report_public_key(public_key), self._clock.now())
+        log.info("device_key_set", user_id=user_id, epoch=epoch)
+        return epoch
+
+    async def replace_device_key(self, user_id: str, password: str, public_key: bytes) -> int:
+        """ReplaceReportKey: a new device, guarded by R10's payment-password
+        check and lockout. Reports sealed to the old device stay its own."""
+        validation.six_digits(password, "payment_password")
+        validation.report_public_key(public_key)
+        row = await self._users.row(user_id)
+        _, refusal = await self._gate.check(user_id, row.password_hash, password)
+        if refusal is not None:
+            raise refusal
+        return await self.set_device_key(user_id, public_key)
+
+    async def device_report(self, query_id: str) -> bytes | None:
+        """The bundle of a report sealed to the device (GetReport hands it
+        over as is), or None if the report is not device-sealed."""
+        sealed = await self._store.report(query_id)
+        return sealed.ciphertext if sealed is not None and _to_device(sealed) else None
 
     def _pepper(self, user_id: str) -> bytes:
         return bytes.fromhex(self._hash.digest(user_id, "user_report_key"))
@@ -103,7 +144,7 @@ class ReportKeys:
         epoch = current.epoch + 1 if current else 1
         key = await self._new_key(user_id, password, epoch)
         if await self._store.put(key, self._clock.now(), current.epoch if current else None):
-            log.info("user_key_set", user_id=user_id, epoch=epoch)
+            log.info("user_key_set", epoch=epoch)
 
     # --- READY: the engine's hook ---
 
@@ -122,7 +163,7 @@ class ReportKeys:
         """Before the password is checked: a report sealed under an epoch
         older than the user's key can never be opened again."""
         sealed = await self._store.report(query_id)
-        if sealed is None or not is_user_sealed(sealed):
+        if sealed is None or not is_user_sealed(sealed) or _to_device(sealed):
             return
         key = await self._store.get(user_id)
         if key is None or epoch_of(sealed) != key.epoch:
@@ -179,29 +220,46 @@ class ReportKeys:
         rewrapped: list[tuple[str, Sealed, Sealed]] = []
         if current is not None and old_private is not None:
             for query_id, sealed in await self._store.live_reports(user_id, self._clock.now()):
-                if not is_user_sealed(sealed) or epoch_of(sealed) != current.epoch:
-                    continue  # a report of an earlier reset stays unreadable
-                plaintext = open_with(old_private, sealed, report_context(query_id))
-                new = seal_to(new_key.public_key, epoch, plaintext, report_context(query_id))
+                if not is_user_sealed(sealed) or _to_device(sealed) or epoch_of(sealed) != current.epoch:
+                    continue  # a report of an earlier reset stays unreadable; the device's stays its
+                new = reseal(old_private, sealed, new_key.public_key, epoch, report_context(query_id))
                 rewrapped.append((query_id, sealed, new))
         records: list[tuple[str, Sealed, Sealed]] = []
         if current is not None and old_private is not None:
             for query_id, sealed in await self._store.card_records(user_id):
-                if not is_user_sealed(sealed) or epoch_of(sealed) != current.epoch:
+                if not is_user_sealed(sealed) or _to_device(sealed) or epoch_of(sealed) != current.epoch:
                     continue
                 context = b"cards:" + query_id.encode()  # hub.identity.new_cards.record_context
-                plaintext = open_with(old_private, sealed, context)
-                records.append((query_id, sealed, seal_to(new_key.public_key, epoch, plaintext, context)))
+                records.append((query_id, sealed, reseal(old_private, sealed, new_key.public_key, epoch, context)))
+        answers: list[tuple[str, str, Sealed, Sealed]] = []
+        if current is not None and old_private is not None:
+            # Issue 17: answers of running queries are sealed on arrival too.
+            for query_id, bank_code, sealed in await self._store.live_answers(user_id):
+                if not is_hpke_sealed(sealed) or _to_device(sealed) or epoch_of(sealed) != current.epoch:
+                    continue
+                new = reseal(old_private, sealed, new_key.public_key, epoch, b"")
+                answers.append((query_id, bank_code, sealed, new))
         changed = await self._store.change_password(
-            user_id, new_hash, new_key, current.epoch if current else None, rewrapped, self._clock.now(), records
+            user_id,
+            new_hash,
+            new_key,
+            current.epoch if current else None,
+            rewrapped,
+            self._clock.now(),
+            records,
+            answers,
         )
         if not changed:
             # Another change or enrolment won the race: HUB_UNAVAILABLE, the
             # user retries (with whichever password is now current).
             raise RuntimeError("the user's key changed during a password change")
-        log.info("payment_password_changed", user_id=user_id, epoch=epoch, reports=len(rewrapped))
+        log.info("payment_password_changed", epoch=epoch, reports=len(rewrapped))
         return len(rewrapped)
 
 
 async def _none() -> None:
     return None
+
+
+def _to_device(sealed: Sealed) -> bool:
+    return is_hpke_sealed(sealed) and hpke_kind(sealed) == DEVICE

@@ -120,3 +120,13 @@ def bank_codes(values: tuple[str, ...]) -> tuple[str, ...]:
 
 def mask_phone(phone: str) -> str:
     return f"{phone[:3]}****{phone[-4:]}"
+
+
+def report_public_key(value: bytes, field: str = "report_public_key") -> bytes:
+    """Issue 17: a device's X25519 public key, 32 raw bytes."""
+    from cardlookup.sealed_report import check_public_key
+
+    try:
+        return check_public_key(value)
+    except ValueError:
+        raise invalid(field, f"{field} must be an X25519 public key: 32 raw bytes") from None

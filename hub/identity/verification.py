@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cardlookup.clock import Clock
 from hub.config import Timings
 from hub.crypto import KeyedHash
-from hub.identity.errors import RuleViolation, rfc3339
+from hub.identity.errors import RuleViolation, delay_until, rfc3339
 from hub.notify import SmsMessage, SmsSender, verification_text
 from hub.store.identity import IdentityStore, NewVerification, RateLimited, SmsLimits
 
@@ -67,10 +67,20 @@ class SmsVerifier:
                 else "an SMS code was sent too recently"
             )
             raise RuleViolation(
-                "SMS_RATE_LIMITED", message, {"retry_time": rfc3339(limited.retry_time), "limit": limited.limit}
+                "SMS_RATE_LIMITED",
+                message,
+                {"retry_time": rfc3339(limited.retry_time), "limit": limited.limit},
+                retry_delay=delay_until(limited.retry_time, now),
             )
         await self._sender.send(
-            SmsMessage(phone, "VERIFICATION_CODE", verification_text(code, self._timings.sms_code_ttl), now)
+            SmsMessage(
+                phone,
+                "VERIFICATION_CODE",
+                verification_text(code, self._timings.sms_code_ttl),
+                now,
+                verification_id=verification_id,
+                code=code,
+            )
         )
         return StartedVerification(
             verification_id, now + self._timings.sms_code_ttl, now + self._timings.sms_resend_interval

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from cardlookup.private_files import ensure_private
+from cardlookup.private_files import ensure_private, private_dir
 from hub.logging import get_logger
 from hub.store.db import Notify, StoreStats, split_sql
 
@@ -157,7 +157,7 @@ class SqliteDatabase:
 
     @classmethod
     async def open(cls, path: Path | str, max_batch: int = 256) -> SqliteDatabase:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private_dir(Path(path).parent)  # 0700 whatever the umask (issue 17)
         # The database holds sealed personal data and hashes: it, its WAL and
         # its shared-memory file are created 0600 before SQLite opens them
         # (SQLite creates -wal/-shm itself, with the main file's mode; making
@@ -264,6 +264,16 @@ class SqliteDatabase:
         exact here."""
         async with self._locks[hash(key) % _LOCK_STRIPES]:
             yield
+
+    async def checkpoint(self) -> bool:
+        """Copies the WAL into the database file and truncates it to zero
+        bytes (issue 22: rows just erased, zeroed in the file by
+        secure_delete, then leave no copy in the WAL either). Runs on the
+        writer's thread between batches; False if a reader kept it from
+        completing (the next checkpoint does it)."""
+        async with self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+            row = await cur.fetchone()
+        return row is not None and row[0] == 0
 
     async def close(self) -> None:
         """Commits what is queued, then closes both connections."""

@@ -107,6 +107,20 @@ class UserKeyStore:
         )
         return [(str(r["query_id"]), Sealed(bytes(r["wrapped_key"]), bytes(r["ciphertext"]))) for r in rows]
 
+    async def live_answers(self, user_id: str) -> list[tuple[str, str, Sealed]]:
+        """(query id, bank code, sealed answer) of the user's queries not yet
+        READY (table of hub.store.queries): issue 17 seals them on arrival."""
+        rows = await self._db.fetchall(
+            "SELECT b.query_id, b.bank_code, b.answer_key, b.answer_ciphertext FROM bank_tasks b"
+            " JOIN queries q ON q.query_id = b.query_id WHERE q.user_id = ? AND b.answer_key IS NOT NULL"
+            " ORDER BY b.query_id, b.bank_code",
+            (user_id,),
+        )
+        return [
+            (str(r["query_id"]), str(r["bank_code"]), Sealed(bytes(r["answer_key"]), bytes(r["answer_ciphertext"])))
+            for r in rows
+        ]
+
     async def change_password(
         self,
         user_id: str,
@@ -116,6 +130,7 @@ class UserKeyStore:
         rewrapped: Sequence[tuple[str, Sealed, Sealed]],
         now: dt.datetime,
         rewrapped_records: Sequence[tuple[str, Sealed, Sealed]] = (),
+        rewrapped_answers: Sequence[tuple[str, str, Sealed, Sealed]] = (),
     ) -> bool:
         """In one transaction: the new password hash (lockout cleared), the
         new key, and each (query id, old sealed, new sealed) report swapped
@@ -137,6 +152,12 @@ class UserKeyStore:
                 await conn.execute(
                     "UPDATE reports SET data_key = ?, ciphertext = ? WHERE query_id = ? AND data_key = ?",
                     (new.wrapped_key, new.ciphertext, query_id, old.wrapped_key),
+                )
+            for query_id, bank_code, old, new in rewrapped_answers:
+                await conn.execute(
+                    "UPDATE bank_tasks SET answer_key = ?, answer_ciphertext = ? WHERE query_id = ? AND bank_code = ?"
+                    " AND answer_key = ? AND answer_ciphertext = ?",
+                    (new.wrapped_key, new.ciphertext, query_id, bank_code, old.wrapped_key, old.ciphertext),
                 )
             for query_id, old, new in rewrapped_records:
                 await conn.execute(

@@ -15,6 +15,7 @@ from typing import Literal
 
 import aiosqlite
 
+from hub.crypto import Sealed
 from hub.store.db import Database, from_micros, to_micros
 
 AccessResult = Literal["VIEWED", "WRONG_PASSWORD", "LOCKED"]
@@ -55,6 +56,10 @@ class UserRow:
     password_locked_until: dt.datetime | None
     create_time: dt.datetime
     update_time: dt.datetime
+    data_key: Sealed | None = None
+    """Issue 22: the user's data key (table user_data_keys of
+    hub.store.erasure), sealed under the KEK, when the identity record is
+    encrypted under it; attached by hub.identity.users, never stored here."""
 
 
 def _row(r: aiosqlite.Row) -> UserRow:

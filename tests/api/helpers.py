@@ -17,6 +17,7 @@ from cardlookup.population import Person, Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.errors import CardLookupError
+from hub.identity.closure import AccountClosure
 from hub.notify import latest_verification_code
 from hub.server import HubServer
 
@@ -79,3 +80,14 @@ async def refused(reason: str, awaitable: object) -> CardLookupError:
         await awaitable  # type: ignore[misc]
     assert info.value.reason == reason, info.value
     return info.value
+
+
+def closure_of(hub: HubHarness) -> AccountClosure:
+    """The hub's account-closure service (issue 22), whose retention sweep
+    is one of the hub's background tasks."""
+    assert hub.server.context is not None
+    for run in hub.server.context.background:
+        owner = getattr(run, "__self__", None)
+        if isinstance(owner, AccountClosure):
+            return owner
+    raise AssertionError("no AccountClosure installed")

@@ -30,6 +30,7 @@ from tests.api.helpers import HubHarness
 MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 TOKEN, PIN, SO_PIN = "cardlookup-test", "1234", "12345678"
 CONSENT_LABEL, KEK_LABEL, HSM_CONSENT_KEY_ID = "consent-signing", "kek", "hub-consent-hsm-1"
+PEPPER_LABEL = "password-pepper"
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +53,17 @@ def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HsmSettings]:
         env={**os.environ},
     )
     settings = HsmSettings(
-        MODULE, TOKEN, PIN, consent_signing_key_label=CONSENT_LABEL, key_encryption_key_label=KEK_LABEL
+        MODULE,
+        TOKEN,
+        PIN,
+        consent_signing_key_label=CONSENT_LABEL,
+        key_encryption_key_label=KEK_LABEL,
+        password_pepper_key_label=PEPPER_LABEL,
     )
     session = HsmSession.open(settings, rw=True)
     session.generate_consent_key(CONSENT_LABEL)
     session.generate_kek(KEK_LABEL)
+    session.generate_password_pepper(PEPPER_LABEL)
     session.close()
     yield settings
     if previous is None:
@@ -71,7 +78,8 @@ def test_keys_on_the_token_cannot_leave_it(token: HsmSettings) -> None:
         raw = session._session
         private = raw.get_key(ObjectClass.PRIVATE_KEY, KeyType.EC_EDWARDS, label=CONSENT_LABEL)
         secret = raw.get_key(ObjectClass.SECRET_KEY, KeyType.AES, label=KEK_LABEL)
-        for key in (private, secret):
+        pepper = raw.get_key(ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET, label=PEPPER_LABEL)
+        for key in (private, secret, pepper):
             assert key[Attribute.SENSITIVE] is True and key[Attribute.EXTRACTABLE] is False
         # The public half is what banks get.
         assert b"BEGIN PUBLIC KEY" in session.consent_public_pem(CONSENT_LABEL)
@@ -126,8 +134,49 @@ async def test_a_consent_signed_in_the_hsm_is_verified_by_the_banks(hsm_hub: Hub
     # The user's identity record is sealed under the token's KEK (its id
     # recorded; READY reports are sealed to the user's password key), and
     # the hub opens it again to send the ready SMS and to answer GetReport.
-    row = await hub.server.db.fetchone("SELECT identity_wrapped_key FROM users WHERE user_id = ?", (person.user_id,))
-    assert row is not None and Envelope.key_id_of(row["identity_wrapped_key"]) == "kek-hsm-1"
+    # (Issue 22: the record is encrypted under the user's data key, which
+    # the KEK seals.)
+    row = await hub.server.db.fetchone("SELECT wrapped_key FROM user_data_keys WHERE user_id = ?", (person.user_id,))
+    assert row is not None and Envelope.key_id_of(row["wrapped_key"]) == "kek-hsm-1"
     report = await hub.client.get_report(person.user_id, ready.query_id, person.payment_password)
     expected = sum(len(hub.population.cards_at(code, person.id_number)) for code in banks)
     assert len(report.cards) == expected > 0
+
+
+async def test_the_payment_password_is_peppered_on_the_hsm(hsm_hub: HubHarness) -> None:
+    """Issue 17: with `password_pepper_key_label` argon2id runs over an HMAC
+    made on the token: neither the database nor every key file confirms a
+    password; a hash peppered under the index key is re-hashed on the HSM at
+    the next correct password."""
+    import argon2
+    from argon2.exceptions import VerifyMismatchError
+
+    from hub.crypto import HubKeys
+    from hub.identity.passwords import HSM_PEPPERED
+
+    hub = hsm_hub
+    person = hub.eligible(1)
+    await hub.enrol(person)
+    row = await hub.server.db.fetchone("SELECT password_hash FROM users WHERE user_id = ?", (person.user_id,))
+    assert row is not None and str(row["password_hash"]).startswith(HSM_PEPPERED)
+    stored = str(row["password_hash"]).removeprefix(HSM_PEPPERED)
+    keys = HubKeys.load(hub.server.config)
+    argon = argon2.PasswordHasher()
+    for guess in (person.payment_password, keys.keyed_hash.digest(person.payment_password, "payment_password_pepper")):
+        with pytest.raises(VerifyMismatchError):
+            argon.verify(stored, guess)  # the database and every key file: no oracle
+    assert keys.hsm_password_pepper is not None
+    assert argon.verify(stored, keys.hsm_password_pepper(person.payment_password))  # only through the token
+    # A hash peppered under the index key (before the HSM key was configured).
+    older = "pep1:" + argon.hash(keys.keyed_hash.digest(person.payment_password, "payment_password_pepper"))
+
+    async def put(conn: object) -> None:
+        await conn.execute(  # type: ignore[attr-defined]
+            "UPDATE users SET password_hash = ? WHERE user_id = ?", (older, person.user_id)
+        )
+
+    await hub.server.db.write(put)
+    qid = (await hub.ready_query(person, ["102", "103"])).query_id
+    await hub.client.get_report(person.user_id, qid, person.payment_password)
+    row = await hub.server.db.fetchone("SELECT password_hash FROM users WHERE user_id = ?", (person.user_id,))
+    assert row is not None and str(row["password_hash"]).startswith(HSM_PEPPERED)

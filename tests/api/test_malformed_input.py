@@ -5,6 +5,8 @@ through the raw stub so that no client-side check can hide the hub's."""
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from typing import Any
 
@@ -225,7 +227,10 @@ async def test_list_queries_checks_parent_page_size_and_token(harness: HubHarnes
             "INVALID_FIELD",
             "page_size",
         )
-    for token in ("bogus", "!!!", "e30=", "eyJ1IjoxfQ==", HUGE):
+    naive_time = base64.urlsafe_b64encode(
+        json.dumps({"u": person.user_id, "t": "2026-01-01T00:00:00", "q": "x"}).encode()
+    ).decode()
+    for token in ("bogus", "!!!", "e30=", "eyJ1IjoxfQ==", HUGE, naive_time):
         await expect(
             stub.ListQueries(svc.ListQueriesRequest(parent=parent, page_token=token)),
             INVALID,

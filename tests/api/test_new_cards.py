@@ -118,3 +118,32 @@ async def test_an_opted_in_second_lookup_marks_exactly_the_cards_issued_in_betwe
     fourth = await hub.client.get_report(person.user_id, await _lookup(hub, person, track=True), new_password)
     assert not fourth.new_cards_marked
     assert _records(hub, person.user_id) == 1
+
+
+async def test_a_device_sealed_report_marks_new_cards_on_the_device(harness: HubHarness, pki: PkiPaths) -> None:
+    """Issue 17: the hub never sees the report, so the device compares: each
+    answer carries its cards' keyed fingerprints, and GetReport hands over the
+    previous lookup's record, sealed to the device, with the report."""
+    from client import device_key
+
+    hub = harness
+    person = rich_person(hub.population, hub.clock.now().date(), BANKS, min_banks=3)
+    key = device_key.generate()
+    await hub.client.enroll_user(**person.enrolment(), report_public_key=device_key.public_bytes(key))
+    password = person.payment_password
+    first_id = await _lookup(hub, person, track=True)
+    first = await hub.client.get_report(person.user_id, first_id, password, device_key=key)
+    assert not first.new_cards_marked and first.cards
+    hub.clock.advance(COOLDOWN)
+    held = [c for c in BANKS if hub.population.expected_answer(c, person.id_number).listed]
+    assert hub.fleet.admin_address is not None
+    async with AdminClient.connect(pki, hub.fleet.admin_address, hub.fleet.admin_server_name) as admin:
+        issued = await admin.issue_card(held[0], person.id_number)
+    second = await hub.client.get_report(
+        person.user_id, await _lookup(hub, person, track=True), password, device_key=key
+    )
+    assert second.new_cards_marked
+    assert {_card(c) for c in second.cards if c.new_since_last_lookup} == {
+        (held[0], issued.first_four, issued.last_four)
+    }
+    assert {_card(c) for c in second.cards if not c.new_since_last_lookup} == {_card(c) for c in first.cards}

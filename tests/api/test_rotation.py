@@ -254,9 +254,11 @@ async def test_reports_sealed_before_and_after_a_kek_rotation_both_open(
     # READY reports are sealed to the user's password key (issue 12); what the
     # KEK seals is each user's identity record and, until READY, the
     # subject and the banks' answers. The record says which key wrapped it.
+    # (Issue 22: each identity record is encrypted under its user's data
+    # key, which the KEK seals.)
     rows = {
-        row["user_id"]: Envelope.key_id_of(row["identity_wrapped_key"])
-        for row in await hub.server.db.fetchall("SELECT user_id, identity_wrapped_key FROM users")
+        row["user_id"]: Envelope.key_id_of(row["wrapped_key"])
+        for row in await hub.server.db.fetchall("SELECT user_id, wrapped_key FROM user_data_keys")
     }
     assert rows == {before.user_id: "kek-dev-1", after.user_id: "kek-2"}
     for person, query in ((before, q1), (after, q2)):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -58,9 +56,7 @@ async def test_stop_ends_stalled_calls_after_the_grace_period(
         call = caller.stubs[code].ListCards(request, timeout=30)
         first = await call.read()
         assert isinstance(first, bank_pb.ListCardsResponse) and first.HasField("card")  # now stalled
-        started = time.monotonic()
-        await fleet.stop(grace=0.2)
-        assert time.monotonic() - started < 5
+        await fleet.stop(grace=0.2)  # returns although the stream is stalled mid-answer
         with pytest.raises(grpc.aio.AioRpcError):
             await call.read()
 

@@ -38,4 +38,6 @@ def test_short_soak_loses_nothing(store: str, tmp_path: Path) -> None:
     assert result["lost"] == 0, result
     assert result["accepted"] > 0 and result["completed"] == result["accepted"], result
     assert result["injected"].get("hub_killed", 0) >= 1, result
+    # Issue 19: the soak counts reads while the store refuses writes (docs/operations.md).
+    assert set(result["during_store_faults"]) >= {"reads_answered", "reads_refused"}, result
     assert run.returncode == 0, run.stderr[-3000:]

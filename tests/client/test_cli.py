@@ -120,3 +120,30 @@ async def test_cli_local_problems_exit_2_with_a_sentence(harness: HubHarness, pk
     assert code == 2 and "has no CA certificate" in out_io.getvalue() and "cardlookup-pki --out" in out_io.getvalue()
     code, out = await cli(harness, pki, "report", "--user-id", "u", "--query-id", "x", "--password", "123456")
     assert code == 1 and "malformed field: name (--query-id)." in out
+
+
+async def test_cli_device_key_enrol_report_and_new_device(harness: HubHarness, pki: PkiPaths, tmp_path: Path) -> None:
+    """Issue 17: the CLI keeps a device key file; reports sealed to it open
+    with it only, and `new-device` registers another one."""
+    person = harness.population.demo_person(harness.clock.now().date())
+    key_file = tmp_path / "phone" / "report-key.hex"
+    code, out = await cli(harness, pki, "enrol", "--population-user", person.user_id, "--device-key", str(key_file))
+    assert code == 0, out
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    query = await harness.ready_query(person, ["102", "306"])
+    password = person.payment_password
+    report = ["report", "--user-id", person.user_id, "--query-id", query.query_id, "--password", password]
+    code, out = await cli(harness, pki, *report)
+    assert code == 2 and "--device-key" in out
+    code, out = await cli(harness, pki, *report, "--device-key", str(key_file))
+    assert code == 0 and "Summary per bank" in out and "广发银行" in out, out
+    for card in harness.population.expected_answer("306", person.id_number).listed:
+        assert card.last_four in out and card.number not in out
+    other = tmp_path / "new-phone.hex"
+    code, out = await cli(
+        harness, pki, "new-device", "--user-id", person.user_id, "--device-key", str(other),
+        "--password", person.payment_password,
+    )  # fmt: skip
+    assert code == 0 and "key 2" in out, out
+    code, out = await cli(harness, pki, *report, "--device-key", str(other))
+    assert code == 2 and "another key" in out

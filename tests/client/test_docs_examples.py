@@ -124,7 +124,7 @@ def test_every_cli_line_of_the_doc_parses() -> None:
     lines = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
     commands = [line for line in lines if line.startswith("cardlookup ")]
     documented = {shlex.split(c)[1] for c in commands}
-    assert documented == {"enrol", "banks", "verify", "query", "watch", "list", "report", "not-mine"}
+    assert documented == {"enrol", "banks", "verify", "query", "watch", "list", "report", "not-mine", "delete-user"}
     parser = build_parser()
     for command in commands:
         argv = re.sub(r"\[([^\]]*)\]", r"\1", command).split()[1:]  # optional parts included

@@ -39,6 +39,7 @@ from client.errors import (
     translated,
 )
 from client.options import ClientOptions
+from hub.api.errors import STATUS_OF_REASON, extra_details
 
 
 def test_every_reason_has_a_class_and_a_sentence() -> None:
@@ -46,6 +47,22 @@ def test_every_reason_has_a_class_and_a_sentence() -> None:
     reasons = {name for name in names if name != "ERROR_REASON_UNSPECIFIED"}
     assert set(BY_REASON) == reasons
     assert set(SENTENCES) == reasons
+    assert set(STATUS_OF_REASON) == reasons  # the hub's one reason table
+
+
+def test_the_hub_sends_bad_request_and_retry_info_where_the_docs_say() -> None:
+    bad = extra_details("INVALID_FIELD", "phone is malformed", {"field": "phone"}, None)
+    assert [type(d).__name__ for d in bad] == ["BadRequest"]
+    assert bad[0].field_violations[0].field == "phone"  # type: ignore[attr-defined]
+    retry = extra_details("COOLDOWN_ACTIVE", "m", {"retry_time": "t"}, dt.timedelta(seconds=90))
+    assert [type(d).__name__ for d in retry] == ["RetryInfo"]
+    assert retry[0].retry_delay.ToTimedelta() == dt.timedelta(seconds=90)  # type: ignore[attr-defined]
+    assert extra_details("SMS_CODE_WRONG", "m", {"attempts_left": "4"}, None) == []
+    status = make_status(
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "phone is malformed", HUB_DOMAIN, {"field": "phone"}, bad
+    )
+    error = from_rpc_error(_FakeRpcError(status, grpc.StatusCode.INVALID_ARGUMENT))
+    assert error.reason == "INVALID_FIELD" and [v.field for v in error.field_violations] == ["phone"]
 
 
 def test_sentences_use_the_metadata_and_survive_without_it() -> None:
@@ -107,6 +124,7 @@ def test_every_reason_has_exactly_one_category_and_old_names_still_import() -> N
         "HUB_UNAVAILABLE",
         "REPORT_NOT_READY",
         "SMS_RATE_LIMITED",
+        "WATCH_LIMIT_REACHED",
     ]
     assert {"SMS_CODE_WRONG", "PAYMENT_PASSWORD_WRONG", "CONSENT_VERSION_MISMATCH"} <= set(by_category["UserMustAct"])
     assert {"COOLDOWN_ACTIVE", "PASSWORD_LOCKED", "REGION_NOT_OPEN"} <= set(by_category["Refused"])

@@ -97,3 +97,20 @@ def test_stale_generated_code_is_detected(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "stale" in result.stderr
+
+
+def test_shipped_google_rpc_protos_are_the_pinned_ones_and_generate_no_python() -> None:
+    """protos/google/rpc/ (for non-Python clients) are unchanged copies of
+    the googleapis-common-protos package the project pins; Python code for
+    them comes from that package, never from scripts/gen_protos.sh."""
+    import google.rpc
+
+    installed = Path(next(iter(google.rpc.__path__)))
+    shipped = sorted(p.name for p in (ROOT / "protos" / "google" / "rpc").glob("*.proto"))
+    assert shipped == ["code.proto", "error_details.proto", "status.proto"]
+    for name in shipped:
+        assert (ROOT / "protos/google/rpc" / name).read_bytes() == (installed / name).read_bytes(), name
+    assert not (ROOT / "cardlookup" / "google").exists()
+    assert "find cardlookup -name '*.proto'" in (ROOT / "scripts" / "gen_protos.sh").read_text()
+    # buf lint leaves them alone (they follow googleapis' own rules).
+    assert "ignore:\n    - google" in (ROOT / "protos" / "buf.yaml").read_text()

@@ -2,7 +2,7 @@
 an in-process bank_sim fleet, end to end (submit -> READY), and how many
 store transactions the batched writer used.
 
-    /work/venv/bin/python -m tests.hub.measure_fanout [--queries 50] [--concurrency 10]
+    .venv/bin/python -m tests.hub.measure_fanout [--queries 50] [--concurrency 10]
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ def test_documented_hub_keys_are_the_config_readers_keys() -> None:
     assert set(by_intro["`[hsm]`"]) == hub_config._HSM_KEYS
     assert set(by_intro["`[timings]`"]) == {f.name for f in dataclasses.fields(Timings)}
     assert set(by_intro["`[[banks]]`"]) == hub_config._BANK_KEYS
+    assert set(by_intro["`[tracing]`"]) == hub_config._TRACING_KEYS
 
 
 def test_documented_hub_defaults_are_the_code_defaults() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cardlookup.pki import PkiPaths
-from hub.config import ConfigError, HubConfig, Timings
+from hub.config import ConfigError, HubConfig, Timings, TracingSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "hub.toml"
@@ -88,6 +88,20 @@ BAD = [
     (_edit("report_window = 86400", "report_window = 0"), "timings.report_window: must be a positive"),
     (_edit("[timings]", "[timings]\nbreaker_failures = 2.5"), "timings.breaker_failures: must be an integer"),
     (_edit("[timings]", "[timings]\nretry_initial = 700"), "timings.retry_initial: must not exceed"),
+    (_edit("[timings]", "[timings]\nabuse_counter_retention = 3600"), "timings.abuse_counter_retention: must be at"),
+    (_edit("[timings]", "[timings]\nclosure_record_retention = 86400"), "timings.closure_record_retention: must be"),
+    (
+        _edit("attempt_timeout = 20", "attempt_timeout = 20\nlease_duration = 19"),
+        "timings.lease_duration: must be at least",
+    ),
+    (
+        _edit("attempt_timeout = 20", "attempt_timeout = 5\nlease_duration = 30\nnotice_claim = 29"),
+        "timings.notice_claim: must be at least",
+    ),
+    (_edit("[timings]", "[tracing]\nenabled = 1\n[timings]"), "tracing.enabled: must be true or false"),
+    (_edit("[timings]", "[tracing]\notlp_endpoint = 'collector:4317'\n[timings]"), "tracing.otlp_endpoint: must be"),
+    (_edit("[timings]", "[tracing]\nsample_ratio = 2\n[timings]"), "tracing.sample_ratio: must be a number"),
+    (_edit("[timings]", "[tracing]\nexporter = 'otlp'\n[timings]"), "tracing.exporter: unknown key"),
     (_edit("max_concurrent = 32", 'max_concurrent = "32"'), "banks[1].max_concurrent: must be an integer"),
     (_edit('code = "103"', 'code = "102"'), "banks[1].code: bank 102 is configured twice"),
     (_edit('code = "103"', 'code = "ABC"'), "banks[1].code: must be 3-6 digits"),
@@ -134,7 +148,32 @@ def test_to_toml_reads_back_to_an_equal_config(tmp_path: Path, pki: PkiPaths) ->
         open_regions=frozenset({"310000", "530000"}),
         consent_text='说明 "quoted" \\ backslash',
         timings=Timings(retry_initial=dt.timedelta(milliseconds=50), breaker_failures=7, retry_multiplier=1.5),
+        tracing=TracingSettings(True, "https://collector.internal:4317", "hub-eu", 0.25),
     )
     path = tmp_path / "hub.toml"
     path.write_text(config.to_toml(), encoding="utf-8")
     assert HubConfig.from_file(path, env={}) == config
+
+
+def test_related_timings_at_their_documented_limits_are_accepted(tmp_path: Path, pki: PkiPaths) -> None:
+    text = _edit("attempt_timeout = 20", "attempt_timeout = 20\nlease_duration = 20\nnotice_claim = 20")
+    timings = HubConfig.from_file(example_dir(tmp_path, pki, text), env={}).timings
+    assert timings.lease_duration == timings.notice_claim == timings.attempt_timeout == dt.timedelta(seconds=20)
+
+
+def test_the_defaults_and_every_preset_obey_the_documented_relations() -> None:
+    from bench import processes, soak
+    from client.replicastack import REPLICA_TIMINGS
+
+    presets = {"defaults": Timings(), "replicas": REPLICA_TIMINGS, "soak": soak.SOAK_TIMINGS}
+    presets["bench"] = processes.HUB_TIMINGS
+    for name, timings in presets.items():
+        assert timings.problems() == [], name
+
+
+def test_the_configuration_guide_states_the_relations_the_reader_enforces() -> None:
+    doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \|[^|]*\|(.*)\|$", doc, flags=re.M))
+    assert "at least `attempt_timeout`" in rows["lease_duration"]
+    assert "at least `lease_duration`" in rows["notice_claim"]
+    assert "at most `retry_max`" in rows["retry_initial"]

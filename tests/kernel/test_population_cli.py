@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cardlookup.banks import bank_fleet
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
 from cardlookup.population_cli import main
@@ -79,3 +80,34 @@ def test_a_bad_hub_config_is_one_line_and_status_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("cardlookup-population: ") and result.stderr.count("\n") == 1
+
+
+def test_a_hub_config_without_banks_yet_is_enough(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Issue 18 item 6: the population size is needed before the banks start,
+    so only `open_regions` is read; a file whose banks are not listed yet
+    (nor its keys written) will do."""
+    path = tmp_path / "hub.toml"
+    path.write_text('open_regions = ["310000", "110000"]\n', encoding="utf-8")
+    doc = run(capsys, "--eligible", "--hub-config", str(path))
+    assert doc["people"] and {p["region_code"] for p in doc["people"]} == {"310000", "110000"}
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """`cardlookup-population | head` prints no BrokenPipeError traceback."""
+    command = f"{sys.executable} -m cardlookup.population_cli --expected --size 2000 | head -c 100 >/dev/null"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_expected_answers_cover_every_bank_of_the_fleet(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = run(capsys, "--expected", "--bank-count", "20", "--count", "30")
+    population = Population(banks=bank_fleet(20))
+    for entry in doc["people"]:
+        assert list(entry["expected"]) == [b.code for b in bank_fleet(20)]  # the 16 default, then synthetic
+        for code, answer in entry["expected"].items():
+            truth = population.expected_answer(code, entry["id_number"])
+            assert (answer["debit_card_count"], answer["credit_card_count"]) == (truth.debit_count, truth.credit_count)
+            assert {u["reason"].removeprefix("UNLISTED_REASON_"): u["card_count"] for u in answer["unlisted"]} == (
+                truth.unlisted
+            )
+    assert any(a["cards"] for e in doc["people"] for c, a in e["expected"].items() if c.startswith("5"))

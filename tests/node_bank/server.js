@@ -23,11 +23,16 @@ const { parseArgs } = require('node:util');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
+const { ReflectionService } = require('@grpc/reflection');
+const { HealthImplementation, protoPath: HEALTH_PROTO } = require('grpc-health-check');
 
 const CONTRACT_ROOT = path.resolve(__dirname, '..', '..', 'protos');
 const CONTRACT = 'cardlookup/bank/v1/card_directory.proto';
-const RPC_STATUS = path.join(__dirname, 'protos', 'rpc_status.proto');
+// The google/rpc protos the repository ships for non-Python clients.
+const RPC_STATUS = ['google/rpc/status.proto', 'google/rpc/error_details.proto'];
 const DOMAIN = 'cardlookup.bank.v1';
+const SERVICE_NAME = 'cardlookup.bank.v1.CardDirectoryService';
+const CASE_SERVICE_NAME = 'cardlookup.bank.v1.CardCaseService';
 const ERROR_INFO_TYPE_URL = 'type.googleapis.com/google.rpc.ErrorInfo';
 const SUBJECT_DIGEST_PREFIX = 'cardlookup.bank.v1/subject\n';
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
@@ -108,16 +113,21 @@ function loadContract() {
     defaults: true,
     oneofs: true,
   });
+  // Server reflection lists what this package definition holds: the
+  // contract's services and the health service (it adds itself).
+  const healthDefinition = protoLoader.loadSync(HEALTH_PROTO, { keepCase: true });
+  const reflection = new ReflectionService({ ...definition, ...healthDefinition });
   const bankPackage = grpc.loadPackageDefinition(definition).cardlookup.bank.v1;
   const service = bankPackage.CardDirectoryService.service;
   // The same .proto, through protobufjs directly, to decode the signed
   // Consent bytes (not an RPC message, so grpc-js has no decoder for it).
   const root = new protobuf.Root();
   root.resolvePath = (origin, target) => (path.isAbsolute(target) ? target : path.join(CONTRACT_ROOT, target));
-  root.loadSync([CONTRACT, RPC_STATUS], { keepCase: true });
+  root.loadSync([CONTRACT, ...RPC_STATUS], { keepCase: true });
   const scopes = root.lookupEnum('cardlookup.bank.v1.ConsentScope').values;
   return {
     service,
+    reflection,
     caseService: bankPackage.CardCaseService.service,
     Consent: root.lookupType('cardlookup.bank.v1.Consent'),
     LIST_MASKED_CARDS: scopes.CONSENT_SCOPE_LIST_MASKED_CARDS,
@@ -387,6 +397,14 @@ function main() {
   if (options.cardCases) {
     server.addService(contract.caseService, { OpenCardCase: openCardCaseHandler(contract, options) });
   }
+  // grpc.health.v1 and server reflection on the same mTLS port, as the bank
+  // guide recommends ("Health and reflection"); any client certificate from
+  // the CA may ask (only ListCards and OpenCardCase check the caller).
+  const served = { '': 'SERVING', [SERVICE_NAME]: 'SERVING' };
+  if (options.cardCases) served[CASE_SERVICE_NAME] = 'SERVING';
+  const health = new HealthImplementation(served);
+  health.addToServer(server);
+  contract.reflection.addToServer(server);
   const credentials = grpc.ServerCredentials.createSsl(
     options.ca,
     [{ private_key: options.key, cert_chain: options.cert }],
@@ -400,6 +418,7 @@ function main() {
     process.stdout.write(`READY ${port}\n`);
   });
   const stop = () => {
+    for (const name of Object.keys(served)) health.setStatus(name, 'NOT_SERVING');
     setTimeout(() => server.forceShutdown(), 2000).unref();
     server.tryShutdown(() => process.exit(0));
   };

@@ -29,6 +29,7 @@ class Misbehaviour(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MISBEHAVIOUR_WRONG_REASON_PRECEDENCE: _ClassVar[Misbehaviour]
     MISBEHAVIOUR_TRAILING_NEWLINE_ACCEPTED: _ClassVar[Misbehaviour]
     MISBEHAVIOUR_CALLER_BY_COMMON_NAME: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_FIRST_GUIDE: _ClassVar[Misbehaviour]
 ISSUED_CARD_TYPE_UNSPECIFIED: IssuedCardType
 ISSUED_CARD_TYPE_DEBIT: IssuedCardType
 ISSUED_CARD_TYPE_CREDIT: IssuedCardType
@@ -43,6 +44,7 @@ MISBEHAVIOUR_TOO_MANY_CARDS: Misbehaviour
 MISBEHAVIOUR_WRONG_REASON_PRECEDENCE: Misbehaviour
 MISBEHAVIOUR_TRAILING_NEWLINE_ACCEPTED: Misbehaviour
 MISBEHAVIOUR_CALLER_BY_COMMON_NAME: Misbehaviour
+MISBEHAVIOUR_FIRST_GUIDE: Misbehaviour
 
 class IssueCardRequest(_message.Message):
     __slots__ = ("bank_code", "id_number", "card_type")

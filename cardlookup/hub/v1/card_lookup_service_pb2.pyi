@@ -22,7 +22,7 @@ WATCH_VIEW_FULL: WatchView
 WATCH_VIEW_CHANGES: WatchView
 
 class EnrollUserRequest(_message.Message):
-    __slots__ = ("user_id", "full_name", "id_number", "id_expiry_date", "region_code", "phone_number", "payment_password")
+    __slots__ = ("user_id", "full_name", "id_number", "id_expiry_date", "region_code", "phone_number", "payment_password", "report_public_key")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     FULL_NAME_FIELD_NUMBER: _ClassVar[int]
     ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class EnrollUserRequest(_message.Message):
     REGION_CODE_FIELD_NUMBER: _ClassVar[int]
     PHONE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    REPORT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     full_name: str
     id_number: str
@@ -37,7 +38,8 @@ class EnrollUserRequest(_message.Message):
     region_code: str
     phone_number: str
     payment_password: str
-    def __init__(self, user_id: _Optional[str] = ..., full_name: _Optional[str] = ..., id_number: _Optional[str] = ..., id_expiry_date: _Optional[str] = ..., region_code: _Optional[str] = ..., phone_number: _Optional[str] = ..., payment_password: _Optional[str] = ...) -> None: ...
+    report_public_key: bytes
+    def __init__(self, user_id: _Optional[str] = ..., full_name: _Optional[str] = ..., id_number: _Optional[str] = ..., id_expiry_date: _Optional[str] = ..., region_code: _Optional[str] = ..., phone_number: _Optional[str] = ..., payment_password: _Optional[str] = ..., report_public_key: _Optional[bytes] = ...) -> None: ...
 
 class EnrollUserResponse(_message.Message):
     __slots__ = ("user",)
@@ -172,10 +174,30 @@ class GetReportRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., payment_password: _Optional[str] = ...) -> None: ...
 
 class GetReportResponse(_message.Message):
-    __slots__ = ("report",)
+    __slots__ = ("report", "sealed_report", "sealed_previous_cards")
     REPORT_FIELD_NUMBER: _ClassVar[int]
+    SEALED_REPORT_FIELD_NUMBER: _ClassVar[int]
+    SEALED_PREVIOUS_CARDS_FIELD_NUMBER: _ClassVar[int]
     report: _resources_pb2.Report
-    def __init__(self, report: _Optional[_Union[_resources_pb2.Report, _Mapping]] = ...) -> None: ...
+    sealed_report: bytes
+    sealed_previous_cards: bytes
+    def __init__(self, report: _Optional[_Union[_resources_pb2.Report, _Mapping]] = ..., sealed_report: _Optional[bytes] = ..., sealed_previous_cards: _Optional[bytes] = ...) -> None: ...
+
+class ReplaceReportKeyRequest(_message.Message):
+    __slots__ = ("user_id", "payment_password", "report_public_key")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    REPORT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    payment_password: str
+    report_public_key: bytes
+    def __init__(self, user_id: _Optional[str] = ..., payment_password: _Optional[str] = ..., report_public_key: _Optional[bytes] = ...) -> None: ...
+
+class ReplaceReportKeyResponse(_message.Message):
+    __slots__ = ("report_key_epoch",)
+    REPORT_KEY_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    report_key_epoch: int
+    def __init__(self, report_key_epoch: _Optional[int] = ...) -> None: ...
 
 class ChangePaymentPasswordRequest(_message.Message):
     __slots__ = ("user_id", "old_payment_password", "new_payment_password")
@@ -212,3 +234,19 @@ class FlagCardResponse(_message.Message):
     CARD_CASE_FIELD_NUMBER: _ClassVar[int]
     card_case: _resources_pb2.CardCase
     def __init__(self, card_case: _Optional[_Union[_resources_pb2.CardCase, _Mapping]] = ...) -> None: ...
+
+class DeleteUserRequest(_message.Message):
+    __slots__ = ("user_id", "payment_password")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    payment_password: str
+    def __init__(self, user_id: _Optional[str] = ..., payment_password: _Optional[str] = ...) -> None: ...
+
+class DeleteUserResponse(_message.Message):
+    __slots__ = ("erased_query_count", "ended_query_count")
+    ERASED_QUERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_QUERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    erased_query_count: int
+    ended_query_count: int
+    def __init__(self, erased_query_count: _Optional[int] = ..., ended_query_count: _Optional[int] = ...) -> None: ...

@@ -90,6 +90,16 @@ class CardLookupServiceStub:
                 request_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardRequest.SerializeToString,
                 response_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardResponse.FromString,
                 _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/cardlookup.hub.v1.CardLookupService/DeleteUser',
+                request_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
+        self.ReplaceReportKey = channel.unary_unary(
+                '/cardlookup.hub.v1.CardLookupService/ReplaceReportKey',
+                request_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyRequest.SerializeToString,
+                response_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyResponse.FromString,
+                _registered_method=True)
 
 
 class CardLookupServiceServicer:
@@ -194,6 +204,38 @@ class CardLookupServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteUser(self, request, context):
+        """Closes the user's account and erases what the hub holds about them
+        (PIPL Art. 47). Guarded by the payment password (R10), checked and
+        counted towards the lockout like GetReport's: the app backend has
+        signed the user in, and erasure cannot be undone. In one transaction the
+        hub ends the user's running query (no further bank calls; answers not
+        yet in a report are discarded), and erases the identity (name, ID
+        number, phone), the password hash, report keys, queries, reports,
+        report access events, new-card records and card cases. What stays is
+        keyed and non-reversible only (never a name, ID number, phone or user
+        id), for the retention the data inventory gives (docs/security.md):
+        the cooldown (R12) of the person still runs if they enrol again, and
+        SMS rate-limit counters stay for their day. Afterwards the user id is
+        unknown (USER_NOT_FOUND); EnrollUser with it starts a new user with no
+        history. Refusals: INVALID_FIELD, USER_NOT_FOUND,
+        PAYMENT_PASSWORD_WRONG, PASSWORD_LOCKED, HUB_UNAVAILABLE. A retry after
+        a lost response gets USER_NOT_FOUND: the account is closed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplaceReportKey(self, request, context):
+        """Issue 17: registers a new device report key for the user (a new phone),
+        guarded by the payment password (R10's check and lockout). Answers
+        arriving from now on are sealed to it; reports already sealed to the old
+        key stay readable only by the old device.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CardLookupServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -251,6 +293,16 @@ def add_CardLookupServiceServicer_to_server(servicer, server):
                     servicer.FlagCard,
                     request_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardRequest.FromString,
                     response_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserRequest.FromString,
+                    response_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'ReplaceReportKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceReportKey,
+                    request_deserializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyRequest.FromString,
+                    response_serializer=cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -551,6 +603,60 @@ class CardLookupService:
             '/cardlookup.hub.v1.CardLookupService/FlagCard',
             cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardRequest.SerializeToString,
             cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.FlagCardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cardlookup.hub.v1.CardLookupService/DeleteUser',
+            cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserRequest.SerializeToString,
+            cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceReportKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cardlookup.hub.v1.CardLookupService/ReplaceReportKey',
+            cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyRequest.SerializeToString,
+            cardlookup_dot_hub_dot_v1_dot_card__lookup__service__pb2.ReplaceReportKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

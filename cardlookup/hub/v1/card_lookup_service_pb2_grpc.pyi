@@ -20,6 +20,11 @@ real-name user. The journey of a user:
 Errors: every error carries a `google.rpc.Status` detail with a
 `google.rpc.ErrorInfo` (domain "cardlookup.hub.v1", reason from
 ErrorReason, metadata with the facts such as the time a cooldown ends).
+The `google.rpc.Status` is serialized in the `grpc-status-details-bin`
+trailer; besides ErrorInfo it carries a `google.rpc.BadRequest` on
+INVALID_FIELD and a `google.rpc.RetryInfo` on SMS_RATE_LIMITED and
+COOLDOWN_ACTIVE (error_reason.proto). Non-Python clients compile the
+shipped protos/google/rpc/ to decode them.
 
 Stability: a released, versioned API; it only changes compatibly.
 """
@@ -106,6 +111,30 @@ class CardLookupServiceStub:
     the bank with the masked number. Flagging the same card again returns
     the case already opened.
     """
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_card_lookup_service_pb2.DeleteUserRequest, _card_lookup_service_pb2.DeleteUserResponse]
+    """Closes the user's account and erases what the hub holds about them
+    (PIPL Art. 47). Guarded by the payment password (R10), checked and
+    counted towards the lockout like GetReport's: the app backend has
+    signed the user in, and erasure cannot be undone. In one transaction the
+    hub ends the user's running query (no further bank calls; answers not
+    yet in a report are discarded), and erases the identity (name, ID
+    number, phone), the password hash, report keys, queries, reports,
+    report access events, new-card records and card cases. What stays is
+    keyed and non-reversible only (never a name, ID number, phone or user
+    id), for the retention the data inventory gives (docs/security.md):
+    the cooldown (R12) of the person still runs if they enrol again, and
+    SMS rate-limit counters stay for their day. Afterwards the user id is
+    unknown (USER_NOT_FOUND); EnrollUser with it starts a new user with no
+    history. Refusals: INVALID_FIELD, USER_NOT_FOUND,
+    PAYMENT_PASSWORD_WRONG, PASSWORD_LOCKED, HUB_UNAVAILABLE. A retry after
+    a lost response gets USER_NOT_FOUND: the account is closed.
+    """
+    ReplaceReportKey: _grpc.UnaryUnaryMultiCallable[_card_lookup_service_pb2.ReplaceReportKeyRequest, _card_lookup_service_pb2.ReplaceReportKeyResponse]
+    """Issue 17: registers a new device report key for the user (a new phone),
+    guarded by the payment password (R10's check and lockout). Answers
+    arriving from now on are sealed to it; reports already sealed to the old
+    key stay readable only by the old device.
+    """
 
 @_typing.type_check_only
 class CardLookupServiceAsyncStub(CardLookupServiceStub):
@@ -163,6 +192,30 @@ class CardLookupServiceAsyncStub(CardLookupServiceStub):
     that does not offer cases gets status VISIT_BANK: the advice to visit
     the bank with the masked number. Flagging the same card again returns
     the case already opened.
+    """
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_card_lookup_service_pb2.DeleteUserRequest, _card_lookup_service_pb2.DeleteUserResponse]  # type: ignore[assignment]
+    """Closes the user's account and erases what the hub holds about them
+    (PIPL Art. 47). Guarded by the payment password (R10), checked and
+    counted towards the lockout like GetReport's: the app backend has
+    signed the user in, and erasure cannot be undone. In one transaction the
+    hub ends the user's running query (no further bank calls; answers not
+    yet in a report are discarded), and erases the identity (name, ID
+    number, phone), the password hash, report keys, queries, reports,
+    report access events, new-card records and card cases. What stays is
+    keyed and non-reversible only (never a name, ID number, phone or user
+    id), for the retention the data inventory gives (docs/security.md):
+    the cooldown (R12) of the person still runs if they enrol again, and
+    SMS rate-limit counters stay for their day. Afterwards the user id is
+    unknown (USER_NOT_FOUND); EnrollUser with it starts a new user with no
+    history. Refusals: INVALID_FIELD, USER_NOT_FOUND,
+    PAYMENT_PASSWORD_WRONG, PASSWORD_LOCKED, HUB_UNAVAILABLE. A retry after
+    a lost response gets USER_NOT_FOUND: the account is closed.
+    """
+    ReplaceReportKey: _aio.UnaryUnaryMultiCallable[_card_lookup_service_pb2.ReplaceReportKeyRequest, _card_lookup_service_pb2.ReplaceReportKeyResponse]  # type: ignore[assignment]
+    """Issue 17: registers a new device report key for the user (a new phone),
+    guarded by the payment password (R10's check and lockout). Answers
+    arriving from now on are sealed to it; reports already sealed to the old
+    key stay readable only by the old device.
     """
 
 class CardLookupServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -284,6 +337,42 @@ class CardLookupServiceServicer(metaclass=_abc_1.ABCMeta):
         that does not offer cases gets status VISIT_BANK: the advice to visit
         the bank with the masked number. Flagging the same card again returns
         the case already opened.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _card_lookup_service_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_card_lookup_service_pb2.DeleteUserResponse, _abc.Awaitable[_card_lookup_service_pb2.DeleteUserResponse]]:
+        """Closes the user's account and erases what the hub holds about them
+        (PIPL Art. 47). Guarded by the payment password (R10), checked and
+        counted towards the lockout like GetReport's: the app backend has
+        signed the user in, and erasure cannot be undone. In one transaction the
+        hub ends the user's running query (no further bank calls; answers not
+        yet in a report are discarded), and erases the identity (name, ID
+        number, phone), the password hash, report keys, queries, reports,
+        report access events, new-card records and card cases. What stays is
+        keyed and non-reversible only (never a name, ID number, phone or user
+        id), for the retention the data inventory gives (docs/security.md):
+        the cooldown (R12) of the person still runs if they enrol again, and
+        SMS rate-limit counters stay for their day. Afterwards the user id is
+        unknown (USER_NOT_FOUND); EnrollUser with it starts a new user with no
+        history. Refusals: INVALID_FIELD, USER_NOT_FOUND,
+        PAYMENT_PASSWORD_WRONG, PASSWORD_LOCKED, HUB_UNAVAILABLE. A retry after
+        a lost response gets USER_NOT_FOUND: the account is closed.
+        """
+
+    @_abc_1.abstractmethod
+    def ReplaceReportKey(
+        self,
+        request: _card_lookup_service_pb2.ReplaceReportKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_card_lookup_service_pb2.ReplaceReportKeyResponse, _abc.Awaitable[_card_lookup_service_pb2.ReplaceReportKeyResponse]]:
+        """Issue 17: registers a new device report key for the user (a new phone),
+        guarded by the payment password (R10's check and lockout). Answers
+        arriving from now on are sealed to it; reports already sealed to the old
+        key stay readable only by the old device.
         """
 
 def add_CardLookupServiceServicer_to_server(servicer: CardLookupServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

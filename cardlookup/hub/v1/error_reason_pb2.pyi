@@ -33,6 +33,10 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REPORT_SEALED_TO_OLD_PASSWORD: _ClassVar[ErrorReason]
     CARD_NOT_FOUND: _ClassVar[ErrorReason]
     CARD_CASE_NOT_OPENED: _ClassVar[ErrorReason]
+    MALFORMED_REQUEST: _ClassVar[ErrorReason]
+    MESSAGE_TOO_LARGE: _ClassVar[ErrorReason]
+    RESPONSE_TOO_LARGE: _ClassVar[ErrorReason]
+    WATCH_LIMIT_REACHED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 INVALID_FIELD: ErrorReason
 USER_NOT_FOUND: ErrorReason
@@ -60,3 +64,7 @@ QUERY_IN_PROGRESS: ErrorReason
 REPORT_SEALED_TO_OLD_PASSWORD: ErrorReason
 CARD_NOT_FOUND: ErrorReason
 CARD_CASE_NOT_OPENED: ErrorReason
+MALFORMED_REQUEST: ErrorReason
+MESSAGE_TOO_LARGE: ErrorReason
+RESPONSE_TOO_LARGE: ErrorReason
+WATCH_LIMIT_REACHED: ErrorReason

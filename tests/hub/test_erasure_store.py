@@ -1,0 +1,75 @@
+"""The erasure's SQL on both stores (issue 22): a closure fences the
+user's pending bank tasks, so a late outcome or attempt of the replica that
+held the lease writes nothing; it announces the ended query on PROGRESS;
+and it leaves the rows of other users alone."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from hub.crypto import Sealed
+from hub.domain import BankState, NewQuery, Subject
+from hub.store import card_cases, card_records, identity, user_keys
+from hub.store.db import Database, open_database
+from hub.store.erasure import USER_DELETED, ErasureStore
+from hub.store.queries import PROGRESS, Progress, QueryStore
+from hub.store.users import UserRow, UserStore
+from tests import stores
+
+pytestmark = pytest.mark.both_stores
+NOW = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+
+
+async def schema(tmp_path: Path) -> Database:
+    db = await open_database(stores.database_for(tmp_path))
+    await QueryStore(db).migrate()
+    await UserStore(db).migrate()
+    for module in (identity, user_keys, card_records, card_cases):
+        await db.migrate(module.COMPONENT, module.MIGRATIONS)
+    await ErasureStore(db).migrate()
+    return db
+
+
+def user(user_id: str) -> UserRow:
+    return UserRow(user_id, "person-" + user_id, b"k", b"c", "138****0000", "110000", None, "h", 0, None, NOW, NOW)
+
+
+async def test_a_closure_fences_the_running_query_and_spares_others(tmp_path: Path) -> None:
+    db = await schema(tmp_path)
+    try:
+        users, queries, erasure = UserStore(db), QueryStore(db), ErasureStore(db)
+        heard: list[Progress] = []
+        await db.listen(PROGRESS, lambda payload: heard.append(Progress.decode(payload)))
+        for uid in ("leaver", "stayer"):
+            await users.upsert(user(uid), keep_password=False)
+            new = NewQuery("q-" + uid, uid, Subject("n", "i"), ("102", "103"), "v1")
+            assert await queries.insert(new, Sealed(b"k", b"c"), NOW, NOW + dt.timedelta(days=1), ("A", 2**62))
+
+        erased = await erasure.erase_user("leaver", NOW, NOW + dt.timedelta(days=7))
+        assert erased is not None and erased.ended_query_ids == ("q-leaver",) and erased.query_count == 1
+
+        # Replica A held the lease at epoch 1: its attempt and outcome are fenced.
+        assert await queries.start_attempt("q-leaver", "103", 1) is None
+        late = await queries.finish_bank(
+            "q-leaver", "103", BankState.ANSWERED, "", 1, 2, Sealed(b"k", b"a"), NOW, epoch=1
+        )
+        assert late is None
+        assert await queries.get("q-leaver") is None and await users.get("leaver") is None
+        assert await erasure.erase_user("leaver", NOW, NOW) is None  # already gone
+        # The other user's query runs on.
+        assert await queries.start_attempt("q-stayer", "103", 1) == 2
+        assert await queries.finish_bank("q-stayer", "103", BankState.ANSWERED, "", 2, 0, None, NOW, epoch=1) == 1
+        for _ in range(3000):  # PostgreSQL delivers notifications on its listening connection
+            if any(p.query_id == "q-leaver" for p in heard):
+                break
+            await asyncio.sleep(0.01)
+        ended = [p for p in heard if p.query_id == "q-leaver"]
+        assert len(ended) == 1 and ended[0].bank is not None and ended[0].bank.reason == USER_DELETED
+        row = await db.fetchone("SELECT person_key, lookup_count FROM closed_accounts")
+        assert row is not None and (row[0], row[1]) == ("person-leaver", 1)
+    finally:
+        await db.close()
