@@ -119,8 +119,9 @@ async def caller_must_be_hub_every_service(probe: Probe) -> None:
 CALLER_CHECKS = (
     Check(
         "tls.caller_must_be_hub_every_service",
-        "New: every bank service the bank offers (ListCards, OpenCardCase, ...) refuses a client certificate from "
+        "Every bank service the bank offers (ListCards, OpenCardCase, ...) refuses a client certificate from "
         "the CA that is not the hub's: PERMISSION_DENIED, CALLER_NOT_HUB.",
         caller_must_be_hub_every_service,
+        since="1.3",
     ),
 )

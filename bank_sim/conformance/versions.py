@@ -33,6 +33,11 @@ GUIDE_VERSIONS: tuple[GuideVersion, ...] = (
         "caller identity from the SAN only, whole-value request patterns, R13 precedence, the card cap",
     ),
     GuideVersion("1.2", "2026-11-28", 'the optional CardCaseService ("not my card" cases)'),
+    GuideVersion(
+        "1.3",
+        "2026-12-07",
+        "the caller check on every bank service, card states, where the case card check sits, real case rows",
+    ),
 )
 
 CURRENT_GUIDE_VERSION = GUIDE_VERSIONS[-1].version

@@ -122,8 +122,8 @@ async def test_the_node_bank_passes_every_profile(pki: PkiPaths, population: Pop
 
 async def test_the_starter_kit_passes_every_profile(pki: PkiPaths, kit_bank: str) -> None:  # noqa: F811
     target = dev_target(pki, kit_bank, "102", KnownSubject("张三", "310101199003071230", 3), timeout=5.0)
-    # The kit leaves out the optional CardCaseService: its checks skip.
-    assert_passes_every_profile(await profiles_of(target), may_skip="cases.")
+    # The kit offers the optional CardCaseService: nothing skips.
+    assert_passes_every_profile(await profiles_of(target))
 
 
 async def test_a_bank_built_to_the_first_guide_passes_profile_1_0_and_learns_of_the_rest(
@@ -170,7 +170,8 @@ async def test_profile_json_marks_newer_checks_new_and_an_unknown_profile_is_a_u
     assert status == 0
     results = json.loads(out)
     assert [r["name"] for r in results if r["outcome"] == "new"] == newer_than("1.1")
-    assert all("new in guide 1.2" in r["explanation"] for r in results if r["outcome"] == "new")
+    since = {c.name: c.since for c in CHECKS}
+    assert all(f"new in guide {since[r['name']]}" in r["explanation"] for r in results if r["outcome"] == "new")
     status, _, err = await run_cli(*args, "--profile", "0.9")
     assert status == 2 and "--profile" in err
 

@@ -160,6 +160,16 @@ async def kit_server(
     assert process.returncode == 0
 
 
+@pytest.fixture
+async def kit_bank(pki: PkiPaths, tmp_path: Path) -> AsyncIterator[str]:
+    """The kit's server over the example JSON records (other tests use it)."""
+    async with kit_server(pki, ROOT, ["--records", str(EXAMPLE)], "--cases", str(tmp_path / "cases.jsonl")) as (
+        address,
+        _,
+    ):
+        yield address
+
+
 def assert_all_passed(results: list, target: ConformanceTarget) -> None:  # type: ignore[type-arg]
     assert [r.name for r in results] == [c.name for c in CHECKS]
     not_passed = [(r.name, r.outcome, r.explanation) for r in results if r.outcome is not Outcome.PASS]
@@ -296,6 +306,38 @@ async def test_sighup_reloads_the_certificate_for_new_connections(pki: PkiPaths,
         await eventually(lambda: _answers(as_103))
         with pytest.raises(grpc.RpcError):
             await asyncio.to_thread(as_102)
+
+
+def install_wheel(tmp_path: Path) -> Path:
+    """The project's wheel, installed (not editable) into a folder of its own."""
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, ROOT], check=True, timeout=600)
+    (wheel,) = wheels.glob("cardlookup-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True, timeout=600)
+    return site
+
+
+async def test_the_go_live_tools_run_from_a_wheel_without_a_clone(pki: PkiPaths, kit_bank: str, tmp_path: Path) -> None:
+    """`pip install` of the project's wheel (no clone, no editable install)
+    gives a bank the conformance suite, which writes nothing where it is
+    installed."""
+    site = await asyncio.to_thread(install_wheel, tmp_path)
+    installed = sorted(site.rglob("*"))
+    env = {**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}
+    run = [sys.executable, "-m", "bank_sim.conformance.cli", "--address", kit_bank, "--bank-code", CODE]
+    run += ["--dev-pki", str(pki.root), "--subject-name", ZHANG.full_name, "--subject-id", ZHANG.id_number]
+    where = [sys.executable, "-c", "import bank_sim.conformance.cli as c; print(c.__file__)"]
+    located = await asyncio.to_thread(
+        subprocess.run, where, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert located.stdout.startswith(str(site))  # the wheel's code, not this clone's
+    result = await asyncio.to_thread(
+        subprocess.run, run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"{len(CHECKS)} passed, 0 failed, 0 skipped" in result.stdout
+    assert sorted(site.rglob("*")) == installed
 
 
 def test_the_readme_commands_use_real_options() -> None:
