@@ -39,15 +39,14 @@ from bank_kit.audit import AuditLog
 from bank_kit.bank import Bank, Desk
 from bank_kit.cases import CaseBook, CaseDesk
 from bank_kit.consent import ConsentVerifier, Refusal, abort
-from bank_kit.contract import card_directory_pb2 as pb
 from bank_kit.contract import card_directory_pb2_grpc as pb_grpc
+from bank_kit.contract import card_session_pb2_grpc as session_grpc
 from bank_kit.records import DataSource
+from bank_kit.session import Session
 from bank_kit.sources import discover
 
 HUB_NAME = "hub-client.cardlookup.internal"
 PACKAGE = "cardlookup.bank.v1"
-SERVICES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
-"""Every bank service of the contract: all of them are kept to the hub."""
 
 # docs/bank-integration.md, "Performance expectations": the hub pings every
 # 60 s while calls are in flight; gRPC core's server default refuses pings
@@ -142,11 +141,14 @@ def build_server(
     cases: CaseBook | None,
     max_concurrent: int = 100,
     interceptors: tuple[grpc.ServerInterceptor, ...] | None = None,
+    session: bool = True,
 ) -> Running:
     """One worker thread per call allowed in flight, and no more calls than
     that (maximum_concurrent_rpcs): a call beyond it gets RESOURCE_EXHAUSTED
-    at once instead of queueing, and the hub backs off for this bank.
-    `cases` None: CardCaseService is not offered (UNIMPLEMENTED)."""
+    at once instead of queueing, and the hub backs off for this bank; the
+    session stream's exchanges have as many threads and slots of their own.
+    `cases` None: CardCaseService is not offered (UNIMPLEMENTED); `session`
+    False: nor is CardSessionService."""
     executor = futures.ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="bank-call")
     server = grpc.server(
         executor,
@@ -159,6 +161,9 @@ def build_server(
     if cases is not None:
         pb_grpc.add_CardCaseServiceServicer_to_server(CaseDesk(desk, cases), server)
         served.append(pb_grpc.CardCaseService.__name__)
+    if session:
+        session_grpc.add_CardSessionServiceServicer_to_server(Session(desk, max_concurrent), server)
+        served.append(session_grpc.CardSessionService.__name__)
     names = [f"{PACKAGE}.{s}" for s in served]
     checker = health.HealthServicer()
     for name in ("", *names):
@@ -249,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--audit-log", type=Path, help="append a JSON line per accepted or refused consent here")
     p.add_argument("--cases", type=Path, help="JSON-lines file of the card cases opened (default: memory only)")
     p.add_argument("--no-cases", action="store_true", help="do not offer the optional CardCaseService")
+    p.add_argument("--no-session", action="store_true", help="do not offer the optional CardSessionService")
     p.add_argument("--drain-seconds", type=float, default=10.0, help="NOT_SERVING but still serving, before stopping")
     args = p.parse_args(argv)
     keys = {}
@@ -263,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     audit = AuditLog(args.audit_log)
     desk = Desk(ConsentVerifier(args.bank_code, keys), records, args.card_ref_secret.read_bytes().strip(), audit=audit)
     cases = None if args.no_cases else CaseBook(args.bank_code, args.cases)
-    running = build_server(desk, cases, args.max_concurrent)
+    running = build_server(desk, cases, args.max_concurrent, session=not args.no_session)
     certificates = Certificates(args.cert, args.key, args.ca)
     port = running.server.add_secure_port(args.listen, certificates.credentials())
     running.server.start()

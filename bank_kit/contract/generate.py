@@ -3,9 +3,10 @@
     python -m bank_kit.contract.generate           regenerate in place
     python -m bank_kit.contract.generate --check   fail if the code is stale
 
-The contract (`cardlookup/bank/v1/card_directory.proto`, a copy of the one
-the hub operator publishes) sits in this folder, and its generated modules
-beside it: `bank_kit.contract.card_directory_pb2` and `..._pb2_grpc`. The
+The contract (`cardlookup/bank/v1/*.proto`, copies of the files the hub
+operator publishes) sits in this folder, and its generated modules beside
+it: `bank_kit.contract.card_directory_pb2`, `card_session_pb2` and their
+`_pb2_grpc`. The
 package has a name of its own, so it never shadows another package called
 `cardlookup` in the same environment; the descriptor keeps the contract's
 file name, so it can share a process with other code generated from the
@@ -21,12 +22,12 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PROTO = "cardlookup/bank/v1/card_directory.proto"
-GENERATED = ("card_directory_pb2.py", "card_directory_pb2.pyi", "card_directory_pb2_grpc.py")
+PROTOS = ("cardlookup/bank/v1/card_directory.proto", "cardlookup/bank/v1/card_session.proto")
+STEMS = ("card_directory", "card_session")
+GENERATED = tuple(f"{stem}_pb2{end}" for stem in STEMS for end in (".py", ".pyi", "_grpc.py"))
 # grpcio-tools writes absolute imports named after the proto's folders;
 # the kit's modules import each other relatively instead.
-ABSOLUTE = "from cardlookup.bank.v1 import card_directory_pb2"
-RELATIVE = "from . import card_directory_pb2"
+IMPORTS = {f"from cardlookup.bank.v1 import {stem}_pb2": f"from . import {stem}_pb2" for stem in STEMS}
 
 
 def generate() -> dict[str, str]:
@@ -40,12 +41,18 @@ def generate() -> dict[str, str]:
                 f"--python_out={tmp}",
                 f"--pyi_out={tmp}",
                 f"--grpc_python_out={tmp}",
-                str(HERE / PROTO),
+                *(str(HERE / proto) for proto in PROTOS),
             ],
             check=True,
         )
         out = Path(tmp) / "cardlookup" / "bank" / "v1"
-        return {name: (out / name).read_text(encoding="utf-8").replace(ABSOLUTE, RELATIVE) for name in GENERATED}
+        generated = {}
+        for name in GENERATED:
+            text = (out / name).read_text(encoding="utf-8")
+            for absolute, relative in IMPORTS.items():
+                text = text.replace(absolute, relative)
+            generated[name] = text
+        return generated
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ import pytest
 from bank_kit.bank import Desk
 from bank_kit.consent import ConsentVerifier
 from bank_kit.contract import card_directory_pb2 as pb
+from bank_kit.contract import card_session_pb2 as session_pb
 from bank_kit.records import Customer, SourceUnavailable
 from bank_kit.server import HubOnly, build_server
 from bank_kit.sources import discover
@@ -24,8 +25,13 @@ from bank_kit.tests.test_list_cards import with_listed_cards
 
 def test_every_method_of_every_bank_service_is_kept_to_the_hub() -> None:
     guard = HubOnly()
-    methods = [f"/{s.full_name}/{m.name}" for s in pb.DESCRIPTOR.services_by_name.values() for m in s.methods]
-    assert len(methods) >= 2 and all(guard.guards(m) for m in methods)
+    methods = [
+        f"/{s.full_name}/{m.name}"
+        for contract in (pb, session_pb)
+        for s in contract.DESCRIPTOR.services_by_name.values()
+        for m in s.methods
+    ]
+    assert len(methods) >= 3 and all(guard.guards(m) for m in methods)
     assert not guard.guards("/grpc.health.v1.Health/Check")
     assert not guard.guards("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
 

@@ -7,8 +7,8 @@ method the bank does not offer answers UNIMPLEMENTED and is passed over.
 Each method is called with a request that would succeed for the hub (for
 OpenCardCase: a case about a card the bank listed), so a bank that forgets
 the check on one service opens a case for the app backend and fails here.
-Other methods (services added to the contract later) get an empty request:
-the caller check comes before anything else."""
+Other methods (the session stream, services added to the contract later)
+get an empty request: the caller check comes before anything else."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from bank_sim.conformance.refusals import refusal_problem
 from bank_sim.conformance.results import Check, CheckFailed, CheckSkipped
 from bank_sim.conformance.target import ClientIdentity
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
+from cardlookup.bank.v1 import card_session_pb2 as session_pb
 from cardlookup.pki import HUB_CLIENT_NAME
 from cardlookup.rpc_errors import error_info_of
 
@@ -33,7 +34,8 @@ def bank_methods() -> list[tuple[str, bool, bool]]:
     service in the bank contract."""
     return [
         (f"/{service.full_name}/{method.name}", method.client_streaming, method.server_streaming)
-        for service in bank_pb.DESCRIPTOR.services_by_name.values()
+        for contract in (bank_pb, session_pb)
+        for service in contract.DESCRIPTOR.services_by_name.values()
         for method in service.methods
     ]
 
