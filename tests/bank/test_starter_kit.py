@@ -248,6 +248,19 @@ def test_the_suite_fails_a_kit_whose_open_card_case_is_open_to_the_app_backend(p
     assert not [r for r in results if r.outcome is Outcome.SKIP]
 
 
+async def test_the_kits_session_stream_passes_the_session_checks(pki: PkiPaths, kit_bank: str) -> None:
+    """The session group (bank_sim/conformance/session_checks.py), run on its
+    own until the suite's runner includes it (branch `sessions`)."""
+    from bank_sim.conformance.probe import Probe
+    from bank_sim.conformance.runner import _run_one
+    from bank_sim.conformance.session_checks import SESSION_CHECKS
+
+    probe = Probe.for_target(dev_target(pki, kit_bank, CODE, ZHANG, timeout=10.0))
+    results = [await _run_one(check, probe) for check in SESSION_CHECKS]
+    assert len(results) >= 5
+    assert [(r.name, r.outcome, r.explanation) for r in results if r.outcome is not Outcome.PASS] == []
+
+
 def _health(pki: PkiPaths, address: str, server_name: str) -> Callable[[], object]:
     def check() -> object:
         credentials = grpc.ssl_channel_credentials(
