@@ -6,18 +6,25 @@ keeps answering when one of its endpoints stops in the middle of a burst."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bank_sim.conformance.probe import Probe
+from bank_sim.conformance.target import dev_target
 from bank_sim.faults import Faults
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.config import BankEndpoint, ConfigError, HubConfig
+from hub.config import BankEndpoint, ConfigError, HubConfig, TlsFiles
 from hub.domain import BankState
-from hub.fanout.channels import HEALTH_SERVICE, bank_target, channel_options
+from hub.fanout.channels import HEALTH_SERVICE, BankChannels, bank_target, channel_options
+from tests.bank.test_starter_kit import EXAMPLE as KIT_EXAMPLE
+from tests.bank.test_starter_kit import ROOT, ZHANG, kit_server
 from tests.hub.helpers import (
     FAST,
     assert_report_is_ground_truth,
@@ -129,3 +136,46 @@ async def test_a_bank_with_two_addresses_keeps_answering_when_one_stops_mid_burs
             assert site_a.call_count(CODE) == calls_at_a and site_b.call_count(CODE) >= len(burst) - calls_at_a
             for person, query in list(zip(people, burst, strict=False))[-3:]:
                 assert_report_is_ground_truth(await engine.read_report(query.query_id), population, person, [CODE])
+
+
+async def test_round_robin_stops_calling_an_endpoint_that_drains(pki: PkiPaths, tmp_path: Path) -> None:
+    """Two starter-kit processes serve bank 102; one drains (SIGTERM:
+    NOT_SERVING, still serving). The hub's health-checked channel stops
+    sending it calls; the other answers them all. Each kit's consent audit
+    log counts the calls it accepted."""
+    logs = {site: tmp_path / f"audit-{site}.jsonl" for site in "ab"}
+
+    def accepted(site: str) -> int:
+        path = logs[site]
+        return path.read_text(encoding="utf-8").count('"verdict": "accepted"') if path.exists() else 0
+
+    records = ["--records", str(KIT_EXAMPLE)]
+    async with (
+        kit_server(pki, ROOT, records, "--audit-log", str(logs["a"]), "--drain-seconds", "600") as (site_a, kit_a),
+        kit_server(pki, ROOT, records, "--audit-log", str(logs["b"])) as (site_b, _),
+    ):
+        endpoint = BankEndpoint(CODE, "x", "x", site_a, addresses=(site_a, site_b))
+        channels = BankChannels(TlsFiles(pki.ca_cert, pki.cert("hub-client"), pki.key("hub-client")), FAST)
+        probe = Probe.for_target(dev_target(pki, site_a, CODE, ZHANG))
+        try:
+            stub: Any = channels.stub(endpoint)
+
+            async def calls(n: int) -> None:
+                for _ in range(n):
+                    answer = [m async for m in stub.ListCards(probe.valid_request(), timeout=20)]
+                    assert answer[-1].WhichOneof("item") == "summary"
+
+            await calls(10)
+            assert accepted("a") > 0 and accepted("b") > 0  # round_robin: both sites
+            kit_a.send_signal(signal.SIGTERM)
+            for _ in itertools.count():  # until the channel has seen A's NOT_SERVING
+                before = accepted("a")
+                await calls(10)
+                if accepted("a") == before:
+                    break
+            before_a, before_b = accepted("a"), accepted("b")
+            await calls(20)
+            assert (accepted("a"), accepted("b")) == (before_a, before_b + 20)
+            assert kit_a.returncode is None  # A still runs (drains): only its health told the hub
+        finally:
+            await channels.close()
