@@ -39,6 +39,7 @@ ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 SCOPES = {
     "ListCards": pb.CONSENT_SCOPE_LIST_MASKED_CARDS,
+    "ListCardsSession": pb.CONSENT_SCOPE_LIST_MASKED_CARDS,  # each exchange is a ListCards
     "OpenCardCase": pb.CONSENT_SCOPE_OPEN_CARD_CASE,
 }
 """The consent scope each bank method requires (step 4)."""

@@ -118,7 +118,7 @@ class Session(session_grpc.CardSessionServiceServicer):
         try:
             now = desk.now()
             try:
-                desk.admit("ListCards", request.query_id, request.subject, request.consent, now)
+                desk.admit("ListCardsSession", request.query_id, request.subject, request.consent, now)
                 customer = desk.customer(request.subject, request.query_id, now)
             except Refusal as refusal:
                 out.put(_error(exchange_id, request.query_id, refusal))

@@ -15,6 +15,7 @@ from bank_kit.bank import Desk
 from bank_kit.consent import ConsentVerifier
 from bank_kit.contract import card_directory_pb2 as pb
 from bank_kit.contract import card_session_pb2 as session_pb
+from bank_kit.contract import card_session_pb2_grpc as session_grpc
 from bank_kit.records import Customer, SourceUnavailable
 from bank_kit.server import HubOnly, build_server
 from bank_kit.sources import discover
@@ -134,3 +135,28 @@ def test_the_data_sources_are_found_in_their_folder() -> None:
     found = discover()
     assert {"json", "sqlite"} <= set(found)
     assert all(cls.__module__.startswith("bank_kit.sources.") for cls in found.values())
+
+
+def test_session_exchanges_past_max_concurrent_end_resource_exhausted() -> None:
+    source, clock = Blocking(), Clock()
+    running = build_server(_desk(source, clock), None, max_concurrent=2, interceptors=())
+    port = running.server.add_insecure_port("127.0.0.1:0")
+    running.server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    bench = Bench(source, clock, channel, Path("unused"))  # type: ignore[arg-type]
+    requests = [
+        session_pb.ListCardsSessionRequest(exchange_id=i, list_cards=bench.list_request(with_listed_cards()))
+        for i in (1, 2, 3)
+    ]
+    stream = session_grpc.CardSessionServiceStub(channel).ListCardsSession(iter(requests), timeout=120)
+    try:
+        for _ in range(2):
+            assert source.entered.acquire(timeout=60)  # exchanges 1 and 2 hold both slots
+        busy = next(stream)
+        assert (busy.exchange_id, busy.error.code) == (3, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        source.release.set()
+        assert {m.exchange_id for m in stream} == {1, 2}  # then they finish and the stream ends OK
+    finally:
+        source.release.set()
+        channel.close()
+        running.server.stop(None)
