@@ -72,6 +72,7 @@ ERASED_TABLES = (
     "users",
     "user_data_keys",
     "user_keys",
+    "device_keys",
     "queries",
     "bank_tasks",
     "reports",
@@ -88,6 +89,7 @@ USER_ID_TABLES = (
     "users",
     "user_data_keys",
     "user_keys",
+    "device_keys",
     "queries",
     "query_requests",
     "verifications",
@@ -218,6 +220,7 @@ class ErasureStore:
                 "DELETE FROM card_records WHERE user_id = ?",
                 "DELETE FROM card_tracking WHERE user_id = ?",
                 "DELETE FROM user_keys WHERE user_id = ?",
+                "DELETE FROM device_keys WHERE user_id = ?",
                 "DELETE FROM user_data_keys WHERE user_id = ?",
                 "DELETE FROM users WHERE user_id = ?",
             ):
