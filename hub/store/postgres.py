@@ -252,7 +252,11 @@ class PostgresDatabase:
     async def _acquired(self, pool: asyncpg.Pool | None = None) -> AsyncIterator[Any]:
         """A pooled connection; dropped instead of returned when what ran on
         it timed out or lost its socket (a black-holed peer would otherwise
-        be handed to the next caller, still waiting for the last answer)."""
+        be handed to the next caller, still waiting for the last answer).
+        Such a connection also expires every other one of both pools: the
+        idle ones most likely lead to the same vanished server, and each
+        would cost its next caller a command timeout. They are replaced on
+        their next use."""
         if self._closed:
             raise RuntimeError("database is closed")
         pool = pool or self._pool
@@ -260,11 +264,20 @@ class PostgresDatabase:
         try:
             yield raw
         except BaseException as error:
-            if isinstance(error, (*_DEAD, asyncio.CancelledError)):
+            if isinstance(error, _DEAD):
                 raw.terminate()
+                await self._expire_all()
+            elif isinstance(error, asyncio.CancelledError):
+                raw.terminate()  # cancelled mid-statement: its protocol state is unknown
             raise
         finally:
-            await pool.release(raw)
+            with contextlib.suppress(TimeoutError, OSError, asyncpg.InterfaceError):
+                # An expired connection is closed on release; a silent peer never confirms it.
+                await pool.release(raw, timeout=self._settings.command_timeout)
+
+    async def _expire_all(self) -> None:
+        for pool in (self._pool, self._locks):
+            await pool.expire_connections()
 
     async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         if self._closed:
@@ -371,6 +384,7 @@ class PostgresDatabase:
                 if conn is not self._listen_conn:
                     continue
                 log.warning("listen_connection_silent", error=type(error).__name__)
+                await self._expire_all()  # the pools' idle connections likely lead there too
                 conn.terminate()  # runs the termination listener: _listen_lost
                 if self._listen_conn is conn:  # no listener call (already closed)
                     self._listen_lost(conn)

@@ -31,7 +31,7 @@ import dataclasses
 import datetime as dt
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -58,7 +58,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 QUERIES = int(os.environ.get("CARDLOOKUP_FAILOVER_QUERIES", "6"))
 BANKS = ["102", "103", "104", "105"]
 SLOW = BANKS[:2]
-"""Banks answering after 1.5 s: their calls are in flight at the kill."""
+"""Banks answering after 2.5 s: their calls are in flight at the kill."""
 TIMINGS = dataclasses.replace(
     FAST,
     attempt_timeout=dt.timedelta(seconds=4),
@@ -67,7 +67,7 @@ TIMINGS = dataclasses.replace(
     database_command_timeout=dt.timedelta(seconds=3),
     database_listen_check=dt.timedelta(milliseconds=500),
 )
-"""Short database timeouts, so the test is quick. The lease (12 s) outlasts
+"""Short database timeouts, so the test is quick. The lease (15 s) outlasts
 the outage (every replica's lease round, every 5 s, must fail before the
 standby is promoted): replica A, which accepted every query, keeps its bank tasks,
 and B and C have no bank work at all after it (the idle replicas of item 1)."""
@@ -76,13 +76,13 @@ WITHIN = 120.0
 
 
 @pytest.fixture
-def pair() -> AsyncIterator[PrimaryStandby]:
+def pair() -> Iterator[PrimaryStandby]:
     try:
         pair = PrimaryStandby()
     except PostgresUnavailable as error:
         pytest.skip(str(error))
     try:
-        yield pair  # type: ignore[misc]
+        yield pair
     finally:
         pair.stop()
 
@@ -91,6 +91,12 @@ async def health_status(port: int) -> int:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
         return int(answer.status)
+
+
+async def follow_real_time(clock: ManualClock) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        clock.advance(dt.timedelta(seconds=0.5))
 
 
 async def last_state(hub: HubHarness, user_id: str, query_id: str) -> int:
@@ -144,71 +150,91 @@ async def failover_journeys(hubs: list[HubHarness], pair: PrimaryStandby, forwar
     for person in people:
         await a.enrol(person)
     for code in SLOW:
-        a.fleet.set_faults(code, Faults(latency=1.5))
-    before = people[:QUERIES]
-    queries = [await a.create(p, BANKS) for p in before]
+        a.fleet.set_faults(code, Faults(latency=2.5))
+    before, after = people[:QUERIES], people[QUERIES:]
+    queries = await asyncio.gather(*(a.create(p, BANKS) for p in before))
     watches = [
         asyncio.create_task(last_state(hubs[i % 3], p.user_id, q.query_id))
         for i, (p, q) in enumerate(zip(before, queries, strict=True))
     ]
     await asyncio.sleep(0.3)  # the watches are open, the slow banks' calls in flight
+    unfinished = sum(not w.done() for w in watches)
+    monitor = HealthMonitor(hubs)
+    tasks = [asyncio.create_task(monitor.run())]
+    try:
+        pair.kill_primary()
+        assert forwarder.move(pair.standby_port) > 0  # the replicas' connections were black-holed, not closed
+        # The address now leads to a standby that refuses writes: every replica
+        # notices (its lease round fails; no statement hangs on the dead route)
+        # and says NOT_SERVING before the standby is promoted.
+        await wait_until(lambda: not any(h.server.engine.store_healthy for h in hubs), within=WITHIN)
+        all_down = monitor.since()
+        for hub in hubs:
+            assert await health_status(hub.server.health_port) == health_pb2.HealthCheckResponse.NOT_SERVING
+        await asyncio.to_thread(pair.promote)
+        promoted = monitor.since()
 
-    transitions: dict[str, list[tuple[float, bool]]] = {h: [] for h in "ABC"}
+        # Item 1: every replica SERVING again, A (busy) as well as B and C (idle).
+        await wait_until(lambda: all(h.server.engine.store_healthy for h in hubs), within=WITHIN)
+        all_serving = monitor.since()
+        for hub in hubs:
+            assert await health_status(hub.server.health_port) == health_pb2.HealthCheckResponse.SERVING
 
-    async def monitor() -> None:
-        last = {name: True for name in "ABC"}
+        # Item 2: the queries in flight reach READY on the streams opened before
+        # the kill. The injected clock follows real time from here: a replica
+        # whose report build failed on a dead connection leaves the query to
+        # whichever replica finds it orphaned, once its last outcome is a lease
+        # old by the engine's clock.
+        tasks.append(asyncio.create_task(follow_real_time(a.clock)))
+        async with asyncio.timeout(WITHIN):
+            states = await asyncio.gather(*watches)
+        in_flight_ready = monitor.since()
+        assert states == [pb.QUERY_STATE_READY] * QUERIES
+
+        # New queries on every replica, watched to READY on another one.
+        async with asyncio.timeout(WITHIN):
+            new = [await hubs[i % 3].create(p, BANKS) for i, p in enumerate(after)]
+            states = await asyncio.gather(
+                *(
+                    last_state(hubs[(i + 1) % 3], p.user_id, q.query_id)
+                    for i, (p, q) in enumerate(zip(after, new, strict=True))
+                )
+            )
+        assert states == [pb.QUERY_STATE_READY] * QUERIES
+    finally:
+        for task in [*tasks, *watches]:
+            task.cancel()
+        await asyncio.gather(*tasks, *watches, return_exceptions=True)
+
+    print(
+        f"\nfailover figures ({QUERIES} queries, {unfinished} unfinished at the kill;"
+        f" load {os.getloadavg()[0]:.1f}): first NOT_SERVING {monitor.first_down()},"
+        f" all {all_down:.2f} s; promoted {promoted:.2f} s; all SERVING {all_serving:.2f} s;"
+        f" in-flight READY {in_flight_ready:.2f} s (seconds after the kill); transitions {monitor.transitions}"
+    )
+
+
+class HealthMonitor:
+    """Each replica's store health, sampled every 20 ms from the kill on."""
+
+    def __init__(self, hubs: list[HubHarness]) -> None:
+        self.hubs = hubs
+        self.start = time.monotonic()
+        self.transitions: dict[str, list[tuple[float, bool]]] = {name: [] for name in "ABC"}
+
+    def since(self) -> float:
+        return round(time.monotonic() - self.start, 2)
+
+    def first_down(self) -> str:
+        down = [t for changes in self.transitions.values() for t, healthy in changes if not healthy]
+        return f"{min(down):.2f} s" if down else "never"
+
+    async def run(self) -> None:
+        last = dict.fromkeys("ABC", True)
         while True:
-            for name, hub in zip("ABC", hubs, strict=True):
+            for name, hub in zip("ABC", self.hubs, strict=True):
                 healthy = hub.server.engine.store_healthy
                 if healthy != last[name]:
-                    transitions[name].append((time.monotonic() - killed, healthy))
+                    self.transitions[name].append((self.since(), healthy))
                     last[name] = healthy
             await asyncio.sleep(0.02)
-
-    killed = time.monotonic()
-    pair.kill_primary()
-    holed = forwarder.move(pair.standby_port)
-    watcher = asyncio.create_task(monitor())
-    assert holed > 0  # the replicas' connections were black-holed, not closed
-    # The address now leads to a standby that refuses writes: every replica
-    # notices (its lease round fails; no statement hangs on the dead route)
-    # and says NOT_SERVING before the standby is promoted.
-    await wait_until(lambda: not any(h.server.engine.store_healthy for h in hubs), within=WITHIN)
-    all_down = time.monotonic() - killed
-    for hub in hubs:
-        assert await health_status(hub.server.health_port) == health_pb2.HealthCheckResponse.NOT_SERVING
-    await asyncio.to_thread(pair.promote)
-    promoted = time.monotonic() - killed
-
-    # Item 1: every replica SERVING again, A (busy) as well as B and C (idle).
-    await wait_until(lambda: all(h.server.engine.store_healthy for h in hubs), within=WITHIN)
-    all_serving = time.monotonic() - killed
-    for hub in hubs:
-        assert await health_status(hub.server.health_port) == health_pb2.HealthCheckResponse.SERVING
-
-    # Item 2: the queries in flight reach READY on the streams opened before the kill.
-    async with asyncio.timeout(WITHIN):
-        states = await asyncio.gather(*watches)
-    in_flight_ready = time.monotonic() - killed
-    assert states == [pb.QUERY_STATE_READY] * QUERIES
-
-    # New queries on every replica, watched to READY on another one.
-    after = people[QUERIES:]
-    async with asyncio.timeout(WITHIN):
-        new = [await hubs[i % 3].create(p, BANKS) for i, p in enumerate(after)]
-        states = await asyncio.gather(
-            *(
-                last_state(hubs[(i + 1) % 3], p.user_id, q.query_id)
-                for i, (p, q) in enumerate(zip(after, new, strict=True))
-            )
-        )
-    assert states == [pb.QUERY_STATE_READY] * QUERIES
-    watcher.cancel()
-
-    went_down = [t for name in "ABC" for t, healthy in transitions[name] if not healthy]
-    first_down = f"{min(went_down):.2f} s" if went_down else "never"
-    print(
-        f"\nfailover figures ({QUERIES} queries in flight, load {os.getloadavg()[0]:.1f}):"
-        f" first NOT_SERVING {first_down}, all {all_down:.2f} s; promoted {promoted:.2f} s;"
-        f" all SERVING {all_serving:.2f} s; in-flight READY {in_flight_ready:.2f} s; transitions {transitions}"
-    )
