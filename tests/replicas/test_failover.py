@@ -48,6 +48,7 @@ from cardlookup.population import Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from hub.config import HubConfig
+from hub.health import WRITES_HEALTH_SERVICE
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.helpers import HubHarness
 from tests.hub.helpers import wait_until
@@ -89,7 +90,9 @@ def pair() -> Iterator[PrimaryStandby]:
 
 async def health_status(port: int) -> int:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        answer = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=WRITES_HEALTH_SERVICE), timeout=10
+        )
         return int(answer.status)
 
 
