@@ -39,7 +39,7 @@ from cardlookup.pki import (
     bank_server_name,
 )
 from cardlookup.regions import DEFAULT_OPEN_REGIONS, REGION_NAMES
-from hub.store.db import is_postgres_url
+from hub.store.db import ConnectionSettings, is_postgres_url
 
 DEFAULT_CONSENT_TEXT_VERSION = "2022-03-01"
 DEFAULT_CONSENT_TEXT = (
@@ -180,6 +180,38 @@ class Timings:
         if self.closure_record_retention < self.cooldown:
             found.append(("timings.closure_record_retention", "must be at least timings.cooldown"))
         return found
+
+    store_probe_interval: dt.timedelta = dt.timedelta(seconds=2)
+    """After a failed store write, how often the replica probes the database
+    with one cheap write until it answers (then SERVING again, busy or idle;
+    hub.store.health, issue 21)."""
+    database_command_timeout: dt.timedelta = dt.timedelta(seconds=10)
+    """PostgreSQL: longest one statement or connection attempt may take; then
+    the connection is dropped and the write retried (a silent peer)."""
+    database_keepalive_idle: dt.timedelta = dt.timedelta(seconds=10)
+    """PostgreSQL: silence before the first TCP keepalive probe."""
+    database_keepalive_interval: dt.timedelta = dt.timedelta(seconds=5)
+    """PostgreSQL: time between unanswered TCP keepalive probes."""
+    database_keepalive_count: int = 3
+    """PostgreSQL: unanswered keepalive probes that drop a connection."""
+    database_listen_check: dt.timedelta = dt.timedelta(seconds=5)
+    """PostgreSQL: how often the listening connection makes a round trip
+    (a vanished primary is noticed although nothing is notified)."""
+    api_min_ping_interval: dt.timedelta = dt.timedelta(seconds=10)
+    """Shortest interval between a client's HTTP/2 keepalive pings the API and
+    admin ports accept on a connection sending no data (the documented
+    client pings every 30 s; gRPC's default, 300 s, closed idle WatchQuery
+    streams with GOAWAY too_many_pings)."""
+
+    def connection_settings(self) -> ConnectionSettings:
+        """The store's dead-peer settings (hub.store.db)."""
+        return ConnectionSettings(
+            keepalive_idle=self.database_keepalive_idle.total_seconds(),
+            keepalive_interval=self.database_keepalive_interval.total_seconds(),
+            keepalive_count=self.database_keepalive_count,
+            command_timeout=self.database_command_timeout.total_seconds(),
+            listen_check_interval=self.database_listen_check.total_seconds(),
+        )
 
 
 @dataclass(frozen=True)
@@ -474,6 +506,7 @@ _COUNT_TIMINGS = frozenset(
         "password_max_failures",
         "sms_daily_cap_per_phone",
         "watch_streams_per_caller",
+        "database_keepalive_count",
     }
 )
 _BANK_CODE = re.compile(r"[0-9]{3,6}")

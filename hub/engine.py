@@ -64,6 +64,7 @@ from hub.sealing import AnswerSealer
 from hub.store.bank_health import BankHealthStore, wall_us
 from hub.store.db import Database
 from hub.store.erasure import USER_DELETED
+from hub.store.health import StoreHealth
 from hub.store.queries import PROGRESS, Claim, Progress, QueryStore
 from hub.user_sealing import is_user_sealed
 from hub.validation import BankAnswer
@@ -138,8 +139,12 @@ class QueryEngine:
         """Records of queries with bank tasks running here (their request
         needs the create and due times); dropped when the last task ends."""
         self._progress: asyncio.Queue[Progress] = asyncio.Queue()
-        self._store_healthy = True
-        self._store_listeners: list[Callable[[bool], None]] = []
+        # Store health and its probe (issue 21): an idle replica comes back too.
+        self._store_health = StoreHealth(
+            db,
+            config.timings.store_probe_interval.total_seconds(),
+            config.timings.database_command_timeout.total_seconds(),
+        )
         self._held: dict[str, Progress] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -219,6 +224,7 @@ class QueryEngine:
             await asyncio.gather(*late_bg, return_exceptions=True)
         if self._fanout is not None:
             await self._fanout.close()
+        await self._store_health.close()
         self._started = False
         log.info("engine_stopped", interrupted_banks=sum(1 for t in tasks if t.cancelled()))
 
@@ -664,23 +670,24 @@ class QueryEngine:
 
     @property
     def store_healthy(self) -> bool:
-        return self._store_healthy
+        return self._store_health.healthy
 
     def add_store_health_listener(self, listener: Callable[[bool], None]) -> None:
         """Told False when the engine's store writes start failing, True when
-        they succeed again (the hub turns its health status with it)."""
-        self._store_listeners.append(listener)
+        a write or the store probe succeeds again (hub.store.health; the hub
+        turns its health status with it)."""
+        self._store_health.add_listener(listener)
+
+    def store_write_failed(self, error: str) -> None:
+        """A store write outside the engine failed (an API write): unhealthy
+        until a write or the store probe succeeds, as for the engine's own."""
+        self._store_health.failed(error)
 
     def _set_store_healthy(self, healthy: bool, error: str = "") -> None:
-        if healthy == self._store_healthy:
-            return
-        self._store_healthy = healthy
         if healthy:
-            log.info("store_writes_recovered")
+            self._store_health.succeeded()
         else:
-            log.error("store_writes_failing", error=error)
-        for listener in list(self._store_listeners):
-            listener(healthy)
+            self._store_health.failed(error)
 
     # -- shared bank health (PostgreSQL replicas) --------------------------------
 

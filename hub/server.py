@@ -60,6 +60,30 @@ class StartupError(RuntimeError):
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
+SERVER_KEEPALIVE_MS = 60_000
+"""The hub pings a client connection silent this long (ms), and drops it if
+the ping is not answered within SERVER_KEEPALIVE_TIMEOUT_MS: a client whose
+machine vanished stops holding WatchQuery streams."""
+SERVER_KEEPALIVE_TIMEOUT_MS = 20_000
+
+
+def keepalive_options(min_ping_interval: float) -> list[tuple[str, int]]:
+    """HTTP/2 keepalive options of the API and admin ports (issue 21 item 3).
+    gRPC's defaults refuse a client's pings more often than every 5 minutes
+    on a connection sending no data, and after two such pings close it with
+    GOAWAY ENHANCE_YOUR_CALM "too_many_pings": a WatchQuery stream idle for
+    ~2.5 minutes under the documented client (30 s pings) was cut. Pings are
+    accepted every `min_ping_interval` seconds (`timings.api_min_ping_interval`),
+    also with no call open."""
+    min_ping = int(min_ping_interval * 1000)
+    return [
+        ("grpc.http2.min_ping_interval_without_data_ms", min_ping),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.keepalive_time_ms", SERVER_KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", SERVER_KEEPALIVE_TIMEOUT_MS),
+    ]
+
 
 @dataclass
 class HubContext:
@@ -163,7 +187,7 @@ class HubServer:
     async def start(self) -> None:
         config = self.config
         try:
-            self._db = db = await open_database(config.database)
+            self._db = db = await open_database(config.database, settings=config.timings.connection_settings())
         except Exception as error:
             raise StartupError(
                 f"database: {describe_target(config.database)} cannot be opened: {_why(error)}"
@@ -190,7 +214,11 @@ class HubServer:
             self.api_interceptor.writes_available = lambda: self._writes_ok
             self.api_interceptor.on_write_outcome = self._on_api_write
             self._server = server = grpc.aio.server(
-                options=[("grpc.so_reuseport", 0), *SERVER_OPTIONS],
+                options=[
+                    ("grpc.so_reuseport", 0),
+                    *SERVER_OPTIONS,
+                    *keepalive_options(config.timings.api_min_ping_interval.total_seconds()),
+                ],
                 interceptors=[tracing.ServerTracing(), ApiMetricsInterceptor(metrics), self.api_interceptor],
             )
             self.context = ctx = HubContext(config, self.clock, db, keys, engine, server, metrics=metrics)
@@ -317,6 +345,10 @@ class HubServer:
         self._refresh_writes()
 
     def _on_api_write(self, ok: bool) -> None:
+        if not ok and self._engine is not None:
+            # The engine's store probe then brings the writes back even on an
+            # idle replica (issue 21): its success clears this flag too.
+            self._engine.store_write_failed("api_write")
         if ok != self._api_writes_ok:
             self._api_writes_ok = ok
             self._refresh_writes()
@@ -340,7 +372,12 @@ class HubServer:
     async def _start_admin(self, address: str) -> None:
         from hub.admin import install_admin  # the admin layer sits above the server
 
-        self._admin_server = admin = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self._admin_server = admin = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                *keepalive_options(self.config.timings.api_min_ping_interval.total_seconds()),
+            ]
+        )
         install_admin(admin, self)
         # Credentials of its own: gRPC hands a dynamic credential's initial
         # configuration to the first port only.

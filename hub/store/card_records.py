@@ -75,13 +75,17 @@ class CardRecordStore:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
     async def set_tracking(self, user_id: str, enabled: bool, now: dt.datetime) -> None:
-        """Opting out deletes every record of the user in the same commit."""
+        """Opting out deletes every record of the user in the same commit.
+        Nothing is written for a user who is not enrolled (any more): a
+        CreateQuery that raced an account closure (issue 22) must not leave
+        a tracking row that lets a later READY re-create a record."""
 
         async def run(conn: aiosqlite.Connection) -> None:
             await conn.execute(
-                "INSERT INTO card_tracking (user_id, enabled, update_time) VALUES (?, ?, ?)"
+                "INSERT INTO card_tracking (user_id, enabled, update_time)"
+                " SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE user_id = ?)"
                 " ON CONFLICT (user_id) DO UPDATE SET enabled = excluded.enabled, update_time = excluded.update_time",
-                (user_id, int(enabled), to_micros(now)),
+                (user_id, int(enabled), to_micros(now), user_id),
             )
             if not enabled:
                 await conn.execute("DELETE FROM card_records WHERE user_id = ?", (user_id,))
@@ -97,7 +101,12 @@ class CardRecordStore:
         KEEP_RECORDS of the user; nothing if the user opted out meanwhile."""
 
         async def run(conn: aiosqlite.Connection) -> None:
-            async with conn.execute("SELECT enabled FROM card_tracking WHERE user_id = ?", (record.user_id,)) as cur:
+            # FOR UPDATE on PostgreSQL: a closure deleting the tracking row
+            # commits first and this then reads no row, or waits for this.
+            async with conn.execute(
+                "SELECT enabled FROM card_tracking WHERE user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+                (record.user_id,),
+            ) as cur:
                 row = await cur.fetchone()
             if not (row and row["enabled"]):
                 return

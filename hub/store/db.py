@@ -106,7 +106,38 @@ class Database(Protocol):
     async def migrate(self, component: str, migrations: Sequence[str]) -> None: ...
     async def listen(self, channel: str, callback: Notify) -> None: ...
     def exclusive(self, key: str) -> AbstractAsyncContextManager[None]: ...
+    async def probe(self) -> None:
+        """A cheap write that needs a database accepting writes (raises
+        otherwise): the store-health probe (hub.store.health) runs it while
+        the engine's writes have been failing."""
+        ...
+
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """How a PostgreSQL store notices a database that went away (issue 21):
+    a failover, or a primary whose machine vanished without a FIN or RST.
+    The hub fills it from `[timings]` (docs/configuration.md, `database_*`);
+    the defaults are the same. SQLite ignores it."""
+
+    keepalive_idle: float = 10.0
+    """Seconds a connection may be silent before the kernel sends a TCP
+    keepalive probe."""
+    keepalive_interval: float = 5.0
+    """Seconds between unanswered keepalive probes."""
+    keepalive_count: int = 3
+    """Unanswered probes after which the kernel drops the connection. The
+    same total (idle + interval x count) bounds unacknowledged data
+    (TCP_USER_TIMEOUT): keepalives alone never fire while data is in flight."""
+    command_timeout: float = 10.0
+    """Seconds one statement (and one connection attempt) may take; then the
+    connection is dropped, not reused, and the write is retried by its caller."""
+    listen_check_interval: float = 5.0
+    """Seconds between round trips on the listening connection (LISTEN has
+    no traffic of its own when nothing is notified): one unanswered within
+    `command_timeout` means the peer is gone, and it is reopened."""
 
 
 def is_postgres_url(target: str | Path) -> bool:
@@ -124,12 +155,13 @@ def describe_target(target: str | Path) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def open_database(target: str | Path, **options: Any) -> Database:
-    """SQLite for a path, PostgreSQL for a postgresql:// URL."""
+async def open_database(target: str | Path, settings: ConnectionSettings | None = None, **options: Any) -> Database:
+    """SQLite for a path, PostgreSQL for a postgresql:// URL (with `settings`,
+    which SQLite ignores)."""
     if is_postgres_url(target):
         from hub.store.postgres import PostgresDatabase
 
-        return await PostgresDatabase.open(str(target), **options)
+        return await PostgresDatabase.open(str(target), settings=settings, **options)
     from hub.store.sqlite import SqliteDatabase
 
     return await SqliteDatabase.open(Path(target), **options)

@@ -72,6 +72,7 @@ ERASED_TABLES = (
     "users",
     "user_data_keys",
     "user_keys",
+    "device_keys",
     "queries",
     "bank_tasks",
     "reports",
@@ -88,6 +89,7 @@ USER_ID_TABLES = (
     "users",
     "user_data_keys",
     "user_keys",
+    "device_keys",
     "queries",
     "query_requests",
     "verifications",
@@ -215,9 +217,13 @@ class ErasureStore:
             for statement in (
                 "DELETE FROM card_cases WHERE user_id = ?",
                 "DELETE FROM query_requests WHERE user_id = ?",
-                "DELETE FROM card_records WHERE user_id = ?",
+                # Tracking first: a record being stored holds the tracking
+                # row (FOR UPDATE) and is committed before this delete
+                # returns, so the next statement sees and deletes it.
                 "DELETE FROM card_tracking WHERE user_id = ?",
+                "DELETE FROM card_records WHERE user_id = ?",
                 "DELETE FROM user_keys WHERE user_id = ?",
+                "DELETE FROM device_keys WHERE user_id = ?",
                 "DELETE FROM user_data_keys WHERE user_id = ?",
                 "DELETE FROM users WHERE user_id = ?",
             ):

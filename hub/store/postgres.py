@@ -22,12 +22,20 @@ of client CPU each, psycopg 3.3 (async, binary, psycopg-pool) 447/s at
   own writes can never starve itself; the lock goes if the replica dies.
 - Migrations run under a transaction-level advisory lock: replicas that
   start together apply each script once.
+- Dead peers (issue 21): every connection has TCP keepalives and a user
+  timeout set in seconds, every statement a command timeout; a connection
+  whose statement timed out or whose socket failed is dropped, never
+  returned to the pool (its protocol state is unknown). The listening
+  connection gets a round trip every `listen_check_interval`, so a primary
+  that vanished without a FIN or RST is noticed even when nothing is
+  notified. All from `ConnectionSettings` (hub.store.db).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -35,7 +43,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from hub.logging import get_logger
-from hub.store.db import Notify, StoreStats, split_sql
+from hub.store.db import ConnectionSettings, Notify, StoreStats, split_sql
 from hub.store.sql import ddl_to_postgres, returns_rows, to_postgres
 
 T = TypeVar("T")
@@ -44,6 +52,32 @@ log = get_logger("hub.store")
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _MAX_TRIES = 8
 _MIGRATION_LOCK = 0x63617264  # "card"
+_MIGRATION_TIMEOUT = 3600.0
+"""Seconds a migration statement may take (an index on a large table)."""
+_DEAD = (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.exceptions.ConnectionDoesNotExistError)
+"""Errors after which a connection's state is unknown: it is dropped."""
+
+
+def set_keepalive(conn: asyncpg.Connection, settings: ConnectionSettings) -> None:
+    """TCP keepalives and a user timeout on `conn`'s socket (Linux names;
+    skipped where the platform lacks them). libpq's `keepalives_*` URL
+    parameters do not reach asyncpg, which sends unknown URL parameters to
+    the server as settings."""
+    transport = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", settings.keepalive_idle),
+        ("TCP_KEEPINTVL", settings.keepalive_interval),
+        ("TCP_KEEPCNT", settings.keepalive_count),
+    ):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), max(1, int(value)))
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        total = settings.keepalive_idle + settings.keepalive_interval * settings.keepalive_count
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(total * 1000))
 
 
 def _rowcount(status: str) -> int:
@@ -140,8 +174,12 @@ class PostgresDatabase:
     dialect = "postgresql"
     shared = True
 
-    def __init__(self, url: str, pool: asyncpg.Pool, locks: asyncpg.Pool) -> None:
+    def __init__(
+        self, url: str, pool: asyncpg.Pool, locks: asyncpg.Pool, settings: ConnectionSettings | None = None
+    ) -> None:
         self._url = url
+        self._settings = settings or ConnectionSettings()
+        self._listen_check: asyncio.Task[None] | None = None
         self._pool = pool
         self._locks = locks
         self._listen_conn: asyncpg.Connection | None = None
@@ -153,10 +191,32 @@ class PostgresDatabase:
         self._closed = False
 
     @classmethod
-    async def open(cls, url: str, pool_size: int = 10, lock_pool_size: int = 32) -> PostgresDatabase:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, reset=_session_kept)
-        locks = await asyncpg.create_pool(url, min_size=0, max_size=lock_pool_size)
-        db = cls(url, pool, locks)
+    async def open(
+        cls, url: str, pool_size: int = 10, lock_pool_size: int = 32, settings: ConnectionSettings | None = None
+    ) -> PostgresDatabase:
+        settings = settings or ConnectionSettings()
+
+        async def init(conn: asyncpg.Connection) -> None:
+            set_keepalive(conn, settings)
+
+        timeout = settings.command_timeout
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            reset=_session_kept,
+            command_timeout=timeout,
+            timeout=timeout,
+            init=init,
+        )
+        try:
+            locks = await asyncpg.create_pool(
+                url, min_size=0, max_size=lock_pool_size, command_timeout=timeout, timeout=timeout, init=init
+            )
+        except BaseException:
+            await pool.close()
+            raise
+        db = cls(url, pool, locks, settings)
 
         async def create(conn: _PgConn) -> None:
             # Under the migration lock: CREATE TABLE IF NOT EXISTS is not
@@ -181,12 +241,43 @@ class PostgresDatabase:
                 if version in done:
                     continue
                 for statement in split_sql(script):
-                    await raw.execute(ddl_to_postgres(statement))
+                    await raw.execute(ddl_to_postgres(statement), timeout=_MIGRATION_TIMEOUT)
                 await raw.execute(
                     "INSERT INTO schema_migrations (component, version) VALUES ($1, $2)", component, version
                 )
 
         await self.write(run)
+
+    @contextlib.asynccontextmanager
+    async def _acquired(self, pool: asyncpg.Pool | None = None) -> AsyncIterator[Any]:
+        """A pooled connection; dropped instead of returned when what ran on
+        it timed out or lost its socket (a black-holed peer would otherwise
+        be handed to the next caller, still waiting for the last answer).
+        Such a connection also expires every other one of both pools: the
+        idle ones most likely lead to the same vanished server, and each
+        would cost its next caller a command timeout. They are replaced on
+        their next use."""
+        if self._closed:
+            raise RuntimeError("database is closed")
+        pool = pool or self._pool
+        raw = await pool.acquire()  # a new connection's attempt is bounded by the pool's `timeout`
+        try:
+            yield raw
+        except BaseException as error:
+            if isinstance(error, _DEAD):
+                raw.terminate()
+                await self._expire_all()
+            elif isinstance(error, asyncio.CancelledError):
+                raw.terminate()  # cancelled mid-statement: its protocol state is unknown
+            raise
+        finally:
+            with contextlib.suppress(TimeoutError, OSError, asyncpg.InterfaceError):
+                # An expired connection is closed on release; a silent peer never confirms it.
+                await pool.release(raw, timeout=self._settings.command_timeout)
+
+    async def _expire_all(self) -> None:
+        for pool in (self._pool, self._locks):
+            await pool.expire_connections()
 
     async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         if self._closed:
@@ -194,8 +285,17 @@ class PostgresDatabase:
         for attempt in range(1, _MAX_TRIES + 1):
             try:
                 self.stats.transactions += 1
-                async with self._pool.acquire() as raw, raw.transaction():
-                    return await fn(_PgConn(raw, self.stats))
+                async with self._acquired() as raw:
+                    tx = raw.transaction()
+                    await tx.start()
+                    try:
+                        result = await fn(_PgConn(raw, self.stats))
+                    except BaseException as error:
+                        if not isinstance(error, (*_DEAD, asyncio.CancelledError)):
+                            await tx.rollback()
+                        raise
+                    await tx.commit()
+                    return result
             except _RETRYABLE:
                 if attempt == _MAX_TRIES:
                     raise
@@ -203,28 +303,35 @@ class PostgresDatabase:
         raise AssertionError("unreachable")
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        if self._closed:
-            raise RuntimeError("database is closed")
         self.stats.statements += 1
         self.stats.transactions += 1
-        await self._pool.execute(to_postgres(sql), *params)
+        async with self._acquired() as raw:
+            await raw.execute(to_postgres(sql), *params)
 
     async def write_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Autocommit: the statement is its own transaction, one round trip
         instead of BEGIN, statement, COMMIT (issue 10)."""
-        if self._closed:
-            raise RuntimeError("database is closed")
         self.stats.statements += 1
         self.stats.transactions += 1
-        return await self._pool.fetchrow(to_postgres(sql), *params)
+        async with self._acquired() as raw:
+            return await raw.fetchrow(to_postgres(sql), *params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
         self.stats.statements += 1
-        return await self._pool.fetchrow(to_postgres(sql), *params)
+        async with self._acquired() as raw:
+            return await raw.fetchrow(to_postgres(sql), *params)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
         self.stats.statements += 1
-        return await self._pool.fetch(to_postgres(sql), *params)
+        async with self._acquired() as raw:
+            return await raw.fetch(to_postgres(sql), *params)
+
+    async def probe(self) -> None:
+        """Assigns a transaction id: a write in miniature (a commit record in
+        the WAL) that a standby or a read-only primary refuses, without
+        touching a table. Not counted in `stats`."""
+        async with self._acquired() as raw:
+            await raw.fetchval("SELECT txid_current()")
 
     async def listen(self, channel: str, callback: Notify) -> None:
         """Registers a callback; returns once the channel is listened to (a
@@ -240,8 +347,14 @@ class PostgresDatabase:
             if channel in self._subscribed:
                 return
             if self._listen_conn is None:
-                self._listen_conn = await asyncpg.connect(self._url)
-                self._listen_conn.add_termination_listener(self._listen_lost)
+                conn = await asyncpg.connect(
+                    self._url, timeout=self._settings.command_timeout, command_timeout=self._settings.command_timeout
+                )
+                set_keepalive(conn, self._settings)
+                conn.add_termination_listener(self._listen_lost)
+                self._listen_conn = conn
+                if self._listen_check is None or self._listen_check.done():
+                    self._listen_check = asyncio.get_running_loop().create_task(self._check_listen_conn())
             await self._listen_conn.add_listener(channel, self._dispatch)
             self._subscribed.add(channel)
 
@@ -251,8 +364,33 @@ class PostgresDatabase:
         missed, so caches fed by them must re-read the store."""
         self._reconnect_listeners.append(callback)
 
-    def _listen_lost(self, _conn: object) -> None:
-        if self._closed:
+    async def _check_listen_conn(self) -> None:
+        """A round trip on the listening connection every
+        `listen_check_interval`: LISTEN alone sends nothing while nothing is
+        notified, so a peer that vanished silently would go unnoticed, and
+        every notification after the failover missed. An unanswered round
+        trip drops the connection; `_listen_lost` then re-listens."""
+        interval = self._settings.listen_check_interval
+        while not self._closed:
+            await asyncio.sleep(interval)
+            conn = self._listen_conn
+            if conn is None or conn.is_closed():
+                continue
+            try:
+                await conn.fetchval("SELECT 1", timeout=self._settings.command_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if conn is not self._listen_conn:
+                    continue
+                log.warning("listen_connection_silent", error=type(error).__name__)
+                await self._expire_all()  # the pools' idle connections likely lead there too
+                conn.terminate()  # runs the termination listener: _listen_lost
+                if self._listen_conn is conn:  # no listener call (already closed)
+                    self._listen_lost(conn)
+
+    def _listen_lost(self, conn: object) -> None:
+        if self._closed or conn is not self._listen_conn:
             return
         log.warning("listen_connection_lost")
         self._listen_conn = None
@@ -266,10 +404,9 @@ class PostgresDatabase:
                 for channel in sorted(channels):
                     await self._subscribe(channel)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                if self._listen_conn is not None:
-                    with contextlib.suppress(Exception):
-                        await self._listen_conn.close()
-                    self._listen_conn = None
+                conn, self._listen_conn = self._listen_conn, None
+                if conn is not None:
+                    conn.terminate()  # not close(): a silent peer would never answer it
                 self._subscribed = set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -291,7 +428,7 @@ class PostgresDatabase:
 
     @contextlib.asynccontextmanager
     async def exclusive(self, key: str) -> AsyncIterator[None]:
-        async with self._locks.acquire() as raw:
+        async with self._acquired(self._locks) as raw:
             await raw.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
             try:
                 yield
@@ -302,8 +439,14 @@ class PostgresDatabase:
         if self._closed:
             return
         self._closed = True
+        if self._listen_check is not None:
+            self._listen_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listen_check
         if self._listen_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._listen_conn.close()
-        await self._locks.close()
-        await self._pool.close()
+            self._listen_conn.terminate()
+        for pool in (self._locks, self._pool):
+            try:
+                await asyncio.wait_for(pool.close(), self._settings.command_timeout)
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
+                pool.terminate()  # a connection whose peer is gone never says goodbye

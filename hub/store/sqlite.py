@@ -258,6 +258,16 @@ class SqliteDatabase:
     async def listen(self, channel: str, callback: Notify) -> None:
         self._listeners[channel].append(callback)
 
+    async def probe(self) -> None:
+        """A one-row write through the batch (a page written and synced): it
+        fails while the disk is full or the file read-only."""
+
+        async def run(conn: _SqliteConn) -> None:
+            await conn.execute("CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+            await conn.execute("INSERT INTO store_probe (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1")
+
+        await self._enqueue(run)
+
     @contextlib.asynccontextmanager
     async def exclusive(self, key: str) -> AsyncIterator[None]:
         """Only this process uses the file: an in-memory lock (striped) is
