@@ -37,6 +37,7 @@ class _Ended:
 
 
 _HALF_CLOSED = object()
+_STREAM_ENDED = object()
 
 
 class Session(session_grpc.CardSessionServiceServicer):
@@ -71,10 +72,15 @@ class Session(session_grpc.CardSessionServiceServicer):
             finally:
                 out.put(_HALF_CLOSED)
 
+        # The stream ended (the hub cancelled it, the connection broke): stop
+        # waiting at once; the exchanges still running are dropped.
+        context.add_callback(lambda: out.put(_STREAM_ENDED))
         threading.Thread(target=read, name="bank-session-reader", daemon=True).start()
         half_closed = False
         while context.is_active():
             item = out.get()
+            if item is _STREAM_ENDED:
+                return
             if item is _HALF_CLOSED:
                 half_closed = True
             elif isinstance(item, _Ended):
