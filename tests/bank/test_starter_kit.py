@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -119,7 +120,7 @@ async def kit_server(
     pki: PkiPaths, where: Path, source: list[str], *extra: str, cert_dir: Path | None = None
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """`python -m bank_kit.server` run from `where` (a folder holding bank_kit/)."""
-    secret = where / "card-ref.secret"
+    secret = Path(tempfile.mkdtemp(prefix="kit-secret-")) / "card-ref.secret"
     secret.write_text("a-test-secret-for-card-refs\n")
     cert = (cert_dir / "server.pem") if cert_dir else pki.bank_cert(CODE)
     key = (cert_dir / "server.key") if cert_dir else pki.bank_key(CODE)
@@ -157,6 +158,7 @@ async def kit_server(
             process.send_signal(signal.SIGTERM)
             process.send_signal(signal.SIGTERM)  # a second signal ends the drain
             await asyncio.wait_for(process.wait(), 60)
+        shutil.rmtree(secret.parent)
     assert process.returncode == 0
 
 
