@@ -300,4 +300,4 @@ async def test_shutdown_during_stream_leaves_no_task_behind(
             await engine.submit(new_query(person, codes))
             await wait_until(lambda: fleet.call_count(codes[0]) == 1)
             await engine.stop(grace=0.1)
-            assert engine._bank_tasks == {}
+            assert engine.lanes.running() == []
