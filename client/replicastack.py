@@ -12,7 +12,8 @@ Each replica has its own listen port, configuration file and log file
 gateway): a verification code sent by any replica is read in one place, and
 each ready SMS shows up once whichever replica sends it. Every process start
 gets a new replica id (`host:pid:random`, hub.engine.default_replica_id), so
-the pid tells which process holds a bank task's lease (`lease_owner`).
+the pid tells which process owns a bank's lane (`lanes.owner`, issue 16),
+and so works on that bank's pending tasks.
 """
 
 from __future__ import annotations
@@ -236,10 +237,13 @@ class Takeover:
 
 
 async def leases_of(url: str, replicas: ReplicaSet, name: str) -> list[tuple[str, str]]:
-    """The PENDING bank tasks leased to replica `name`'s processes."""
+    """The PENDING bank tasks in the lanes replica `name`'s processes own."""
     conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch("SELECT query_id, bank_code, lease_owner FROM bank_tasks WHERE state = 'PENDING'")
+        rows = await conn.fetch(
+            "SELECT t.query_id, t.bank_code, l.owner FROM bank_tasks t JOIN lanes l ON l.bank_code = t.bank_code"
+            " WHERE t.state = 'PENDING'"
+        )
     finally:
         await conn.close()
     return [(r[0], r[1]) for r in rows if r[2] and replicas.owner_of(r[2]) == name]
@@ -249,8 +253,9 @@ async def follow_takeover(
     url: str, replicas: ReplicaSet, held: list[tuple[str, str]], killed_at: float, timeout_s: float = 120.0
 ) -> Takeover:
     """Polls the database every 20 ms after a kill (`killed_at`, monotonic)
-    until every task in `held` is leased by a running process (the killed
-    replica restarted counts, under its new process) or final."""
+    until the lane of every task in `held` is owned by a running process
+    (the killed replica restarted counts, under its new process) or the
+    task is final."""
     waiting = set(held)
     by: dict[str, int] = {}
     conn = await asyncpg.connect(url)
@@ -259,7 +264,8 @@ async def follow_takeover(
             if time.monotonic() - killed_at > timeout_s:
                 raise TimeoutError(f"{len(waiting)} bank tasks were not taken over within {timeout_s:.0f} s")
             rows = await conn.fetch(
-                "SELECT query_id, bank_code, state, lease_owner FROM bank_tasks WHERE query_id = ANY($1::text[])",
+                "SELECT t.query_id, t.bank_code, t.state, l.owner FROM bank_tasks t"
+                " JOIN lanes l ON l.bank_code = t.bank_code WHERE t.query_id = ANY($1::text[])",
                 list({q for q, _ in waiting}),
             )
             live = {r.process.pid for r in replicas.replicas.values() if r.process is not None and r.running}

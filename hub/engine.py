@@ -444,7 +444,11 @@ class QueryEngine:
                 async def begin() -> int | None:
                     if not self.lanes.may_call(task):
                         return None
+                    # Issue 21: a call counts once it is sent (right after
+                    # this); its record is committed with the next batch,
+                    # without holding the call up.
                     task.attempt_count += 1
+                    self._batch.post(Failure(query_id, bank_code, task.epoch, None, task.attempt_count))
                     return task.attempt_count
 
                 async def on_failure(count: int, reason: str) -> None:

@@ -53,13 +53,14 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Failure:
-    """A transient failure of a PENDING bank: its last error and the calls
-    made so far (they survive a crash of the lane owner)."""
+    """The calls made so far to a PENDING bank (they survive a crash of the
+    lane owner) and, after a transient failure, its last error (`reason`;
+    None for the record a call makes as it starts). Counts only grow."""
 
     query_id: str
     bank_code: str
     epoch: int
-    reason: str
+    reason: str | None
     attempt_count: int
 
 
@@ -109,7 +110,8 @@ not, and the announcement of each outcome is built by the database from
 the row it wrote (the payload is Progress.encode's, checked by a test)."""
 
 _PG_FAILURES = f"""
-UPDATE bank_tasks t SET reason = u.reason, attempt_count = u.attempt_count
+UPDATE bank_tasks t SET reason = COALESCE(u.reason, t.reason),
+    attempt_count = GREATEST(t.attempt_count, u.attempt_count)
 FROM unnest(?::text[], ?::text[], ?::bigint[], ?::text[], ?::bigint[])
     AS u (query_id, bank_code, epoch, reason, attempt_count), lanes l
 WHERE t.query_id = u.query_id AND t.bank_code = u.bank_code AND t.state = '{_PENDING}'
@@ -126,7 +128,10 @@ _LITE_COUNT = (
     "UPDATE queries SET pending = pending - 1, state = CASE WHEN state = ? THEN ? ELSE state END"
     " WHERE query_id = ? RETURNING pending"
 )
-_LITE_FAILURE = "UPDATE bank_tasks SET reason = ?, attempt_count = ? WHERE query_id = ? AND bank_code = ? AND state = ?"
+_LITE_FAILURE = (
+    "UPDATE bank_tasks SET reason = COALESCE(?, reason), attempt_count = MAX(attempt_count, ?)"
+    " WHERE query_id = ? AND bank_code = ? AND state = ?"
+)
 
 
 class GroupCommit:
@@ -152,6 +157,17 @@ class GroupCommit:
         self._queue.append(queued)
         self._wake.set()
         return await asyncio.shield(queued.done)
+
+    def post(self, write: Outcome | Failure) -> None:
+        """Queues `write` without waiting for its commit (a call's own
+        attempt record: the call does not wait for it; a failed batch
+        leaves it to the next record of that task, whose count is absolute)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name="group-commit")
+        queued = _Queued(write)
+        queued.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queue.append(queued)
+        self._wake.set()
 
     async def close(self) -> None:
         if self._task is not None:

@@ -58,7 +58,7 @@ async def test_query_across_16_banks_is_ground_truth(
             assert record is not None and record.state == QueryState.READY
             assert record.ready_time == clock.now()
             assert record.report_expire_time == clock.now() + dt.timedelta(days=7)
-            assert all(b.state == BankState.ANSWERED and b.attempt_count == 1 for b in record.banks)
+            assert all(b.state == BankState.ANSWERED and b.attempt_count == 1 for b in record.banks), record.banks
             report = await engine.read_report(query.query_id)
             assert_report_is_ground_truth(report, population, person, CODES)
             kinds = [n.kind for n in report.notices]
