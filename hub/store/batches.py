@@ -246,10 +246,7 @@ class GroupCommit:
             return landed
 
         landed = await self._db.write(run) if writes else {}
-        return [
-            landed.get((w.query_id, w.bank_code)) if isinstance(w, Outcome) else None
-            for w in writes
-        ]
+        return [landed.get((w.query_id, w.bank_code)) if isinstance(w, Outcome) else None for w in writes]
 
 
 async def _fenced(conn: Any, bank_code: str, owner: str, epoch: int) -> bool:

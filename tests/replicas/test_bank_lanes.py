@@ -173,8 +173,7 @@ async def test_a_fourth_replica_gets_its_share_through_clean_handovers(
         config = _with_lease(hub_config(pki, fleet.addresses, tmp_path, database=stores.new_database()))
         async with AsyncExitStack() as stack:
             engines = [
-                await stack.enter_async_context(running_engine(config, clock, replica_id=f"replica-{n}"))
-                for n in "abc"
+                await stack.enter_async_context(running_engine(config, clock, replica_id=f"replica-{n}")) for n in "abc"
             ]
             # Three replicas share the 8 lanes (3 + 3 + 2) after their rounds.
             await wait_until(lambda: sorted(len(e.lanes.lanes) for e in engines) == [2, 3, 3], within=60)

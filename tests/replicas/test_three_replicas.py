@@ -189,7 +189,8 @@ async def test_three_replicas_one_killed_every_query_ready_once_with_the_ground_
     moved = sum(1 for r in results if r.moves)
     print(
         f"\n{JOURNEYS} journeys at concurrency {CONCURRENCY} over 3 replicas in {elapsed:.1f} s;"
-        f" victim's lanes held {kill['held']} pending tasks, down {kill['down_s']:.1f} s; {moved} journeys moved replica;"
+        f" victim's lanes held {kill['held']} pending tasks, down {kill['down_s']:.1f} s;"
+        f" {moved} journeys moved replica;"
         f" lanes taken over or handed over: {sum(1 for r in epochs if r['lease_epoch'] >= 2)}"
     )
 
