@@ -230,8 +230,19 @@ class QueryEngine:
 
     def reconfigure(self, config: HubConfig) -> None:
         """A reloaded configuration (HubServer.reload): new queries are checked
-        against its bank registry; bank tasks already running keep going."""
+        against its bank registry; bank tasks already running keep going. A
+        bank added gets its lane row, claimed by the next lane round (one
+        runs at once)."""
         self._config = config
+        if self._run_fanout and self._started and not self._stopping:
+            self._spawn(self._add_lanes([b.code for b in config.banks]))
+
+    async def _add_lanes(self, codes: list[str]) -> None:
+        try:
+            await self._lane_store.ensure(codes)
+            await self.lanes.round()
+        except Exception:  # the lane loop's next round claims them
+            log.warning("lanes_not_added", exc_info=True)
 
     def add_ready_listener(self, listener: ReadyListener) -> None:
         self._listeners.append(listener)

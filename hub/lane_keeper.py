@@ -98,6 +98,9 @@ class LaneKeeper:
         still PENDING: they must not start again)."""
         self._handovers: set[asyncio.Task[None]] = set()
         self.last_round: LaneRound | None = None
+        self._round_lock = asyncio.Lock()
+        """Rounds run one at a time (a reload's round and the loop's): an
+        older round's result must not undo a newer one's."""
 
     # -- asking ------------------------------------------------------------------
 
@@ -178,6 +181,10 @@ class LaneKeeper:
 
     async def round(self, first: bool = False, sweep: bool = False) -> int:
         """One lane round (see the module). Returns the tasks started."""
+        async with self._round_lock:
+            return await self._round(first, sweep)
+
+    async def _round(self, first: bool, sweep: bool) -> int:
         started_at = self._monotonic()
         now = self._wall()
         result = await self._store.round(
