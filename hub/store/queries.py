@@ -159,6 +159,45 @@ class Progress:
 _UNFINISHED = (QueryState.ACCEPTED.value, QueryState.RUNNING.value)
 
 
+_INSERT_QUERY = (
+    "INSERT INTO queries (query_id, user_id, state, bank_codes, consent_text_version,"
+    " create_time, report_due_time, subject_key, subject_ciphertext, pending)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (query_id) DO NOTHING"
+)
+_PG_INSERT = (
+    f"WITH q AS ({_INSERT_QUERY} RETURNING query_id), t AS (INSERT INTO bank_tasks"
+    " (query_id, bank_code, position, state) SELECT q.query_id, b.code, b.n - 1, 'PENDING'"
+    " FROM q, unnest(?::text[]) WITH ORDINALITY AS b (code, n))"
+    f" SELECT pg_notify('{WORK}', query_id) FROM q"
+)
+"""The query, its tasks and its WORK announcement in one statement
+(data-modifying CTEs run to completion; nothing is written on a conflict)."""
+_PG_COMPLETE = (
+    "WITH q AS (UPDATE queries SET state = ?, ready_time = ?, report_expire_time = ?, subject_key = NULL,"
+    " subject_ciphertext = NULL WHERE query_id = ? AND state IN (?, ?) RETURNING query_id),"
+    " r AS (INSERT INTO reports (query_id, data_key, ciphertext, generate_time, expire_time)"
+    " SELECT query_id, ?::bytea, ?::bytea, ?::bigint, ?::bigint FROM q),"
+    " b AS (UPDATE bank_tasks SET answer_key = NULL, answer_ciphertext = NULL"
+    " WHERE query_id IN (SELECT query_id FROM q))"
+    " SELECT pg_notify(?, ?) FROM q"
+)
+
+
+def _query_row(new: NewQuery, subject: Sealed, create_time: dt.datetime, due: dt.datetime) -> tuple[Any, ...]:
+    return (
+        new.query_id,
+        new.user_id,
+        QueryState.ACCEPTED.value,
+        ",".join(new.bank_codes),
+        new.consent_text_version,
+        to_micros(create_time),
+        to_micros(due),
+        subject.wrapped_key,
+        subject.ciphertext,
+        len(new.bank_codes),
+    )
+
+
 class QueryStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -174,23 +213,7 @@ class QueryStore:
         Returns False (and writes nothing) if the query id exists."""
 
         async def run(conn: Any) -> bool:
-            cur = await conn.execute(
-                "INSERT INTO queries (query_id, user_id, state, bank_codes, consent_text_version,"
-                " create_time, report_due_time, subject_key, subject_ciphertext, pending)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (query_id) DO NOTHING",
-                (
-                    new.query_id,
-                    new.user_id,
-                    QueryState.ACCEPTED.value,
-                    ",".join(new.bank_codes),
-                    new.consent_text_version,
-                    to_micros(create_time),
-                    to_micros(due),
-                    subject.wrapped_key,
-                    subject.ciphertext,
-                    len(new.bank_codes),
-                ),
-            )
+            cur = await conn.execute(_INSERT_QUERY, _query_row(new, subject, create_time, due))
             if cur.rowcount == 0:
                 return False
             await conn.executemany(
@@ -201,6 +224,12 @@ class QueryStore:
                 await conn.notify(WORK, new.query_id)
             return True
 
+        if self._db.dialect == "postgresql":
+            # One autocommit statement instead of five round trips (issue 16).
+            row = await self._db.write_one(
+                _PG_INSERT, (*_query_row(new, subject, create_time, due), list(new.bank_codes))
+            )
+            return row is not None
         return await self._db.write(run)
 
     async def pending_tasks(self, bank_codes: Sequence[str], query_ids: Sequence[str] | None = None) -> list[Task]:
@@ -264,6 +293,25 @@ class QueryStore:
             await conn.notify(PROGRESS, Progress(query_id, None, 0).encode())
             return True
 
+        if self._db.dialect == "postgresql":
+            # One autocommit statement instead of six round trips (issue 16).
+            row = await self._db.write_one(
+                _PG_COMPLETE,
+                (
+                    QueryState.READY.value,
+                    to_micros(ready_time),
+                    to_micros(expire_time),
+                    query_id,
+                    *_UNFINISHED,
+                    report.wrapped_key,
+                    report.ciphertext,
+                    to_micros(ready_time),
+                    to_micros(expire_time),
+                    PROGRESS,
+                    Progress(query_id, None, 0).encode(),
+                ),
+            )
+            return row is not None
         return await self._db.write(run)
 
     async def expire_due(self, now: dt.datetime) -> list[str]:
@@ -290,15 +338,13 @@ class QueryStore:
         until `expires_us`; False if it was sent or another replica holds an
         unexpired claim."""
 
-        async def run(conn: Any) -> bool:
-            cur = await conn.execute(
-                "UPDATE queries SET notified = 2, notify_expires = ? WHERE query_id = ? AND state = ?"
-                " AND (notified = 0 OR (notified = 2 AND notify_expires < ?))",
-                (expires_us, query_id, QueryState.READY.value, now_us),
-            )
-            return bool(cur.rowcount)
-
-        return await self._db.write(run)
+        # One autocommit statement: one round trip (issue 16).
+        row = await self._db.write_one(
+            "UPDATE queries SET notified = 2, notify_expires = ? WHERE query_id = ? AND state = ?"
+            " AND (notified = 0 OR (notified = 2 AND notify_expires < ?)) RETURNING query_id",
+            (expires_us, query_id, QueryState.READY.value, now_us),
+        )
+        return row is not None
 
     async def mark_notified(self, query_id: str) -> None:
         await self._db.execute("UPDATE queries SET notified = 1 WHERE query_id = ?", (query_id,))
