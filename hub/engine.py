@@ -155,6 +155,7 @@ class QueryEngine:
         self._started = False
         self._stopping = False
         self._rounds = 0
+        self._loops: list[asyncio.Task[None]] = []
         self._queries: dict[str, _QueryWork] = {}
         """What the bank tasks running here need of their query (the request
         needs its times and subject); dropped when its last task here ends."""
@@ -195,11 +196,11 @@ class QueryEngine:
                 add_reconnect(lambda: self._spawn(self._sweep()))
         self._started = True
         self._stopping = False
-        self._spawn(self._progress_loop())
+        self._loops = [asyncio.create_task(self._progress_loop(), name="engine-progress")]
         resumed = await self._housekeeping(first=True)
         if resumed:
             log.info("engine_resumed", banks=resumed)
-        self._spawn(self._lane_loop())
+        self._loops.append(asyncio.create_task(self._lane_loop(), name="engine-lanes"))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops new calls, lets in-flight bank calls finish and their
@@ -210,6 +211,10 @@ class QueryEngine:
         deadline = loop.time() + max(0.0, grace)
         self._stopping = True
         self._alarm.wake_all()
+        for loop_task in self._loops:  # no work of their own to finish
+            loop_task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
         interrupted = await self.lanes.leave(grace) if self._run_fanout else 0
         background = list(self._background)
         if background:

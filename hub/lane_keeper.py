@@ -187,9 +187,7 @@ class LaneKeeper:
     async def _round(self, first: bool, sweep: bool) -> int:
         started_at = self._monotonic()
         now = self._wall()
-        result = await self._store.round(
-            self._owner, now, now + int(self._lease_s * 1e6), take_all=first and not self._shared
-        )
+        result = await self._store.round(self._owner, now, now + int(self._lease_s * 1e6), take_all=not self._shared)
         self.last_round = result
         # Two thirds of a lease from the start of the round: the rest is the
         # margin for clock skew between replicas.
@@ -258,8 +256,11 @@ class LaneKeeper:
         log.info("lane_handed_over", bank=lane.bank_code, epoch=lane.epoch)
 
     async def leave(self, grace: float) -> int:
-        """Stops: waits up to `grace` s for the tasks, cancels the rest,
-        releases every lane. Returns the tasks interrupted."""
+        """Stops within `grace` s (plus at most 0.2 s for the release): waits
+        for the tasks, cancels the rest, releases every lane. Returns the
+        tasks interrupted."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, grace)
         for handover in list(self._handovers):
             handover.cancel()
         if self._work_task is not None:
@@ -267,12 +268,12 @@ class LaneKeeper:
         runners = [t.runner for t in self.running() if t.runner is not None]
         interrupted = 0
         if runners:
-            _, late = await asyncio.wait(runners, timeout=max(0.0, grace))
+            _, late = await asyncio.wait(runners, timeout=max(0.0, grace - 0.2))
             for runner in late:
                 runner.cancel()
             interrupted = len(late)
             await asyncio.gather(*late, return_exceptions=True)
         self.lanes.clear()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._store.leave(self._owner), timeout=max(0.5, grace))
+            await asyncio.wait_for(self._store.leave(self._owner), timeout=max(0.2, deadline - loop.time()))
         return interrupted
