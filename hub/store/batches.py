@@ -90,7 +90,7 @@ WITH locked AS MATERIALIZED (
     WHERE t.query_id = u.query_id AND t.bank_code = u.bank_code AND t.state = '{_PENDING}'
         AND l.bank_code = u.bank_code AND l.owner = ? AND l.epoch = u.epoch
         AND t.query_id IN (SELECT query_id FROM locked)
-    RETURNING t.query_id, t.bank_code, t.state, t.reason, t.attempt_count, t.card_count, t.finish_time
+    RETURNING t.query_id, t.bank_code, t.lease_epoch, t.state, t.reason, t.attempt_count, t.card_count, t.finish_time
 ), counts AS (
     UPDATE queries q SET pending = q.pending - d.n,
         state = CASE WHEN q.state = '{_ACCEPTED}' THEN '{_RUNNING}' ELSE q.state END
@@ -101,8 +101,9 @@ WITH locked AS MATERIALIZED (
     SELECT d.*, c.pending + ROW_NUMBER() OVER (PARTITION BY d.query_id ORDER BY d.bank_code DESC) - 1 AS after
     FROM done d JOIN counts c ON c.query_id = d.query_id
 )
-SELECT query_id, bank_code, after, pg_notify('{PROGRESS}', json_build_array(query_id, bank_code, state, reason,
-    attempt_count, card_count, finish_time, after)::text)
+SELECT query_id, bank_code, lease_epoch, after,
+    pg_notify('{PROGRESS}', json_build_array(query_id, bank_code, state, reason, attempt_count, card_count,
+        finish_time, after)::text)
 FROM announced ORDER BY query_id, after DESC
 """
 """One statement: data-modifying CTEs run to completion whether read or
@@ -218,15 +219,15 @@ class GroupCommit:
         failures = [w for w in writes if isinstance(w, Failure)]
         postgres = self._db.dialect == "postgresql"
 
-        async def run(conn: Any) -> dict[tuple[str, str], int]:
-            landed: dict[tuple[str, str], int] = {}
+        async def run(conn: Any) -> dict[tuple[str, str, int], int]:
+            landed: dict[tuple[str, str, int], int] = {}
             if postgres:
                 if failures:
                     await conn.execute(_PG_FAILURES, (*_failure_arrays(failures), self._owner))
                 if outcomes:
                     async with conn.execute(_PG_OUTCOMES, _outcome_params(outcomes, self._owner)) as cur:
                         for row in await cur.fetchall():
-                            landed[(str(row[0]), str(row[1]))] = int(row[2])
+                            landed[(str(row[0]), str(row[1]), int(row[2]))] = int(row[3])
                 return landed
             for f in failures:
                 if await _fenced(conn, f.bank_code, self._owner, f.epoch):
@@ -240,13 +241,13 @@ class GroupCommit:
                 async with conn.execute(_LITE_COUNT, (_ACCEPTED, _RUNNING, o.query_id)) as c:
                     row = await c.fetchone()
                 pending = int(row[0]) if row else 0
-                landed[(o.query_id, o.bank_code)] = pending
+                landed[(o.query_id, o.bank_code, o.epoch)] = pending
                 progress = BankProgress(o.bank_code, o.state, o.reason, o.attempt_count, o.card_count, o.finish_time)
                 await conn.notify(PROGRESS, Progress(o.query_id, progress, pending).encode())
             return landed
 
         landed = await self._db.write(run) if writes else {}
-        return [landed.get((w.query_id, w.bank_code)) if isinstance(w, Outcome) else None for w in writes]
+        return [landed.get((w.query_id, w.bank_code, w.epoch)) if isinstance(w, Outcome) else None for w in writes]
 
 
 async def _fenced(conn: Any, bank_code: str, owner: str, epoch: int) -> bool:
