@@ -78,7 +78,7 @@ async def run_demo(work: Path, users: int, console: Console) -> bool:
                 for r in replicas.replicas.values():
                     console.print(f"replica {r.name}: {r.address} (pid {r.pids[-1]})")
                 lease = REPLICA_TIMINGS.lease_duration.total_seconds()
-                console.print(f"bank task lease {lease:.0f} s, renewed every {lease / 3:.2f} s")
+                console.print(f"bank lane lease {lease:.0f} s, renewed every {lease / 3:.2f} s")
                 return await _lookups(console, replicas, url, fleet, population, people, pki.face_provider_key)
             finally:
                 replicas.stop_all()

@@ -3,7 +3,7 @@ what the replica test, the replica demo and the WatchQuery benchmark run.
 
     replicas = ReplicaSet(pki, bank_addresses, database_url, work, count=3, timings=REPLICA_TIMINGS)
     replicas.start_all()            # `cardlookup-hub --config` per replica
-    replicas.kill("B")              # SIGKILL, no goodbye: its leases run out
+    replicas.kill("B")              # SIGKILL, no goodbye: its bank lanes run out
     replicas.restart("B")           # same port, a new replica id
     replicas.stop_all()
 
@@ -165,7 +165,7 @@ class ReplicaSet:
             self.wait_serving(name)
 
     def kill(self, name: str) -> int:
-        """SIGKILL: the replica gets no chance to release its leases or slots.
+        """SIGKILL: the replica gets no chance to release its bank lanes.
         Returns the killed process's pid."""
         replica = self.replicas[name]
         assert replica.process is not None

@@ -68,8 +68,8 @@ class BankEndpoint:
     `<code>.bank.cardlookup.internal`. Binds the bank's identity (a
     certificate issued to another bank is refused at the handshake)."""
     max_concurrent: int = 32
-    """Calls in flight to this bank at most: per hub process on SQLite, for
-    all replicas together on PostgreSQL (shared call slots, issue 8)."""
+    """Calls in flight to this bank at most, for all replicas together: one
+    replica, the owner of the bank's lane, makes every call to it (issue 16)."""
 
     def tls_name(self) -> str:
         return self.server_name or bank_server_name(self.code)

@@ -156,6 +156,8 @@ class QueryEngine:
         self._stopping = False
         self._rounds = 0
         self._loops: list[asyncio.Task[None]] = []
+        self._all_here: set[str] = set()
+        """Queries whose every bank this replica started at submit."""
         self._queries: dict[str, _QueryWork] = {}
         """What the bank tasks running here need of their query (the request
         needs its times and subject); dropped when its last task here ends."""
@@ -288,11 +290,15 @@ class QueryEngine:
         log.info("query_accepted", query_id=new.query_id, banks=len(new.bank_codes))
         if self._run_fanout and self._started and not self._stopping:
             work = _QueryWork(now, due, new.consent_text_version, new.subject)
+            started = 0
             for code in new.bank_codes:
                 lane = self.lanes.open_lane(code)
                 if lane is not None and new.query_id not in lane.tasks:
                     self._queries.setdefault(new.query_id, work)
                     self.lanes.start(lane, Task(new.query_id, code, 0, "", now, due, new.consent_text_version, None))
+                    started += 1
+            if started == len(new.bank_codes) and self._db.shared:
+                self._all_here.add(new.query_id)  # its own WORK notice needs no pickup here
         return record
 
     async def sweep_expired(self) -> int:
@@ -413,6 +419,9 @@ class QueryEngine:
             log.warning("pickup_failed", exc_info=True)
 
     def _on_work(self, query_id: str) -> None:
+        if query_id in self._all_here:
+            self._all_here.discard(query_id)
+            return
         if self._started and not self._stopping:
             self.lanes.on_work(query_id)
 

@@ -265,7 +265,7 @@ async def test_an_open_breaker_keeps_traffic_off_a_sick_bank(
             # Once 2 calls failed the breaker opened: no retry of any of the
             # 4 tasks reached the bank since (without it, each retries every
             # 20-100 ms). Which first calls left before it opened is a race
-            # (on PostgreSQL each waits for a shared call slot).
+            # (calls start as the tasks are picked up).
             assert fleet.call_count(sick) == opened
             assert opened >= 2
             record = await engine.get(queries[0].query_id)
