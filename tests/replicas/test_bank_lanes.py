@@ -194,3 +194,25 @@ async def test_a_fourth_replica_gets_its_share_through_clean_handovers(
     assert {c: fleet.overlaps(c) for c in codes} == {c: 0 for c in codes}
     assert {c: fleet.max_calls_per_query(c) for c in codes} == {c: 1 for c in codes}
     assert sum(fleet.call_count(c) for c in codes) == len(queries) * len(codes)
+
+
+async def test_a_stopped_replica_releases_its_lanes_at_once(
+    pki: PkiPaths, population: Population, tmp_path: Path
+) -> None:
+    clock = ManualClock(dt.datetime.now(dt.UTC))
+    person = population.eligible_people(clock.now().date())[0]
+    async with running_fleet(fleet_config(pki, population, clock, CODES)) as fleet:
+        config = hub_config(pki, fleet.addresses, tmp_path, database=stores.new_database())
+        hour = dataclasses.replace(config.timings, lease_duration=dt.timedelta(hours=1))
+        config = dataclasses.replace(config, timings=hour)
+        async with running_engine(config, clock, replica_id="replica-b") as b:
+            assert sorted(b.lanes.lanes) == CODES  # alone: every lane is its share
+        # B stopped (SIGTERM): with a lease of an hour, A still takes every
+        # lane at its first round, because B released them.
+        async with running_engine(config, clock, replica_id="replica-a") as a:
+            assert sorted(a.lanes.lanes) == CODES
+            query = new_query(person, CODES)
+            await a.submit(query)
+            record = await wait_for(a, query.query_id)
+    assert [b.state for b in record.banks] == [BankState.ANSWERED] * len(CODES)
+    assert [fleet.call_count(c) for c in CODES] == [1] * len(CODES)
