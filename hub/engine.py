@@ -353,6 +353,13 @@ class QueryEngine:
             record = await self._store.get(query_id)
             if record is None:
                 raise KeyError(query_id)
+            if record.state not in _FINAL_QUERY_STATES:
+                # The record later outcomes patch (it holds every outcome
+                # committed before it; later ones come as notifications).
+                # Without it the first outcome re-reads the query, and with
+                # a group commit that read often finds it READY already,
+                # folding every bank's change into one whole-record event.
+                self._snapshots.setdefault(query_id, record)
             yield QueryEvent(record, None)
             if record.state in _FINAL_QUERY_STATES:
                 return
