@@ -249,6 +249,30 @@ async def leases_of(url: str, replicas: ReplicaSet, name: str) -> list[tuple[str
     return [(r[0], r[1]) for r in rows if r[2] and replicas.owner_of(r[2]) == name]
 
 
+async def lanes_spread(url: str, replicas: ReplicaSet, timeout_s: float = 60.0) -> dict[str, int]:
+    """Waits until every running replica owns a bank lane (they are spread
+    over the replicas in their first lane rounds, issue 16); returns how
+    many each owns."""
+    deadline = time.monotonic() + timeout_s
+    conn = await asyncpg.connect(url)
+    try:
+        while True:
+            rows = await conn.fetch("SELECT owner FROM lanes WHERE owner IS NOT NULL")
+            owned: dict[str, int] = {}
+            for (owner,) in rows:
+                name = replicas.owner_of(owner)
+                if name is not None:
+                    owned[name] = owned.get(name, 0) + 1
+            running = {r.name for r in replicas.replicas.values() if r.running}
+            if running <= set(owned):
+                return owned
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bank lanes not spread over {sorted(running)} within {timeout_s:.0f} s: {owned}")
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
 async def follow_takeover(
     url: str, replicas: ReplicaSet, held: list[tuple[str, str]], killed_at: float, timeout_s: float = 120.0
 ) -> Takeover:
