@@ -13,7 +13,6 @@ import pytest
 
 from hub.crypto import Sealed
 from hub.domain import BankState, NewQuery, Subject
-from hub.store import card_cases, card_records, device_keys, identity, user_keys
 from hub.store.batches import Failure, GroupCommit, Outcome
 from hub.store.db import Database, open_database
 from hub.store.erasure import USER_DELETED, ErasureStore
@@ -28,11 +27,7 @@ NOW = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
 
 async def schema(tmp_path: Path) -> Database:
     db = await open_database(stores.database_for(tmp_path))
-    await QueryStore(db).migrate()
-    await UserStore(db).migrate()
-    for module in (identity, user_keys, device_keys, card_records, card_cases):
-        await db.migrate(module.COMPONENT, module.MIGRATIONS)
-    await ErasureStore(db).migrate()
+    await ErasureStore(db).migrate_with_erased_tables()
     return db
 
 
