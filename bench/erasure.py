@@ -24,11 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from cardlookup.devpg import ThrowawayPostgres
-from hub.store import card_cases, card_records, identity, user_keys
 from hub.store.db import Database, open_database, to_micros
 from hub.store.erasure import ErasureStore, Retention
-from hub.store.queries import QueryStore
-from hub.store.users import UserStore
 
 NOW = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
 KEEP = Retention(*(dt.timedelta(days=180),) * 4, dt.timedelta(days=2), dt.timedelta(days=7))
@@ -65,12 +62,8 @@ async def _fill(db: Database, users: int) -> None:
 async def measure(target: str | Path, users: int, closures: int) -> str:
     db = await open_database(target)
     try:
-        await QueryStore(db).migrate()
-        await UserStore(db).migrate()
-        for module in (identity, user_keys, card_records, card_cases):
-            await db.migrate(module.COMPONENT, module.MIGRATIONS)
         erasure = ErasureStore(db)
-        await erasure.migrate()
+        await erasure.migrate_with_erased_tables()
         await _fill(db, users)
         started = time.perf_counter()
         await erasure.sweep(NOW + dt.timedelta(days=1), KEEP)

@@ -1,10 +1,13 @@
 """Database work per query and per bank, on SQLite and on PostgreSQL.
 
-    python -m bench.store_statements [--queries 20] [--banks 16,64] [--round-trips]
+    python -m bench.store_statements [--queries 20] [--banks 16,64] [--concurrency 8] [--round-trips]
 
 Runs the engine in this process (the bank fleet too, on loopback, over
 mTLS) against each store, submits `--queries` queries of distinct people at
-each bank count, waits for every report, and prints the store's counters
+each bank count, `--concurrency` of them running at a time (a query holds
+its place until READY: the group commit only fills when queries overlap,
+so state the concurrency beside every figure), waits for every report
+(told by a ready listener, not by polling the store), and prints the store's counters
 (hub.store.db.StoreStats) per query: statements (reads and writes) and
 write transactions. From two bank counts it fits `fixed + per_bank * banks`,
 the cost a query pays once and the cost each bank adds. Healthy banks, one
@@ -39,7 +42,7 @@ from cardlookup.devpg import ThrowawayPostgres
 from cardlookup.pki import create_dev_pki
 from hub.config import HubConfig, Timings
 from hub.crypto import HubKeys
-from hub.domain import NewQuery, QueryState, Subject
+from hub.domain import NewQuery, QueryRecord, Subject
 from hub.engine import QueryEngine
 from hub.store.db import open_database
 
@@ -69,7 +72,13 @@ def counting_round_trips() -> Iterator[list[int]]:
 
 
 async def measure(
-    store: str, banks: int, queries: int, work: Path, pg: ThrowawayPostgres | None, trips: list[int] | None = None
+    store: str,
+    banks: int,
+    queries: int,
+    work: Path,
+    pg: ThrowawayPostgres | None,
+    trips: list[int] | None = None,
+    concurrency: int = 8,
 ) -> tuple[float, float, float | None]:
     """Statements, write transactions and (with `trips`, a running
     `counting_round_trips` count) round trips per query."""
@@ -99,13 +108,20 @@ async def measure(
             )
             for p in people
         ]
-        await asyncio.gather(*(engine.submit(n) for n in news))
-        for n in news:
-            while True:
-                record = await engine.get(n.query_id)
-                if record is not None and record.state == QueryState.READY:
-                    break
-                await asyncio.sleep(0.05)
+        ready: dict[str, asyncio.Event] = {n.query_id: asyncio.Event() for n in news}
+
+        async def told(record: QueryRecord) -> None:
+            ready[record.query_id].set()
+
+        engine.add_ready_listener(told)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def run(n: NewQuery) -> None:
+            async with gate:
+                await engine.submit(n)
+                await ready[n.query_id].wait()
+
+        await asyncio.gather(*(run(n) for n in news))
         statements = (db.stats.statements - before[0]) / queries
         round_trips = (trips[0] - before[2]) / queries if trips else None
         transactions = (db.stats.transactions - before[1]) / queries
@@ -122,13 +138,16 @@ async def main_async(args: argparse.Namespace) -> None:
         work = Path(tmp)
         pg = ThrowawayPostgres.start(durable=True)
         try:
+            print(f"{args.queries} queries per bank count, {args.concurrency} at a time")
             print("store       banks  statements/query  transactions/query  round trips/query")
             for store in ("sqlite", "postgresql"):
                 results = {}
                 for banks in sizes:
                     on_pg = store == "postgresql"
                     with counting_round_trips() if on_pg and args.round_trips else contextlib.nullcontext() as trips:
-                        s, t, r = await measure(store, banks, args.queries, work, pg if on_pg else None, trips)
+                        s, t, r = await measure(
+                            store, banks, args.queries, work, pg if on_pg else None, trips, args.concurrency
+                        )
                     results[banks] = (s, t, r)
                     shown = f"{r:>19.1f}" if r is not None else f"{'-':>19}"
                     print(f"{store:<10}  {banks:>5}  {s:>16.1f}  {t:>18.1f}  {shown}")
@@ -150,6 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--banks", default="16,64")
+    parser.add_argument("--concurrency", type=int, default=8, help="queries running at a time")
     parser.add_argument("--round-trips", action="store_true", help="also count the round trips to PostgreSQL per query")
     asyncio.run(main_async(parser.parse_args()))
 

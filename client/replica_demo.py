@@ -35,7 +35,7 @@ from client import render
 from client.aio import AsyncCardLookupClient
 from client.demo import ground_truth_mismatches
 from client.devface import DevFaceProvider
-from client.replicastack import REPLICA_TIMINGS, ReplicaSet, Takeover, follow_takeover, leases_of
+from client.replicastack import REPLICA_TIMINGS, ReplicaSet, Takeover, follow_takeover, lanes_spread, leases_of
 from client.spread import JourneyPlan, JourneyResult, Spread, full_journey
 from hub.config import DEFAULT_CONSENT_TEXT_VERSION
 from hub.notify import OutboxTail, read_outbox
@@ -78,7 +78,9 @@ async def run_demo(work: Path, users: int, console: Console) -> bool:
                 for r in replicas.replicas.values():
                     console.print(f"replica {r.name}: {r.address} (pid {r.pids[-1]})")
                 lease = REPLICA_TIMINGS.lease_duration.total_seconds()
-                console.print(f"bank task lease {lease:.0f} s, renewed every {lease / 3:.2f} s")
+                console.print(f"bank lane lease {lease:.0f} s, renewed every {lease / 3:.2f} s")
+                owned = await lanes_spread(url, replicas)
+                console.print("bank lanes: " + ", ".join(f"{n} owns {k}" for n, k in sorted(owned.items())))
                 return await _lookups(console, replicas, url, fleet, population, people, pki.face_provider_key)
             finally:
                 replicas.stop_all()

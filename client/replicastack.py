@@ -3,7 +3,7 @@ what the replica test, the replica demo and the WatchQuery benchmark run.
 
     replicas = ReplicaSet(pki, bank_addresses, database_url, work, count=3, timings=REPLICA_TIMINGS)
     replicas.start_all()            # `cardlookup-hub --config` per replica
-    replicas.kill("B")              # SIGKILL, no goodbye: its leases run out
+    replicas.kill("B")              # SIGKILL, no goodbye: its bank lanes run out
     replicas.restart("B")           # same port, a new replica id
     replicas.stop_all()
 
@@ -12,7 +12,8 @@ Each replica has its own listen port, configuration file and log file
 gateway): a verification code sent by any replica is read in one place, and
 each ready SMS shows up once whichever replica sends it. Every process start
 gets a new replica id (`host:pid:random`, hub.engine.default_replica_id), so
-the pid tells which process holds a bank task's lease (`lease_owner`).
+the pid tells which process owns a bank's lane (`lanes.owner`, issue 16),
+and so works on that bank's pending tasks.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class ReplicaSet:
             self.wait_serving(name)
 
     def kill(self, name: str) -> int:
-        """SIGKILL: the replica gets no chance to release its leases or slots.
+        """SIGKILL: the replica gets no chance to release its bank lanes.
         Returns the killed process's pid."""
         replica = self.replicas[name]
         assert replica.process is not None
@@ -236,21 +237,49 @@ class Takeover:
 
 
 async def leases_of(url: str, replicas: ReplicaSet, name: str) -> list[tuple[str, str]]:
-    """The PENDING bank tasks leased to replica `name`'s processes."""
+    """The PENDING bank tasks in the lanes replica `name`'s processes own."""
     conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch("SELECT query_id, bank_code, lease_owner FROM bank_tasks WHERE state = 'PENDING'")
+        rows = await conn.fetch(
+            "SELECT t.query_id, t.bank_code, l.owner FROM bank_tasks t JOIN lanes l ON l.bank_code = t.bank_code"
+            " WHERE t.state = 'PENDING'"
+        )
     finally:
         await conn.close()
     return [(r[0], r[1]) for r in rows if r[2] and replicas.owner_of(r[2]) == name]
+
+
+async def lanes_spread(url: str, replicas: ReplicaSet, timeout_s: float = 60.0) -> dict[str, int]:
+    """Waits until every running replica owns a bank lane (they are spread
+    over the replicas in their first lane rounds, issue 16); returns how
+    many each owns."""
+    deadline = time.monotonic() + timeout_s
+    conn = await asyncpg.connect(url)
+    try:
+        while True:
+            rows = await conn.fetch("SELECT owner FROM lanes WHERE owner IS NOT NULL")
+            owned: dict[str, int] = {}
+            for (owner,) in rows:
+                name = replicas.owner_of(owner)
+                if name is not None:
+                    owned[name] = owned.get(name, 0) + 1
+            running = {r.name for r in replicas.replicas.values() if r.running}
+            if running <= set(owned):
+                return owned
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bank lanes not spread over {sorted(running)} within {timeout_s:.0f} s: {owned}")
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
 
 
 async def follow_takeover(
     url: str, replicas: ReplicaSet, held: list[tuple[str, str]], killed_at: float, timeout_s: float = 120.0
 ) -> Takeover:
     """Polls the database every 20 ms after a kill (`killed_at`, monotonic)
-    until every task in `held` is leased by a running process (the killed
-    replica restarted counts, under its new process) or final."""
+    until the lane of every task in `held` is owned by a running process
+    (the killed replica restarted counts, under its new process) or the
+    task is final."""
     waiting = set(held)
     by: dict[str, int] = {}
     conn = await asyncpg.connect(url)
@@ -259,7 +288,8 @@ async def follow_takeover(
             if time.monotonic() - killed_at > timeout_s:
                 raise TimeoutError(f"{len(waiting)} bank tasks were not taken over within {timeout_s:.0f} s")
             rows = await conn.fetch(
-                "SELECT query_id, bank_code, state, lease_owner FROM bank_tasks WHERE query_id = ANY($1::text[])",
+                "SELECT t.query_id, t.bank_code, t.state, l.owner FROM bank_tasks t"
+                " JOIN lanes l ON l.bank_code = t.bank_code WHERE t.query_id = ANY($1::text[])",
                 list({q for q, _ in waiting}),
             )
             live = {r.process.pid for r in replicas.replicas.values() if r.process is not None and r.running}

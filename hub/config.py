@@ -68,8 +68,8 @@ class BankEndpoint:
     `<code>.bank.cardlookup.internal`. Binds the bank's identity (a
     certificate issued to another bank is refused at the handshake)."""
     max_concurrent: int = 32
-    """Calls in flight to this bank at most: per hub process on SQLite, for
-    all replicas together on PostgreSQL (shared call slots, issue 8)."""
+    """Calls in flight to this bank at most, for all replicas together: one
+    replica, the owner of the bank's lane, makes every call to it (issue 16)."""
     addresses: tuple[str, ...] = ()
     """Every host:port of a bank with more than one endpoint (two data
     centres, a load balancer per site); `address` is then the first. Empty:
@@ -115,13 +115,14 @@ class Timings:
     sweep_interval: dt.timedelta = dt.timedelta(seconds=60)
     """How often the retention sweeper runs (R11)."""
     lease_duration: dt.timedelta = dt.timedelta(seconds=30)
-    """How long a replica's claim on a bank task lasts unless renewed (every
-    third of it while the call runs); after it another replica takes the
-    task over. The time a dead replica's banks wait to be resumed. Keep it
-    above attempt_timeout: a call then ends before a lease renewed when it
-    started can run out, so even a replica starved of CPU (renewals late)
-    never has a call in flight while another replica calls the same bank
-    for the same query."""
+    """How long a replica's bank lane (its ownership of a bank, issue 16)
+    lasts unless renewed (every third of it); after it another replica takes
+    the lane over. The time a dead replica's banks wait to be resumed (plus
+    at most a third of it, the next lane round). A replica whose renewal
+    failed stops calling after two thirds of it. Keep it above
+    attempt_timeout: a call then ends before a lease renewed when it started
+    can run out, so even a replica starved of CPU (renewals late) never has
+    a call in flight while another replica calls the same bank."""
     notice_claim: dt.timedelta = dt.timedelta(minutes=5)
     """How long a replica's claim on sending a READY query's SMS (R9) lasts
     (at least lease_duration). Longer than any send can take, or another

@@ -13,15 +13,19 @@ resumes every unfinished query; bank calls are idempotent on the query id,
 and an answer is only ever stored once per bank, so a crash can neither lose
 nor duplicate cards.
 
-Several replicas (issue 8) run this engine on one PostgreSQL database.
-Each bank task is leased to one replica (hub.store.queries): the replica
-that accepts a query leases its tasks at once; every replica's lease loop
-renews its own leases, claims tasks whose lease ran out (a dead replica's),
-builds reports a dead replica left unbuilt, and sends ready SMSs nobody
-sent. Outcomes are fenced by the lease epoch. WatchQuery follows progress
-from the store's PROGRESS notifications, so it works on any replica
-whichever replica does the work. On SQLite the same code runs in one
-process, which simply claims every pending task when it starts.
+Several replicas (issues 8 and 16) run this engine on one PostgreSQL
+database. Each bank has one owner, the replica holding its bank lane
+(hub.lane_keeper, hub.store.lanes): it makes every call to that bank, for
+every query, so the bank's concurrency cap and breaker are its own, in
+memory. Outcomes (and failure records) of all of a replica's lanes are
+committed together by its group commit (hub.store.batches), fenced by the
+lane epoch; the query's pending count moves in the same transaction, and
+the replica that brings it to zero builds the report. New queries reach
+the lane owners on the store's WORK channel. Every replica's lane loop
+also builds reports a dead replica left unbuilt and sends ready SMSs
+nobody sent. WatchQuery follows progress from the store's PROGRESS
+notifications, so it works on any replica whichever replica does the
+work. On SQLite the same code runs in one process, which owns every lane.
 
 The engine never holds plaintext personal data at rest: the subject is
 sealed in the store and only opened in memory to build bank requests.
@@ -30,12 +34,12 @@ sealed in the store and only opened in memory to build bank requests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -43,7 +47,7 @@ from typing import Any, TypeVar
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
 from hub import tracing
-from hub.config import BankEndpoint, HubConfig
+from hub.config import HubConfig
 from hub.crypto import HubKeys, Sealed
 from hub.domain import (
     BankProgress,
@@ -57,15 +61,16 @@ from hub.domain import (
     Subject,
 )
 from hub.fanout import Alarm, Fanout, FinalOutcome, TaskContext, run_bank_task
-from hub.fanout.breaker import CircuitBreaker
+from hub.lane_keeper import CALLING, WAITING, WRITING, BankTask, LaneKeeper
 from hub.logging import get_logger
 from hub.report import BankOutcome, build_report, decode_answer, decode_report, encode_answer, encode_report
 from hub.sealing import AnswerSealer
-from hub.store.bank_health import BankHealthStore, wall_us
+from hub.store.batches import Failure, GroupCommit, Outcome
 from hub.store.db import Database
 from hub.store.erasure import USER_DELETED
 from hub.store.health import StoreHealth
-from hub.store.queries import PROGRESS, Claim, Progress, QueryStore
+from hub.store.lanes import LaneStore, wall_us
+from hub.store.queries import PROGRESS, WORK, Progress, QueryStore, Task
 from hub.user_sealing import is_user_sealed
 from hub.validation import BankAnswer
 
@@ -75,13 +80,9 @@ ReportSealer = Callable[[str, bytes, bytes], Awaitable[Sealed | None]]
 user (hub.identity.report_keys), or None to keep the hub's envelope."""
 ReportOpener = Callable[[Sealed, bytes], bytes]
 _FINAL_QUERY_STATES = (QueryState.READY, QueryState.EXPIRED)
-_CLAIM_BATCH = 500
 _STORE_RETRY_FIRST = 0.05
 _STORE_RETRY_MAX = 2.0
 """Seconds between retries of a failing store write (doubling from FIRST)."""
-_RELEASE_S = 1.0
-"""The longest a stopping engine waits to release its leases once its
-grace is spent (a store that does not answer by then: the leases run out)."""
 T = TypeVar("T")
 log = get_logger("hub.engine")
 
@@ -103,6 +104,19 @@ def _report_context(query_id: str) -> bytes:
     return b"report:" + query_id.encode()
 
 
+@dataclasses.dataclass(eq=False)
+class _QueryWork:
+    """What the bank tasks of one query running here need of it."""
+
+    create_time: dt.datetime
+    due: dt.datetime
+    consent_text_version: str
+    subject: Subject | None
+    sealed_subject: Sealed | None = None
+    open: int = 0
+    """Its bank tasks running here."""
+
+
 class QueryEngine:
     def __init__(
         self,
@@ -113,31 +127,44 @@ class QueryEngine:
         fanout: Fanout | None = None,
         run_fanout: bool = True,
         replica_id: str | None = None,
+        wall: Callable[[], int] = wall_us,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
         self._keys = keys
         self._clock = clock
         self._db = db
         self._store = QueryStore(db)
+        self._lane_store = LaneStore(db)
         self.replica_id = replica_id or default_replica_id()
-        """Who holds this process's leases (a restart under the same id takes
-        its own leases back at once instead of waiting for them to expire)."""
+        """Who owns this process's lanes (a restart under the same id takes
+        its own lanes back at once instead of waiting for them to expire)."""
         self._lease_s = config.timings.lease_duration.total_seconds()
-        self._health = BankHealthStore(db, self.replica_id, config.timings.attempt_timeout.total_seconds() + 5)
+        self._wall = wall
+        self._batch = GroupCommit(db, self.replica_id)
+        self.lanes = LaneKeeper(
+            self._lane_store,
+            self._store,
+            self.replica_id,
+            self._lease_s,
+            db.shared,
+            self._run_bank,
+            drain_s=config.timings.attempt_timeout.total_seconds() + 1,
+            wall=wall,
+            monotonic=monotonic,
+        )
         self._fanout = fanout
         self._run_fanout = run_fanout
         self._alarm = Alarm()
         self._started = False
         self._stopping = False
-        self._bank_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._task_epochs: dict[tuple[str, str], int] = {}
-        """The lease epoch each running bank task was launched under."""
-        self._renewed: set[tuple[str, str]] = set()
-        """The leases the last lease round renewed (still ours)."""
-        self._calling: set[tuple[str, str]] = set()
-        self._records: dict[str, QueryRecord] = {}
-        """Records of queries with bank tasks running here (their request
-        needs the create and due times); dropped when the last task ends."""
+        self._rounds = 0
+        self._loops: list[asyncio.Task[None]] = []
+        self._all_here: set[str] = set()
+        """Queries whose every bank this replica started at submit."""
+        self._queries: dict[str, _QueryWork] = {}
+        """What the bank tasks running here need of their query (the request
+        needs its times and subject); dropped when its last task here ends."""
         self._progress: asyncio.Queue[Progress] = asyncio.Queue()
         # Store health and its probe (issue 21): an idle replica comes back too.
         self._store_health = StoreHealth(
@@ -147,9 +174,6 @@ class QueryEngine:
         )
         self._held: dict[str, Progress] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._loops: list[asyncio.Task[None]] = []
-        """The progress and lease loops: cancelled at stop, never waited for."""
-        self._subjects: dict[str, Subject] = {}
         self._watchers: dict[str, set[asyncio.Queue[QueryEvent | None]]] = {}
         """None in a queue: the query was erased (issue 22)."""
         # The latest record of each watched query, patched per bank outcome:
@@ -164,69 +188,60 @@ class QueryEngine:
 
     async def migrate(self) -> None:
         await self._store.migrate()
-        await self._health.migrate()
+        await self._lane_store.migrate()
         await self._sealer.migrate()
 
     async def start(self) -> None:
-        """Claims the bank tasks nobody holds (on SQLite: every pending one),
-        builds reports left unbuilt, sends ready SMSs nobody sent, then keeps
-        doing so in the lease loop."""
+        """Takes this replica's share of the bank lanes (on SQLite: every
+        lane) and starts their pending tasks, builds reports left unbuilt,
+        sends ready SMSs nobody sent, then keeps doing so in the lane loop."""
         await self.migrate()
         if self._run_fanout:
             if self._fanout is None:
                 self._fanout = Fanout(self._config)
+            await self._lane_store.ensure([b.code for b in self._config.banks])
             if self._db.shared:
-                self._fanout.share(self._shared_slot, self._publish_breaker)
-                await self._health.start(self._follow_breaker)
-                await self._follow_open_breakers()
+                await self._db.listen(WORK, self._on_work)
         await self._db.listen(PROGRESS, self._on_progress)
         add_reconnect = getattr(self._db, "add_reconnect_listener", None)
         if add_reconnect is not None:
             add_reconnect(self._resync_watchers)
-            if self._run_fanout and self._db.shared:
-                add_reconnect(lambda: self._spawn(self._follow_open_breakers()))
+            if self._run_fanout:
+                add_reconnect(lambda: self._spawn(self._sweep()))
         self._started = True
         self._stopping = False
-        self._loops = [self._spawn(self._progress_loop())]
+        self._loops = [asyncio.create_task(self._progress_loop(), name="engine-progress")]
         resumed = await self._housekeeping(first=True)
         if resumed:
             log.info("engine_resumed", banks=resumed)
-        self._loops.append(self._spawn(self._lease_loop()))
+        self._loops.append(asyncio.create_task(self._lane_loop(), name="engine-lanes"))
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stops new attempts, lets in-flight bank streams finish until one
-        deadline `grace` seconds from now (their outcome is persisted), then
-        cancels the rest; those banks stay PENDING and are resumed on the
-        next start. The leases are released even past the deadline (bounded
-        by _RELEASE_S); the progress and lease loops are cancelled, not
-        waited for; other background work (SMS, reports) shares the same
-        deadline. An idle engine stops at once (issue 19)."""
-        clock = asyncio.get_running_loop()
-        deadline = clock.time() + max(0.0, grace)
+        """Stops new calls, lets in-flight bank calls finish and their
+        outcomes commit for up to `grace` seconds in total, cancels the rest
+        (those banks stay PENDING and are resumed by the next owner of their
+        lane), and releases this replica's lanes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, grace)
         self._stopping = True
         self._alarm.wake_all()
-        tasks = list(self._bank_tasks.values())
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - clock.time()))
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
-        if self._run_fanout:
-            with contextlib.suppress(Exception):  # others resume these banks at once
-                await asyncio.wait_for(self._store.release(self.replica_id), max(deadline - clock.time(), _RELEASE_S))
-        for task in self._loops:
-            task.cancel()
+        for loop_task in self._loops:  # no work of their own to finish
+            loop_task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        interrupted = await self.lanes.leave(grace) if self._run_fanout else 0
         background = list(self._background)
         if background:
-            _, late_bg = await asyncio.wait(background, timeout=max(0.0, deadline - clock.time()))
+            _, late_bg = await asyncio.wait(background, timeout=max(0.0, deadline - loop.time()))
             for task in late_bg:
                 task.cancel()
             await asyncio.gather(*late_bg, return_exceptions=True)
+        await self._batch.close()
         if self._fanout is not None:
             await self._fanout.close()
         await self._store_health.close()
         self._started = False
-        log.info("engine_stopped", interrupted_banks=sum(1 for t in tasks if t.cancelled()))
+        log.info("engine_stopped", interrupted_banks=interrupted)
 
     def wake(self) -> None:
         """Ends every retry wait now, so each bank task re-checks its window
@@ -235,8 +250,19 @@ class QueryEngine:
 
     def reconfigure(self, config: HubConfig) -> None:
         """A reloaded configuration (HubServer.reload): new queries are checked
-        against its bank registry; bank tasks already running keep going."""
+        against its bank registry; bank tasks already running keep going. A
+        bank added gets its lane row, claimed by the next lane round (one
+        runs at once)."""
         self._config = config
+        if self._run_fanout and self._started and not self._stopping:
+            self._spawn(self._add_lanes([b.code for b in config.banks]))
+
+    async def _add_lanes(self, codes: list[str]) -> None:
+        try:
+            await self._lane_store.ensure(codes)
+            await self.lanes.round()
+        except Exception:  # the lane loop's next round claims them
+            log.warning("lanes_not_added", exc_info=True)
 
     def add_ready_listener(self, listener: ReadyListener) -> None:
         self._listeners.append(listener)
@@ -250,41 +276,42 @@ class QueryEngine:
     # -- commands ------------------------------------------------------------
 
     async def submit(self, new: NewQuery) -> QueryRecord:
-        """Accepts `new` durably (idempotent on its query id) and, when this
-        replica runs the fan-out, starts its bank calls. One store write and
-        no read for a new query: the record returned is the one written."""
+        """Accepts `new` durably (idempotent on its query id) and starts the
+        calls of the banks whose lane this replica owns; the owners of the
+        others pick theirs up from the store's WORK notification. One store
+        write and no read for a new query: the record returned is the one
+        written."""
         _check_new_query(new, self._config)
         now = self._clock.now()
         due = now + self._config.timings.report_window
         plaintext = json.dumps({"n": new.subject.full_name, "i": new.subject.id_number}).encode()
         sealed = self._keys.envelope.seal(plaintext, _subject_context(new.query_id))
-        runs_here = self._run_fanout and self._started and not self._stopping
-        expires = wall_us() + int(self._lease_s * 1e6)
-        lease = (self.replica_id, expires) if runs_here else None
-        if not await self._store.insert(new, sealed, now, due, lease):
+        if not await self._store.insert(new, sealed, now, due):
             existing = await self._store.get(new.query_id)
             assert existing is not None
             return existing
-        attempts = 1 if runs_here else 0  # the insert counted the leased first attempt
         record = QueryRecord(
             query_id=new.query_id,
             user_id=new.user_id,
             state=QueryState.ACCEPTED,
             bank_codes=tuple(new.bank_codes),
-            banks=tuple(BankProgress(code, BankState.PENDING, attempt_count=attempts) for code in new.bank_codes),
+            banks=tuple(BankProgress(code, BankState.PENDING) for code in new.bank_codes),
             create_time=now,
             report_due_time=due,
             consent_text_version=new.consent_text_version,
         )
         log.info("query_accepted", query_id=new.query_id, banks=len(new.bank_codes))
-        if runs_here:
-            self._subjects[new.query_id] = new.subject
-            self._records[new.query_id] = record
-            # Another replica can claim a task only once its lease has
-            # expired; a third of a lease is the margin for clock skew.
-            prepaid_until = expires - int(self._lease_s * 1e6 / 3)
+        if self._run_fanout and self._started and not self._stopping:
+            work = _QueryWork(now, due, new.consent_text_version, new.subject)
+            started = 0
             for code in new.bank_codes:
-                self._launch(Claim(new.query_id, code, 1, 0, "", prepaid_until))
+                lane = self.lanes.open_lane(code)
+                if lane is not None and new.query_id not in lane.tasks:
+                    self._queries.setdefault(new.query_id, work)
+                    self.lanes.start(lane, Task(new.query_id, code, 0, "", now, due, new.consent_text_version, None))
+                    started += 1
+            if started == len(new.bank_codes) and self._db.shared:
+                self._all_here.add(new.query_id)  # its own WORK notice needs no pickup here
         return record
 
     async def sweep_expired(self) -> int:
@@ -340,6 +367,13 @@ class QueryEngine:
             record = await self._store.get(query_id)
             if record is None:
                 raise KeyError(query_id)
+            if record.state not in _FINAL_QUERY_STATES:
+                # The record later outcomes patch (it holds every outcome
+                # committed before it; later ones come as notifications).
+                # Without it the first outcome re-reads the query, and with
+                # a group commit that read often finds it READY already,
+                # folding every bank's change into one whole-record event.
+                self._snapshots.setdefault(query_id, record)
             yield QueryEvent(record, None)
             if record.state in _FINAL_QUERY_STATES:
                 return
@@ -368,12 +402,12 @@ class QueryEngine:
                     self._snapshots.pop(query_id, None)
                     self._held.pop(query_id, None)  # issue 17: the last watcher left
 
-    # -- leases ----------------------------------------------------------------
+    # -- lanes ------------------------------------------------------------------
 
-    async def _lease_loop(self) -> None:
-        """Every third of a lease: renew ours, cancel calls whose lease was
-        taken over, claim what nobody holds, finish orphaned queries, send
-        unsent ready SMSs. A store failure here is retried next round."""
+    async def _lane_loop(self) -> None:
+        """Every third of a lease: a lane round (renew, claim, hand over,
+        pick up), finish orphaned queries, send unsent ready SMSs. A store
+        failure here is retried next round."""
         failed = False
         while not self._stopping:
             await self._alarm.sleep(self._lease_s / 3)
@@ -384,8 +418,9 @@ class QueryEngine:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                log.error("lease_loop_failed", exc_info=True)
+                log.error("lane_loop_failed", exc_info=True)
                 self._set_store_healthy(False, type(error).__name__)
+                self.lanes.expired()
                 failed = True
             else:
                 if failed:  # the store took this round's writes: healthy again (issue 19)
@@ -393,175 +428,132 @@ class QueryEngine:
                     failed = False
 
     async def _housekeeping(self, first: bool = False) -> int:
-        claimed = 0
+        started = 0
         if self._run_fanout:
-            expires = wall_us() + int(self._lease_s * 1e6)
-            if not first:
-                held = await self._store.renew(self.replica_id, expires)
-                self._renewed = held
-                for key in list(self._calling):
-                    task = self._bank_tasks.get(key)
-                    if key not in held and task is not None:
-                        log.warning("lease_lost", query_id=key[0], bank=key[1])
-                        task.cancel()
-                # Leases we hold with no task running here (it died on an
-                # error): give them back, so the claim below starts them again.
-                idle = [key for key in held if key not in self._bank_tasks]
-                if idle:
-                    await self._store.release_tasks(self.replica_id, idle)
-            # A SQLite file has one process: at start every lease in it is a
-            # previous run's, stale (later rounds must not take our own).
-            now = 2**62 if first and not self._db.shared else wall_us()
-            while True:
-                batch = await self._store.claim(self.replica_id, now, expires, _CLAIM_BATCH, reclaim=first)
-                for claim in batch:
-                    self._launch(claim)
-                claimed += len(batch)
-                if len(batch) < _CLAIM_BATCH:
-                    break
+            # Every third round also sweeps every lane (a task whose runner
+            # ended on an error, a WORK notification missed).
+            self._rounds += 1
+            started = await self.lanes.round(first=first, sweep=self._rounds % 3 == 0)
             quiet_since = self._clock.now() - self._config.timings.lease_duration
             for query_id in await self._store.orphaned_ids(self._clock.now() if first else quiet_since):
                 await self._complete(query_id)
-        for query_id in await self._store.ready_unnotified_ids(wall_us()):
+        for query_id in await self._store.ready_unnotified_ids(self._wall()):
             self._spawn(self._notify(query_id))
-        return claimed
+        return started
+
+    async def _sweep(self) -> None:
+        """Notifications may have been missed: every lane's pending tasks."""
+        try:
+            await self.lanes.pickup(list(self.lanes.lanes))
+        except Exception:
+            log.warning("pickup_failed", exc_info=True)
+
+    def _on_work(self, query_id: str) -> None:
+        if query_id in self._all_here:
+            self._all_here.discard(query_id)
+            return
+        if self._started and not self._stopping:
+            self.lanes.on_work(query_id)
 
     # -- the fan-out ---------------------------------------------------------
 
-    def _launch(self, claim: Claim) -> None:
-        """Runs a claimed bank task. A task still running here under an
-        older epoch (its lease was lost, and it was cancelled or will be
-        fenced, but has not ended yet) is replaced: the new task waits for
-        it to end, then runs under the new epoch. Dropping the new claim
-        instead would leave the lease renewed by this replica forever with
-        no task behind it, and the query never READY."""
-        key = (claim.query_id, claim.bank_code)
-        old = self._bank_tasks.get(key)
-        if old is not None and not old.done():
-            if self._task_epochs.get(key, 0) >= claim.epoch or key in self._renewed:
-                return  # still ours (on SQLite each round re-claims the tasks it runs)
-            old.cancel()  # its lease was lost, its epoch fenced: it can never write an outcome
-        task = asyncio.create_task(self._run_bank(claim, old), name=f"bank:{claim.bank_code}:{claim.query_id}")
-        self._bank_tasks[key] = task
-        self._task_epochs[key] = claim.epoch
-        task.add_done_callback(self._forget_task(key))
+    def _work_of(self, row: Task) -> _QueryWork:
+        work = self._queries.get(row.query_id)
+        if work is None:
+            work = _QueryWork(row.create_time, row.due, row.consent_text_version, None, row.subject)
+            self._queries[row.query_id] = work
+        return work
 
-    def _forget_task(self, key: tuple[str, str]) -> Callable[[asyncio.Task[None]], None]:
-        def forget(task: asyncio.Task[None]) -> None:
-            if self._bank_tasks.get(key) is task:
-                del self._bank_tasks[key]
-                self._task_epochs.pop(key, None)
-            if not any(k[0] == key[0] for k in self._bank_tasks):
-                # Issue 17: the last of this replica's calls for the query
-                # ended: its subject (name + ID number) leaves memory here,
-                # whichever replica completes the query.
-                self._records.pop(key[0], None)
-                self._subjects.pop(key[0], None)
-                self._sealer.forget(key[0])
+    def _subject(self, query_id: str, work: _QueryWork) -> Subject | None:
+        if work.subject is None and work.sealed_subject is not None:
+            data = json.loads(self._keys.envelope.open(work.sealed_subject, _subject_context(query_id)))
+            work.subject = Subject(full_name=data["n"], id_number=data["i"])
+        return work.subject
 
-        return forget
-
-    async def _record(self, query_id: str) -> QueryRecord | None:
-        record = self._records.get(query_id)
-        if record is None:
-            record = await self._store.get(query_id)
-            if record is not None:
-                self._records[query_id] = record
-        return record
-
-    async def _subject(self, query_id: str) -> Subject | None:
-        subject = self._subjects.get(query_id)
-        if subject is None:
-            sealed = await self._store.subject(query_id)
-            if sealed is None:
-                return None
-            data = json.loads(self._keys.envelope.open(sealed, _subject_context(query_id)))
-            subject = Subject(full_name=data["n"], id_number=data["i"])
-            self._subjects[query_id] = subject
-        return subject
-
-    def _request(self, record: QueryRecord, bank_code: str, subject: Subject) -> bank_pb.ListCardsRequest:
+    def _request(self, query_id: str, work: _QueryWork, bank_code: str, subject: Subject) -> bank_pb.ListCardsRequest:
         return self._keys.consent_signer.list_cards_request(
-            query_id=record.query_id,
+            query_id=query_id,
             bank_code=bank_code,
             full_name=subject.full_name,
             id_number=subject.id_number,
-            issue_time=record.create_time,
-            expire_time=record.report_due_time,
-            consent_text_version=record.consent_text_version,
+            issue_time=work.create_time,
+            expire_time=work.due,
+            consent_text_version=work.consent_text_version,
         )
 
-    async def _run_bank(self, claim: Claim, after: asyncio.Task[None] | None = None) -> None:
-        query_id, bank_code, epoch = claim.query_id, claim.bank_code, claim.epoch
-        key = (query_id, bank_code)
+    async def _run_bank(self, task: BankTask, row: Task) -> None:
+        query_id, bank_code = task.query_id, task.bank_code
         assert self._fanout is not None
-        if after is not None:
-            # The replaced task's call ends first: one call per (query, bank) here.
-            await asyncio.gather(after, return_exceptions=True)
+        work = self._work_of(row)
+        work.open += 1
         try:
-            record = await self._record(query_id)
-            subject = await self._subject(query_id)
-            if record is None or subject is None:
+            subject = self._subject(query_id, work)
+            if subject is None:
                 log.error("subject_missing", query_id=query_id, bank=bank_code)
                 outcome: FinalOutcome | None = FinalOutcome(
-                    BankState.NOT_ANSWERED, "SUBJECT_UNAVAILABLE", claim.attempt_count
+                    BankState.NOT_ANSWERED, "SUBJECT_UNAVAILABLE", task.attempt_count
                 )
             else:
-                request = self._request(record, bank_code, subject)
+                request = self._request(query_id, work, bank_code, subject)
+
+                async def begin() -> int | None:
+                    if not self.lanes.may_call(task):
+                        return None
+                    # Issue 21: a call counts once it is sent (right after
+                    # this); its record is committed with the next batch,
+                    # without holding the call up.
+                    task.attempt_count += 1
+                    self._batch.post(Failure(query_id, bank_code, task.epoch, None, task.attempt_count))
+                    return task.attempt_count
 
                 async def on_failure(count: int, reason: str) -> None:
                     log.info("bank_attempt_failed", query_id=query_id, bank=bank_code, attempt=count, reason=reason)
-                    await self._stored(lambda: self._store.record_failure(query_id, bank_code, epoch, reason))
+                    task.last_error = reason
+                    await self._stored(lambda: self._batch.add(Failure(query_id, bank_code, task.epoch, reason, count)))
 
                 def in_call(calling: bool) -> None:
-                    if calling:
-                        self._calling.add(key)
-                    else:
-                        self._calling.discard(key)
+                    task.phase = CALLING if calling else WAITING
 
                 ctx = TaskContext(
                     query_id=query_id,
-                    due=record.report_due_time,
+                    due=work.due,
                     clock=self._clock,
                     alarm=self._alarm,
                     stopping=lambda: self._stopping,
-                    begin_attempt=self._attempt_starter(claim),
+                    begin_attempt=begin,
                     on_failure=on_failure,
                     in_call=in_call,
                 )
                 lane = self._fanout.lane(bank_code)
-                outcome = await run_bank_task(self._fanout, lane, request, claim.attempt_count, ctx, claim.last_error)
+                outcome = await run_bank_task(self._fanout, lane, request, task.attempt_count, ctx, task.last_error)
             if outcome is not None:
-                await self._finish(query_id, bank_code, outcome, epoch)
+                task.phase = WRITING
+                await self._finish(query_id, bank_code, outcome, task.epoch)
         except asyncio.CancelledError:
             if self._stopping:
                 raise
-            # Our lease was taken over: the new holder calls the bank.
+            # The lane was lost or handed over: its next owner calls the bank.
         except Exception:
-            # A bug or a store failure: the lease runs out and the task is
-            # claimed again (by this replica or another).
+            # A bug or a store failure: the task stays PENDING and a later
+            # sweep of the lane starts it again.
             log.error("bank_task_failed", exc_info=True, query_id=query_id, bank=bank_code)
+        finally:
+            work.open -= 1
+            if work.open <= 0:
+                # Issue 17: the last of this replica's calls for the query
+                # ended: its subject (name + ID number) leaves memory here,
+                # whichever replica completes the query.
+                self._queries.pop(query_id, None)
+                self._sealer.forget(query_id)
 
-    def _attempt_starter(self, claim: Claim) -> Callable[[], Awaitable[int | None]]:
-        """`begin_attempt` for a bank task: counts each attempt durably and
-        checks the lease (issues 8 and 9). The first attempt of a task leased
-        at insert was counted by the insert: it needs no write while the
-        lease cannot have expired (`Claim.prepaid_until`), and afterwards
-        only the fenced check."""
-        prepaid = claim.prepaid_until
-
-        async def begin() -> int | None:
-            nonlocal prepaid
-            if prepaid:
-                until, prepaid = prepaid, 0
-                if wall_us() < until:
-                    return 1
-                return await self._stored(
-                    lambda: self._store.start_attempt(claim.query_id, claim.bank_code, claim.epoch, count=False)
-                )
-            return await self._stored(lambda: self._store.start_attempt(claim.query_id, claim.bank_code, claim.epoch))
-
-        return begin
+    async def _seal_answer(self, query_id: str, bank_code: str, answer: BankAnswer) -> Sealed:
+        """A validated answer, sealed for storage before it enters a batch
+        (outside the store's transaction): to the user (hub.sealing, issue
+        17); the envelope only for a user who has no key at all."""
+        sealed = await self._sealer.seal_answer(query_id, answer)
+        if sealed is None:
+            sealed = self._keys.envelope.seal(encode_answer(answer), _answer_context(query_id, bank_code))
+        return sealed
 
     async def _finish(self, query_id: str, bank_code: str, outcome: FinalOutcome, epoch: int) -> None:
         sealed = None
@@ -572,23 +564,23 @@ class QueryEngine:
             # The key is read from the store: retried like the write (issue 9).
             sealed = await self._stored(lambda: self._seal_answer(query_id, bank_code, answer))
             if sealed is None:
-                return  # stopping: the bank stays PENDING for the next start
-        finished_at = self._clock.now()
-        pending = await self._stored(
-            lambda: self._store.finish_bank(
-                query_id,
-                bank_code,
-                outcome.state,
-                outcome.reason,
-                outcome.attempt_count,
-                card_count,
-                sealed,
-                finished_at,
-                epoch,
-            )
+                return  # stopping: the bank stays PENDING for the next owner
+        write = Outcome(
+            query_id,
+            bank_code,
+            epoch,
+            outcome.state,
+            outcome.reason,
+            outcome.attempt_count,
+            card_count,
+            sealed,
+            self._clock.now(),
         )
+        # Stored only once its batch commits; retried while the store fails.
+        pending = await self._stored(lambda: self._batch.add(write))
         if pending is None:
-            log.warning("outcome_fenced", query_id=query_id, bank=bank_code)
+            if not self._stopping:
+                log.warning("outcome_fenced", query_id=query_id, bank=bank_code)
             return
         # DEBUG: one line per bank outcome was a measurable share of the hub's
         # CPU at 1,000 banks (issue 10); `query_ready` is the INFO line.
@@ -604,14 +596,6 @@ class QueryEngine:
         if pending == 0:
             await self._complete(query_id)
 
-    async def _seal_answer(self, query_id: str, bank_code: str, answer: BankAnswer) -> Sealed:
-        """Issue 17: sealed to the user (hub.sealing); the envelope only for a
-        user who has no key at all."""
-        sealed = await self._sealer.seal_answer(query_id, answer)
-        if sealed is None:
-            sealed = self._keys.envelope.seal(encode_answer(answer), _answer_context(query_id, bank_code))
-        return sealed
-
     @tracing.traced_query("query.ready")
     async def _complete(self, query_id: str) -> None:
         rows = await self._store.answers(query_id)
@@ -623,7 +607,6 @@ class QueryEngine:
         else:
             sealed_report, card_count = await self._legacy_report(query_id, rows, now, expire)
         completed = await self._stored(lambda: self._store.complete(query_id, sealed_report, now, expire))
-        self._subjects.pop(query_id, None)
         if completed:
             log.info("query_ready", query_id=query_id, cards=card_count, banks=len(rows))
             self._spawn(self._notify(query_id))
@@ -689,36 +672,6 @@ class QueryEngine:
         else:
             self._store_health.failed(error)
 
-    # -- shared bank health (PostgreSQL replicas) --------------------------------
-
-    def _shared_slot(self, endpoint: BankEndpoint) -> contextlib.AbstractAsyncContextManager[None]:
-        return self._health.slot(endpoint.code, endpoint.max_concurrent)
-
-    def _publish_breaker(self, bank_code: str, breaker: CircuitBreaker) -> None:
-        self._spawn(self._health.publish_breaker(bank_code, breaker.open_for()))
-
-    def _follow_breaker(self, bank_code: str, open_for: float) -> None:
-        """Another replica's verdict on a bank. The lane is made if this
-        replica has not called the bank yet: its first call must wait too."""
-        if self._fanout is None:
-            return
-        try:
-            lane = self._fanout.lane(bank_code)
-        except KeyError:  # a bank this replica's registry does not have
-            return
-        lane.breaker.follow(open_for)
-
-    async def _follow_open_breakers(self) -> None:
-        """Verdicts announced before this replica listened (it started
-        later, or its listening connection was lost meanwhile)."""
-        try:
-            verdicts = await self._health.open_breakers()
-        except Exception:  # the store is down again: the next reconnect retries
-            log.warning("breakers_not_read", exc_info=True)
-            return
-        for bank_code, open_for in verdicts.items():
-            self._follow_breaker(bank_code, open_for)
-
     # -- account closure (issue 22) ---------------------------------------------
 
     def end_query(self, query_id: str) -> None:
@@ -727,12 +680,12 @@ class QueryEngine:
         cancelled now (the store has fenced its tasks, so an outcome that
         arrives anyway is discarded), and what this process held of it is
         dropped."""
-        for (queried, bank_code), task in list(self._bank_tasks.items()):
-            if queried == query_id and not task.done():
-                log.info("bank_call_ended", query_id=query_id, bank=bank_code, reason=USER_DELETED)
-                task.cancel()
-        self._subjects.pop(query_id, None)
-        self._records.pop(query_id, None)
+        for task in self.lanes.running():
+            if task.query_id == query_id and task.runner is not None and not task.runner.done():
+                log.info("bank_call_ended", query_id=query_id, bank=task.bank_code, reason=USER_DELETED)
+                task.runner.cancel()
+        self._queries.pop(query_id, None)
+        self._sealer.forget(query_id)
         self._held.pop(query_id, None)
         self._snapshots.pop(query_id, None)
         for queue in list(self._watchers.get(query_id, ())):
@@ -829,7 +782,7 @@ class QueryEngine:
     async def _notify(self, query_id: str) -> None:
         """Runs the ready listeners (the SMS, R9) once per query across
         replicas: only the replica that claims the notice sends it."""
-        now = wall_us()
+        now = self._wall()
         # Not one bank lease: a send can outlast a short lease (a slow
         # gateway, or the outbox write queued behind argon2 hashes), and
         # another replica claiming it meanwhile would send it again.

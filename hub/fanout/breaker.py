@@ -6,10 +6,9 @@ probe call goes through; its success closes the breaker, its failure opens
 it again. Time is a monotonic function (real seconds): this is an
 operational rule, not a product rule, and tests pass their own function.
 
-Replicas share what their breakers learn: `on_change` is told when this
-breaker opens or closes by its own verdicts, and `follow(open_for)` makes it
-adopt another replica's verdict (open for that many more seconds, or closed
-with 0) without telling `on_change` again.
+The breaker is the bank lane owner's own (issue 16): one replica calls a
+bank, so its breaker alone decides for the whole service, with nothing
+shared through the store.
 """
 
 from __future__ import annotations
@@ -36,28 +35,12 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probe_in_flight = False
         self.times_opened = 0
-        self.on_change: Callable[[CircuitBreaker], None] | None = None
 
     def open_for(self) -> float:
         """Seconds until a probe may go (0.0 when closed or half-open)."""
         if self._opened_at is None:
             return 0.0
         return max(0.0, self._reset_after - (self._now() - self._opened_at))
-
-    def follow(self, open_for: float) -> None:
-        """Adopts another replica's verdict: open for `open_for` more seconds
-        (never shortening an opening of our own), or closed when 0."""
-        if open_for <= 0:
-            if self._opened_at is not None:
-                self._failures = 0
-                self._opened_at = None
-            return
-        if open_for > self.open_for():
-            self._opened_at = self._now() - self._reset_after + open_for
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(self)
 
     @property
     def state(self) -> BreakerState:
@@ -82,12 +65,9 @@ class CircuitBreaker:
         return 0.0
 
     def on_success(self) -> None:
-        was_open = self._opened_at is not None
         self._failures = 0
         self._opened_at = None
         self._probe_in_flight = False
-        if was_open:
-            self._changed()
 
     def on_failure(self) -> None:
         self._failures += 1
@@ -96,7 +76,6 @@ class CircuitBreaker:
         if was_probe or (self._opened_at is None and self._failures >= self._threshold):
             self._opened_at = self._now()
             self.times_opened += 1
-            self._changed()
 
     def on_abandon(self) -> None:
         """The call ended without a verdict (cancelled): free the probe slot."""

@@ -5,13 +5,10 @@ from this process (`BankEndpoint.max_concurrent`), and its breaker stops
 sending while it is sick, so a slow or failing bank cannot take capacity
 from the others (each bank's work runs in its own tasks).
 
-Across replicas (issue 8) the engine plugs two things in, both backed by
-the store: `slot`, a per-call lease of one of the bank's `max_concurrent`
-slots shared by every replica (the cap holds for all of them together),
-and `on_breaker_change`, which publishes this process's breaker openings
-and closings so the other replicas' breakers follow (a bank one replica
-found down is not hammered by the others). On one SQLite process both are
-unnecessary and stay no-ops.
+Across replicas (issue 16) each bank has one owner, the replica that holds
+its bank lane (hub.store.lanes): that replica makes every call to the
+bank, for every query, so the semaphore and the breaker here hold for the
+whole service without sharing anything through the store.
 
 A lane outlives a reload (issue 11 item 3): `Fanout.reconfigure` points the
 lanes of re-addressed banks at their new endpoint and the channels at the
@@ -24,11 +21,8 @@ choose it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
 from hub.config import BankEndpoint, HubConfig
@@ -37,15 +31,6 @@ from hub.fanout.breaker import CircuitBreaker
 from hub.fanout.channels import BankChannels
 from hub.metrics import HubMetrics
 
-SlotFactory = Callable[[BankEndpoint], AbstractAsyncContextManager[None]]
-"""Returns a context that holds one shared call slot of the bank."""
-BreakerListener = Callable[[str, CircuitBreaker], None]
-"""Told (bank code, breaker) when a lane's breaker opens or closes."""
-
-
-def _no_slot(_endpoint: BankEndpoint) -> AbstractAsyncContextManager[None]:
-    return contextlib.nullcontext()
-
 
 @dataclass
 class BankLane:
@@ -53,10 +38,6 @@ class BankLane:
     channels: BankChannels
     limit: asyncio.Semaphore
     breaker: CircuitBreaker
-    slots: SlotFactory = field(default=_no_slot)
-
-    def slot(self) -> AbstractAsyncContextManager[None]:
-        return self.slots(self.endpoint)
 
     @property
     def stub(self) -> bank_grpc.CardDirectoryServiceStub:
@@ -78,8 +59,6 @@ class Fanout:
         self.metrics.watch_fanout(self)
         self._channels = BankChannels(config.bank_tls, config.timings)
         self._lanes: dict[str, BankLane] = {}
-        self._slots: SlotFactory = _no_slot
-        self._on_breaker_change: BreakerListener | None = None
         self.backoff = Backoff.from_timings(config.timings)
         self.rng = rng or random.Random()
         self.attempt_timeout = config.timings.attempt_timeout.total_seconds()
@@ -97,24 +76,14 @@ class Fanout:
                 raise KeyError(bank_code)
             t = self._config.timings
             breaker = CircuitBreaker(t.breaker_failures, t.breaker_reset.total_seconds())
-            if self._on_breaker_change is not None:
-                notify = self._on_breaker_change
-                breaker.on_change = lambda b, code=bank_code: notify(code, b)
             lane = BankLane(
                 endpoint=endpoint,
                 channels=self._channels,
                 limit=asyncio.Semaphore(endpoint.max_concurrent),
                 breaker=breaker,
-                slots=self._slots,
             )
             self._lanes[bank_code] = lane
         return lane
-
-    def share(self, slots: SlotFactory, on_breaker_change: BreakerListener) -> None:
-        """Holds the concurrency caps and breakers with other replicas (call
-        before the first lane is made)."""
-        self._slots = slots
-        self._on_breaker_change = on_breaker_change
 
     def reconfigure(self, config: HubConfig) -> list[str]:
         """Applies a reloaded configuration: the bank registry (re-addressed

@@ -4,10 +4,12 @@
 query's report window closes (judged by the injected clock), waiting with
 exponential backoff and jitter between attempts, honouring the lane's
 breaker and concurrency cap. Before each call it asks `begin_attempt` to
-count the attempt durably (so a crash during a call still shows it) and to
-confirm the task's lease (a replica that lost it must not call). It returns
-None when the hub is stopping or the lease is lost: the task stays PENDING
-in the store and is resumed by whichever replica holds it next.
+confirm that this replica still holds the bank's lane (a replica that lost
+or is handing over the lane must not call) and to count the call. It
+returns None when the hub is stopping or the lane is lost: the task stays
+PENDING in the store and is resumed by whichever replica owns the lane
+next. `attempt_count` counts calls made (issue 21): a call is counted when
+it is sent, and recorded durably with its failure or its outcome.
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ class TaskContext:
     alarm: Alarm
     stopping: Callable[[], bool]
     begin_attempt: Callable[[], Awaitable[int | None]]
-    """Counts an attempt in the store before the call; returns the new
-    count, or None if this replica no longer holds the task's lease."""
+    """Asked right before a call: the call's number (calls made so far + 1),
+    or None if this replica no longer holds (or is handing over) the lane."""
     on_failure: Callable[[int, str], Awaitable[None]]
     """Records a transient failure (count, reason) durably: the last error
     survives a restart and ends up in `REPORT_WINDOW_CLOSED:<last error>`."""
@@ -115,23 +117,23 @@ async def _run_bank_task(
             await ctx.alarm.sleep(min(wait, remaining))
             continue
         try:
-            async with lane.limit, lane.slot():
+            async with lane.limit:
                 if ctx.stopping():
                     lane.breaker.on_abandon()
                     return None
+                if ctx.clock.now() >= ctx.due:
+                    # The window closed while this task waited for a slot: a
+                    # call now would carry an expired consent (the bank
+                    # refuses it, CONSENT_EXPIRED). R6: not answered in time.
+                    lane.breaker.on_abandon()
+                    return FinalOutcome(
+                        BankState.NOT_ANSWERED, f"{WINDOW_CLOSED}:{last_reason or NEVER_CALLED}", attempts
+                    )
                 counted = await ctx.begin_attempt()
                 if counted is None:
                     lane.breaker.on_abandon()
                     return None
                 attempts = counted
-                if ctx.clock.now() >= ctx.due:
-                    # The window closed while this task waited for a slot or for
-                    # the store: a call now would carry an expired consent (the
-                    # bank refuses it, CONSENT_EXPIRED). R6: not answered in time.
-                    lane.breaker.on_abandon()
-                    return FinalOutcome(
-                        BankState.NOT_ANSWERED, f"{WINDOW_CLOSED}:{last_reason or NEVER_CALLED}", attempts
-                    )
                 ctx.in_call(True)
                 started = time.perf_counter()
                 try:

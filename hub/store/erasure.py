@@ -36,8 +36,10 @@ from typing import Any
 
 from hub.crypto import Sealed
 from hub.domain import BankProgress, BankState, QueryState
+from hub.store import card_cases, card_records, device_keys, identity, user_keys
 from hub.store.db import Database, from_micros, to_micros
-from hub.store.queries import PROGRESS, Progress
+from hub.store.queries import PROGRESS, Progress, QueryStore
+from hub.store.users import UserStore
 
 COMPONENT = "erasure"
 MIGRATIONS = [
@@ -161,6 +163,16 @@ class ErasureStore:
 
     async def migrate(self) -> None:
         await self._db.migrate(COMPONENT, MIGRATIONS)
+
+    async def migrate_with_erased_tables(self) -> None:
+        """The erasure's own tables and every component's that a closure
+        erases from (ERASED_TABLES), for tools and tests that use the store
+        without a whole hub (which migrates each where it installs it)."""
+        await QueryStore(self._db).migrate()
+        await UserStore(self._db).migrate()
+        for module in (identity, user_keys, device_keys, card_records, card_cases):
+            await self._db.migrate(module.COMPONENT, module.MIGRATIONS)
+        await self.migrate()
 
     # --- the per-user data key -------------------------------------------------
 

@@ -9,17 +9,17 @@ Tables (component "queries"):
   reports     one row per READY query: the report sealed under its own data
               key; deleted (crypto-shredded) when it expires (R11).
 
-Replicas (issue 8): every PENDING bank task is leased to one hub replica at
-a time (`lease_owner`, `lease_expires`), claimed with `FOR UPDATE SKIP
-LOCKED` on PostgreSQL, renewed while its call runs, and taken over by
-another replica once it expires. `lease_epoch` grows at every claim and is
-the fencing token: an attempt or an outcome is written only with the epoch
-the writer claimed, so a replica that lost its lease cannot write. Each
-outcome and each READY is announced on the PROGRESS channel (LISTEN/NOTIFY
-on PostgreSQL), which is how WatchQuery on any replica follows a query
-worked on by another. A READY query's SMS is claimed before it is sent
-(`notified`: 0 not yet, 2 claimed until `notify_expires`, 1 sent), so one
-replica sends it.
+Replicas (issues 8 and 16): a PENDING bank task is worked by the replica
+that owns its bank's lane (hub.store.lanes); every outcome is written by
+that replica's group commit (hub.store.batches), fenced by the lane's
+epoch, and moves the query's `pending` count in the same transaction.
+`lease_owner` and `lease_epoch` of a final task record which replica wrote
+its outcome, under which lane epoch. New tasks are announced on WORK (the
+query id) so that the lane owners pick them up. Each outcome and each
+READY is announced on the PROGRESS channel (LISTEN/NOTIFY on PostgreSQL),
+which is how WatchQuery on any replica follows a query worked on by
+another. A READY query's SMS is claimed before it is sent (`notified`: 0
+not yet, 2 claimed until `notify_expires`, 1 sent), so one replica sends it.
 
 Times are stored as integer microseconds since the Unix epoch (UTC), so
 ordering is exact and portable. Nothing here is plaintext personal data:
@@ -85,26 +85,41 @@ MIGRATIONS = [
     CREATE INDEX bank_tasks_by_owner ON bank_tasks (lease_owner) WHERE state = 'PENDING';
     ALTER TABLE queries ADD COLUMN notify_expires INTEGER
     """,
+    # Bank lanes (issue 16): a task is worked by the owner of its bank's lane
+    # (hub.store.lanes), not leased one by one; the query counts its pending
+    # banks itself, moved by the group commit (hub.store.batches).
+    """
+    ALTER TABLE queries ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+    UPDATE queries SET pending = (SELECT COUNT(*) FROM bank_tasks t
+        WHERE t.query_id = queries.query_id AND t.state = 'PENDING');
+    DROP INDEX bank_tasks_pending;
+    DROP INDEX bank_tasks_by_owner;
+    CREATE INDEX bank_tasks_pending_by_bank ON bank_tasks (bank_code) WHERE state = 'PENDING'
+    """,
 ]
 
 PROGRESS = "cardlookup_progress"
 """The notification channel of bank outcomes and READY queries."""
+WORK = "cardlookup_work"
+"""The notification channel of new queries (their id): the lane owners
+pick up the tasks of their banks."""
 
 
 @dataclass(frozen=True)
-class Claim:
-    """A bank task this replica holds the lease of."""
+class Task:
+    """A PENDING bank task, as a lane owner picks it up."""
 
     query_id: str
     bank_code: str
-    epoch: int
     attempt_count: int
+    """The calls made so far whose end was recorded."""
     last_error: str
     """The last transient error recorded (survives a replica), or ''."""
-    prepaid_until: int = 0
-    """For a task leased at insert: its first attempt was counted by the
-    insert itself, and may be made without asking the store (no other
-    replica can hold the task) until this wall time in micros; 0 otherwise."""
+    create_time: dt.datetime
+    due: dt.datetime
+    consent_text_version: str
+    subject: Sealed | None
+    """The query's sealed subject (None once the report is built)."""
 
 
 @dataclass(frozen=True)
@@ -142,13 +157,45 @@ class Progress:
 
 
 _UNFINISHED = (QueryState.ACCEPTED.value, QueryState.RUNNING.value)
-_LOCK_QUERY = "UPDATE queries SET state = ? WHERE query_id = ? AND state IN (?, ?)"
-_FINISH_TASK = (
-    "UPDATE bank_tasks SET state = ?, reason = ?, attempt_count = ?, card_count = ?, finish_time = ?,"
-    " answer_key = ?, answer_ciphertext = ?, lease_owner = NULL, lease_expires = NULL"
-    " WHERE query_id = ? AND bank_code = ? AND state = ?"
+
+
+_INSERT_QUERY = (
+    "INSERT INTO queries (query_id, user_id, state, bank_codes, consent_text_version,"
+    " create_time, report_due_time, subject_key, subject_ciphertext, pending)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (query_id) DO NOTHING"
 )
-_COUNT_PENDING = "SELECT COUNT(*) FROM bank_tasks WHERE query_id = ? AND state = ?"
+_PG_INSERT = (
+    f"WITH q AS ({_INSERT_QUERY} RETURNING query_id), t AS (INSERT INTO bank_tasks"
+    " (query_id, bank_code, position, state) SELECT q.query_id, b.code, b.n - 1, 'PENDING'"
+    " FROM q, unnest(?::text[]) WITH ORDINALITY AS b (code, n))"
+    f" SELECT pg_notify('{WORK}', query_id) FROM q"
+)
+"""The query, its tasks and its WORK announcement in one statement
+(data-modifying CTEs run to completion; nothing is written on a conflict)."""
+_PG_COMPLETE = (
+    "WITH q AS (UPDATE queries SET state = ?, ready_time = ?, report_expire_time = ?, subject_key = NULL,"
+    " subject_ciphertext = NULL WHERE query_id = ? AND state IN (?, ?) RETURNING query_id),"
+    " r AS (INSERT INTO reports (query_id, data_key, ciphertext, generate_time, expire_time)"
+    " SELECT query_id, ?::bytea, ?::bytea, ?::bigint, ?::bigint FROM q),"
+    " b AS (UPDATE bank_tasks SET answer_key = NULL, answer_ciphertext = NULL"
+    " WHERE query_id IN (SELECT query_id FROM q))"
+    " SELECT pg_notify(?, ?) FROM q"
+)
+
+
+def _query_row(new: NewQuery, subject: Sealed, create_time: dt.datetime, due: dt.datetime) -> tuple[Any, ...]:
+    return (
+        new.query_id,
+        new.user_id,
+        QueryState.ACCEPTED.value,
+        ",".join(new.bank_codes),
+        new.consent_text_version,
+        to_micros(create_time),
+        to_micros(due),
+        subject.wrapped_key,
+        subject.ciphertext,
+        len(new.bank_codes),
+    )
 
 
 class QueryStore:
@@ -160,216 +207,69 @@ class QueryStore:
 
     # -- writes --------------------------------------------------------------
 
-    async def insert(
-        self,
-        new: NewQuery,
-        subject: Sealed,
-        create_time: dt.datetime,
-        due: dt.datetime,
-        lease: tuple[str, int] | None = None,
-    ) -> bool:
+    async def insert(self, new: NewQuery, subject: Sealed, create_time: dt.datetime, due: dt.datetime) -> bool:
         """Writes the query and one PENDING task per bank in one transaction,
-        the tasks leased to `lease` = (owner, expires in micros) if given (the
-        accepting replica starts the calls at once, at epoch 1). Returns False
-        (and writes nothing) if the query id exists.
-
-        A leased task's first attempt is counted here (attempt_count 1): it
-        is durable before the call, as `start_attempt` would make it, and it
-        saves one write per bank (issue 10). The caller then makes that first
-        call without `start_attempt` while its lease cannot have expired
-        (`Claim.prepaid_until`), and with `start_attempt(count=False)` after."""
+        and announces it on WORK (the lane owners pick its tasks up).
+        Returns False (and writes nothing) if the query id exists."""
 
         async def run(conn: Any) -> bool:
-            cur = await conn.execute(
-                "INSERT INTO queries (query_id, user_id, state, bank_codes, consent_text_version,"
-                " create_time, report_due_time, subject_key, subject_ciphertext) VALUES (?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (query_id) DO NOTHING",
-                (
-                    new.query_id,
-                    new.user_id,
-                    QueryState.ACCEPTED.value,
-                    ",".join(new.bank_codes),
-                    new.consent_text_version,
-                    to_micros(create_time),
-                    to_micros(due),
-                    subject.wrapped_key,
-                    subject.ciphertext,
-                ),
-            )
+            cur = await conn.execute(_INSERT_QUERY, _query_row(new, subject, create_time, due))
             if cur.rowcount == 0:
                 return False
-            owner, expires = lease if lease else (None, None)
-            epoch = attempts = 1 if lease else 0
             await conn.executemany(
-                "INSERT INTO bank_tasks (query_id, bank_code, position, state, lease_owner, lease_epoch,"
-                " lease_expires, attempt_count) VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (new.query_id, code, i, BankState.PENDING.value, owner, epoch, expires, attempts)
-                    for i, code in enumerate(new.bank_codes)
-                ],
+                "INSERT INTO bank_tasks (query_id, bank_code, position, state) VALUES (?,?,?,?)",
+                [(new.query_id, code, i, BankState.PENDING.value) for i, code in enumerate(new.bank_codes)],
             )
+            if self._db.shared:
+                await conn.notify(WORK, new.query_id)
             return True
 
-        return await self._db.write(run)
-
-    async def record_failure(self, query_id: str, bank_code: str, epoch: int, reason: str) -> None:
-        """Keeps a PENDING bank's last transient error (fenced by epoch)."""
-        await self._db.execute(
-            "UPDATE bank_tasks SET reason = ? WHERE query_id = ? AND bank_code = ? AND state = ? AND lease_epoch = ?",
-            (reason, query_id, bank_code, BankState.PENDING.value, epoch),
-        )
-
-    # -- leases --------------------------------------------------------------
-
-    async def claim(
-        self, owner: str, now_us: int, expires_us: int, limit: int, *, reclaim: bool = False
-    ) -> list[Claim]:
-        """Leases up to `limit` PENDING tasks that nobody holds (no lease, or
-        an expired one) to `owner`, each at a new epoch. With `reclaim`, the
-        owner's own unexpired leases are taken too (a restart under the same
-        replica id, or the only process of a SQLite store)."""
-        mine = " OR lease_owner = ?" if reclaim else ""
-        params: tuple[Any, ...] = (owner, expires_us, BankState.PENDING.value, now_us)
-        if reclaim:
-            params += (owner,)
-
-        async def run(conn: Any) -> list[Claim]:
-            async with conn.execute(
-                "UPDATE bank_tasks SET lease_owner = ?, lease_epoch = lease_epoch + 1, lease_expires = ?"
-                " WHERE (query_id, bank_code) IN (SELECT query_id, bank_code FROM bank_tasks"
-                f" WHERE state = ? AND (lease_expires IS NULL OR lease_expires < ?{mine})"
-                f" LIMIT ?{conn.skip_locked})"
-                " RETURNING query_id, bank_code, lease_epoch, attempt_count, reason",
-                (*params, limit),
-            ) as cur:
-                rows = await cur.fetchall()
-            return [Claim(str(r[0]), str(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]
-
-        return await self._db.write(run)
-
-    async def renew(self, owner: str, expires_us: int) -> set[tuple[str, str]]:
-        """Extends every lease `owner` still holds; returns the (query, bank)
-        pairs renewed (a task missing from it was taken over)."""
-
-        async def run(conn: Any) -> set[tuple[str, str]]:
-            async with conn.execute(
-                "UPDATE bank_tasks SET lease_expires = ? WHERE lease_owner = ? AND state = ?"
-                " RETURNING query_id, bank_code",
-                (expires_us, owner, BankState.PENDING.value),
-            ) as cur:
-                return {(str(r[0]), str(r[1])) for r in await cur.fetchall()}
-
-        return await self._db.write(run)
-
-    async def release(self, owner: str) -> None:
-        """Gives up every lease of `owner` (a stopping replica), so another
-        replica resumes those banks at once instead of after the lease."""
-        await self._db.execute(
-            "UPDATE bank_tasks SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ? AND state = ?",
-            (owner, BankState.PENDING.value),
-        )
-
-    async def release_tasks(self, owner: str, keys: Sequence[tuple[str, str]]) -> None:
-        """Gives up `owner`'s leases of these (query, bank) pairs."""
-
-        async def run(conn: Any) -> None:
-            await conn.executemany(
-                "UPDATE bank_tasks SET lease_owner = NULL, lease_expires = NULL"
-                " WHERE query_id = ? AND bank_code = ? AND lease_owner = ? AND state = ?",
-                [(q, b, owner, BankState.PENDING.value) for q, b in keys],
+        if self._db.dialect == "postgresql":
+            # One autocommit statement instead of five round trips (issue 16).
+            row = await self._db.write_one(
+                _PG_INSERT, (*_query_row(new, subject, create_time, due), list(new.bank_codes))
             )
-
-        await self._db.write(run)
-
-    async def start_attempt(self, query_id: str, bank_code: str, epoch: int, count: bool = True) -> int | None:
-        """Counts an attempt durably BEFORE the call is made (a crash during
-        the call still shows it). Returns the new attempt count, or None if
-        the lease was lost (another replica holds the task now: don't call).
-        With `count=False` only the lease is checked (an attempt the insert
-        counted already)."""
-
-        async def run(conn: Any) -> int | None:
-            async with conn.execute(
-                "UPDATE bank_tasks SET attempt_count = attempt_count + ?"
-                " WHERE query_id = ? AND bank_code = ? AND state = ? AND lease_epoch = ? RETURNING attempt_count",
-                (int(count), query_id, bank_code, BankState.PENDING.value, epoch),
-            ) as cur:
-                row = await cur.fetchone()
-            return int(row[0]) if row else None
-
+            return row is not None
         return await self._db.write(run)
 
-    async def finish_bank(
-        self,
-        query_id: str,
-        bank_code: str,
-        state: BankState,
-        reason: str,
-        attempt_count: int,
-        card_count: int,
-        answer: Sealed | None,
-        finish_time: dt.datetime,
-        epoch: int | None = None,
-    ) -> int | None:
-        """Makes a bank's outcome final, atomically with its sealed answer,
-        and announces it on PROGRESS. With `epoch`, only while that lease is
-        held (fencing). Returns how many banks of the query are still
-        pending, or None if nothing changed (already final, or lease lost)."""
-        fence = "" if epoch is None else " AND lease_epoch = ?"
-        fence_params: tuple[int, ...] = () if epoch is None else (epoch,)
-
-        finished = (
-            state.value,
-            reason,
-            attempt_count,
-            card_count,
-            to_micros(finish_time),
-            answer.wrapped_key if answer else None,
-            answer.ciphertext if answer else None,
-            query_id,
-            bank_code,
-            BankState.PENDING.value,
-            *fence_params,
+    async def pending_tasks(self, bank_codes: Sequence[str], query_ids: Sequence[str] | None = None) -> list[Task]:
+        """The PENDING tasks of these banks (of these queries only, if given),
+        in one statement: a lane owner's pickup (issue 16 item 3)."""
+        if not bank_codes:
+            return []
+        # The query's columns ride along: the owner builds the bank request
+        # from them with no read of its own per query.
+        columns = (
+            "SELECT t.query_id, t.bank_code, t.attempt_count, t.reason, q.create_time, q.report_due_time,"
+            " q.consent_text_version, q.subject_key, q.subject_ciphertext"
+            " FROM bank_tasks t JOIN queries q ON q.query_id = t.query_id WHERE t.state = ?"
         )
-        progress = BankProgress(bank_code, state, reason, attempt_count, card_count, finish_time)
-        running = (QueryState.RUNNING.value, query_id, *_UNFINISHED)
-        still_pending = (query_id, BankState.PENDING.value)
-
-        # Lock the query row first: finishes of one query's banks then run
-        # one at a time, so exactly one of them sees 0 pending, on every
-        # replica (READ COMMITTED: the count is a statement that starts
-        # after the lock is held, so it sees every earlier finish).
-        async def run(conn: Any) -> int | None:
-            await conn.execute(_LOCK_QUERY, running)
-            cur = await conn.execute(_FINISH_TASK + fence, finished)
-            if cur.rowcount == 0:
-                return None
-            async with conn.execute(_COUNT_PENDING, still_pending) as c:
-                row = await c.fetchone()
-            pending = int(row[0]) if row else 0
-            await conn.notify(PROGRESS, Progress(query_id, progress, pending).encode())
-            return pending
-
-        # The same on PostgreSQL in two statements instead of four (issue
-        # 10): the lock rides along as a data-modifying CTE (PostgreSQL runs
-        # it to completion whether or not the UPDATE reads it; the fence is
-        # re-checked on the row's latest version), and the count goes out
-        # with its notification, whose payload ends with the count.
-        async def run_pg(conn: Any) -> int | None:
-            cur = await conn.execute(
-                f"WITH running AS ({_LOCK_QUERY} RETURNING 1) {_FINISH_TASK}{fence} RETURNING 1", (*running, *finished)
+        if self._db.dialect == "postgresql":
+            sql = columns + " AND t.bank_code = ANY(?::text[])"
+            params: list[Any] = [BankState.PENDING.value, list(bank_codes)]
+            if query_ids is not None:
+                sql += " AND t.query_id = ANY(?::text[])"
+                params.append(list(query_ids))
+        else:
+            sql = columns + f" AND t.bank_code IN ({','.join('?' * len(bank_codes))})"
+            params = [BankState.PENDING.value, *bank_codes]
+            if query_ids is not None:
+                sql += f" AND t.query_id IN ({','.join('?' * len(query_ids))})"
+                params.extend(query_ids)
+        rows = await self._db.fetchall(sql + " ORDER BY t.query_id, t.position", params)
+        return [
+            Task(
+                str(r[0]),
+                str(r[1]),
+                int(r[2]),
+                str(r[3]),
+                from_micros(r[4]),
+                from_micros(r[5]),
+                str(r[6]),
+                Sealed(bytes(r[7]), bytes(r[8])) if r[7] is not None else None,
             )
-            if cur.rowcount == 0:
-                return None
-            head = Progress(query_id, progress, 0).encode_before_pending()
-            async with conn.execute(
-                f"SELECT c, pg_notify(?, ? || c || ']') FROM ({_COUNT_PENDING}) AS pending (c)",
-                (PROGRESS, head, *still_pending),
-            ) as c:
-                row = await c.fetchone()
-            return int(row[0]) if row else 0
-
-        return await self._db.write(run_pg if self._db.dialect == "postgresql" else run)
+            for r in rows
+        ]
 
     async def complete(self, query_id: str, report: Sealed, ready_time: dt.datetime, expire_time: dt.datetime) -> bool:
         """Stores the sealed report, marks the query READY and deletes what
@@ -393,6 +293,25 @@ class QueryStore:
             await conn.notify(PROGRESS, Progress(query_id, None, 0).encode())
             return True
 
+        if self._db.dialect == "postgresql":
+            # One autocommit statement instead of six round trips (issue 16).
+            row = await self._db.write_one(
+                _PG_COMPLETE,
+                (
+                    QueryState.READY.value,
+                    to_micros(ready_time),
+                    to_micros(expire_time),
+                    query_id,
+                    *_UNFINISHED,
+                    report.wrapped_key,
+                    report.ciphertext,
+                    to_micros(ready_time),
+                    to_micros(expire_time),
+                    PROGRESS,
+                    Progress(query_id, None, 0).encode(),
+                ),
+            )
+            return row is not None
         return await self._db.write(run)
 
     async def expire_due(self, now: dt.datetime) -> list[str]:
@@ -419,15 +338,13 @@ class QueryStore:
         until `expires_us`; False if it was sent or another replica holds an
         unexpired claim."""
 
-        async def run(conn: Any) -> bool:
-            cur = await conn.execute(
-                "UPDATE queries SET notified = 2, notify_expires = ? WHERE query_id = ? AND state = ?"
-                " AND (notified = 0 OR (notified = 2 AND notify_expires < ?))",
-                (expires_us, query_id, QueryState.READY.value, now_us),
-            )
-            return bool(cur.rowcount)
-
-        return await self._db.write(run)
+        # One autocommit statement: one round trip (issue 16).
+        row = await self._db.write_one(
+            "UPDATE queries SET notified = 2, notify_expires = ? WHERE query_id = ? AND state = ?"
+            " AND (notified = 0 OR (notified = 2 AND notify_expires < ?)) RETURNING query_id",
+            (expires_us, query_id, QueryState.READY.value, now_us),
+        )
+        return row is not None
 
     async def mark_notified(self, query_id: str) -> None:
         await self._db.execute("UPDATE queries SET notified = 1 WHERE query_id = ?", (query_id,))

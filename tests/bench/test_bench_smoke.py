@@ -48,3 +48,23 @@ def test_fanout_benchmark_tiny_run(tmp_path: Path) -> None:
             math.isfinite(figures[k]) and figures[k] > 0 for k in ("qps", "p50_ms", "p99_ms", "cpu_ms_per_query")
         )
     assert result["errors"] == {}
+
+
+def test_capacity_benchmark_tiny_run() -> None:
+    """bench.capacity at two tiny sizes: its per-query figures and the
+    capacity table docs/deployment.md shows (its nine cells) come out."""
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.capacity", "--banks", "4,8", "--queries", "4", "--concurrency", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = re.findall(r"^\s+(4|8)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", run.stdout, re.M)
+    assert [r[0] for r in rows] == ["4", "8"], run.stdout
+    for _banks, server_ms, hub_ms, trips, transactions, qps in rows:
+        assert float(server_ms) > 0 and float(hub_ms) > 0 and float(trips) > 0 and float(transactions) > 0
+        assert float(qps) > 0
+    cells = re.findall(r"^\| ([\d,]+) \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ \| .+ \|$", run.stdout, re.M)
+    assert cells == [(r, b) for b in ("16", "256", "1,000") for r in ("10", "100", "1,000")], run.stdout

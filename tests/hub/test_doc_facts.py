@@ -43,22 +43,26 @@ def test_the_argon2id_parameters_are_the_codes_everywhere() -> None:
     mib = p.memory_cost // 1024
     assert f"m = {mib} MiB, t = {p.time_cost}, p = {p.parallelism}" in doc("docs/app-backend.md")
     security = doc("docs/security.md")
-    assert f"argon2id hash (t={p.time_cost}, m={mib} MiB, p={p.parallelism};" in security
+    assert f"argon2id (m = {mib} MiB, t = {p.time_cost}, p = {p.parallelism};" in security
     assert f"argon2id makes each guess cost {mib} MiB" in security
     for name in ("docs/app-backend.md", "docs/security.md"):
         for t, m, par in re.findall(r"t ?= ?(\d+), m ?= ?(\d+) MiB, p ?= ?(\d+)", doc(name)):
             assert (int(t), int(m), int(par)) == (p.time_cost, mib, p.parallelism), name
+        for m, t, par in re.findall(r"m ?= ?(\d+) MiB, t ?= ?(\d+), p ?= ?(\d+)", doc(name)):
+            assert (int(t), int(m), int(par)) == (p.time_cost, mib, p.parallelism), name
 
 
 def test_max_concurrent_is_documented_as_shared_by_all_replicas() -> None:
-    # The code: slot rows per bank in the shared store (hub/store/bank_health.py),
-    # proven held by two replicas together in tests/replicas/test_shared_bank_health.py.
+    # The code (issue 16): the bank's lane owner makes every call to it and holds
+    # the cap in memory, proven held by two replicas in tests/replicas/test_bank_lanes.py.
     for name in ("docs/configuration.md", "docs/hub-engine.md", "docs/examples/hub.toml"):
         text = doc(name)
         for line in re.findall(r"[^|#\n]*max_concurrent[^\n]*", (ROOT / name).read_text(encoding="utf-8")):
             assert "per hub process" not in line, (name, line)
         assert "all hub replicas together" in text or "all replicas together" in text, name
-    assert "`max_concurrent` slot rows per bank" in doc("docs/deployment.md")
+    assert "a bank's `max_concurrent`, and its breaker | in the memory of the bank's lane owner" in doc(
+        "docs/deployment.md"
+    )
 
 
 def test_error_metadata_times_are_whole_seconds_rounded_up() -> None:

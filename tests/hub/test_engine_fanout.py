@@ -58,7 +58,7 @@ async def test_query_across_16_banks_is_ground_truth(
             assert record is not None and record.state == QueryState.READY
             assert record.ready_time == clock.now()
             assert record.report_expire_time == clock.now() + dt.timedelta(days=7)
-            assert all(b.state == BankState.ANSWERED and b.attempt_count == 1 for b in record.banks)
+            assert all(b.state == BankState.ANSWERED and b.attempt_count == 1 for b in record.banks), record.banks
             report = await engine.read_report(query.query_id)
             assert_report_is_ground_truth(report, population, person, CODES)
             kinds = [n.kind for n in report.notices]
@@ -265,7 +265,7 @@ async def test_an_open_breaker_keeps_traffic_off_a_sick_bank(
             # Once 2 calls failed the breaker opened: no retry of any of the
             # 4 tasks reached the bank since (without it, each retries every
             # 20-100 ms). Which first calls left before it opened is a race
-            # (on PostgreSQL each waits for a shared call slot).
+            # (calls start as the tasks are picked up).
             assert fleet.call_count(sick) == opened
             assert opened >= 2
             record = await engine.get(queries[0].query_id)

@@ -188,6 +188,7 @@ async def test_a_window_that_closed_before_any_call_says_so(
             (BankState.NOT_ANSWERED, "REPORT_WINDOW_CLOSED:NOT_CALLED")
         ] * 2
         assert all(fleet.call_count(c) == 0 for c in codes)
+        assert [b.attempt_count for b in record.banks] == [0, 0]  # issue 21: counts calls made, and none was
 
 
 async def test_unfinished_queries_resume_on_start(
@@ -300,4 +301,4 @@ async def test_shutdown_during_stream_leaves_no_task_behind(
             await engine.submit(new_query(person, codes))
             await wait_until(lambda: fleet.call_count(codes[0]) == 1)
             await engine.stop(grace=0.1)
-            assert engine._bank_tasks == {}
+            assert engine.lanes.running() == []

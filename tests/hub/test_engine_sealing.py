@@ -95,9 +95,9 @@ async def test_the_subject_leaves_memory_when_this_replicas_last_call_ends_whoev
             engine._complete = completed_elsewhere  # type: ignore[method-assign]
             query = new_query(person, CODES)
             await engine.submit(query)
-            await wait_until(lambda: completions == [query.query_id] and not engine._bank_tasks)
-            assert query.query_id not in engine._subjects
-            assert query.query_id not in engine._records
+            await wait_until(lambda: completions == [query.query_id] and not engine.lanes.running())
+            assert query.query_id not in engine._queries  # the subject and the request's times
+            assert query.query_id not in engine._sealer._cache  # the owner and key
 
 
 async def test_the_held_watch_record_is_dropped_when_the_last_watcher_leaves(

@@ -13,9 +13,10 @@ import pytest
 
 from hub.crypto import Sealed
 from hub.domain import BankState, NewQuery, Subject
-from hub.store import card_cases, card_records, device_keys, identity, user_keys
+from hub.store.batches import Failure, GroupCommit, Outcome
 from hub.store.db import Database, open_database
 from hub.store.erasure import USER_DELETED, ErasureStore
+from hub.store.lanes import LaneStore
 from hub.store.queries import PROGRESS, Progress, QueryStore
 from hub.store.users import UserRow, UserStore
 from tests import stores
@@ -26,11 +27,7 @@ NOW = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
 
 async def schema(tmp_path: Path) -> Database:
     db = await open_database(stores.database_for(tmp_path))
-    await QueryStore(db).migrate()
-    await UserStore(db).migrate()
-    for module in (identity, user_keys, device_keys, card_records, card_cases):
-        await db.migrate(module.COMPONENT, module.MIGRATIONS)
-    await ErasureStore(db).migrate()
+    await ErasureStore(db).migrate_with_erased_tables()
     return db
 
 
@@ -40,29 +37,33 @@ def user(user_id: str) -> UserRow:
 
 async def test_a_closure_fences_the_running_query_and_spares_others(tmp_path: Path) -> None:
     db = await schema(tmp_path)
+    batch = GroupCommit(db, "A")
     try:
-        users, queries, erasure = UserStore(db), QueryStore(db), ErasureStore(db)
+        users, queries, erasure, lanes = UserStore(db), QueryStore(db), ErasureStore(db), LaneStore(db)
+        await lanes.migrate()
+        await lanes.ensure(["102", "103"])
+        epoch = (await lanes.round("A", 0, 2**62)).held["103"]  # replica A owns the banks' lanes
         heard: list[Progress] = []
         await db.listen(PROGRESS, lambda payload: heard.append(Progress.decode(payload)))
         for uid in ("leaver", "stayer"):
             await users.upsert(user(uid), keep_password=False)
             new = NewQuery("q-" + uid, uid, Subject("n", "i"), ("102", "103"), "v1")
-            assert await queries.insert(new, Sealed(b"k", b"c"), NOW, NOW + dt.timedelta(days=1), ("A", 2**62))
+            assert await queries.insert(new, Sealed(b"k", b"c"), NOW, NOW + dt.timedelta(days=1))
 
         erased = await erasure.erase_user("leaver", NOW, NOW + dt.timedelta(days=7))
         assert erased is not None and erased.ended_query_ids == ("q-leaver",) and erased.query_count == 1
 
-        # Replica A held the lease at epoch 1: its attempt and outcome are fenced.
-        assert await queries.start_attempt("q-leaver", "103", 1) is None
-        late = await queries.finish_bank(
-            "q-leaver", "103", BankState.ANSWERED, "", 1, 2, Sealed(b"k", b"a"), NOW, epoch=1
-        )
+        # Replica A was calling bank 103 for the leaver: its attempt record and
+        # its late outcome write nothing (the tasks are gone: the fence).
+        await batch.add(Failure("q-leaver", "103", epoch, None, 1))
+        late = await batch.add(Outcome("q-leaver", "103", epoch, BankState.ANSWERED, "", 1, 2, Sealed(b"k", b"a"), NOW))
         assert late is None
         assert await queries.get("q-leaver") is None and await users.get("leaver") is None
+        assert await db.fetchone("SELECT 1 FROM bank_tasks WHERE query_id = ?", ("q-leaver",)) is None
         assert await erasure.erase_user("leaver", NOW, NOW) is None  # already gone
         # The other user's query runs on.
-        assert await queries.start_attempt("q-stayer", "103", 1) == 2
-        assert await queries.finish_bank("q-stayer", "103", BankState.ANSWERED, "", 2, 0, None, NOW, epoch=1) == 1
+        done = await batch.add(Outcome("q-stayer", "103", epoch, BankState.ANSWERED, "", 1, 0, None, NOW))
+        assert done == 1
         for _ in range(3000):  # PostgreSQL delivers notifications on its listening connection
             if any(p.query_id == "q-leaver" for p in heard):
                 break
@@ -72,4 +73,5 @@ async def test_a_closure_fences_the_running_query_and_spares_others(tmp_path: Pa
         row = await db.fetchone("SELECT person_key, lookup_count FROM closed_accounts")
         assert row is not None and (row[0], row[1]) == ("person-leaver", 1)
     finally:
+        await batch.close()
         await db.close()

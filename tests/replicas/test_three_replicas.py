@@ -67,8 +67,10 @@ def scope(index: int) -> list[str]:
 
 
 async def lease_holders(conn: asyncpg.Connection, replicas: ReplicaSet) -> Counter[str | None]:
-    """PENDING bank tasks by the replica holding their lease."""
-    rows = await conn.fetch("SELECT lease_owner FROM bank_tasks WHERE state = 'PENDING'")
+    """PENDING bank tasks by the replica owning their bank's lane (issue 16)."""
+    rows = await conn.fetch(
+        "SELECT l.owner FROM bank_tasks t JOIN lanes l ON l.bank_code = t.bank_code WHERE t.state = 'PENDING'"
+    )
     return Counter(replicas.owner_of(r[0]) if r[0] else None for r in rows)
 
 
@@ -113,7 +115,7 @@ async def test_three_replicas_one_killed_every_query_ready_once_with_the_ground_
 
         async def chaos() -> dict[str, float]:
             """Kills the victim once a quarter of the journeys are done and it
-            holds leases of bank calls in flight; restarts it a second later."""
+            owns lanes with bank calls in flight; restarts it a second later."""
             await a_third_done.wait()
             conn = await asyncpg.connect(url)
             try:
@@ -141,7 +143,7 @@ async def test_three_replicas_one_killed_every_query_ready_once_with_the_ground_
         conn = await asyncpg.connect(url)
         try:
             rows = await conn.fetch("SELECT query_id, user_id, state FROM queries")
-            epochs = await conn.fetch("SELECT query_id, bank_code, lease_epoch FROM bank_tasks")
+            epochs = await conn.fetch("SELECT bank_code, epoch AS lease_epoch FROM lanes")
         finally:
             await conn.close()
         assert len(rows) == JOURNEYS
@@ -178,8 +180,8 @@ async def test_three_replicas_one_killed_every_query_ready_once_with_the_ground_
             await asyncio.sleep(0.2)
         assert notices == Counter({p.phone: 1 for p in people})
 
-        # The victim held leases of calls in flight when it died; other
-        # replicas took them over (a new lease epoch), and it came back.
+        # The victim owned lanes with calls in flight when it died; other
+        # replicas took them over (a new lane epoch), and it came back.
         assert kill["held"] > 0
         assert any(r["lease_epoch"] >= 2 for r in epochs)
         assert len(replicas.replicas[VICTIM].pids) == 2
@@ -187,8 +189,9 @@ async def test_three_replicas_one_killed_every_query_ready_once_with_the_ground_
     moved = sum(1 for r in results if r.moves)
     print(
         f"\n{JOURNEYS} journeys at concurrency {CONCURRENCY} over 3 replicas in {elapsed:.1f} s;"
-        f" victim held {kill['held']} leases, down {kill['down_s']:.1f} s; {moved} journeys moved replica;"
-        f" bank tasks taken over: {sum(1 for r in epochs if r['lease_epoch'] >= 2)}"
+        f" victim's lanes held {kill['held']} pending tasks, down {kill['down_s']:.1f} s;"
+        f" {moved} journeys moved replica;"
+        f" lanes taken over or handed over: {sum(1 for r in epochs if r['lease_epoch'] >= 2)}"
     )
 
 

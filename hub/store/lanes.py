@@ -1,0 +1,141 @@
+"""Bank lanes (issue 16): which replica calls which bank.
+
+Tables (component "lanes"):
+  lanes     one row per bank: the replica that owns its lane (`owner`),
+            until when (`expires`, wall-clock microseconds), and `epoch`,
+            which grows at every claim and fences every write the owner
+            makes for that bank's tasks (hub.store.batches).
+  replicas  one heartbeat row per running replica, renewed with its lanes:
+            the live replicas (unexpired rows) are what the lanes are
+            spread over.
+
+A replica's lane round (`round`) is one transaction: its heartbeat, the
+renewal of all its lanes in one statement, the count of live replicas and,
+while it holds fewer than its fair share (ceil(banks / live replicas)), a
+claim of free or expired lanes with `FOR UPDATE SKIP LOCKED`. A replica
+never takes a lane another live replica holds: it waits until the holder
+gives it up (`release`, at a clean point) or its lease runs out.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from hub.store.db import Database
+
+COMPONENT = "lanes"
+MIGRATIONS = [
+    """
+    CREATE TABLE lanes (
+        bank_code TEXT PRIMARY KEY,
+        owner TEXT,
+        epoch INTEGER NOT NULL DEFAULT 0,
+        expires INTEGER
+    );
+    CREATE INDEX lanes_by_owner ON lanes (owner);
+    CREATE TABLE replicas (
+        replica_id TEXT PRIMARY KEY,
+        expires INTEGER NOT NULL
+    )
+    """
+]
+
+
+def wall_us() -> int:
+    """The wall clock in microseconds (leases are compared across hosts)."""
+    return int(time.time() * 1_000_000)
+
+
+@dataclass(frozen=True)
+class LaneRound:
+    held: dict[str, int]
+    """Every lane this replica holds after the round: bank code -> epoch."""
+    claimed: frozenset[str]
+    """The lanes of `held` claimed in this round (new epochs)."""
+    live: int
+    """Live replicas, this one included."""
+    share: int
+    """ceil(banks / live): the most lanes this replica should hold."""
+
+
+class LaneStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def migrate(self) -> None:
+        await self._db.migrate(COMPONENT, MIGRATIONS)
+
+    async def ensure(self, bank_codes: list[str]) -> None:
+        """A lane row per configured bank (a bank added by a reload gets one)."""
+
+        async def run(conn: Any) -> None:
+            await conn.executemany(
+                "INSERT INTO lanes (bank_code) VALUES (?) ON CONFLICT (bank_code) DO NOTHING",
+                [(code,) for code in bank_codes],
+            )
+
+        await self._db.write(run)
+
+    async def round(self, owner: str, now_us: int, expires_us: int, *, take_all: bool = False) -> LaneRound:
+        """Heartbeat, renewal of every lane `owner` holds, and a claim up to
+        its fair share, in one transaction. `take_all` claims every lane
+        whatever its lease (the only process of a SQLite store, at start)."""
+
+        async def run(conn: Any) -> LaneRound:
+            await conn.execute(
+                "INSERT INTO replicas (replica_id, expires) VALUES (?, ?)"
+                " ON CONFLICT (replica_id) DO UPDATE SET expires = excluded.expires",
+                (owner, expires_us),
+            )
+            async with conn.execute(
+                "SELECT (SELECT COUNT(*) FROM replicas WHERE expires >= ?), (SELECT COUNT(*) FROM lanes)",
+                (now_us,),
+            ) as cur:
+                row = await cur.fetchone()
+            live, banks = max(1, int(row[0])), int(row[1])
+            async with conn.execute(
+                "UPDATE lanes SET expires = ? WHERE owner = ? RETURNING bank_code, epoch", (expires_us, owner)
+            ) as cur:
+                held = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+            share = banks if take_all else math.ceil(banks / live)
+            claimed: dict[str, int] = {}
+            if len(held) < share:
+                free = "" if take_all else " AND (owner IS NULL OR expires < ?)"
+                params: tuple[Any, ...] = (owner, expires_us) + (() if take_all else (now_us,))
+                async with conn.execute(
+                    "UPDATE lanes SET owner = ?, epoch = epoch + 1, expires = ? WHERE bank_code IN"
+                    f" (SELECT bank_code FROM lanes WHERE (owner IS NULL OR owner <> ?){free}"
+                    f" ORDER BY bank_code LIMIT ?{conn.skip_locked}) RETURNING bank_code, epoch",
+                    (*params[:2], owner, *params[2:], share - len(held)),
+                ) as cur:
+                    claimed = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+            held.update(claimed)
+            return LaneRound(held, frozenset(claimed), live, share)
+
+        return await self._db.write(run)
+
+    async def release(self, owner: str, bank_code: str, epoch: int) -> None:
+        """Gives up one lane (handed over at a clean point: no call of ours
+        to that bank is in flight any more)."""
+        await self._db.execute(
+            "UPDATE lanes SET owner = NULL, expires = NULL WHERE bank_code = ? AND owner = ? AND epoch = ?",
+            (bank_code, owner, epoch),
+        )
+
+    async def leave(self, owner: str) -> None:
+        """A stopping replica: every lane it holds and its heartbeat go, so
+        the others take its banks at their next round."""
+
+        async def run(conn: Any) -> None:
+            await conn.execute("UPDATE lanes SET owner = NULL, expires = NULL WHERE owner = ?", (owner,))
+            await conn.execute("DELETE FROM replicas WHERE replica_id = ?", (owner,))
+
+        await self._db.write(run)
+
+    async def owners(self) -> dict[str, str | None]:
+        """Bank code -> the replica owning its lane (or None): for operators and tests."""
+        rows = await self._db.fetchall("SELECT bank_code, owner FROM lanes ORDER BY bank_code")
+        return {str(r[0]): (str(r[1]) if r[1] is not None else None) for r in rows}
