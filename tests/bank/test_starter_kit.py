@@ -106,8 +106,10 @@ def test_the_kits_own_tests_pass() -> None:
 
 
 def test_the_kits_contract_is_the_projects_and_its_code_is_fresh() -> None:
-    copy = ROOT / "bank_kit" / "contract" / "cardlookup" / "bank" / "v1" / "card_directory.proto"
-    assert copy.read_bytes() == (ROOT / "protos" / "cardlookup" / "bank" / "v1" / "card_directory.proto").read_bytes()
+    kit, project = ROOT / "bank_kit" / "contract", ROOT / "protos"
+    protos = sorted(p.relative_to(project) for p in (project / "cardlookup" / "bank").rglob("*.proto"))
+    assert protos == sorted(p.relative_to(kit) for p in kit.rglob("*.proto")) and len(protos) >= 2
+    assert all((kit / p).read_bytes() == (project / p).read_bytes() for p in protos)
     subprocess.run([sys.executable, "-m", "bank_kit.contract.generate", "--check"], cwd=ROOT, check=True, timeout=120)
     # Its own package name: nothing of the project's `cardlookup` package is shadowed or imported.
     probe = "import sys, bank_kit.server; print(sorted(m for m in sys.modules if m.split('.')[0] == 'cardlookup'))"
