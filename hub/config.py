@@ -70,6 +70,14 @@ class BankEndpoint:
     max_concurrent: int = 32
     """Calls in flight to this bank at most: per hub process on SQLite, for
     all replicas together on PostgreSQL (shared call slots, issue 8)."""
+    session: str = "off"
+    """Whether calls go over the bank's session stream
+    (CardSessionService.ListCardsSession, card_session.proto): "off" (one
+    ListCards call per query), "auto" (the session when the bank offers it,
+    per-call ListCards when it answers UNIMPLEMENTED, tried again every 10
+    minutes) or "on" (the session; UNIMPLEMENTED is a transient failure).
+    Both "auto" and "on" call per call for a minute after the bank broke the
+    session's protocol."""
 
     def tls_name(self) -> str:
         return self.server_name or bank_server_name(self.code)
@@ -287,6 +295,8 @@ class HubConfig:
                 f"english_name = {q(b.english_name)}",
                 f"max_concurrent = {b.max_concurrent}",
             ]
+            if b.session != "off":
+                lines.append(f"session = {q(b.session)}")
             if b.server_name:
                 lines.append(f"server_name = {q(b.server_name)}")
         return "\n".join(lines) + "\n"
@@ -359,7 +369,8 @@ ENV_OVERRIDES = {
 }
 """Environment variables that override a key of the file (addresses, the
 database and secrets, which deployments inject rather than write down)."""
-_BANK_KEYS = frozenset({"code", "address", "server_name", "max_concurrent", "display_name", "english_name"})
+_BANK_KEYS = frozenset({"code", "address", "server_name", "max_concurrent", "display_name", "english_name", "session"})
+SESSION_MODES = ("off", "auto", "on")
 _COUNT_TIMINGS = frozenset(
     {
         "breaker_failures",
@@ -539,6 +550,9 @@ class _FileReader:
             max_concurrent = entry.get("max_concurrent", 32)
             if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
                 raise self._fail(prefix + "max_concurrent", "must be an integer of at least 1")
+            session = self._str(entry, "session", "off", prefix)
+            if session not in SESSION_MODES:
+                raise self._fail(prefix + "session", f'must be "off", "auto" or "on", not {session!r}')
             known = bank_by_code(code)
             banks[code] = BankEndpoint(
                 code=code,
@@ -547,6 +561,7 @@ class _FileReader:
                 address=address,
                 server_name=self._str(entry, "server_name", "", prefix),
                 max_concurrent=max_concurrent,
+                session=session,
             )
         return tuple(banks.values())
 
