@@ -45,6 +45,14 @@ class Misbehaviour(StrEnum):
     CALLER_BY_COMMON_NAME = "CALLER_BY_COMMON_NAME"
     """The caller check also accepts the hub's name as a certificate's common
     name, not only as its DNS SubjectAltName."""
+    SESSION_WRONG_QUERY_ID = "SESSION_WRONG_QUERY_ID"
+    """Session stream only: every response echoes a query_id that is not its
+    exchange's (the answer looks like another query's)."""
+    SESSION_MESSAGE_AFTER_SUMMARY = "SESSION_MESSAGE_AFTER_SUMMARY"
+    """Session stream only: an exchange's summary is sent twice."""
+    SESSION_STALL_BLOCKS_OTHERS = "SESSION_STALL_BLOCKS_OTHERS"
+    """Session stream only: exchanges are answered one at a time and the
+    first of each stream stalls until cancelled, blocking the rest."""
 
 
 class FaultsError(ValueError):

@@ -32,8 +32,10 @@ from bank_sim.cases import CardCases, CardCaseServicer
 from bank_sim.directory import CardDirectory
 from bank_sim.faults import Faults
 from bank_sim.servicer import CardDirectoryServicer
+from bank_sim.session import CardSessionServicer
 from bank_sim.state import BankState
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
+from cardlookup.bank.v1 import card_session_pb2_grpc as session_grpc
 from cardlookup.banks import bank_fleet
 from cardlookup.banksim.v1 import bank_sim_admin_pb2_grpc as admin_grpc
 from cardlookup.clock import Clock, SystemClock
@@ -74,6 +76,9 @@ class BankSimConfig:
     card_cases: bool = True
     """Offer the optional CardCaseService ("not my card"); False: the bank
     answers UNIMPLEMENTED, like a bank that has not built it."""
+    session: bool = True
+    """Offer the optional CardSessionService (the session stream); False: the
+    bank answers UNIMPLEMENTED, like a bank that has not built it."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,10 @@ class BankFleet:
                 servicer = CardDirectoryServicer(directory, self._states[bank.code], config.clock, self._rng)
                 server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=[self.metrics.interceptor(bank.code)])
                 bank_grpc.add_CardDirectoryServiceServicer_to_server(servicer, server)
+                if bank.session:
+                    session_grpc.add_CardSessionServiceServicer_to_server(
+                        CardSessionServicer(servicer, self._states[bank.code]), server
+                    )
                 await add_health_and_reflection(server)
                 if bank.card_cases:
                     cases = CardCases(bank.code, config.population, keys, issued)
@@ -249,6 +258,10 @@ class BankFleet:
     def call_count(self, code: str) -> int:
         """ListCards calls received, refused ones included."""
         return self._state(code).call_count
+
+    def session_streams(self, code: str) -> int:
+        """Session streams the bank accepted (each carries many exchanges)."""
+        return self._state(code).session_streams
 
     def overlaps(self, code: str) -> int:
         """ListCards calls that arrived while another call for the same query

@@ -91,6 +91,9 @@ class CardSessionServiceServicer:
         * The hub may keep the stream open for hours and opens a new one after a
         break. A bank that must drain (deploy, restart) may end the stream
         with UNAVAILABLE after finishing its open exchanges.
+        * When the hub half-closes the stream (it will send no more requests),
+        the bank finishes the exchanges still open, then ends the stream with
+        OK.
 
         What the hub does with a bank that breaks these rules: a response for an
         exchange that is not open (never started, already ended) or that is not
