@@ -260,7 +260,8 @@ class BankFleet:
         return self._state(code).call_count
 
     def session_streams(self, code: str) -> int:
-        """Session streams the bank accepted (each carries many exchanges)."""
+        """Session streams that carried exchanges to the bank (the hub's
+        discovery stream, half-closed at once, carries none)."""
         return self._state(code).session_streams
 
     def overlaps(self, code: str) -> int:

@@ -106,10 +106,10 @@ class CardSessionServicer(session_grpc.CardSessionServiceServicer):
         if not callers & self._allowed_callers:
             denied = grpc.StatusCode.PERMISSION_DENIED
             await abort(context, denied, CALLER_NOT_HUB, "only the hub may call", BANK_DOMAIN)
-        self._state.session_streams += 1
         out: asyncio.Queue[session_pb.ListCardsSessionResponse | None] = asyncio.Queue()
         tasks: dict[int, asyncio.Task[None]] = {}
         serial = asyncio.Lock() if misbehaviour is Misbehaviour.SESSION_STALL_BLOCKS_OTHERS else None
+        carried = False  # an exchange came on this stream
         stall_next = serial is not None  # the first exchange of the stream stalls
         bad_request: list[str] = []
 
@@ -123,7 +123,10 @@ class CardSessionServicer(session_grpc.CardSessionServiceServicer):
                         if task is not None:
                             task.cancel()
                     elif which == "list_cards" and exchange_id and exchange_id not in tasks:
-                        nonlocal stall_next
+                        nonlocal stall_next, carried
+                        if not carried:
+                            carried = True
+                            self._state.session_streams += 1
                         stall, stall_next = stall_next, False
                         task = asyncio.get_running_loop().create_task(
                             self._exchange(exchange_id, request.list_cards, context, out, serial, stall=stall)

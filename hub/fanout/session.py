@@ -20,8 +20,10 @@ the stream: every open exchange ends transient (the retry loop calls again)
 and, for `cooloff` seconds, `exchange` answers UNSUPPORTED so that the
 caller uses per-call ListCards, where the same fault is attributed to one
 query. A stream that ends or breaks ends its open exchanges transient too.
-UNIMPLEMENTED from the bank (it does not offer the session) is remembered for
-`reprobe` seconds; meanwhile `exchange` answers UNSUPPORTED at once.
+The session first finds out whether the bank offers it (a stream
+half-closed at once: UNIMPLEMENTED or OK). In mode auto UNIMPLEMENTED is
+remembered for `reprobe` seconds, meanwhile `exchange` answers UNSUPPORTED
+at once; in mode on it is a transient failure.
 
 Exchanges in flight on one stream are at most the bank's `max_concurrent`.
 """
@@ -130,6 +132,9 @@ class BankSession:
         self._cooloff = cooloff
         self._stream: _Stream | None = None
         self._per_call_until = 0.0
+        self._offered = False
+        """The bank answered the discovery stream (it has the session)."""
+        self._discovering = asyncio.Lock()
         self._closed = False
         self.streams_opened = 0
         """Streams opened so far (tests check one stream carries many exchanges)."""
@@ -144,6 +149,12 @@ class BankSession:
         if self.per_call():
             return UNSUPPORTED
         async with self._limit:
+            if not self._offered:
+                started = time.monotonic()
+                found = await self._discover(deadline_s / 2)
+                if found is not None:
+                    return found
+                deadline_s -= time.monotonic() - started
             stream = self._open()
             exchange_id = stream.next_id
             stream.next_id += 1
@@ -163,6 +174,37 @@ class BankSession:
             except asyncio.CancelledError:
                 self._give_up(stream, exchange_id)
                 raise
+
+    async def _discover(self, deadline_s: float) -> SessionResult | None:
+        """Whether the bank offers the session, by a stream the
+        hub half-closes at once: UNIMPLEMENTED, or OK (the bank ends an idle
+        half-closed stream). Writing an exchange first would race the
+        bank's UNIMPLEMENTED, which grpc then reports as INTERNAL. Returns
+        what the attempt gets if it cannot use the session, else None."""
+        async with self._discovering:
+            if self._offered:
+                return None
+            if self.per_call():
+                return UNSUPPORTED
+            stub: Any = self._stub
+            call = stub.ListCardsSession(timeout=deadline_s)
+            try:
+                with contextlib.suppress(asyncio.InvalidStateError, grpc.aio.UsageError):
+                    await call.done_writing()  # a failed write shows in read()
+                while await call.read() is not _EOF:
+                    pass  # nothing is due on an idle stream; drop it
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+                if code == grpc.StatusCode.UNIMPLEMENTED and self._fallback:
+                    self._per_call_until = time.monotonic() + self._reprobe
+                    return UNSUPPORTED
+                if code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    return classify(error)
+                # It holds the half-closed stream open: it has the method.
+            finally:
+                call.cancel()
+            self._offered = True
+            return None
 
     async def close(self) -> None:
         self._closed = True
@@ -248,6 +290,8 @@ class BankSession:
 
     def _ended_with(self, stream: _Stream, error: grpc.aio.AioRpcError) -> None:
         code = error.code()
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            self._offered = False  # the bank dropped the session: find out again
         if code == grpc.StatusCode.UNIMPLEMENTED and self._fallback:
             self._per_call_until = time.monotonic() + self._reprobe
             self._end(stream, UNSUPPORTED)
