@@ -4,7 +4,9 @@ banks over real mTLS. No timing: only what was answered, and over what."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from cardlookup.population import Population
 from hub.config import HubConfig
 from hub.domain import BankState
 from hub.fanout.lanes import Fanout
+from tests.hub import test_hostile_banks as hostile
 from tests.hub.helpers import (
+    FAST,
     assert_report_is_ground_truth,
     expected_cards,
     fleet_config,
@@ -150,3 +154,42 @@ async def test_a_misbehaving_session_bank_spoils_only_its_own_outcome(
             else:
                 assert report_cards(report) == expected_cards(population, person, [c for c in codes if c != bad])
         assert all(fleet.overlaps(c) == 0 for c in codes)
+
+
+async def test_hostile_banks_over_sessions_get_the_outcomes_they_get_per_call(
+    pki: PkiPaths, population: Population, clock: ManualClock, tmp_path: Path
+) -> None:
+    """tests/hub/test_hostile_banks.py's every fault and misbehaviour at
+    once, with every bank on the session stream: the same validation gives
+    the same reasons (the 1 MiB message breaks the stream, and the per-call
+    fallback attributes it), the same banks never answer, the rest are exact."""
+    now = clock.now()
+    faults = {code: f for code, (f, _) in hostile.REJECTED.items()} | hostile.NEVER_ANSWER | hostile.RECOVER
+    faults["308"] = Faults(outages=((now - dt.timedelta(hours=1), now + dt.timedelta(hours=48)),))
+    people = population.eligible_people(now.date())[:3]
+    async with running_fleet(fleet_config(pki, population, clock, CODES, faults)) as fleet:
+        timings = dataclasses.replace(FAST, attempt_timeout=dt.timedelta(milliseconds=300))
+        config = with_sessions(hub_config(pki, fleet.addresses, tmp_path, timings=timings), "on")
+        fanout = Fanout(config)
+        async with running_engine(config, clock, fanout=fanout) as engine:
+            queries = [new_query(p, CODES) for p in people]
+            await asyncio.gather(*(engine.submit(q) for q in queries))
+            for q in queries:
+                await hostile._settled(engine, q.query_id, set(hostile.NEVER_ANSWER))
+            clock.advance(dt.timedelta(hours=24, minutes=1))
+            engine.wake()
+            for person, q in zip(people, queries, strict=True):
+                record = await wait_for(engine, q.query_id)
+                outcome = {b.bank_code: (b.state, b.reason) for b in record.banks}
+                for code, (_, reason) in hostile.REJECTED.items():
+                    assert outcome[code] == (BankState.REJECTED, reason), code
+                for code in hostile.NEVER_ANSWER:
+                    assert outcome[code][0] == BankState.NOT_ANSWERED, (code, outcome[code])
+                answered = [c for c in CODES if c not in hostile.REJECTED and c not in hostile.NEVER_ANSWER]
+                assert all(outcome[c][0] == BankState.ANSWERED for c in answered)
+                report = await engine.read_report(q.query_id)
+                assert report_cards(report) == expected_cards(population, person, answered)
+            oversized = config.bank("301")
+            assert oversized is not None
+            assert fanout.channels.session(oversized).breaks.get("MESSAGE_TOO_LARGE", 0) >= 1
+        assert all(fleet.session_streams(c) >= 1 for c in CODES)
