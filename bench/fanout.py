@@ -91,6 +91,8 @@ class Plan:
     sessions: str = "off"
     """off: the hub calls ListCards per query; on: over bank session streams;
     both: the hub per call, then over sessions, back to back (issue 16)."""
+    session_database: str | None = None
+    """With sessions both on PostgreSQL: the second hub's own database."""
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,7 @@ async def run_size(plan: Plan, pki: PkiPaths, work: Path) -> SizeResult:
             # The same people again, on a fresh hub (its own store), over sessions.
             again = work / "session"
             again.mkdir()
-            bare = dataclasses.replace(plan, journey_costs=0, rss_journeys=0)
+            bare = dataclasses.replace(plan, journey_costs=0, rss_journeys=0, database=plan.session_database)
             session, session_error, _ = await hub_phase(bare, pki, banks, bank_proc.pid, again, people, [], "on")
         base, base_error = await baseline_phase(plan, pki, addresses, bank_proc.pid, population.size, on, work)
         if bank_proc.poll() is not None:
@@ -278,7 +280,9 @@ def slowest_expected_ms(latency: tuple[float, float], banks: int) -> float:
     return lo + (hi - lo) * banks / (banks + 1)
 
 
-def plans(args: argparse.Namespace, database: Callable[[int], str | None] = lambda _: None) -> list[Plan]:
+def plans(args: argparse.Namespace, database: Callable[[str], str | None] = lambda _: None) -> list[Plan]:
+    """One plan per bank count; `database(name)` makes a PostgreSQL database
+    (None: SQLite)."""
     result = []
     for i, banks in enumerate(int(b) for b in args.banks.split(",")):
         queries = args.queries or default_queries(banks)
@@ -295,8 +299,9 @@ def plans(args: argparse.Namespace, database: Callable[[int], str | None] = lamb
                 latency_ms=parse_latency(args.bank_latency),
                 journey_costs=args.journey_costs if i == 0 else 0,
                 rss_journeys=args.rss_journeys if i == 0 else 0,
-                database=database(banks),
+                database=database(f"bench{banks}"),
                 sessions=args.bank_sessions,
+                session_database=database(f"bench{banks}session") if args.bank_sessions == "both" else None,
             )
         )
     return result
@@ -329,7 +334,7 @@ async def run(args: argparse.Namespace, work_root: Path) -> list[SizeResult]:
         postgres = await asyncio.to_thread(ThrowawayPostgres.start, durable=True)
     try:
         pg = postgres
-        chosen = plans(args, (lambda banks: pg.create_database(f"bench{banks}")) if pg else lambda _: None)
+        chosen = plans(args, pg.create_database if pg else lambda _: None)
         results = []
         for plan in chosen:
             work = work_root / f"banks-{plan.banks}"
