@@ -48,7 +48,15 @@ log = logging.getLogger(__name__)
 
 # No SO_REUSEPORT: a second fleet on the same fixed ports must fail to bind
 # instead of silently sharing them.
-_SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+_SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    # The hub pings every 60 s on a connection with a call open, and a session
+    # stream stays open while idle: allow pings without data every 30 s, never
+    # strike (gRPC core's default refuses them under 5 minutes and closes the
+    # connection after two; docs/bank-integration.md, "Performance expectations").
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 30_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 CARD_DIRECTORY_SERVICE = "cardlookup.bank.v1.CardDirectoryService"
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
