@@ -141,6 +141,11 @@ class BankSession:
         self.breaks: dict[str, int] = {}
         """Streams broken by a bank's protocol violation, by reason."""
 
+    @property
+    def streaming(self) -> bool:
+        """Whether a session stream to the bank is open now."""
+        return self._stream is not None and not self._stream.ended
+
     def per_call(self) -> bool:
         """True while the bank is to be called per call (no session)."""
         return self._closed or time.monotonic() < self._per_call_until

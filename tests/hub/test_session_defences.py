@@ -318,3 +318,17 @@ async def test_unimplemented_falls_back_per_call_in_auto_mode_only(
 )
 def test_an_exchange_error_means_what_the_status_would(code: int, reason: str, expected: object) -> None:
     assert error_result(session_pb.ExchangeError(code=code, reason=reason)) == expected
+
+
+async def test_a_re_addressed_bank_gets_a_new_session_on_its_new_channel(pki: PkiPaths, tmp_path: Path) -> None:
+    async with scripted(pki, right_answer, tmp_path) as rig:
+        old = rig.session()
+        assert isinstance(await old.exchange(request(), 30), Answered)
+        port = rig.address.rsplit(":", 1)[1]
+        moved = BankEndpoint(CODE, CODE, CODE, f"localhost:{port}", session="on")
+        assert isinstance(await rig.channels.attempt(moved, request(), 30), Answered)
+        new = rig.channels.session(moved)
+        assert new is not old and new.streams_opened == 1
+        # The old channel closes after its grace; its stream's end is no break.
+        await wait_until(lambda: not old.streaming, within=60)
+        assert old.breaks == {}
