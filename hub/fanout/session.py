@@ -194,8 +194,10 @@ class BankSession:
             stub: Any = self._stub
             call = stub.ListCardsSession(timeout=deadline_s)
             try:
-                with contextlib.suppress(asyncio.InvalidStateError, grpc.aio.UsageError):
-                    await call.done_writing()  # a failed write shows in read()
+                with contextlib.suppress(Exception):
+                    # grpc.aio lets core's error through when the connection
+                    # is going away; the call's status shows in read().
+                    await call.done_writing()
                 while await call.read() is not _EOF:
                     pass  # nothing is due on an idle stream; drop it
             except grpc.aio.AioRpcError as error:
@@ -206,6 +208,8 @@ class BankSession:
                 if code != grpc.StatusCode.DEADLINE_EXCEEDED:
                     return classify(error)
                 # It holds the half-closed stream open: it has the method.
+            except Exception:  # grpc.aio's own errors on a broken connection
+                return Transient(grpc.StatusCode.UNAVAILABLE.name)
             finally:
                 call.cancel()
             self._offered = True
@@ -245,7 +249,7 @@ class BankSession:
                     return False
                 await stream.call.write(message)
             return True
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+        except Exception:  # AioRpcError, InvalidStateError, or core's own on a broken connection
             # The reader sees the status and ends the exchanges with it; give
             # it the chance, then end whatever it did not.
             if stream.reader is not None:
@@ -292,6 +296,9 @@ class BankSession:
         except asyncio.CancelledError:
             self._end(stream, Transient("CANCELLED"))
             raise
+        except Exception:  # grpc.aio's own errors on a broken connection
+            self._end(stream, Transient(grpc.StatusCode.UNAVAILABLE.name))
+            stream.call.cancel()
 
     def _ended_with(self, stream: _Stream, error: grpc.aio.AioRpcError) -> None:
         code = error.code()
