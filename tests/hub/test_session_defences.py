@@ -18,11 +18,12 @@ from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_session_pb2 as session_pb
 from cardlookup.pki import PkiPaths
 from cardlookup.tls import server_credentials
-from hub.config import BankEndpoint
+from hub.config import BankEndpoint, ConfigError, HubConfig
 from hub.fanout.caller import Answered, Rejected, Transient
 from hub.fanout.channels import BankChannels
 from hub.fanout.session import UNSUPPORTED, BankSession, error_result
 from tests.hub.helpers import hub_config, wait_until
+from tests.hub.test_config_file import EXAMPLE, example_dir
 
 CODE = "102"
 Send = Callable[[bytes], None]
@@ -332,3 +333,15 @@ async def test_a_re_addressed_bank_gets_a_new_session_on_its_new_channel(pki: Pk
         # The old channel closes after its grace; its stream's end is no break.
         await wait_until(lambda: not old.streaming, within=60)
         assert old.breaks == {}
+
+
+def test_the_registry_session_mode_is_read_written_and_checked(tmp_path: Path, pki: PkiPaths) -> None:
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+    config = HubConfig.from_file(example_dir(tmp_path / "a", pki), env={})
+    assert [b.session for b in config.banks] == ["off", "auto"]  # the default, and the example's
+    again = example_dir(tmp_path / "b", pki, config.to_toml())
+    assert [b.session for b in HubConfig.from_file(again, env={}).banks] == ["off", "auto"]
+    wrong = EXAMPLE.read_text(encoding="utf-8").replace('session = "auto"', 'session = "always"')
+    with pytest.raises(ConfigError, match=r'banks\[1\]\.session: must be "off", "auto" or "on"'):
+        HubConfig.from_file(example_dir(tmp_path / "c", pki, wrong), env={})
