@@ -10,8 +10,9 @@ then fans queries out through the hub's own attempt code
 the session's exchanges, answer validation), with no store, engine or API:
 each query is one attempt per bank, `--concurrency` queries in flight. The
 modes alternate, `--rounds` times each, back to back against the same
-banks, the requests signed beforehand. Printed per mode: queries/s, this
-process's CPU ms per query (user + system), the fleet's, and the ratios.
+banks, the requests signed beforehand. Printed per mode: queries/s, the
+fan-out's latency p50/p99 (first attempt sent -> last answer validated),
+this process's CPU ms per query (user + system), the fleet's, and the ratios.
 Not a test: nothing is asserted about speed.
 """
 
@@ -54,6 +55,8 @@ class ModeResult:
     wall_s: float
     cpu_s: float
     bank_cpu_s: float
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
 
     @property
     def qps(self) -> float:
@@ -62,8 +65,8 @@ class ModeResult:
     def row(self) -> str:
         per = 1000 / self.queries
         return (
-            f"{self.mode:<10}{self.qps:>10.1f}{self.cpu_s * per:>12.2f}{self.bank_cpu_s * per:>15.2f}"
-            f"{self.queries:>7}{self.failed:>7}"
+            f"{self.mode:<10}{self.qps:>10.1f}{self.p50_ms:>9.1f}{self.p99_ms:>9.1f}{self.cpu_s * per:>12.2f}"
+            f"{self.bank_cpu_s * per:>15.2f}{self.queries:>7}{self.failed:>7}"
         )
 
 
@@ -78,13 +81,16 @@ async def run_mode(
     endpoints = [dataclasses.replace(b, session=mode) for b in config.banks]
     failed = 0
     pending = iter(queries)
+    latencies: list[float] = []
 
     async def worker() -> None:
         nonlocal failed
         for requests in pending:
+            started = time.perf_counter()
             results = await asyncio.gather(
                 *(channels.attempt(e, r, 120.0) for e, r in zip(endpoints, requests, strict=True))
             )
+            latencies.append(time.perf_counter() - started)
             failed += sum(1 for r in results if not isinstance(r, Answered))
 
     meters = [CpuMeter(os.getpid()), CpuMeter(bank_pid)]
@@ -96,7 +102,9 @@ async def run_mode(
     for m in meters:
         m.stop()
     name = "session" if mode == "on" else "per-call"
-    return ModeResult(name, len(queries), failed, wall, meters[0].seconds, meters[1].seconds)
+    ordered = sorted(latencies)
+    p50, p99 = (ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 for q in (0.5, 0.99))
+    return ModeResult(name, len(queries), failed, wall, meters[0].seconds, meters[1].seconds, p50, p99)
 
 
 def signed_queries(
@@ -166,7 +174,10 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"== {args.banks} banks, concurrency {args.concurrency}, {args.queries} queries per mode and round")
-    print(f"{'mode':<10}{'queries/s':>10}{'CPU ms/q':>12}{'bank CPU ms/q':>15}{'done':>7}{'failed':>7}")
+    print(
+        f"{'mode':<10}{'queries/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/q':>12}{'bank CPU ms/q':>15}"
+        f"{'done':>7}{'failed':>7}"
+    )
     for r in results:
         print(r.row())
     totals = {}
