@@ -53,6 +53,15 @@ class Misbehaviour(StrEnum):
     Combine with BankSimConfig(card_cases=False): guide 1.0 had no cases.
     It passes `cardlookup-conformance --profile 1.0`."""
 
+    SESSION_WRONG_QUERY_ID = "SESSION_WRONG_QUERY_ID"
+    """Session stream only: every response echoes a query_id that is not its
+    exchange's (the answer looks like another query's)."""
+    SESSION_MESSAGE_AFTER_SUMMARY = "SESSION_MESSAGE_AFTER_SUMMARY"
+    """Session stream only: an exchange's summary is sent twice."""
+    SESSION_STALL_BLOCKS_OTHERS = "SESSION_STALL_BLOCKS_OTHERS"
+    """Session stream only: exchanges are answered one at a time and the
+    first of each stream stalls until cancelled, blocking the rest."""
+
     def breaks(self, rule: Misbehaviour) -> bool:
         """Whether this misbehaviour includes `rule` (itself, or one of the
         rules FIRST_GUIDE breaks)."""

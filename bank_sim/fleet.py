@@ -32,8 +32,10 @@ from bank_sim.cases import CardCases, CardCaseServicer
 from bank_sim.directory import CardDirectory
 from bank_sim.faults import Faults
 from bank_sim.servicer import CardDirectoryServicer
+from bank_sim.session import CardSessionServicer
 from bank_sim.state import BankState
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
+from cardlookup.bank.v1 import card_session_pb2_grpc as session_grpc
 from cardlookup.banks import bank_fleet
 from cardlookup.banksim.v1 import bank_sim_admin_pb2_grpc as admin_grpc
 from cardlookup.clock import Clock, SystemClock
@@ -46,7 +48,15 @@ log = logging.getLogger(__name__)
 
 # No SO_REUSEPORT: a second fleet on the same fixed ports must fail to bind
 # instead of silently sharing them.
-_SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+_SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    # The hub pings every 60 s on a connection with a call open, and a session
+    # stream stays open while idle: allow pings without data every 30 s, never
+    # strike (gRPC core's default refuses them under 5 minutes and closes the
+    # connection after two; docs/bank-integration.md, "Performance expectations").
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 30_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 CARD_DIRECTORY_SERVICE = "cardlookup.bank.v1.CardDirectoryService"
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
@@ -74,6 +84,9 @@ class BankSimConfig:
     card_cases: bool = True
     """Offer the optional CardCaseService ("not my card"); False: the bank
     answers UNIMPLEMENTED, like a bank that has not built it."""
+    session: bool = True
+    """Offer the optional CardSessionService (the session stream); False: the
+    bank answers UNIMPLEMENTED, like a bank that has not built it."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,10 @@ class BankFleet:
                 servicer = CardDirectoryServicer(directory, self._states[bank.code], config.clock, self._rng)
                 server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=[self.metrics.interceptor(bank.code)])
                 bank_grpc.add_CardDirectoryServiceServicer_to_server(servicer, server)
+                if bank.session:
+                    session_grpc.add_CardSessionServiceServicer_to_server(
+                        CardSessionServicer(servicer, self._states[bank.code]), server
+                    )
                 await add_health_and_reflection(server)
                 if bank.card_cases:
                     cases = CardCases(bank.code, config.population, keys, issued)
@@ -249,6 +266,11 @@ class BankFleet:
     def call_count(self, code: str) -> int:
         """ListCards calls received, refused ones included."""
         return self._state(code).call_count
+
+    def session_streams(self, code: str) -> int:
+        """Session streams that carried exchanges to the bank (the hub's
+        discovery stream, half-closed at once, carries none)."""
+        return self._state(code).session_streams
 
     def overlaps(self, code: str) -> int:
         """ListCards calls that arrived while another call for the same query

@@ -28,6 +28,15 @@ HUB_CARD_CAP = 200
 """The hub's cap on cards per answer (hub.validation.MAX_CARDS; a test keeps
 them equal); TOO_MANY_CARDS streams one more."""
 
+SESSION_ONLY = frozenset(
+    {
+        Misbehaviour.SESSION_WRONG_QUERY_ID,
+        Misbehaviour.SESSION_MESSAGE_AFTER_SUMMARY,
+        Misbehaviour.SESSION_STALL_BLOCKS_OTHERS,
+    }
+)
+"""Misbehaviours of the session stream (bank_sim.session); ListCards answers right."""
+
 UNKNOWN_CARD_TYPE = 7
 """A card_type outside the CardType enum (proto3 enums are open on the wire)."""
 WRONG_FIRST_FOUR = "62a2"
@@ -69,8 +78,8 @@ def misbehave(
     `unlisted_conditions` the R13 conditions of each unlisted card held."""
     out = [type(m).FromString(m.SerializeToString()) for m in messages]
     summary = out[-1].summary
-    if kind in (Misbehaviour.TRAILING_NEWLINE_ACCEPTED, Misbehaviour.CALLER_BY_COMMON_NAME):
-        return out  # request-side misbehaviours: the answer itself is right
+    if kind in (Misbehaviour.TRAILING_NEWLINE_ACCEPTED, Misbehaviour.CALLER_BY_COMMON_NAME) or kind in SESSION_ONLY:
+        return out  # request-side and session misbehaviours: the answer itself is right
     if kind is Misbehaviour.SUMMARY_MISMATCH:
         summary.listed_card_count += 1
         summary.debit_card_count += 1

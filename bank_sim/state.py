@@ -22,6 +22,9 @@ class BankState:
     peak_in_flight: int = 0
     """The most ListCards calls ever answered here at once (tests check that
     the hub's per-bank cap holds across all its replicas together)."""
+    session_streams: int = 0
+    """Session streams (CardSessionService.ListCardsSession) that carried at
+    least one exchange; each exchange counts as a ListCards call above."""
     case_count: int = 0
     """Card cases answered (OpenCardCase calls that succeeded)."""
     issued: IssuedCards = field(default_factory=IssuedCards)

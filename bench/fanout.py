@@ -5,7 +5,7 @@ number of banks grows.
         [--concurrency 8] [--duration-cap 60] [--json results.json]
         [--store sqlite|postgresql] [--watch-view changes|full]
         [--bank-latency 50-200] [--journey-costs 20] [--rss-journeys 20]
-        [--plot docs/benchmarks-curve.png]
+        [--bank-sessions off|on|both] [--plot docs/benchmarks-curve.png]
 
 For each bank count: a development PKI (one directory for every size), the
 bank fleet (`cardlookup-banks`, one process) and the hub (`cardlookup-hub`,
@@ -25,7 +25,10 @@ journey step and its peak RSS under concurrent full journeys (bench/journey.py);
 with --store postgresql the hub runs on a throwaway PostgreSQL server
 (durable: fsync on); with --bank-latency every bank call waits lo..hi ms and
 the slowest bank's expected latency is printed beside create -> READY; with
---plot the curve is saved as a PNG. Not a test: nothing is asserted about speed.
+--plot the curve is saved as a PNG; with --bank-sessions both a second hub
+(its own store, the same people) calls the banks over session streams
+(issue 16), and its row and ratios follow the per-call hub's. Not a test:
+nothing is asserted about speed.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from bench.journey import RssSampler
 from bench.people import pick_people, population_for
 from bench.phase import CpuMeter, run_phase
 from bench.stats import PhaseResult, summarize
-from bench.table import curve_table, size_table
+from bench.table import curve_table, session_lines, size_table
 from cardlookup.banks import bank_fleet
 from cardlookup.devpg import ThrowawayPostgres, free_port
 from cardlookup.pki import PkiPaths, create_dev_pki
@@ -85,6 +88,11 @@ class Plan:
     journey_costs: int = 0
     rss_journeys: int = 0
     database: str | None = None
+    sessions: str = "off"
+    """off: the hub calls ListCards per query; on: over bank session streams;
+    both: the hub per call, then over sessions, back to back (issue 16)."""
+    session_database: str | None = None
+    """With sessions both on PostgreSQL: the second hub's own database."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,8 @@ class SizeResult:
     baseline: PhaseResult
     errors: dict[str, str]
     extras: HubExtras | None = None
+    hub_session: PhaseResult | None = None
+    """With --bank-sessions both: the hub over bank session streams."""
 
 
 async def hub_phase(
@@ -113,10 +123,11 @@ async def hub_phase(
     work: Path,
     people: list[Person],
     extra_people: list[Person],
+    session: str = "off",
 ) -> tuple[PhaseResult, str, HubExtras]:
     port = free_port()
     config = work / "hub.toml"
-    processes.write_hub_config(config, pki, port, banks, work, plan.database)
+    processes.write_hub_config(config, pki, port, banks, work, plan.database, session)
     hub = processes.start_hub(config, plan.hub_log_level, work)
     try:
         # timeout_s: set-up calls too (each enrolment runs two argon2id derivations at the hub).
@@ -166,7 +177,7 @@ async def hub_phase(
     finally:
         localstack.stop(hub)
     result = summarize(
-        "hub",
+        "hub" if session == "off" else "hub+session",
         plan.banks,
         plan.concurrency,
         outcome.latencies_s,
@@ -232,14 +243,24 @@ async def run_size(plan: Plan, pki: PkiPaths, work: Path) -> SizeResult:
     try:
         await processes.wait_for_file(addresses, bank_proc, "cardlookup-banks", work / "banks.log")
         banks = localstack.read_addresses(addresses)
-        hub, hub_error, extras = await hub_phase(plan, pki, banks, bank_proc.pid, work, people, extra_people)
+        first = "on" if plan.sessions == "on" else "off"
+        hub, hub_error, extras = await hub_phase(plan, pki, banks, bank_proc.pid, work, people, extra_people, first)
+        session: PhaseResult | None = None
+        session_error = ""
+        if plan.sessions == "both":
+            # The same people again, on a fresh hub (its own store), over sessions.
+            again = work / "session"
+            again.mkdir()
+            bare = dataclasses.replace(plan, journey_costs=0, rss_journeys=0, database=plan.session_database)
+            session, session_error, _ = await hub_phase(bare, pki, banks, bank_proc.pid, again, people, [], "on")
         base, base_error = await baseline_phase(plan, pki, addresses, bank_proc.pid, population.size, on, work)
         if bank_proc.poll() is not None:
             raise RuntimeError(f"the banks exited during the run:\n{localstack.log_tail(work / 'banks.log')}")
     finally:
         localstack.stop(bank_proc)
-    errors = {name: e for name, e in (("hub", hub_error), ("baseline", base_error)) if e}
-    return SizeResult(hub, base, errors, extras)
+    named = (("hub", hub_error), ("hub+session", session_error), ("baseline", base_error))
+    errors = {name: e for name, e in named if e}
+    return SizeResult(hub, base, errors, extras, session)
 
 
 def parse_latency(text: str | None) -> tuple[float, float] | None:
@@ -259,7 +280,9 @@ def slowest_expected_ms(latency: tuple[float, float], banks: int) -> float:
     return lo + (hi - lo) * banks / (banks + 1)
 
 
-def plans(args: argparse.Namespace, database: Callable[[int], str | None] = lambda _: None) -> list[Plan]:
+def plans(args: argparse.Namespace, database: Callable[[str], str | None] = lambda _: None) -> list[Plan]:
+    """One plan per bank count; `database(name)` makes a PostgreSQL database
+    (None: SQLite)."""
     result = []
     for i, banks in enumerate(int(b) for b in args.banks.split(",")):
         queries = args.queries or default_queries(banks)
@@ -276,7 +299,9 @@ def plans(args: argparse.Namespace, database: Callable[[int], str | None] = lamb
                 latency_ms=parse_latency(args.bank_latency),
                 journey_costs=args.journey_costs if i == 0 else 0,
                 rss_journeys=args.rss_journeys if i == 0 else 0,
-                database=database(banks),
+                database=database(f"bench{banks}"),
+                sessions=args.bank_sessions,
+                session_database=database(f"bench{banks}session") if args.bank_sessions == "both" else None,
             )
         )
     return result
@@ -309,7 +334,7 @@ async def run(args: argparse.Namespace, work_root: Path) -> list[SizeResult]:
         postgres = await asyncio.to_thread(ThrowawayPostgres.start, durable=True)
     try:
         pg = postgres
-        chosen = plans(args, (lambda banks: pg.create_database(f"bench{banks}")) if pg else lambda _: None)
+        chosen = plans(args, pg.create_database if pg else lambda _: None)
         results = []
         for plan in chosen:
             work = work_root / f"banks-{plan.banks}"
@@ -321,6 +346,8 @@ async def run(args: argparse.Namespace, work_root: Path) -> list[SizeResult]:
             )
             r = await run_size(plan, pki, work)
             print(size_table(r.hub, r.baseline), flush=True)
+            if r.hub_session is not None:
+                print(session_lines(r.hub_session, r.hub, r.baseline), flush=True)
             if line := extras_line(plan, r):
                 print(line, flush=True)
             for name, error in r.errors.items():
@@ -369,6 +396,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--rss-journeys", type=int, default=20, help="concurrent full journeys for peak RSS at the first size"
     )
+    parser.add_argument(
+        "--bank-sessions",
+        choices=("off", "on", "both"),
+        default="off",
+        help="the hub calls banks per call (off), over session streams (on), or both back to back (default off)",
+    )
     parser.add_argument("--plot", type=Path, help="save the curve as a PNG here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     args = parser.parse_args(argv)
@@ -391,6 +424,7 @@ def main(argv: list[str] | None = None) -> None:
                         "baseline": r.baseline.to_dict(),
                         "errors": r.errors,
                         "hub_extras": asdict(r.extras) if r.extras else None,
+                        "hub_session": r.hub_session.to_dict() if r.hub_session else None,
                     }
                     for r in results
                 ],

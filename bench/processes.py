@@ -5,6 +5,7 @@ every measured user, hub timings for a saturated machine, a chosen log level."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -47,12 +48,20 @@ async def wait_for_file(path: Path, process: localstack.Process, what: str, log:
 
 
 def write_hub_config(
-    path: Path, pki: PkiPaths, port: int, banks: dict[str, str], work: Path, database: str | None = None
+    path: Path,
+    pki: PkiPaths,
+    port: int,
+    banks: dict[str, str],
+    work: Path,
+    database: str | None = None,
+    session: str = "off",
 ) -> None:
     """The development configuration; its store is SQLite in `work` unless
-    `database` (a postgresql:// URL) is given."""
+    `database` (a postgresql:// URL) is given; every bank's `session` mode
+    is `session` (issue 16: the bank session stream)."""
     overrides = {"database": database} if database else {}
     config = HubConfig.dev(pki, banks, work, listen=f"127.0.0.1:{port}", timings=HUB_TIMINGS, **overrides)
+    config = dataclasses.replace(config, banks=tuple(dataclasses.replace(b, session=session) for b in config.banks))
     path.write_text(config.to_toml(), encoding="utf-8")
 
 

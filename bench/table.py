@@ -31,6 +31,20 @@ def size_table(hub: PhaseResult, base: PhaseResult) -> str:
     return "\n".join([title, _HEAD, _row(hub), _row(base), ratios])
 
 
+def ratio_row(label: str, a: PhaseResult, b: PhaseResult) -> str:
+    return (
+        f"{label:<14}{ratio(a.qps, b.qps):>9.2f}x{ratio(a.p50_ms, b.p50_ms):>9.2f}x"
+        f"{ratio(a.p99_ms, b.p99_ms):>9.2f}x{ratio(a.cpu_ms_per_query, b.cpu_ms_per_query):>9.2f}x"
+        f"{ratio(a.bank_cpu_ms_per_query, b.bank_cpu_ms_per_query):>14.2f}x"
+    )
+
+
+def session_lines(session: PhaseResult, hub: PhaseResult, base: PhaseResult) -> str:
+    """The hub over bank session streams (issue 16) beside the per-call hub
+    and the baseline: its row, then its ratios to each."""
+    return "\n".join([_row(session), ratio_row("session/base", session, base), ratio_row("session/hub", session, hub)])
+
+
 CURVE_HEAD = (
     f"{'banks':>6}{'hub q/s':>9}{'base q/s':>10}{'q/s ratio':>10}{'hub p50':>9}{'base p50':>10}"
     f"{'hub p99':>9}{'base p99':>10}{'hub CPU ms/q':>13}{'base CPU ms/q':>14}{'hub CPU us/bank':>16}"

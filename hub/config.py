@@ -81,6 +81,14 @@ class BankEndpoint:
     endpoints the bank's grpc.health.v1 reports SERVING; one that is down or
     draining is left out) or "pick_first" (the first endpoint that connects
     takes every call, the next one only when it fails; health is not asked)."""
+    session: str = "off"
+    """Whether calls go over the bank's session stream
+    (CardSessionService.ListCardsSession, card_session.proto): "off" (one
+    ListCards call per query), "auto" (the session when the bank offers it,
+    per-call ListCards when it answers UNIMPLEMENTED, tried again every 10
+    minutes) or "on" (the session; UNIMPLEMENTED is a transient failure).
+    Both "auto" and "on" call per call for a minute after the bank broke the
+    session's protocol."""
 
     def tls_name(self) -> str:
         return self.server_name or bank_server_name(self.code)
@@ -413,6 +421,8 @@ class HubConfig:
             if len(b.all_addresses()) > 1:
                 lines.append(f"addresses = [{', '.join(q(a) for a in b.all_addresses())}]")
                 lines.append(f"balancing = {q(b.balancing)}")
+            if b.session != "off":
+                lines.append(f"session = {q(b.session)}")
             if b.server_name:
                 lines.append(f"server_name = {q(b.server_name)}")
         return "\n".join(lines) + "\n"
@@ -497,9 +507,20 @@ ENV_OVERRIDES = {
 """Environment variables that override a key of the file (addresses, the
 database and secrets, which deployments inject rather than write down)."""
 _BANK_KEYS = frozenset(
-    {"code", "address", "addresses", "balancing", "server_name", "max_concurrent", "display_name", "english_name"}
+    {
+        "code",
+        "address",
+        "addresses",
+        "balancing",
+        "server_name",
+        "max_concurrent",
+        "display_name",
+        "english_name",
+        "session",
+    }
 )
 BALANCING_POLICIES = ("round_robin", "pick_first")
+SESSION_MODES = ("off", "auto", "on")
 _COUNT_TIMINGS = frozenset(
     {
         "breaker_failures",
@@ -708,6 +729,9 @@ class _FileReader:
             max_concurrent = entry.get("max_concurrent", 32)
             if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
                 raise self._fail(prefix + "max_concurrent", "must be an integer of at least 1")
+            session = self._str(entry, "session", "off", prefix)
+            if session not in SESSION_MODES:
+                raise self._fail(prefix + "session", f'must be "off", "auto" or "on", not {session!r}')
             known = bank_by_code(code)
             banks[code] = BankEndpoint(
                 code=code,
@@ -718,6 +742,7 @@ class _FileReader:
                 max_concurrent=max_concurrent,
                 addresses=addresses if len(addresses) > 1 else (),
                 balancing=balancing,
+                session=session,
             )
         return tuple(banks.values())
 

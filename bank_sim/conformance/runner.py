@@ -12,6 +12,7 @@ from bank_sim.conformance.list_checks import LIST_CHECKS
 from bank_sim.conformance.probe import Probe
 from bank_sim.conformance.request_checks import REQUEST_CHECKS
 from bank_sim.conformance.results import Check, CheckFailed, CheckResult, CheckSkipped, Outcome
+from bank_sim.conformance.session_checks import SESSION_CHECKS
 from bank_sim.conformance.target import ConformanceTarget
 from bank_sim.conformance.tls_checks import TLS_CHECKS
 from bank_sim.conformance.versions import CURRENT_GUIDE_VERSION, in_profile
@@ -20,7 +21,14 @@ log = logging.getLogger(__name__)
 
 # The errors.* checks read the refusals the others provoked: they come last.
 CHECKS: tuple[Check, ...] = (
-    TLS_CHECKS + CALLER_CHECKS + CONSENT_CHECKS + REQUEST_CHECKS + LIST_CHECKS + CASE_CHECKS + ERROR_CHECKS
+    TLS_CHECKS
+    + CALLER_CHECKS
+    + CONSENT_CHECKS
+    + REQUEST_CHECKS
+    + LIST_CHECKS
+    + CASE_CHECKS
+    + SESSION_CHECKS
+    + ERROR_CHECKS
 )
 
 

@@ -36,7 +36,8 @@ GUIDE_VERSIONS: tuple[GuideVersion, ...] = (
     GuideVersion(
         "1.3",
         "2026-12-07",
-        "the caller check on every bank service, card states, where the case card check sits, real case rows",
+        "the caller check on every bank service, card states, where the case card check sits, real case rows, "
+        "the optional session stream (CardSessionService)",
     ),
 )
 

@@ -11,6 +11,13 @@ Rotation (issue 11 item 3): `reload` swaps the client certificate, the
 trusted CA and the bank addresses. The next call to a bank re-dials with the
 new credentials (a new channel); calls already on the old channel finish on
 it, and the old channel is closed once they had `grace` seconds to do so.
+
+Session streams (issue 16 item 4): `attempt` is the one place an attempt
+picks its transport. For a bank whose registry entry says `session = "auto"`
+or `"on"`, the request goes as one exchange of the bank's session stream
+(`hub.fanout.session.BankSession`, one per bank per process, on the bank's
+channel, made anew with the channel); otherwise, or while the session says
+UNSUPPORTED, it is a per-call ListCards (`hub.fanout.caller.attempt`).
 """
 
 from __future__ import annotations
@@ -24,9 +31,13 @@ from typing import Any
 
 import grpc
 
+from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
+from cardlookup.bank.v1 import card_session_pb2_grpc as session_grpc
 from cardlookup.tls import channel_credentials
 from hub.config import BankEndpoint, Timings, TlsFiles
+from hub.fanout import caller
+from hub.fanout.session import BankSession, Unsupported
 
 MAX_RECEIVE_BYTES = 64 * 1024
 """The transport refuses bigger messages (RESOURCE_EXHAUSTED, "larger than
@@ -98,6 +109,7 @@ class BankChannels:
         self._timings = timings
         self._credentials: grpc.ChannelCredentials | None = None
         self._channels: dict[str, tuple[BankEndpoint, grpc.aio.Channel, bank_grpc.CardDirectoryServiceStub]] = {}
+        self._sessions: dict[str, tuple[grpc.aio.Channel, BankSession]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._seen: bytes | None = None
         """The bytes of the files the credentials were built from."""
@@ -121,6 +133,38 @@ class BankChannels:
             self._channels[endpoint.code] = entry
         return entry[2]
 
+    def session(self, endpoint: BankEndpoint) -> BankSession:
+        """The session of the bank's current channel (made with it)."""
+        self.stub(endpoint)
+        channel = self._channels[endpoint.code][1]
+        entry = self._sessions.get(endpoint.code)
+        if entry is None or entry[0] is not channel:
+            session = BankSession(
+                session_grpc.CardSessionServiceStub(channel),
+                endpoint.code,
+                endpoint.max_concurrent,
+                fallback=endpoint.session != "on",
+            )
+            # An old session's stream ends with its channel's grace close.
+            entry = (channel, session)
+            self._sessions[endpoint.code] = entry
+        return entry[1]
+
+    async def attempt(
+        self, endpoint: BankEndpoint, request: bank_pb.ListCardsRequest, deadline_s: float
+    ) -> caller.AttemptResult:
+        """One ListCards attempt at the bank, over its session stream or per
+        call (see the module docstring); never raises for what the bank does."""
+        if endpoint.session != "off":
+            started = asyncio.get_running_loop().time()
+            result = await self.session(endpoint).exchange(request, deadline_s)
+            if not isinstance(result, Unsupported):
+                return result
+            deadline_s -= asyncio.get_running_loop().time() - started
+            if deadline_s <= 0:
+                return caller.Transient(grpc.StatusCode.DEADLINE_EXCEEDED.name)
+        return await caller.attempt(self.stub(endpoint), request, endpoint.code, deadline_s)
+
     def reload(self, tls: TlsFiles) -> bool:
         """Uses `tls` for every channel dialled from now on, and retires the
         open channels if the files changed (reads them now: a bad file raises
@@ -142,6 +186,9 @@ class BankChannels:
         task.add_done_callback(self._retiring.discard)
 
     async def close(self) -> None:
+        sessions, self._sessions = self._sessions, {}
+        for _, session in sessions.values():
+            await session.close()
         channels, self._channels = self._channels, {}
         for _, channel, _ in channels.values():
             await channel.close(None)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
 from hub.domain import BankState
-from hub.fanout.caller import Answered, Rejected, Transient, attempt
+from hub.fanout.caller import Answered, Rejected, Transient
 from hub.fanout.lanes import BankLane, Fanout
 from hub.validation import BankAnswer
 
@@ -138,7 +138,7 @@ async def _run_bank_task(
                 started = time.perf_counter()
                 try:
                     with metrics.bank_call(lane.endpoint.code):
-                        result = await attempt(lane.stub, request, lane.endpoint.code, fanout.attempt_timeout)
+                        result = await lane.channels.attempt(lane.endpoint, request, fanout.attempt_timeout)
                 finally:
                     ctx.in_call(False)
                 seconds = time.perf_counter() - started

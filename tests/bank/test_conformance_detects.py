@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from bank_sim.conformance import ConformanceTarget, Outcome, run_conformance
 from bank_sim.conformance.case_checks import CASE_CHECKS
+from bank_sim.conformance.session_checks import SESSION_CHECKS
 from bank_sim.conformance.target import dev_target, population_subject
 from bank_sim.directory import is_name_shaped
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
@@ -228,9 +229,11 @@ async def test_the_suite_names_exactly_the_broken_rules(flawed_bank: Conformance
     results = await run_conformance(flawed_bank)
     failed = {r.name: r.explanation for r in results if r.outcome is Outcome.FAIL}
     assert set(failed) == expected, failed
-    # This bank offers no CardCaseService: only the optional case checks skip.
+    # This bank offers no CardCaseService and no session stream: only the
+    # optional case checks and the session group skip.
     skipped = {r.name for r in results if r.outcome is Outcome.SKIP}
-    assert skipped == {c.name for c in CASE_CHECKS if c.description.startswith("Optional")}
+    optional = {c.name for c in CASE_CHECKS if c.description.startswith("Optional")}
+    assert skipped == optional | {c.name for c in SESSION_CHECKS}
     for explanation in failed.values():
         assert "Fix:" in explanation
 

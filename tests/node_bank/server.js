@@ -1,7 +1,8 @@
 'use strict';
 // A second, independent implementation of the bank side of the contract
 // (cardlookup.bank.v1.CardDirectoryService, and the optional
-// CardCaseService for "not my card" cases) in another gRPC stack: Node.js
+// CardCaseService for "not my card" cases and CardSessionService, the
+// session stream) in another gRPC stack: Node.js
 // with @grpc/grpc-js, loading the .proto files at run time. It exists to
 // prove the contract and docs/bank-integration.md are enough to build a
 // bank without reading the Python code; the conformance suite and the hub
@@ -293,38 +294,99 @@ function answerFor(data, idNumber, fullName) {
   };
 }
 
+// The checks of one ListCards request (caller, request, consent) and its
+// answer; throws a Refusal. Shared by ListCards and the session's exchanges.
+function checkedAnswer(contract, options, call, request) {
+  if (!callerNames(call).includes(options.hubName)) {
+    throw new Refusal(grpc.status.PERMISSION_DENIED, 'CALLER_NOT_HUB', 'only the hub may call');
+  }
+  validateRequest(request);
+  verifyConsent(
+    contract,
+    options.trustedKeys,
+    request.consent,
+    {
+      bankCode: options.bankCode,
+      queryId: request.query_id,
+      idNumber: request.subject.id_number,
+      fullName: request.subject.full_name,
+    },
+    Date.now(),
+  );
+  // The answer is a pure function of the subject, so a retry with the same
+  // query id gets exactly the same stream (idempotency).
+  return answerFor(options.data, request.subject.id_number, request.subject.full_name);
+}
+
 function listCardsHandler(contract, options) {
   return (call) => {
-    const request = call.request;
+    let answer;
     try {
-      if (!callerNames(call).includes(options.hubName)) {
-        throw new Refusal(grpc.status.PERMISSION_DENIED, 'CALLER_NOT_HUB', 'only the hub may call');
-      }
-      validateRequest(request);
-      verifyConsent(
-        contract,
-        options.trustedKeys,
-        request.consent,
-        {
-          bankCode: options.bankCode,
-          queryId: request.query_id,
-          idNumber: request.subject.id_number,
-          fullName: request.subject.full_name,
-        },
-        Date.now(),
-      );
+      answer = checkedAnswer(contract, options, call, call.request);
     } catch (error) {
       if (!(error instanceof Refusal)) throw error;
       process.stderr.write(`refused: ${error.reason}\n`);
       call.emit('error', statusFor(contract, error));
       return;
     }
-    // The answer is a pure function of the subject, so a retry with the same
-    // query id gets exactly the same stream (idempotency).
-    const answer = answerFor(options.data, request.subject.id_number, request.subject.full_name);
     for (const card of answer.cards) call.write({ card });
     call.write({ summary: answer.summary });
     call.end();
+  };
+}
+
+// ---------------------------------------------------------------- session
+
+// The optional session stream (card_session.proto): many ListCards
+// exchanges over one stream. Each exchange is checked and answered like a
+// ListCards call, tagged with its exchange_id and query_id; a refusal ends
+// only that exchange (its `error`). Answers here are computed at once, so no
+// exchange ever waits behind another; a bank with slow lookups runs each as a
+// promise of its own and writes its messages when they are ready.
+const SESSION_CONTRACT = 'cardlookup/bank/v1/card_session.proto';
+
+function loadSessionService() {
+  const definition = protoLoader.loadSync(SESSION_CONTRACT, {
+    includeDirs: [CONTRACT_ROOT],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  return grpc.loadPackageDefinition(definition).cardlookup.bank.v1.CardSessionService.service;
+}
+
+function listCardsSessionHandler(contract, options) {
+  return (call) => {
+    if (!callerNames(call).includes(options.hubName)) {
+      const refusal = new Refusal(grpc.status.PERMISSION_DENIED, 'CALLER_NOT_HUB', 'only the hub may call');
+      call.emit('error', statusFor(contract, refusal));
+      return;
+    }
+    call.on('data', (message) => {
+      const exchangeId = message.exchange_id;
+      if (message.kind === 'cancel') return; // every exchange is already answered
+      if (message.kind !== 'list_cards' || exchangeId === '0') {
+        const refusal = invalid('kind', 'a session request starts (list_cards) or cancels an exchange');
+        call.emit('error', statusFor(contract, refusal));
+        return;
+      }
+      const request = message.list_cards;
+      const tag = { exchange_id: exchangeId, query_id: request.query_id };
+      try {
+        const answer = checkedAnswer(contract, options, call, request);
+        for (const card of answer.cards) call.write({ ...tag, card });
+        call.write({ ...tag, summary: answer.summary });
+      } catch (error) {
+        if (!(error instanceof Refusal)) throw error;
+        process.stderr.write(`refused exchange: ${error.reason}\n`);
+        const { code, reason, metadata, message: text } = error;
+        call.write({ ...tag, error: { code, reason, domain: DOMAIN, metadata, message: text } });
+      }
+    });
+    // The hub half-closed: every exchange is answered, so end the stream OK.
+    call.on('end', () => call.end());
   };
 }
 
@@ -394,6 +456,7 @@ function main() {
   const contract = loadContract();
   const server = new grpc.Server();
   server.addService(contract.service, { ListCards: listCardsHandler(contract, options) });
+  server.addService(loadSessionService(), { ListCardsSession: listCardsSessionHandler(contract, options) });
   if (options.cardCases) {
     server.addService(contract.caseService, { OpenCardCase: openCardCaseHandler(contract, options) });
   }

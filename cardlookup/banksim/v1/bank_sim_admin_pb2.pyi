@@ -30,6 +30,9 @@ class Misbehaviour(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MISBEHAVIOUR_TRAILING_NEWLINE_ACCEPTED: _ClassVar[Misbehaviour]
     MISBEHAVIOUR_CALLER_BY_COMMON_NAME: _ClassVar[Misbehaviour]
     MISBEHAVIOUR_FIRST_GUIDE: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_SESSION_WRONG_QUERY_ID: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_SESSION_MESSAGE_AFTER_SUMMARY: _ClassVar[Misbehaviour]
+    MISBEHAVIOUR_SESSION_STALL_BLOCKS_OTHERS: _ClassVar[Misbehaviour]
 ISSUED_CARD_TYPE_UNSPECIFIED: IssuedCardType
 ISSUED_CARD_TYPE_DEBIT: IssuedCardType
 ISSUED_CARD_TYPE_CREDIT: IssuedCardType
@@ -45,6 +48,9 @@ MISBEHAVIOUR_WRONG_REASON_PRECEDENCE: Misbehaviour
 MISBEHAVIOUR_TRAILING_NEWLINE_ACCEPTED: Misbehaviour
 MISBEHAVIOUR_CALLER_BY_COMMON_NAME: Misbehaviour
 MISBEHAVIOUR_FIRST_GUIDE: Misbehaviour
+MISBEHAVIOUR_SESSION_WRONG_QUERY_ID: Misbehaviour
+MISBEHAVIOUR_SESSION_MESSAGE_AFTER_SUMMARY: Misbehaviour
+MISBEHAVIOUR_SESSION_STALL_BLOCKS_OTHERS: Misbehaviour
 
 class IssueCardRequest(_message.Message):
     __slots__ = ("bank_code", "id_number", "card_type")
