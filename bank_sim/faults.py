@@ -50,7 +50,8 @@ class Misbehaviour(StrEnum):
     """A bank built to the first bank guide (1.0) and never updated: the three
     request and answer rules guide 1.1 added are broken at once (caller by
     common name too, trailing newline accepted, lowest-numbered R13 reason).
-    Combine with BankSimConfig(card_cases=False): guide 1.0 had no cases.
+    Combine with BankSimConfig(card_cases=False, session=False): guide 1.0
+    had neither cases nor the session stream.
     It passes `cardlookup-conformance --profile 1.0`."""
 
     SESSION_WRONG_QUERY_ID = "SESSION_WRONG_QUERY_ID"

@@ -49,7 +49,8 @@ class _ExchangeEnded(Exception):
 
 class _ExchangeContext:
     """What ListCards needs of a call's context, for one exchange: the
-    stream's peer (caller check), and `abort` ending only the exchange."""
+    stream's peer (caller check) and metadata, and `abort` ending only the
+    exchange."""
 
     def __init__(self, stream: grpc.aio.ServicerContext) -> None:
         self._stream = stream
@@ -59,6 +60,11 @@ class _ExchangeContext:
 
     def peer(self) -> str:
         return self._stream.peer()
+
+    def invocation_metadata(self) -> Any:
+        """The stream's metadata (its `traceparent` is the one the hub sent
+        when it opened the stream)."""
+        return self._stream.invocation_metadata()
 
     async def abort_with_status(self, status: grpc.Status) -> None:
         error = session_pb.ExchangeError(code=status.code.value[0], message=status.details or "")

@@ -69,7 +69,11 @@ async def call_method(
     raw: list[bytes] = []
 
     async def one() -> AsyncIterator[bytes]:
-        yield payload
+        # A stream other than for a listed method gets no message: it is
+        # half-closed at once. Writing to a stream the bank refuses races its
+        # status, and grpc.aio may then report INTERNAL without the details.
+        if payload:
+            yield payload
 
     async with grpc.aio.secure_channel(target.address, credentials, options=options) as channel:
         try:

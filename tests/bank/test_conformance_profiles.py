@@ -31,7 +31,7 @@ from tests.node_bank.harness import NodeBank, write_bank_data
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = (ROOT / "docs" / "bank-integration.md").read_text(encoding="utf-8")
 CODE = "105"
-OLD = "301"  # a bank built to guide 1.0: no CardCaseService
+OLD = "301"  # a bank built to guide 1.0: no CardCaseService, no session stream
 
 
 def undeclared(checks: tuple[Check, ...]) -> list[str]:
@@ -97,7 +97,7 @@ def assert_passes_every_profile(runs: dict[str, list], may_skip: str = "") -> No
 async def sim_bank(pki: PkiPaths, population: Population) -> AsyncIterator[BankFleet]:
     config = FleetConfig(
         pki=pki,
-        banks=(BankSimConfig(CODE), BankSimConfig(OLD, card_cases=False)),
+        banks=(BankSimConfig(CODE), BankSimConfig(OLD, card_cases=False, session=False)),
         population=population,
         clock=SystemClock(),
         admin_port=None,
