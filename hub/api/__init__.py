@@ -98,6 +98,8 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         face.replace_keys({key_id: load_ed25519_public(path) for key_id, path in new.face_provider_keys.items()})
         servicer.reconfigure(new)
         journey.reconfigure(new)
+        cases.reconfigure(new)  # "not my card" follows reloads too (issue 19 item 4)
+        case_caller.reconfigure(new)
         return [f"face_provider_keys: trusting {', '.join(sorted(new.face_provider_keys)) or 'none'}"]
 
     ctx.reloaders.append(reconfigure)
