@@ -24,6 +24,7 @@ next use, with an error naming the PKCS#11 failure when it cannot be.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +88,7 @@ class HsmSession:
     @classmethod
     def open(cls, settings: HsmSettings, rw: bool = False) -> HsmSession:
         try:
-            lib = pkcs11.lib(str(settings.module))
+            lib = _library(settings.module)
             token = lib.get_token(token_label=settings.token_label)
             key = (str(settings.module), settings.token_label)
             try:
@@ -102,7 +103,9 @@ class HsmSession:
             _LOGINS[key] = settings.pin
             return session
         except (pkcs11.PKCS11Error, RuntimeError, OSError) as error:
-            raise HsmError(f"hsm: cannot open token {settings.token_label!r} ({type(error).__name__})") from None
+            raise HsmError(
+                f"hsm: cannot open token {settings.token_label!r} ({type(error).__name__}{_detail(error)})"
+            ) from None
 
     def alive(self) -> bool:
         """Whether the token still knows this session (one object search)."""
@@ -134,6 +137,10 @@ class HsmSession:
                 allowed = False
             if not allowed:
                 raise HsmError(f"hsm: key {label!r} does not allow {usage.name} (CKA_{usage.name} is false)")
+
+    def has_key(self, label: str) -> bool:
+        """Whether an object labelled `label` is on the token."""
+        return any(True for _ in self._session.get_objects({Attribute.LABEL: label}))
 
     def consent_public_key(self, label: str) -> Ed25519PublicKey:
         """The public half, for the banks' trusted keys (the private half stays)."""
@@ -200,6 +207,18 @@ class HsmSession:
 
 
 _SHARED: dict[tuple[str, str], HsmSession] = {}
+_LIBRARIES: dict[str, Any] = {}
+
+
+def _library(module: object) -> Any:
+    """The loaded PKCS#11 module, once per process, by its real path: the
+    same module loaded under a second name (a symlink; the configuration
+    file resolves paths) fails in C_Initialize ("already initialized")."""
+    path = os.path.realpath(str(module))
+    lib = _LIBRARIES.get(path)
+    if lib is None:
+        lib = _LIBRARIES[path] = pkcs11.lib(path)
+    return lib
 
 
 def shared_session(settings: HsmSettings) -> HsmSession:
@@ -226,3 +245,10 @@ def close_shared_sessions() -> None:
         with contextlib.suppress(pkcs11.PKCS11Error, RuntimeError):
             session.close()
     _SHARED.clear()
+
+
+def _detail(error: BaseException) -> str:
+    """The PKCS#11 return value's name for a generic PKCS11Error (never a PIN
+    or key material: python-pkcs11 puts only the CKR code in its message)."""
+    text = str(error).strip()
+    return f": {text[:80]}" if type(error) is pkcs11.PKCS11Error and text else ""
