@@ -260,12 +260,20 @@ class HubKeys:
             hsm_password_pepper=load_hsm_pepper(config),
         )
 
-    def reload(self, config: HubConfig, custody: Custody | None = None) -> list[str]:
-        """Applies rotated KEKs and consent-signing key (`custody`: loaded by
-        the caller already, see load_custody); returns what changed."""
+    def reload(
+        self,
+        config: HubConfig,
+        custody: Custody | None = None,
+        previous: dict[str, bytes | KeyEncryptionKey] | None = None,
+    ) -> list[str]:
+        """Applies rotated KEKs and consent-signing key (`custody` and the
+        `previous` KEKs: loaded by the caller already, see load_custody and
+        load_previous_keks); returns what it applied."""
         kek, consent_key = custody if custody is not None else load_custody(config)
         changes = []
-        self.envelope.rotate(kek, config.key_encryption_key_id, load_previous_keks(config))
+        if previous is None:
+            previous = load_previous_keks(config)
+        self.envelope.rotate(kek, config.key_encryption_key_id, previous)
         changes.append(f"keys: sealing with key-encryption key {config.key_encryption_key_id}")
         self.consent_signer.rotate(consent_key, config.consent_key_id)
         changes.append(f"keys: signing consents with key id {config.consent_key_id}")
@@ -296,9 +304,9 @@ def load_custody(config: HubConfig) -> Custody:
     kek: bytes | KeyEncryptionKey | None = None
     consent_key: ConsentKey | None = None
     if hsm is not None:
-        from hub.hsm import HsmSession  # a PKCS#11 module is loaded only when [hsm] is configured
+        from hub.hsm import shared_session  # a PKCS#11 module is loaded only when [hsm] is configured
 
-        session = HsmSession.open(hsm)
+        session = shared_session(hsm)  # one session per process, kept across reloads (issue 24)
         if hsm.key_encryption_key_label:
             kek = session.kek(hsm.key_encryption_key_label)
         if hsm.consent_signing_key_label:

@@ -11,10 +11,20 @@ Files stay the development default (hub.crypto.load_custody decides).
 Tested against SoftHSM2 from Debian (tests/hub/test_hsm.py); python-pkcs11
 is a dependency of the hub package. Calls are synchronous and short; the
 hub makes them on its event loop thread only.
+
+One session owner per process (issue 24): `shared_session(settings)` opens
+the token and logs in once, and hands the same session to every later
+caller (each reload re-resolves its keys by label on it). PKCS#11 logs an
+application in per token, not per session, so a second login was refused
+(UserAlreadyLoggedIn) and every reload with `[hsm]` failed. A session the
+token no longer knows (token removed, module restarted) is re-opened on the
+next use, with an error naming the PKCS#11 failure when it cannot be.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +39,10 @@ from pkcs11.util.ec import encode_named_curve_parameters
 from hub.config import HsmSettings
 
 ED25519_OID = "1.3.101.112"
+
+
+_LOGINS: dict[tuple[str, str], str] = {}
+"""The PIN this process logged in to each (module, token) with."""
 
 
 class HsmError(RuntimeError):
@@ -85,22 +99,59 @@ class HsmSession:
     @classmethod
     def open(cls, settings: HsmSettings, rw: bool = False) -> HsmSession:
         try:
-            lib = pkcs11.lib(str(settings.module))
+            lib = _library(settings.module)
             token = lib.get_token(token_label=settings.token_label)
+            key = (str(settings.module), settings.token_label)
             try:
-                return cls(token.open(rw=rw, user_pin=settings.pin))
-            except pkcs11.UserAlreadyLoggedIn:
-                # PKCS#11 logs the application in, not a session: another
-                # session of this process (e.g. the KEK's) already did.
+                session = cls(token.open(rw=rw, user_pin=settings.pin))
+            except pkcs11.exceptions.UserAlreadyLoggedIn:
+                # This process is logged in to the token already (another
+                # session is open): a new session shares that login, if it
+                # was made with the same PIN.
+                if _LOGINS.get(key) != settings.pin:
+                    raise
                 return cls(token.open(rw=rw))
+            _LOGINS[key] = settings.pin
+            return session
         except (pkcs11.PKCS11Error, RuntimeError, OSError) as error:
-            raise HsmError(f"hsm: cannot open token {settings.token_label!r} ({type(error).__name__})") from None
+            raise HsmError(
+                f"hsm: cannot open token {settings.token_label!r} ({type(error).__name__}{_detail(error)})"
+            ) from None
+
+    def alive(self) -> bool:
+        """Whether the token still knows this session (one object search)."""
+        try:
+            for _ in self._session.get_objects({Attribute.LABEL: "cardlookup-session-check"}):
+                break
+        except (pkcs11.PKCS11Error, RuntimeError):
+            return False
+        return True
 
     def consent_key(self, label: str) -> HsmConsentKey:
-        return HsmConsentKey(self._find(ObjectClass.PRIVATE_KEY, KeyType.EC_EDWARDS, label))
+        """The signing key labelled `label`; HsmError unless it may sign."""
+        key = self._find(ObjectClass.PRIVATE_KEY, KeyType.EC_EDWARDS, label)
+        self._require(key, label, (Attribute.SIGN,))
+        return HsmConsentKey(key)
 
     def kek(self, label: str) -> HsmKek:
-        return HsmKek(self._find(ObjectClass.SECRET_KEY, KeyType.AES, label))
+        """The AES key labelled `label`; HsmError unless it may encrypt and decrypt."""
+        key = self._find(ObjectClass.SECRET_KEY, KeyType.AES, label)
+        self._require(key, label, (Attribute.ENCRYPT, Attribute.DECRYPT))
+        return HsmKek(key)
+
+    @staticmethod
+    def _require(key: Any, label: str, usages: tuple[Attribute, ...]) -> None:
+        for usage in usages:
+            try:
+                allowed = bool(key[usage])
+            except (pkcs11.PKCS11Error, KeyError):
+                allowed = False
+            if not allowed:
+                raise HsmError(f"hsm: key {label!r} does not allow {usage.name} (CKA_{usage.name} is false)")
+
+    def has_key(self, label: str) -> bool:
+        """Whether an object labelled `label` is on the token."""
+        return any(True for _ in self._session.get_objects({Attribute.LABEL: label}))
 
     def password_pepper(self, label: str) -> HsmPepper:
         return HsmPepper(self._find(ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET, label))
@@ -135,7 +186,16 @@ class HsmSession:
         params.generate_keypair(
             store=True,
             label=label,
-            private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+            # The least the hub needs (issue 24 item 6): the private key signs, nothing else.
+            private_template={
+                Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False,
+                Attribute.SIGN: True,
+                Attribute.DECRYPT: False,
+                Attribute.UNWRAP: False,
+                Attribute.DERIVE: False,
+            },
+            public_template={Attribute.VERIFY: True, Attribute.ENCRYPT: False, Attribute.WRAP: False},
         )
         return self.consent_public_key(label)
 
@@ -146,7 +206,18 @@ class HsmSession:
             256,
             store=True,
             label=label,
-            template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+            # The least the hub needs (issue 24 item 6): encrypt and decrypt (AES-GCM), nothing else.
+            template={
+                Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False,
+                Attribute.ENCRYPT: True,
+                Attribute.DECRYPT: True,
+                Attribute.WRAP: False,
+                Attribute.UNWRAP: False,
+                Attribute.SIGN: False,
+                Attribute.VERIFY: False,
+                Attribute.DERIVE: False,
+            },
         )
 
     def close(self) -> None:
@@ -157,3 +228,51 @@ class HsmSession:
             return self._session.get_key(object_class, key_type, label=label)
         except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned):
             raise HsmError(f"hsm: no single {key_type.name} key labelled {label!r} on the token") from None
+
+
+_SHARED: dict[tuple[str, str], HsmSession] = {}
+_LIBRARIES: dict[str, Any] = {}
+
+
+def _library(module: object) -> Any:
+    """The loaded PKCS#11 module, once per process, by its real path: the
+    same module loaded under a second name (a symlink; the configuration
+    file resolves paths) fails in C_Initialize ("already initialized")."""
+    path = os.path.realpath(str(module))
+    lib = _LIBRARIES.get(path)
+    if lib is None:
+        lib = _LIBRARIES[path] = pkcs11.lib(path)
+    return lib
+
+
+def shared_session(settings: HsmSettings) -> HsmSession:
+    """This process's one session on the token `settings` names: opened and
+    logged in on first use, then reused (start, every reload); re-opened if
+    the token no longer knows it. HsmError, naming the PKCS#11 failure, when
+    the token cannot be opened."""
+    key = (str(settings.module), settings.token_label)
+    session = _SHARED.get(key)
+    if session is not None and session.alive():
+        return session
+    if session is not None:
+        del _SHARED[key]
+        with contextlib.suppress(pkcs11.PKCS11Error, RuntimeError):
+            session.close()
+    session = HsmSession.open(settings)
+    _SHARED[key] = session
+    return session
+
+
+def close_shared_sessions() -> None:
+    """Closes every shared session (process exit, tests)."""
+    for session in _SHARED.values():
+        with contextlib.suppress(pkcs11.PKCS11Error, RuntimeError):
+            session.close()
+    _SHARED.clear()
+
+
+def _detail(error: BaseException) -> str:
+    """The PKCS#11 return value's name for a generic PKCS11Error (never a PIN
+    or key material: python-pkcs11 puts only the CKR code in its message)."""
+    text = str(error).strip()
+    return f": {text[:80]}" if type(error) is pkcs11.PKCS11Error and text else ""

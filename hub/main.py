@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from hub.config import ConfigError, HubConfig
+from hub.hsm import HsmError
 from hub.logging import configure_logging, get_logger
 from hub.server import HubServer, ServiceInstaller, StartupError
 
@@ -60,14 +61,13 @@ async def serve(config: HubConfig, with_api: bool, grace: float, config_path: Pa
 
 
 async def _reload(hub: HubServer) -> None:
+    """SIGHUP: HubServer.reload logs what it applied, or why it refused
+    (nothing applied); it is the one owner of reloads, the admin Reload too."""
     try:
-        changes = await hub.reload()
+        await hub.reload()
     except Exception as error:
-        # ConfigError/StartupError messages name the key; nothing was applied.
-        log.error("reload_refused", error_type=type(error).__name__, problem=str(error).split(": ", 1)[-1])
-        return
-    for change in changes:
-        log.info("reload_applied", change=change)
+        if not isinstance(error, ConfigError | StartupError | HsmError | OSError | ValueError | KeyError):
+            log.error("reload_refused", error_type=type(error).__name__)  # not logged by reload itself
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

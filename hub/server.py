@@ -39,15 +39,16 @@ from cardlookup.tls import channel_credentials
 from hub import tracing
 from hub.api.interceptors import ApiInterceptor
 from hub.api.limits import SERVER_OPTIONS
-from hub.certs import ReloadableServerCredentials, certificate_configuration
+from hub.certs import ReloadableServerCredentials, TlsFilesError, certificate_configuration, check_tls_files
 from hub.config import ConfigError, HubConfig
-from hub.crypto import Custody, HubKeys, load_custody
+from hub.crypto import Custody, HubKeys, load_custody, load_previous_keks
 from hub.engine import QueryEngine
 from hub.fanout import Fanout
 from hub.health import WRITES_HEALTH_SERVICE, StoppingHealthServicer
 from hub.hsm import HsmError
 from hub.logging import get_logger
 from hub.metrics import ApiMetricsInterceptor, BankHealthRow, HubMetrics, MetricsEndpoint
+from hub.reload_diff import describe, fingerprints
 from hub.store.db import Database, describe_target, open_database, to_micros
 
 log = get_logger("hub.server")
@@ -141,6 +142,8 @@ class HubServer:
         self._admin_port = 0
         self._fanout: Fanout | None = None
         self._reload_lock = asyncio.Lock()
+        self._files: dict[str, str] = {}
+        """Digests of the files the applied configuration names (hub.reload_diff)."""
         self.draining = False
         self._writes_ok = True
         self._api_writes_ok = True
@@ -230,6 +233,8 @@ class HubServer:
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             names = [*ctx.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME]
             reflection.enable_server_reflection(names, server)
+            _check_tls(config)  # names the bad certificate, before a port is bound (issue 24)
+            self._files = fingerprints(config)
             try:
                 self._credentials = credentials = ReloadableServerCredentials(config.api_tls)
             except OSError:
@@ -390,50 +395,58 @@ class HubServer:
 
     async def reload(self, config: HubConfig | None = None) -> list[str]:
         """Applies a new configuration without a restart and returns what
-        changed. Without `config`, re-reads `config_path`. Everything is read
-        and checked before anything is applied, so a bad file (ConfigError)
-        or an unreadable key (StartupError) changes nothing. Settings not
-        listed in docs/operations.md (listen addresses, database, timings)
-        need a restart."""
+        changed (issue 24). Without `config`, re-reads `config_path`.
+        Everything is read and checked first (the file; certificates parse,
+        keys match them, chains end at the configured CAs; key files; keys
+        on the token exist and allow their mechanism), then all is applied,
+        or nothing. The one owner of reloads (SIGHUP and the admin Reload
+        both come here): it logs `reload_refused` with the problem, or one
+        `reload_applied` per change and `reload_needs_restart` per setting
+        that changed but is not applied (docs/operations.md)."""
         async with self._reload_lock:
             try:
                 new = config if config is not None else self._read_config()
                 _check_keys(new)
                 _check_tls(new)
                 custody = load_custody(new)  # HSM objects and key files, read before anything changes
-                changes = self._apply(new, custody)
-            except (ConfigError, StartupError, HsmError, OSError, ValueError):
+                files = fingerprints(new)
+                applied, restart = describe(self.config, new, self._files, files)
+                self._apply(new, custody)
+            except (ConfigError, StartupError, HsmError, OSError, ValueError, KeyError) as error:
                 self.metrics.reloads.labels("failed").inc()
+                log.error("reload_refused", error_type=type(error).__name__, problem=reload_problem(error))
                 raise
+            self._files = files
             self.metrics.reloads.labels("applied").inc()
-            log.info("hub_reloaded", changes=len(changes))
-            return changes
+            for change in applied:
+                log.info("reload_applied", change=change)
+            for change in restart:
+                log.warning("reload_needs_restart", change=change)
+            if not applied and not restart:
+                log.info("reload_applied", change="nothing changed")
+            log.info("hub_reloaded", changes=len(applied), needs_restart=len(restart))
+            return applied + restart
 
     def _read_config(self) -> HubConfig:
         if self.config_path is None:
             raise ConfigError("this hub was started without a configuration file; nothing to re-read")
         return HubConfig.from_file(self.config_path)
 
-    def _apply(self, new: HubConfig, custody: Custody) -> list[str]:
+    def _apply(self, new: HubConfig, custody: Custody) -> None:
         if self.context is None or self._engine is None or self._credentials is None:
             raise RuntimeError("the hub is not started")
-        old, changes = self.config, list[str]()
+        previous = load_previous_keks(new)  # read before anything is applied
         # Always staged again: the paths may be the same and the content new.
         self._credentials.update(new.api_tls)
         if self._admin_credentials is not None:
             self._admin_credentials.update(new.api_tls)
-        changes.append("api_tls: server certificate and trusted CAs reloaded (new connections use them)")
-        old_codes, new_codes = {b.code for b in old.banks}, {b.code for b in new.banks}
-        changes += [f"banks: added {c}" for c in sorted(new_codes - old_codes)]
-        changes += [f"banks: removed {c} (queries in flight finish)" for c in sorted(old_codes - new_codes)]
         self._engine.reconfigure(new)
         if self._fanout is not None:
-            changes += self._fanout.reconfigure(new)
-        changes += self.context.keys.reload(new, custody)
+            self._fanout.reconfigure(new)
+        self.context.keys.reload(new, custody, previous)
         self.config = self.context.config = new
         for reloader in self.context.reloaders:
-            changes += reloader(new)
-        return changes
+            reloader(new)
 
     async def drain(self) -> tuple[int, int]:
         """Health answers NOT_SERVING from now on (load balancers move new
@@ -498,13 +511,30 @@ def _check_keys(config: HubConfig) -> None:
 
 
 def _check_tls(config: HubConfig) -> None:
-    """Both certificate sets read and parse (before a reload applies anything)."""
+    """Both certificate sets are usable (issue 24 item 3): parsed, each key
+    the certificate's, valid now, chained to the configured CA; checked at
+    start before any port is bound, and by a reload before anything is
+    applied. The message names the setting and the file."""
     for section, tls in (("api_tls", config.api_tls), ("bank_tls", config.bank_tls)):
         try:
+            check_tls_files(section, tls, chained=section == "api_tls")
             certificate_configuration(tls)
             channel_credentials(Path(tls.ca), Path(tls.cert), Path(tls.key))
+        except TlsFilesError as error:
+            raise StartupError(str(error)) from None
         except (OSError, ValueError):
             raise StartupError(f"{section}: a certificate, key or CA file cannot be read") from None
+
+
+def reload_problem(error: Exception) -> str:
+    """A refused reload's cause in one line for the log and the admin answer:
+    the hub's own errors name the setting (and the file); others get their
+    class only (their text may quote file content)."""
+    if isinstance(error, ConfigError | StartupError | HsmError):
+        return str(error).split(": ", 1)[-1] if isinstance(error, ConfigError) else str(error)
+    if isinstance(error, KeyError):
+        return f"a configured key is missing ({type(error).__name__})"
+    return f"a key or certificate file is not usable ({type(error).__name__})"
 
 
 def _why(error: Exception) -> str:

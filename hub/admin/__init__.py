@@ -84,18 +84,15 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         await self._operator_only(context)
         try:
             changes = await self._hub.reload()
-        except ConfigError as error:
-            # The operator's own file: name the key, not the path.
-            problem = str(error).split(": ", 1)[-1]
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "CONFIG_INVALID", problem, ADMIN_DOMAIN)
-        except (HsmError, OSError, ValueError, RuntimeError) as error:
-            log.error("reload_failed", error_type=type(error).__name__)
-            key = str(error).split(":", 1)[0] if isinstance(error, RuntimeError) else "a key or certificate"
+        except (ConfigError, HsmError, OSError, ValueError, KeyError, RuntimeError) as error:
+            # HubServer.reload logged it (reload_refused) and applied nothing.
+            from hub.server import reload_problem  # the admin layer sits above the server
+
             await abort(
                 context,
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "CONFIG_INVALID",
-                f"{key}: not usable; nothing was changed",
+                f"{reload_problem(error)}; nothing was changed",
                 ADMIN_DOMAIN,
             )
         return pb.ReloadResponse(changes=changes)

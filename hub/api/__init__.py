@@ -124,6 +124,8 @@ async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:
         servicer.reconfigure(new)
         journey.reconfigure(new)
         closure.reconfigure(new.timings)
+        cases.reconfigure(new)  # "not my card" follows reloads too (issue 19 item 4)
+        case_caller.reconfigure(new)
         return [f"face_provider_keys: trusting {', '.join(sorted(new.face_provider_keys)) or 'none'}"]
 
     ctx.reloaders.append(reconfigure)

@@ -18,6 +18,7 @@ Outcomes:
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,19 +76,51 @@ class CaseCaller:
     def __init__(self, config: HubConfig) -> None:
         self._config = config
         self._credentials: grpc.ChannelCredentials | None = None
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._seen = b""
+        """The bytes of the certificate files the credentials were built from."""
+        self._channels: dict[str, tuple[BankEndpoint, grpc.aio.Channel]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def reconfigure(self, config: HubConfig) -> None:
+        """A reloaded configuration (issue 19 item 4: this path kept its first
+        credentials and addresses): later calls use its bank addresses and
+        timings, and, when `bank_tls` names other files or their content
+        changed, its client certificate; channels that no longer fit are
+        closed and re-dialled on their next use."""
+        changed_tls = config.bank_tls != self._config.bank_tls or (
+            self._credentials is not None and _tls_bytes(config) != self._seen
+        )
+        self._config = config
+        if changed_tls:
+            self._credentials = None
+        for code, (endpoint, channel) in list(self._channels.items()):
+            current = config.bank(code)
+            if changed_tls or current is None or not _same_route(current, endpoint):
+                del self._channels[code]
+                self._close_later(channel)
 
     def _stub(self, endpoint: BankEndpoint) -> bank_grpc.CardCaseServiceStub:
-        channel = self._channels.get(endpoint.code)
-        if channel is None:
+        entry = self._channels.get(endpoint.code)
+        if entry is not None and not _same_route(entry[0], endpoint):
+            del self._channels[endpoint.code]
+            self._close_later(entry[1])
+            entry = None
+        if entry is None:
             if self._credentials is None:
                 tls = self._config.bank_tls
+                self._seen = _tls_bytes(self._config)
                 self._credentials = channel_credentials(Path(tls.ca), Path(tls.cert), Path(tls.key))
             channel = grpc.aio.secure_channel(
                 bank_target(endpoint), self._credentials, options=channel_options(endpoint, self._config.timings)
             )
-            self._channels[endpoint.code] = channel
-        return bank_grpc.CardCaseServiceStub(channel)
+            entry = self._channels[endpoint.code] = (endpoint, channel)
+        return bank_grpc.CardCaseServiceStub(entry[1])
+
+    def _close_later(self, channel: grpc.aio.Channel) -> None:
+        grace = self._config.timings.attempt_timeout.total_seconds()  # a case call in flight may finish
+        task = asyncio.get_running_loop().create_task(channel.close(grace))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def open_case(self, endpoint: BankEndpoint, request: bank_pb.OpenCardCaseRequest) -> CaseResult:
         """Never raises for what the bank does."""
@@ -106,5 +139,19 @@ class CaseCaller:
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}
-        for channel in channels.values():
+        for _, channel in channels.values():
             await channel.close(None)
+        for task in list(self._closing):
+            task.cancel()
+
+
+def _same_route(a: BankEndpoint, b: BankEndpoint) -> bool:
+    return (a.address, a.tls_name()) == (b.address, b.tls_name())
+
+
+def _tls_bytes(config: HubConfig) -> bytes:
+    tls = config.bank_tls
+    try:
+        return b"\0".join(Path(p).read_bytes() for p in (tls.ca, tls.cert, tls.key))
+    except OSError:
+        return b""

@@ -94,6 +94,11 @@ class CardCaseDesk:
         self._caller = caller
         self._signer = signer
 
+    def reconfigure(self, config: HubConfig) -> None:
+        """A reloaded configuration (issue 19 item 4): the bank registry and
+        timings of the cases opened from now on."""
+        self._config = config
+
     async def flag(self, user_id: str, query_id: str, password: str, card_id: str, kind: str) -> FlaggedCard:
         if kind not in KINDS:
             raise invalid("kind", "kind must be NOT_RECOGNISED or CLOSE_REQUESTED")
