@@ -45,14 +45,22 @@ async def serve(config: HubConfig, with_api: bool, grace: float, config_path: Pa
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[None]] = set()
+    started = asyncio.Event()
+
+    async def reload_once_started() -> None:
+        await started.wait()
+        await _reload(hub)
 
     def on_hangup() -> None:
-        task = loop.create_task(_reload(hub))
+        task = loop.create_task(reload_once_started())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    await hub.start()
+    # Before the start: a SIGHUP right after `hub_serving` is logged (the
+    # start may still be finishing) must reload, not end the process.
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    await hub.start()
+    started.set()
     try:
         await stop.wait()
         log.info("hub_stopping", grace_s=grace)
