@@ -186,7 +186,9 @@ def test_the_guides_by_hand_run_works_as_written(tmp_path: Path) -> None:
     section = GUIDE.split("## The conformance suite", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"To try it by hand on the simulator:\n\n```sh\n(.*?)```", section, re.S)
     assert block
-    script = "set -e\n" + block.group(1) + "kill %1; wait\n"
+    # The trap stops the background banks however the block ends (a failing
+    # command under set -e must not leave them running after the test).
+    script = "set -e\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + block.group(1) + "kill %1; wait\n"
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
