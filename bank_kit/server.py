@@ -53,7 +53,7 @@ PACKAGE = "cardlookup.bank.v1"
 # more often than every 5 minutes when no data flows (then GOAWAY after
 # grpc.http2.max_ping_strikes), so allow them every 30 s.
 SERVER_OPTIONS = [
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 30_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
     ("grpc.http2.max_ping_strikes", 0),
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),

@@ -54,7 +54,7 @@ _SERVER_OPTIONS = [
     # stream stays open while idle: allow pings without data every 30 s, never
     # strike (gRPC core's default refuses them under 5 minutes and closes the
     # connection after two; docs/bank-integration.md, "Performance expectations").
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 30_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
     ("grpc.http2.max_ping_strikes", 0),
 ]
 CARD_DIRECTORY_SERVICE = "cardlookup.bank.v1.CardDirectoryService"
