@@ -6,6 +6,7 @@ clients read the reason back with `error_info_of(error)`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -95,3 +96,22 @@ def error_info_of(error: grpc.RpcError) -> ErrorInfo | None:
 
 
 __all__ = ["BANK_DOMAIN", "HUB_DOMAIN", "ErrorInfo", "abort", "error_info_of", "make_status"]
+
+
+def status_code_name(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+    """The name of the status a server call ended with, for metrics and
+    traces: the code the handler set, else OK when nothing escaped it,
+    UNKNOWN for an exception (what the client sees), CANCELLED when the call
+    was cancelled (asyncio.CancelledError)."""
+    code = None
+    with contextlib.suppress(Exception):
+        code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if isinstance(code, int):
+        for status in grpc.StatusCode:
+            if status.value[0] == code:
+                return status.name
+    if error is None:
+        return "OK"
+    return "UNKNOWN" if isinstance(error, Exception) else "CANCELLED"

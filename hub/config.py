@@ -433,13 +433,7 @@ class HubConfig:
         message names the file and the offending key, for anything it cannot
         use: unknown keys, wrong types, bad values, missing files."""
         env = dict(os.environ if env is None else env)
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as error:
-            raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path}: not valid TOML: {error}") from None
-        return _FileReader(Path(path), env).read(raw)
+        return _FileReader(Path(path), env).read(_read_toml(path))
 
 
 def _toml_string(value: str) -> str:
@@ -800,10 +794,14 @@ def open_regions_from_file(path: Path) -> frozenset[str]:
     reads them, for tools that need them before the rest of the file is
     usable (e.g. `cardlookup-population --eligible --hub-config` before the
     banks are started and listed). Raises ConfigError."""
+    return _FileReader(Path(path), {})._regions(_read_toml(path))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's TOML; ConfigError naming the file when it cannot be read."""
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    return _FileReader(Path(path), {})._regions(raw)

@@ -52,6 +52,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
+from cardlookup.rpc_errors import status_code_name
+
 if TYPE_CHECKING:
     from hub.fanout.lanes import Fanout
     from hub.notify import SmsMessage, SmsSender
@@ -378,7 +380,7 @@ class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):
 
         def done(context: grpc.aio.ServicerContext, started: float, error: BaseException | None) -> None:
             metrics.api_in_progress -= 1
-            code = _code_of(context, error)
+            code = status_code_name(context, error)
             metrics.api_calls.labels(method, code).inc()
             metrics.api_seconds.labels(method).observe(time.perf_counter() - started)
 
@@ -435,23 +437,6 @@ class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):
 
             return handler._replace(unary_stream=unary_stream)
         return handler
-
-
-def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
-    code = None
-    with contextlib.suppress(Exception):
-        code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    if isinstance(code, int):
-        for status in grpc.StatusCode:
-            if status.value[0] == code:
-                return status.name
-    if error is None:
-        return "OK"
-    # No code was set: an exception escaped the handler (UNKNOWN to the
-    # client), or the call was cancelled (asyncio.CancelledError).
-    return "UNKNOWN" if isinstance(error, Exception) else "CANCELLED"
 
 
 class MetricsEndpoint:
@@ -551,7 +536,7 @@ class _BankSimInterceptor(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 metrics.in_flight.labels(bank).dec()
-                metrics.calls.labels(bank, method, _code_of(context, error)).inc()
+                metrics.calls.labels(bank, method, status_code_name(context, error)).inc()
                 metrics.call_seconds.labels(bank).observe(time.perf_counter() - started)
 
         return handler._replace(unary_stream=unary_stream)

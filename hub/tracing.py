@@ -47,6 +47,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProvider
 
+from cardlookup.rpc_errors import status_code_name
+
 if TYPE_CHECKING:
     from hub.config import TracingSettings
     from hub.store.db import Database
@@ -234,7 +236,7 @@ class ServerTracing(grpc.aio.ServerInterceptor):
                         error = raised
                         raise
                     finally:
-                        code = _code_name(context, error)
+                        code = status_code_name(context, error)
                         current.set_attribute("rpc.grpc.status_code", code)
                         current.set_attribute("cardlookup.seconds", round(time.perf_counter() - started, 6))
                         if code not in ("OK", "CANCELLED"):
@@ -268,17 +270,3 @@ class ServerTracing(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         return handler
-
-
-def _code_name(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
-    """The call's status code name (as hub.metrics counts it)."""
-    code = None
-    with contextlib.suppress(Exception):
-        code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    if isinstance(code, int):
-        return next((s.name for s in grpc.StatusCode if s.value[0] == code), "UNKNOWN")
-    if error is None:
-        return "OK"
-    return "UNKNOWN" if isinstance(error, Exception) else "CANCELLED"
