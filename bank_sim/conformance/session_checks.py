@@ -314,14 +314,21 @@ async def caller_must_be_hub(probe: Probe) -> None:
     other = probe.target.other_client
     if other is None:
         raise CheckSkipped("no second client certificate from the CA was given (--other-client-cert)")
+    # First a stream half-closed at once: a bank that checks the caller when
+    # the stream opens refuses it. (Writing to a stream the bank is refusing
+    # races its status, and grpc.aio may then report INTERNAL.)
+    async with session(probe, other) as client:
+        opened = await client.finish(probe.target.timeout)
+        _unimplemented(opened)
+    if _refused_as_not_hub(opened):
+        return
+    # Else the check may sit in each exchange: one exchange must be refused.
     async with session(probe, other) as client:
         await client.start(1, probe.valid_request())
         await client.wait(lambda run: run.ended(1), probe.target.timeout)
         run = client.run
         _unimplemented(run)
-    stream_refused = run.code == grpc.StatusCode.PERMISSION_DENIED and (
-        run.error_info is not None and run.error_info.reason == "CALLER_NOT_HUB"
-    )
+    stream_refused = _refused_as_not_hub(run)
     last = run.by_exchange[1][-1] if run.by_exchange.get(1) else None
     exchange_refused = (
         last is not None
@@ -335,6 +342,12 @@ async def caller_must_be_hub(probe: Probe) -> None:
             "the caller's DNS SubjectAltName when the stream opens, as for ListCards, and refuse it: "
             f"PERMISSION_DENIED, reason CALLER_NOT_HUB ({DOC})."
         )
+
+
+def _refused_as_not_hub(run: SessionRun) -> bool:
+    return run.code == grpc.StatusCode.PERMISSION_DENIED and (
+        run.error_info is not None and run.error_info.reason == "CALLER_NOT_HUB"
+    )
 
 
 _NEW = f"Optional, new in guide {SESSION_GUIDE_VERSION}: "
