@@ -40,13 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from cardlookup.pki import HUB_SERVER_NAME, PkiPaths
+from cardlookup.resource_names import WRITES_HEALTH_SERVICE as WRITES_HEALTH_SERVICE  # re-exported
 from client.tracing import trace_metadata
 
 SERVICE = "cardlookup.hub.v1.CardLookupService"
-WRITES_HEALTH_SERVICE = "cardlookup.hub.v1.writes"
-"""The health service name a hub reports NOT_SERVING under while its store
-refuses writes (it still answers reads, and SERVICE stays SERVING); for
-balancers that should send writes elsewhere (docs/operations.md)."""
 RETRIED_METHODS = ("GetUser", "ListBanks", "GetQuery", "ListQueries", "EnrollUser", "CreateQuery", "WatchQuery")
 """The calls that are safe to repeat; every other method is sent once."""
 

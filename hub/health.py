@@ -15,11 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
-WRITES_HEALTH_SERVICE = "cardlookup.hub.v1.writes"
-"""The health service name that says whether this replica takes writes
-(issue 19): NOT_SERVING while its store refuses writes, while the API's
-own name (and "") stay SERVING because reads still work. Documented in
-docs/operations.md ("Health, per service")."""
+from cardlookup.resource_names import WRITES_HEALTH_SERVICE as WRITES_HEALTH_SERVICE  # re-exported
 
 
 class StoppingHealthServicer(health_aio.HealthServicer):
