@@ -21,15 +21,18 @@ data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from cardlookup.private_files import open_private_append
+from cardlookup.private_files import ensure_private, open_private_append
 
 SmsKind = Literal["VERIFICATION_CODE", "REPORT_READY"]
 
@@ -73,10 +76,22 @@ class OutboxSmsSender:
             await asyncio.to_thread(self._append, line)
 
     def _append(self, line: str) -> None:
-        # The outbox holds phone numbers: 0600 from its first byte.
-        with open_private_append(self._path) as f:
+        # The outbox holds phone numbers: 0600 from its first byte. Under the
+        # outbox lock: a retention or closure rewrite must not drop this line.
+        with outbox_lock(self._path), open_private_append(self._path) as f:
             f.write(line + "\n")
             f.flush()
+
+
+@contextlib.contextmanager
+def outbox_lock(path: Path) -> Iterator[None]:
+    """Holds the outbox's lock file (flock, across processes): appends and
+    rewrites of the development outbox take turns."""
+    lock = path.with_name(path.name + ".lock")
+    ensure_private(lock)
+    with open(lock, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
 
 
 def outbox_time(when: dt.datetime) -> str:

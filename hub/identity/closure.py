@@ -24,19 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import fcntl
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from cardlookup.clock import Clock
-from cardlookup.private_files import ensure_private, write_private
+from cardlookup.private_files import write_private
 from hub.config import Timings
 from hub.identity import validation
 from hub.identity.errors import RuleViolation
 from hub.identity.passwords import PasswordGate
 from hub.identity.users import UserDirectory
 from hub.logging import get_logger
+from hub.notify import outbox_lock
 from hub.store.erasure import Erased, ErasureStore, Retention, Swept
 from hub.store.identity import IdentityStore
 
@@ -141,14 +141,10 @@ def prune_outbox(path: Path, *, drop_phone: str = "", before: dt.datetime | None
     """Rewrites the development SMS outbox without the messages to
     `drop_phone` and those sent before `before`; returns how many it
     dropped. The new file replaces the old one atomically (0600 from its
-    first byte); a message appended by another process during the rewrite
-    may be lost (the outbox is a development stand-in for the gateway)."""
+    first byte), under the outbox lock that every append takes too."""
     if not path.exists():
         return 0
-    lock = path.with_name(path.name + ".lock")
-    ensure_private(lock)
-    with open(lock, "rb") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # one rewrite at a time, across processes
+    with outbox_lock(path):  # rewrites and appends take turns, across processes
         return _prune(path, drop_phone, before)
 
 
