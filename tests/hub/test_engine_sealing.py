@@ -92,11 +92,11 @@ async def test_the_subject_leaves_memory_when_this_replicas_last_call_ends_whoev
             async def completed_elsewhere(query_id: str) -> None:
                 completions.append(query_id)  # another replica builds the report
 
-            engine._complete = completed_elsewhere  # type: ignore[method-assign]
+            engine._completion.complete = completed_elsewhere  # type: ignore[method-assign]
             query = new_query(person, CODES)
             await engine.submit(query)
             await wait_until(lambda: completions == [query.query_id] and not engine.lanes.running())
-            assert query.query_id not in engine._queries  # the subject and the request's times
+            assert query.query_id not in engine._tasks.queries  # the subject and the request's times
             assert query.query_id not in engine._sealer._cache  # the owner and key
 
 
@@ -112,7 +112,7 @@ async def test_the_held_watch_record_is_dropped_when_the_last_watcher_leaves(
             watch = engine.watch(query.query_id)
             await anext(watch)  # the snapshot: the watcher is registered
             # The last bank's outcome, held until READY (which never comes here).
-            engine._held[query.query_id] = Progress(query.query_id, None, 0)
+            engine._watch.held[query.query_id] = Progress(query.query_id, None, 0)
             await watch.aclose()
             await asyncio.sleep(0)
-            assert query.query_id not in engine._held
+            assert query.query_id not in engine._watch.held

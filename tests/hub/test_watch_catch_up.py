@@ -34,9 +34,9 @@ async def test_an_outcome_published_after_ready_carries_the_whole_record(
         # A watcher registered while the first outcome's notification
         # was still queued: publishing it now finds the store READY.
         queue: asyncio.Queue[QueryEvent] = asyncio.Queue()
-        engine._watchers[query.query_id] = {queue}
+        engine._watch.watchers[query.query_id] = {queue}
         first = ready.banks[0]
-        await engine._publish(query.query_id, first, QueryState.RUNNING)
+        await engine._watch.publish(query.query_id, first, QueryState.RUNNING)
         event = queue.get_nowait()
         assert event.query.state == QueryState.READY
         assert event.changed_bank_code is None  # a whole snapshot, not "bank 0 changed"

@@ -121,7 +121,7 @@ async def _die(engine: QueryEngine) -> None:
     for background in list(engine._background):
         background.cancel()
     await asyncio.gather(*engine._background, return_exceptions=True)
-    await engine._batch.close()
+    await engine._writer.close()
 
 
 async def test_a_dead_owners_lane_resumes_at_the_first_round_after_its_lease(
@@ -149,14 +149,14 @@ async def test_a_dead_owners_lane_resumes_at_the_first_round_after_its_lease(
             await db_a.close()
             fleet.set_faults(code, Faults())
             # B's rounds (every lease / 3) leave the lane alone while A's lease runs.
-            rounds = b._rounds
-            await wait_until(lambda: b._rounds >= rounds + 2)
+            rounds = b._lane_loop.rounds
+            await wait_until(lambda: b._lane_loop.rounds >= rounds + 2)
             assert "102" not in b.lanes.lanes and fleet.call_count(code) == 1
             # The lease runs out: B's next round takes the lane and resumes the task.
             offset[0] = int(LEASE.total_seconds() * 1e6) + 1
-            rounds = b._rounds
+            rounds = b._lane_loop.rounds
             record = await wait_for(b, query.query_id, within=60)
-            assert b._rounds <= rounds + 1
+            assert b._lane_loop.rounds <= rounds + 1
     assert record.banks[0].state == BankState.ANSWERED
     assert fleet.call_count(code) == 2 and fleet.overlaps(code) == 0
     assert record.banks[0].attempt_count == 2  # A's interrupted call counts: the bank received it

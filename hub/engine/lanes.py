@@ -16,7 +16,8 @@ A lane whose renewal did not succeed for two thirds of a lease (the store
 is unreachable) stops calling on a shared store: another replica may claim
 it once its lease runs out, and the epoch fences any late write.
 
-Each bank task has one state object (`BankTask`) held by its lane.
+Each bank task has one state object (`hub.engine.tasks.BankTask`) held
+by its lane.
 """
 
 from __future__ import annotations
@@ -28,29 +29,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.engine.tasks import WAITING, WRITING, BankTask
 from hub.logging import get_logger
 from hub.store.lanes import LaneRound, LaneStore, wall_us
 from hub.store.queries import QueryStore, Task
 
 log = get_logger("hub.lanes")
-
-WAITING, CALLING, WRITING = "waiting", "calling", "writing"
-
-
-@dataclass(eq=False)
-class BankTask:
-    """One (query, bank) task running in this replica's lane."""
-
-    query_id: str
-    bank_code: str
-    epoch: int
-    """The lane epoch it runs under (fences its writes)."""
-    attempt_count: int
-    last_error: str
-    phase: str = WAITING
-    """WAITING (for a slot, a retry or the breaker), CALLING the bank, or
-    WRITING its outcome (it holds an answer: never cancelled for a handover)."""
-    runner: asyncio.Task[None] | None = None
 
 
 @dataclass(eq=False)
