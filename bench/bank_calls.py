@@ -45,6 +45,7 @@ from client import localstack
 from hub.config import HubConfig
 from hub.fanout.caller import Answered
 from hub.fanout.channels import BankChannels
+from hub.fanout.policy import BankCallPolicy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +145,7 @@ async def run(args: argparse.Namespace, work: Path) -> list[ModeResult]:
     try:
         await processes.wait_for_file(addresses, bank_proc, "cardlookup-banks", work / "banks.log")
         config = HubConfig.dev(pki, localstack.read_addresses(addresses), work)
-        channels = BankChannels(config.bank_tls, config.timings)
+        channels = BankChannels(config.bank_tls, BankCallPolicy.from_timings(config.timings))
         try:
             warm = signed_queries(config, pki.consent_signing_key, people, args.concurrency * 2)
             for mode in ("off", "on"):

@@ -20,6 +20,7 @@ from cardlookup.clock import Clock
 from hub.crypto import HubKeys, Sealed
 from hub.engine.contexts import answer_context
 from hub.fanout import Alarm, FinalOutcome
+from hub.fanout.backoff import Backoff
 from hub.logging import get_logger
 from hub.report import encode_answer
 from hub.sealing import AnswerSealer
@@ -31,9 +32,8 @@ from hub.validation import BankAnswer
 T = TypeVar("T")
 log = get_logger("hub.engine")
 
-STORE_RETRY_FIRST = 0.05
-STORE_RETRY_MAX = 2.0
-"""Seconds between retries of a failing store write (doubling from FIRST)."""
+STORE_RETRY = Backoff(initial=0.05, maximum=2.0, multiplier=2.0, jitter=0.0)
+"""Seconds between retries of a failing store write: 0.05, doubling, at most 2."""
 
 
 class OutcomeWriter:
@@ -69,7 +69,7 @@ class OutcomeWriter:
         """Runs a store write of the fan-out until it succeeds (see the
         module). Returns None, leaving the bank PENDING for the next start,
         only if the hub stops first."""
-        delay = STORE_RETRY_FIRST
+        failures = 0
         while True:
             try:
                 result = await write()
@@ -79,8 +79,8 @@ class OutcomeWriter:
                 self.set_healthy(False, type(error).__name__)
                 if self._stopping():
                     return None
-                await self._alarm.sleep(delay)
-                delay = min(delay * 2, STORE_RETRY_MAX)
+                failures += 1
+                await self._alarm.sleep(STORE_RETRY.delay(failures))
                 continue
             self.set_healthy(True)
             return result

@@ -32,7 +32,7 @@ from hub.engine.lanes import LaneKeeper
 from hub.engine.rounds import LaneLoop
 from hub.engine.tasks import BankTasks, QueryWork
 from hub.engine.watch import Watchers
-from hub.fanout import Alarm, Fanout
+from hub.fanout import Alarm, BankCallPolicy, Fanout
 from hub.logging import get_logger
 from hub.sealing import AnswerSealer
 from hub.store.db import Database
@@ -84,6 +84,8 @@ class QueryEngine:
         self._lease_s = config.timings.lease_duration.total_seconds()
         self._wall = wall
         self._fanout = fanout
+        self._policy = fanout.policy if fanout is not None else BankCallPolicy.from_timings(config.timings)
+        """The numbers of every bank call (hub.fanout.policy), one per engine."""
         self._run_fanout = run_fanout
         self._alarm = Alarm()
         self._started = False
@@ -131,7 +133,7 @@ class QueryEngine:
             self._lease_s,
             db.shared,
             self._tasks.run,
-            drain_s=config.timings.attempt_timeout.total_seconds() + 1,
+            drain_s=self._policy.handover_wait,
             wall=wall,
             monotonic=monotonic,
         )
@@ -164,7 +166,7 @@ class QueryEngine:
         await self.migrate()
         if self._run_fanout:
             if self._fanout is None:
-                self._fanout = Fanout(self._config)
+                self._fanout = Fanout(self._config, policy=self._policy)
             self._tasks.fanout = self._fanout
             await self._lane_store.ensure([b.code for b in self._config.banks])
             if self._db.shared:

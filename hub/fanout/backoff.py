@@ -1,35 +1,44 @@
-"""Exponential backoff with jitter for retrying a bank (R6)."""
+"""Exponential backoff with jitter: the waits between retries of a bank
+(R6; `BankCallPolicy.backoff`, hub.fanout.policy) and of a failing store
+write (hub.engine.batches)."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
-from hub.config import Timings
-
 
 @dataclass(frozen=True)
 class Backoff:
     initial: float
-    """Seconds before the first retry (before jitter)."""
+    """Seconds of the first step (before jitter)."""
     maximum: float
+    """The largest step."""
     multiplier: float
+    """Growth of the step per consecutive failure."""
+    jitter: float = 0.5
+    """Share of a step that is random (0: none)."""
+    slow_down: float = 2.0
+    """Factor of the step after a failure that asked to slow down."""
 
-    @classmethod
-    def from_timings(cls, timings: Timings) -> Backoff:
-        return cls(
-            initial=timings.retry_initial.total_seconds(),
-            maximum=timings.retry_max.total_seconds(),
-            multiplier=timings.retry_multiplier,
-        )
+    def step(self, failures: int, slow_down: bool = False) -> float:
+        """The step after the `failures`-th consecutive failure (no jitter)."""
+        step = self.initial * self.multiplier ** max(0, failures - 1)
+        if slow_down:
+            step *= self.slow_down
+        return min(self.maximum, step)
 
-    def delay(self, failures: int, rng: random.Random, slow_down: bool = False) -> float:
+    def delay(self, failures: int, rng: random.Random | None = None, slow_down: bool = False) -> float:
         """Seconds to wait after the `failures`-th consecutive failure.
 
-        "Equal jitter": half the exponential step is fixed, half random, so
-        retries of many queries to one bank spread out instead of arriving
-        together, and no retry comes sooner than half the step. A bank that
-        asked us to slow down (RESOURCE_EXHAUSTED) gets twice the step."""
-        exponent = max(0, failures - 1) + (1 if slow_down else 0)
-        step = min(self.maximum, self.initial * self.multiplier**exponent)
-        return step / 2 + rng.uniform(0, step / 2)
+        With the default jitter ("equal jitter") half the step is fixed and
+        half random, so retries of many queries to one bank spread out
+        instead of arriving together, and no retry comes sooner than half
+        the step. A bank that asked us to slow down (RESOURCE_EXHAUSTED)
+        gets a `slow_down` times longer step."""
+        step = self.step(failures, slow_down)
+        if self.jitter <= 0:
+            return step
+        fixed = step * (1 - self.jitter)
+        uniform = rng.uniform if rng is not None else random.uniform
+        return fixed + uniform(0, step - fixed)

@@ -1,6 +1,7 @@
 """Calling a bank's optional CardCaseService ("not my card", issue 12).
 
-One OpenCardCase call per user request, with the attempt deadline: the user
+One OpenCardCase call per user request, with the bank-call policy's
+`case_timeout` (hub.fanout.policy, from `timings.attempt_timeout`): the user
 is waiting, and retrying is theirs (the bank's answer is idempotent on query
 id + card_ref). The channels are the hub's bank channels' kind (the same
 mTLS credentials and options: the bank's certificate must name the bank),
@@ -33,6 +34,7 @@ from cardlookup.tls import channel_credentials
 from hub.config import BankEndpoint, HubConfig
 from hub.fanout.caller import safe_reason
 from hub.fanout.channels import bank_target, channel_options
+from hub.fanout.policy import BankCallPolicy
 from hub.validation import looks_like_card_number
 
 _REFERENCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -75,6 +77,7 @@ def check_answer(answer: bank_pb.OpenCardCaseResponse) -> CaseResult:
 class CaseCaller:
     def __init__(self, config: HubConfig) -> None:
         self._config = config
+        self._policy = BankCallPolicy.from_timings(config.timings)
         self._credentials: grpc.ChannelCredentials | None = None
         self._seen = b""
         """The bytes of the certificate files the credentials were built from."""
@@ -91,6 +94,7 @@ class CaseCaller:
             self._credentials is not None and _tls_bytes(config) != self._seen
         )
         self._config = config
+        self._policy = BankCallPolicy.from_timings(config.timings)
         if changed_tls:
             self._credentials = None
         for code, (endpoint, channel) in list(self._channels.items()):
@@ -111,20 +115,19 @@ class CaseCaller:
                 self._seen = _tls_bytes(self._config)
                 self._credentials = channel_credentials(Path(tls.ca), Path(tls.cert), Path(tls.key))
             channel = grpc.aio.secure_channel(
-                bank_target(endpoint), self._credentials, options=channel_options(endpoint, self._config.timings)
+                bank_target(endpoint), self._credentials, options=channel_options(endpoint, self._policy)
             )
             entry = self._channels[endpoint.code] = (endpoint, channel)
         return bank_grpc.CardCaseServiceStub(entry[1])
 
     def _close_later(self, channel: grpc.aio.Channel) -> None:
-        grace = self._config.timings.attempt_timeout.total_seconds()  # a case call in flight may finish
-        task = asyncio.get_running_loop().create_task(channel.close(grace))
+        task = asyncio.get_running_loop().create_task(channel.close(self._policy.channel_grace))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
     async def open_case(self, endpoint: BankEndpoint, request: bank_pb.OpenCardCaseRequest) -> CaseResult:
         """Never raises for what the bank does."""
-        timeout = self._config.timings.attempt_timeout.total_seconds()
+        timeout = self._policy.case_timeout
         try:
             # grpc-stubs types the stub as sync; on an aio channel the call is awaitable.
             call: Any = self._stub(endpoint).OpenCardCase(request, timeout=timeout)

@@ -35,8 +35,9 @@ from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
 from cardlookup.bank.v1 import card_session_pb2_grpc as session_grpc
 from cardlookup.tls import channel_credentials
-from hub.config import BankEndpoint, Timings, TlsFiles
+from hub.config import BankEndpoint, TlsFiles
 from hub.fanout import caller
+from hub.fanout.policy import BankCallPolicy
 from hub.fanout.session import BankSession, Unsupported
 
 MAX_RECEIVE_BYTES = 64 * 1024
@@ -83,8 +84,8 @@ def balancing_options(endpoint: BankEndpoint) -> list[tuple[str, int | str]]:
     return [("grpc.service_config", json.dumps(config))]
 
 
-def channel_options(endpoint: BankEndpoint, timings: Timings) -> list[tuple[str, int | str]]:
-    reconnect_ms = max(1, int(timings.retry_initial.total_seconds() * 1000))
+def channel_options(endpoint: BankEndpoint, policy: BankCallPolicy) -> list[tuple[str, int | str]]:
+    reconnect_ms = max(1, int(policy.initial_backoff * 1000))
     return [
         *balancing_options(endpoint),
         ("grpc.ssl_target_name_override", endpoint.tls_name()),
@@ -95,7 +96,7 @@ def channel_options(endpoint: BankEndpoint, timings: Timings) -> list[tuple[str,
         # Reconnect promptly once a bank that was down comes back.
         ("grpc.initial_reconnect_backoff_ms", reconnect_ms),
         ("grpc.min_reconnect_backoff_ms", reconnect_ms),
-        ("grpc.max_reconnect_backoff_ms", max(reconnect_ms, int(timings.retry_max.total_seconds() * 1000))),
+        ("grpc.max_reconnect_backoff_ms", max(reconnect_ms, int(policy.max_backoff * 1000))),
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.keepalive_timeout_ms", 20_000),
     ]
@@ -104,9 +105,9 @@ def channel_options(endpoint: BankEndpoint, timings: Timings) -> list[tuple[str,
 class BankChannels:
     """Owns the channels to banks; close() on shutdown."""
 
-    def __init__(self, tls: TlsFiles, timings: Timings) -> None:
+    def __init__(self, tls: TlsFiles, policy: BankCallPolicy) -> None:
         self._tls = tls
-        self._timings = timings
+        self._policy = policy
         self._credentials: grpc.ChannelCredentials | None = None
         self._channels: dict[str, tuple[BankEndpoint, grpc.aio.Channel, bank_grpc.CardDirectoryServiceStub]] = {}
         self._sessions: dict[str, tuple[grpc.aio.Channel, BankSession]] = {}
@@ -126,7 +127,7 @@ class BankChannels:
                 self._seen = _fingerprint(self._tls)
                 self._credentials = channel_credentials(Path(self._tls.ca), Path(self._tls.cert), Path(self._tls.key))
             channel = grpc.aio.secure_channel(
-                bank_target(endpoint), self._credentials, options=channel_options(endpoint, self._timings)
+                bank_target(endpoint), self._credentials, options=channel_options(endpoint, self._policy)
             )
             self.dials += 1
             entry = (endpoint, channel, bank_grpc.CardDirectoryServiceStub(channel))
@@ -144,6 +145,8 @@ class BankChannels:
                 endpoint.code,
                 endpoint.max_concurrent,
                 fallback=endpoint.session != "on",
+                reprobe=self._policy.session_reprobe,
+                cooloff=self._policy.session_cooloff,
             )
             # An old session's stream ends with its channel's grace close.
             entry = (channel, session)
@@ -180,8 +183,7 @@ class BankChannels:
         return True
 
     def _retire(self, channel: grpc.aio.Channel) -> None:
-        grace = self._timings.attempt_timeout.total_seconds()
-        task = asyncio.get_running_loop().create_task(channel.close(grace))
+        task = asyncio.get_running_loop().create_task(channel.close(self._policy.channel_grace))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
 from hub.config import BankEndpoint, HubConfig
-from hub.fanout.backoff import Backoff
 from hub.fanout.breaker import CircuitBreaker
 from hub.fanout.channels import BankChannels
+from hub.fanout.policy import BankCallPolicy
 from hub.metrics import HubMetrics
 
 
@@ -46,22 +46,25 @@ class BankLane:
 
 
 class Fanout:
-    """Everything the engine needs to call banks: lanes, backoff, jitter."""
+    """Everything the engine needs to call banks: lanes, the bank-call
+    policy (deadline, backoff, breaker: hub.fanout.policy), jitter."""
 
     def __init__(
         self,
         config: HubConfig,
         rng: random.Random | None = None,
         metrics: HubMetrics | None = None,
+        policy: BankCallPolicy | None = None,
     ) -> None:
+        """`policy`: the bank-call policy (default: built from the timings)."""
         self._config = config
         self.metrics = metrics if metrics is not None else HubMetrics()
         self.metrics.watch_fanout(self)
-        self._channels = BankChannels(config.bank_tls, config.timings)
+        self.policy = policy if policy is not None else BankCallPolicy.from_timings(config.timings)
+        self._channels = BankChannels(config.bank_tls, self.policy)
         self._lanes: dict[str, BankLane] = {}
-        self.backoff = Backoff.from_timings(config.timings)
+        self.backoff = self.policy.backoff
         self.rng = rng or random.Random()
-        self.attempt_timeout = config.timings.attempt_timeout.total_seconds()
 
     @property
     def channels(self) -> BankChannels:
@@ -74,8 +77,7 @@ class Fanout:
             endpoint = self._config.bank(bank_code)
             if endpoint is None:
                 raise KeyError(bank_code)
-            t = self._config.timings
-            breaker = CircuitBreaker(t.breaker_failures, t.breaker_reset.total_seconds())
+            breaker = CircuitBreaker(self.policy.breaker_failures, self.policy.breaker_reset)
             lane = BankLane(
                 endpoint=endpoint,
                 channels=self._channels,

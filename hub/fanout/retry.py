@@ -3,7 +3,8 @@
 `run_bank_task` keeps calling a bank until it answers, is rejected, or the
 query's report window closes (judged by the injected clock), waiting with
 exponential backoff and jitter between attempts, honouring the lane's
-breaker and concurrency cap. Before each call it asks `begin_attempt` to
+breaker and concurrency cap (every number from the fan-out's
+`BankCallPolicy`, hub.fanout.policy). Before each call it asks `begin_attempt` to
 confirm that this replica still holds the bank's lane (a replica that lost
 or is handing over the lane must not call) and to count the call. It
 returns None when the hub is stopping or the lane is lost: the task stays
@@ -27,9 +28,6 @@ from hub.fanout.caller import Answered, Rejected, Transient
 from hub.fanout.lanes import BankLane, Fanout
 from hub.validation import BankAnswer
 
-IDENTITY_FAILURES_TO_REJECT = 3
-"""Consecutive handshakes failing the bank-name check before the bank is
-rejected as WRONG_BANK_CERTIFICATE (one failure may be a rotation glitch)."""
 WINDOW_CLOSED = "REPORT_WINDOW_CLOSED"
 NEVER_CALLED = "NOT_CALLED"
 CONSENT_EXPIRED = "BANK_REFUSED:CONSENT_EXPIRED"
@@ -138,7 +136,7 @@ async def _run_bank_task(
                 started = time.perf_counter()
                 try:
                     with metrics.bank_call(lane.endpoint.code):
-                        result = await lane.channels.attempt(lane.endpoint, request, fanout.attempt_timeout)
+                        result = await lane.channels.attempt(lane.endpoint, request, fanout.policy.attempt_timeout)
                 finally:
                     ctx.in_call(False)
                 seconds = time.perf_counter() - started
@@ -162,7 +160,7 @@ async def _run_bank_task(
         failures += 1
         identity_failures = identity_failures + 1 if result.identity else 0
         last_reason = result.reason
-        if identity_failures >= IDENTITY_FAILURES_TO_REJECT:
+        if identity_failures >= fanout.policy.identity_failures:
             return FinalOutcome(BankState.REJECTED, "WRONG_BANK_CERTIFICATE", attempts)
         await ctx.on_failure(attempts, result.reason)
         delay = fanout.backoff.delay(failures, fanout.rng, slow_down=result.slow_down)

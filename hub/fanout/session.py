@@ -43,6 +43,7 @@ from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_session_pb2 as session_pb
 from cardlookup.bank.v1 import card_session_pb2_grpc as session_grpc
 from hub.fanout.caller import Answered, AttemptResult, Rejected, Transient, classify, safe_reason
+from hub.fanout.policy import BankCallPolicy
 from hub.logging import get_logger
 from hub.validation import (
     MAX_MESSAGE_BYTES,
@@ -64,12 +65,6 @@ UNSUPPORTED: Final = Unsupported()
 
 SessionResult = AttemptResult | Unsupported
 
-REPROBE_SECONDS = 600.0
-"""After UNIMPLEMENTED, how long the bank is called per call before the
-session is tried again (a bank may deploy the session at any time)."""
-COOLOFF_SECONDS = 60.0
-"""After a protocol violation on the stream, how long the bank is called per
-call before a new stream is opened."""
 _ENVELOPE_BYTES = 128
 """exchange_id and query_id on top of a ListCards message."""
 _CANCELLED_KEPT = 4096
@@ -119,11 +114,13 @@ class BankSession:
         max_concurrent: int,
         *,
         fallback: bool = True,
-        reprobe: float = REPROBE_SECONDS,
-        cooloff: float = COOLOFF_SECONDS,
+        reprobe: float = BankCallPolicy.session_reprobe,
+        cooloff: float = BankCallPolicy.session_cooloff,
     ) -> None:
         """`fallback`: UNIMPLEMENTED means "call per call" (registry mode
-        auto); without it UNIMPLEMENTED is a transient failure (mode on)."""
+        auto); without it UNIMPLEMENTED is a transient failure (mode on).
+        `reprobe`, `cooloff`: the policy's `session_reprobe` and
+        `session_cooloff` (hub.fanout.policy)."""
         self._stub = stub
         self._bank_code = bank_code
         self._limit = asyncio.Semaphore(max_concurrent)

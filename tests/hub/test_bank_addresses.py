@@ -23,6 +23,7 @@ from cardlookup.population import Population
 from hub.config import BankEndpoint, ConfigError, HubConfig, TlsFiles
 from hub.domain import BankState
 from hub.fanout.channels import HEALTH_SERVICE, BankChannels, bank_target, channel_options
+from hub.fanout.policy import BankCallPolicy
 from tests.bank.test_starter_kit import EXAMPLE as KIT_EXAMPLE
 from tests.bank.test_starter_kit import ROOT, ZHANG, kit_server
 from tests.hub.helpers import (
@@ -40,6 +41,8 @@ from tests.hub.test_config_file import EXAMPLE, example_dir
 
 CODE = "102"
 SINGLE = 'code = "102"\naddress = "127.0.0.1:7100"\n'
+
+POLICY = BankCallPolicy.from_timings(FAST)
 
 
 def _with_bank_102(tmp_path: Path, pki: PkiPaths, entry: str) -> Path:
@@ -59,7 +62,7 @@ def test_the_single_address_form_is_unchanged(tmp_path: Path, pki: PkiPaths) -> 
     bank = HubConfig.from_file(example_dir(tmp_path, pki), env={}).banks[0]
     assert (bank.address, bank.addresses, bank.all_addresses()) == ("127.0.0.1:7100", (), ("127.0.0.1:7100",))
     assert bank_target(bank) == "127.0.0.1:7100"
-    assert not any(name == "grpc.service_config" for name, _ in channel_options(bank, FAST))
+    assert not any(name == "grpc.service_config" for name, _ in channel_options(bank, POLICY))
 
 
 @pytest.mark.parametrize(
@@ -95,13 +98,13 @@ def test_the_channel_lists_every_endpoint_with_the_banks_policy() -> None:
     bank = BankEndpoint(CODE, "x", "x", "127.0.0.1:7100", addresses=("127.0.0.1:7100", "localhost:7200"))
     target = bank_target(bank)
     assert target.startswith(("ipv4:127.0.0.1:7100,", "ipv6:")) and "7200" in target
-    (config,) = [json.loads(str(v)) for name, v in channel_options(bank, FAST) if name == "grpc.service_config"]
+    (config,) = [json.loads(str(v)) for name, v in channel_options(bank, POLICY) if name == "grpc.service_config"]
     assert config == {
         "loadBalancingConfig": [{"round_robin": {}}],
         "healthCheckConfig": {"serviceName": HEALTH_SERVICE},
     }
     pick_first = dataclasses.replace(bank, balancing="pick_first")
-    (config,) = [json.loads(str(v)) for name, v in channel_options(pick_first, FAST) if name == "grpc.service_config"]
+    (config,) = [json.loads(str(v)) for name, v in channel_options(pick_first, POLICY) if name == "grpc.service_config"]
     assert config == {"loadBalancingConfig": [{"pick_first": {}}]}
 
 
@@ -155,7 +158,7 @@ async def test_round_robin_stops_calling_an_endpoint_that_drains(pki: PkiPaths, 
         kit_server(pki, ROOT, records, "--audit-log", str(logs["b"])) as (site_b, _),
     ):
         endpoint = BankEndpoint(CODE, "x", "x", site_a, addresses=(site_a, site_b))
-        channels = BankChannels(TlsFiles(pki.ca_cert, pki.cert("hub-client"), pki.key("hub-client")), FAST)
+        channels = BankChannels(TlsFiles(pki.ca_cert, pki.cert("hub-client"), pki.key("hub-client")), POLICY)
         probe = Probe.for_target(dev_target(pki, site_a, CODE, ZHANG))
         try:
             stub: Any = channels.stub(endpoint)

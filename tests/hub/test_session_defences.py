@@ -21,6 +21,7 @@ from cardlookup.tls import server_credentials
 from hub.config import BankEndpoint, ConfigError, HubConfig
 from hub.fanout.caller import Answered, Rejected, Transient
 from hub.fanout.channels import BankChannels
+from hub.fanout.policy import BankCallPolicy
 from hub.fanout.session import UNSUPPORTED, BankSession, error_result
 from tests.hub.helpers import hub_config, wait_until
 from tests.hub.test_config_file import EXAMPLE, example_dir
@@ -120,7 +121,7 @@ async def scripted(pki: PkiPaths, script: Script, tmp_path: Path) -> AsyncIterat
     await server.start()
     address = f"127.0.0.1:{port}"
     config = hub_config(pki, {CODE: address}, tmp_path)
-    channels = BankChannels(config.bank_tls, config.timings)
+    channels = BankChannels(config.bank_tls, BankCallPolicy.from_timings(config.timings))
     try:
         yield Rig(bank, channels, address)
     finally:
