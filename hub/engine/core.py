@@ -71,7 +71,8 @@ class QueryEngine:
     ) -> None:
         """`clock` judges every product time rule (windows, expiries);
         `wall` (microseconds) the leases compared across hosts; `monotonic`
-        a replica's own lease validity."""
+        a replica's own lease validity, and the breakers and session timers
+        of the fan-out it makes (a `fanout` passed in has its own)."""
         self._config = config
         self._keys = keys
         self._clock = clock
@@ -83,6 +84,7 @@ class QueryEngine:
         its own lanes back at once instead of waiting for them to expire)."""
         self._lease_s = config.timings.lease_duration.total_seconds()
         self._wall = wall
+        self._monotonic = monotonic
         self._fanout = fanout
         self._policy = fanout.policy if fanout is not None else BankCallPolicy.from_timings(config.timings)
         """The numbers of every bank call (hub.fanout.policy), one per engine."""
@@ -166,7 +168,7 @@ class QueryEngine:
         await self.migrate()
         if self._run_fanout:
             if self._fanout is None:
-                self._fanout = Fanout(self._config, policy=self._policy)
+                self._fanout = Fanout(self._config, policy=self._policy, now=self._monotonic)
             self._tasks.fanout = self._fanout
             await self._lane_store.ensure([b.code for b in self._config.banks])
             if self._db.shared:

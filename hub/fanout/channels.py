@@ -26,6 +26,8 @@ import asyncio
 import contextlib
 import json
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +107,11 @@ def channel_options(endpoint: BankEndpoint, policy: BankCallPolicy) -> list[tupl
 class BankChannels:
     """Owns the channels to banks; close() on shutdown."""
 
-    def __init__(self, tls: TlsFiles, policy: BankCallPolicy) -> None:
+    def __init__(self, tls: TlsFiles, policy: BankCallPolicy, now: Callable[[], float] = time.monotonic) -> None:
+        """`now`: monotonic seconds for the sessions' timers (reprobe, cool-off)."""
         self._tls = tls
         self._policy = policy
+        self._now = now
         self._credentials: grpc.ChannelCredentials | None = None
         self._channels: dict[str, tuple[BankEndpoint, grpc.aio.Channel, bank_grpc.CardDirectoryServiceStub]] = {}
         self._sessions: dict[str, tuple[grpc.aio.Channel, BankSession]] = {}
@@ -147,6 +151,7 @@ class BankChannels:
                 fallback=endpoint.session != "on",
                 reprobe=self._policy.session_reprobe,
                 cooloff=self._policy.session_cooloff,
+                now=self._now,
             )
             # An old session's stream ends with its channel's grace close.
             entry = (channel, session)

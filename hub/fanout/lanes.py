@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
@@ -55,13 +57,17 @@ class Fanout:
         rng: random.Random | None = None,
         metrics: HubMetrics | None = None,
         policy: BankCallPolicy | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`policy`: the bank-call policy (default: built from the timings)."""
+        """`policy`: the bank-call policy (default: built from the timings).
+        `now`: monotonic seconds for the breakers and the sessions' timers
+        (operational rules, not product rules: tests pass their own)."""
         self._config = config
         self.metrics = metrics if metrics is not None else HubMetrics()
         self.metrics.watch_fanout(self)
         self.policy = policy if policy is not None else BankCallPolicy.from_timings(config.timings)
-        self._channels = BankChannels(config.bank_tls, self.policy)
+        self._channels = BankChannels(config.bank_tls, self.policy, now)
+        self._now = now
         self._lanes: dict[str, BankLane] = {}
         self.backoff = self.policy.backoff
         self.rng = rng or random.Random()
@@ -77,7 +83,7 @@ class Fanout:
             endpoint = self._config.bank(bank_code)
             if endpoint is None:
                 raise KeyError(bank_code)
-            breaker = CircuitBreaker(self.policy.breaker_failures, self.policy.breaker_reset)
+            breaker = CircuitBreaker(self.policy.breaker_failures, self.policy.breaker_reset, self._now)
             lane = BankLane(
                 endpoint=endpoint,
                 channels=self._channels,

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -116,17 +117,20 @@ class BankSession:
         fallback: bool = True,
         reprobe: float = BankCallPolicy.session_reprobe,
         cooloff: float = BankCallPolicy.session_cooloff,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         """`fallback`: UNIMPLEMENTED means "call per call" (registry mode
         auto); without it UNIMPLEMENTED is a transient failure (mode on).
         `reprobe`, `cooloff`: the policy's `session_reprobe` and
-        `session_cooloff` (hub.fanout.policy)."""
+        `session_cooloff` (hub.fanout.policy), judged by `now` (monotonic
+        seconds; tests pass their own function)."""
         self._stub = stub
         self._bank_code = bank_code
         self._limit = asyncio.Semaphore(max_concurrent)
         self._fallback = fallback
         self._reprobe = reprobe
         self._cooloff = cooloff
+        self._now = now
         self._stream: _Stream | None = None
         self._per_call_until = 0.0
         self._offered = False
@@ -145,7 +149,7 @@ class BankSession:
 
     def per_call(self) -> bool:
         """True while the bank is to be called per call (no session)."""
-        return self._closed or time.monotonic() < self._per_call_until
+        return self._closed or self._now() < self._per_call_until
 
     async def exchange(self, request: bank_pb.ListCardsRequest, deadline_s: float) -> SessionResult:
         if self.per_call():
@@ -200,7 +204,7 @@ class BankSession:
             except grpc.aio.AioRpcError as error:
                 code = error.code()
                 if code == grpc.StatusCode.UNIMPLEMENTED and self._fallback:
-                    self._per_call_until = time.monotonic() + self._reprobe
+                    self._per_call_until = self._now() + self._reprobe
                     return UNSUPPORTED
                 if code != grpc.StatusCode.DEADLINE_EXCEEDED:
                     return classify(error)
@@ -302,7 +306,7 @@ class BankSession:
         if code == grpc.StatusCode.UNIMPLEMENTED:
             self._offered = False  # the bank dropped the session: find out again
         if code == grpc.StatusCode.UNIMPLEMENTED and self._fallback:
-            self._per_call_until = time.monotonic() + self._reprobe
+            self._per_call_until = self._now() + self._reprobe
             self._end(stream, UNSUPPORTED)
         elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (error.details() or ""):
             # Which exchange sent it is unknown: per-call ListCards finds out.
@@ -313,7 +317,7 @@ class BankSession:
     def _violated(self, stream: _Stream, reason: str) -> None:
         self.breaks[reason] = self.breaks.get(reason, 0) + 1
         log.warning("bank_session_broken", bank=self._bank_code, reason=reason, open_exchanges=len(stream.open))
-        self._per_call_until = time.monotonic() + self._cooloff
+        self._per_call_until = self._now() + self._cooloff
         self._end(stream, Transient("SESSION_BROKEN"))
         stream.call.cancel()
 

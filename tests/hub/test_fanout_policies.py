@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import grpc
 import pytest
 
+from cardlookup.pki import PkiPaths
 from cardlookup.rpc_errors import make_status
 from hub.fanout.backoff import Backoff
 from hub.fanout.breaker import BreakerState, CircuitBreaker
 from hub.fanout.caller import Rejected, Transient, classify, safe_reason
+from hub.fanout.lanes import Fanout
+from tests.hub.helpers import hub_config
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
@@ -106,3 +110,21 @@ def test_bank_supplied_reasons_are_kept_only_if_they_are_tokens() -> None:
     assert safe_reason("CONSENT_EXPIRED") == "CONSENT_EXPIRED"
     assert safe_reason("张三") == "UNSPECIFIED"
     assert safe_reason("A" * 100) == "UNSPECIFIED"
+
+
+async def test_a_fanouts_breakers_follow_the_clock_it_is_given(pki: PkiPaths, tmp_path: Path) -> None:
+    now = FakeTime()
+    now.t = 0.0  # exact sums below
+    fanout = Fanout(hub_config(pki, {"102": "127.0.0.1:1"}, tmp_path), now=now)
+    try:
+        breaker = fanout.lane("102").breaker
+        for _ in range(fanout.policy.breaker_failures):
+            breaker.on_failure()
+        assert breaker.state is BreakerState.OPEN
+        opened, reset = now.t, fanout.policy.breaker_reset
+        now.t = opened + reset / 2
+        assert breaker.state is BreakerState.OPEN and breaker.open_for() == pytest.approx(reset / 2)
+        now.t = opened + reset  # no real time passed: only the injected clock moved
+        assert breaker.state is BreakerState.HALF_OPEN
+    finally:
+        await fanout.close()

@@ -90,9 +90,21 @@ class ScriptedBank:
             reader.cancel()
 
 
+class Ticks:
+    """The sessions' monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 class Rig:
-    def __init__(self, bank: ScriptedBank, channels: BankChannels, address: str) -> None:
-        self.bank, self.channels, self.address = bank, channels, address
+    def __init__(
+        self, bank: ScriptedBank, channels: BankChannels, address: str, policy: BankCallPolicy, ticks: Ticks
+    ) -> None:
+        self.bank, self.channels, self.address, self.policy, self.ticks = bank, channels, address, policy, ticks
 
     def session(self, mode: str = "on") -> BankSession:
         return self.channels.session(BankEndpoint(CODE, CODE, CODE, self.address, session=mode))
@@ -121,9 +133,11 @@ async def scripted(pki: PkiPaths, script: Script, tmp_path: Path) -> AsyncIterat
     await server.start()
     address = f"127.0.0.1:{port}"
     config = hub_config(pki, {CODE: address}, tmp_path)
-    channels = BankChannels(config.bank_tls, BankCallPolicy.from_timings(config.timings))
+    policy = BankCallPolicy.from_timings(config.timings)
+    ticks = Ticks()
+    channels = BankChannels(config.bank_tls, policy, now=ticks)
     try:
-        yield Rig(bank, channels, address)
+        yield Rig(bank, channels, address, policy, ticks)
     finally:
         await channels.close()
         await server.stop(0)
@@ -302,6 +316,8 @@ async def test_unimplemented_falls_back_per_call_in_auto_mode_only(
             # got UNIMPLEMENTED from the server itself.
             assert result == Transient("UNIMPLEMENTED")
             assert rig.session(mode).per_call()
+            rig.ticks.t += rig.policy.session_reprobe  # the policy's reprobe time, on the injected clock
+            assert not rig.session(mode).per_call()  # the session is tried again
         else:
             assert result == expected and not rig.session(mode).per_call()
 
