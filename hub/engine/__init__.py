@@ -32,13 +32,14 @@ sealed in the store and only opened in memory to build bank requests.
 
 The engine (docs/hub-engine.md) is a package of named parts:
 
-core        QueryEngine: lifecycle, submit, reads, the lane loop
-lanes       the bank lanes this replica owns and their tasks (issue 16)
-tasks       one state object per (query, bank) task, and its runner
-batches     a task's records handed to the store's group commit
-completion  the report when a query's last bank is final; the ready SMS
-watch       WatchQuery, from the store's PROGRESS notifications
-contexts    the associated data sealed items of a query are bound to
+    core        QueryEngine: lifecycle, submit, reads; wires the parts
+    lanes       the bank lanes this replica owns and their tasks (issue 16)
+    tasks       one state object per (query, bank) task, and its runner
+    batches     a task's records handed to the store's group commit
+    completion  the report when a query's last bank is final; the ready SMS
+    watch       WatchQuery, from the store's PROGRESS notifications
+    rounds      the lane loop: lane rounds, orphaned reports, unsent SMSs
+    contexts    the associated data sealed items of a query are bound to
 """
 
 from hub.engine.core import QueryEngine, ReadyListener, ReportOpener, ReportSealer, default_replica_id
