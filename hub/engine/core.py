@@ -55,7 +55,9 @@ class QueryEngine:
     """The engine's parts, each in its module of this package: the lanes
     this replica owns (`lanes`), the bank tasks running in them (`tasks`),
     their records handed to the group commit (`batches`), the report when a
-    query's last bank is final (`completion`), and WatchQuery (`watch`)."""
+    query's last bank is final (`completion`), WatchQuery (`watch`) and the
+    lane loop (`rounds`). Its own state: its loops, background tasks, and
+    the queries whose every bank it started at submit."""
 
     def __init__(
         self,
