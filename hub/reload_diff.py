@@ -8,7 +8,7 @@ after a restart. Nothing is listed for a setting that did not change, so
 the log line and the admin answer say exactly what an operator did.
 
 Which settings apply at once is the reload's contract, kept here in one
-place and in docs/operations.md ("What a reload applies"); each applied one
+place and in docs/configuration.md ("What a reload applies", per key); each applied one
 is read by its component at use time or handed to it by HubServer.reload.
 """
 
@@ -40,6 +40,15 @@ APPLIED_AT_ONCE = frozenset(
         "timings.report_window",
         "timings.report_retention",
         "timings.notice_claim",
+        # Issue 19 item 4: the retention sweeper reads these at every sweep.
+        "timings.sweep_interval",
+        "timings.lookup_history_retention",
+        "timings.access_event_retention",
+        "timings.card_case_retention",
+        "timings.card_record_retention",
+        "timings.abuse_counter_retention",
+        "timings.closure_record_retention",
+        "timings.sms_outbox_retention",
     }
 )
 """Settings a reload applies to the running hub; every other one is

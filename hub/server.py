@@ -464,7 +464,6 @@ class HubServer:
         return [self.metrics.health.row(b.code, states.get(b.code, "closed")) for b in self.config.banks]
 
     async def _sweep_forever(self) -> None:
-        interval = self.config.timings.sweep_interval.total_seconds()
         while True:
             try:
                 await self.engine.sweep_expired()
@@ -473,7 +472,7 @@ class HubServer:
                 raise
             except Exception:
                 log.error("sweep_failed", exc_info=True)
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.config.timings.sweep_interval.total_seconds())  # a reload may change it
 
 
 def _load_keys(config: HubConfig) -> HubKeys:
