@@ -12,7 +12,7 @@ PERMISSION_DENIED, reason CALLER_NOT_OPERATOR.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import grpc
 
@@ -20,12 +20,26 @@ from cardlookup.admin.v1 import admin_service_pb2 as pb
 from cardlookup.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from cardlookup.rpc_errors import abort
 from cardlookup.tls import peer_names
-from hub.config import ConfigError
+from hub.config import ConfigError, HubConfig
 from hub.hsm import HsmError
 from hub.logging import get_logger, set_level
+from hub.metrics import BankHealthRow
+from hub.reload import reload_problem
 
-if TYPE_CHECKING:
-    from hub.server import HubServer
+
+class AdminTarget(Protocol):
+    """What the admin service operates on (HubServer): the admin layer
+    depends on this, not on the server, which installs it (no import cycle)."""
+
+    @property
+    def config(self) -> HubConfig: ...
+
+    def bank_health(self) -> list[BankHealthRow]: ...
+
+    async def reload(self, config: HubConfig | None = None) -> list[str]: ...
+
+    async def drain(self) -> tuple[int, int]: ...
+
 
 ADMIN_DOMAIN = "cardlookup.admin.v1"
 SERVICE_NAME = "cardlookup.admin.v1.AdminService"
@@ -45,7 +59,7 @@ def peer_dns_names(context: grpc.aio.ServicerContext) -> set[str]:
 
 
 class AdminServicer(admin_grpc.AdminServiceServicer):
-    def __init__(self, hub: HubServer) -> None:
+    def __init__(self, hub: AdminTarget) -> None:
         self._hub = hub
 
     async def _operator_only(self, context: grpc.aio.ServicerContext) -> None:
@@ -86,7 +100,6 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
             changes = await self._hub.reload()
         except (ConfigError, HsmError, OSError, ValueError, KeyError, RuntimeError) as error:
             # HubServer.reload logged it (reload_refused) and applied nothing.
-            from hub.server import reload_problem  # the admin layer sits above the server
 
             await abort(
                 context,
@@ -113,8 +126,8 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         return pb.SetLogLevelResponse(logger=request.logger, previous_level=previous, level=request.level.upper())
 
 
-def install_admin(server: grpc.aio.Server, hub: HubServer) -> None:
+def install_admin(server: grpc.aio.Server, hub: AdminTarget) -> None:
     admin_grpc.add_AdminServiceServicer_to_server(AdminServicer(hub), server)
 
 
-__all__ = ["ADMIN_DOMAIN", "SERVICE_NAME", "AdminServicer", "install_admin", "peer_dns_names"]
+__all__ = ["ADMIN_DOMAIN", "SERVICE_NAME", "AdminServicer", "AdminTarget", "install_admin", "peer_dns_names"]
