@@ -27,7 +27,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import hub.api
 from bank_sim.fleet import BankFleet, FleetConfig
 from cardlookup.admin.v1 import admin_service_pb2 as admin_pb
 from cardlookup.admin.v1 import admin_service_pb2_grpc as admin_grpc
@@ -35,21 +34,14 @@ from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
 from client.aio import AsyncCardLookupClient
-from hub.config import ConfigError, HsmSettings, HubConfig, Timings
-from hub.identity.closure import AccountClosure
+from client.devface import DevFaceProvider
+from hub.config import ConfigError, HsmSettings, HubConfig
 from hub.reload_diff import describe
 from hub.server import HubServer
-from tests.api.conftest import client_options
+from tests.api.conftest import FAST, client_options
+from tests.api.helpers import HubHarness, closure_of, started_from_file
 from tests.api.test_admin import admin_channel
 from tests.hub.test_config_docs import DOC, ROOT, section, tables
-
-FAST = Timings(
-    retry_initial=dt.timedelta(milliseconds=20),
-    retry_max=dt.timedelta(milliseconds=200),
-    attempt_timeout=dt.timedelta(seconds=5),
-    breaker_reset=dt.timedelta(milliseconds=200),
-    sweep_interval=dt.timedelta(milliseconds=50),
-)
 
 
 def documented_keys() -> list[str]:
@@ -205,10 +197,17 @@ Probe = Callable[["Reloading", HubConfig], Awaitable[None]]
 
 @dataclasses.dataclass
 class Reloading:
-    server: HubServer
-    client: AsyncCardLookupClient
+    hub: HubHarness
     pki: PkiPaths
     user_id: str
+
+    @property
+    def server(self) -> HubServer:
+        return self.hub.server
+
+    @property
+    def client(self) -> AsyncCardLookupClient:
+        return self.hub.client
 
 
 async def _banks_listed(r: Reloading, new: HubConfig) -> None:
@@ -254,9 +253,7 @@ def _engine_reads(name: str) -> Probe:
 
 def _sweeper_reads(name: str) -> Probe:
     async def probe(r: Reloading, new: HubConfig) -> None:
-        assert r.server.context is not None
-        closures = [getattr(b, "__self__", None) for b in r.server.context.background]
-        closure = next(c for c in closures if isinstance(c, AccountClosure))
+        closure = closure_of(r.hub)
         assert getattr(closure._timings, name) == getattr(new.timings, name)  # read at each sweep
         if name == "sweep_interval":
             assert r.server.config.timings.sweep_interval == new.timings.sweep_interval  # the report sweeper's
@@ -331,16 +328,16 @@ async def reloading(
     config = HubConfig.dev(
         pki, fleet.addresses, tmp_path, listen="127.0.0.1:0", admin_listen="127.0.0.1:0", timings=FAST
     )
-    path = tmp_path / "hub.toml"
-    path.write_text(config.to_toml(), encoding="utf-8")
-    server = HubServer(HubConfig.from_file(path), clock=clock, installers=[hub.api.install], config_path=path)
-    await server.start()
+    server = await started_from_file(config, tmp_path / "hub.toml", clock)
     try:
         async with AsyncCardLookupClient(client_options(pki, server.port)) as client:
-            person = population.eligible_people(clock.now().date())[0]
-            user = await client.enroll_user(**person.enrolment())
+            outbox = tmp_path / "sms-outbox.jsonl"
+            hub = HubHarness(
+                client, server, fleet, clock, population, outbox, DevFaceProvider.from_file(pki.face_provider_key)
+            )
+            user = await hub.enrol(hub.eligible())
             server.fanout.lane(config.banks[0].code)  # a lane that exists before the reloads
-            yield Reloading(server, client, pki, user.user_id)
+            yield Reloading(hub, pki, user.user_id)
     finally:
         await server.stop(grace=0)
         await fleet.stop(grace=0)
