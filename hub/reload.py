@@ -17,7 +17,7 @@ from hub.hsm import HsmError
 from hub.listen import StartupError, check_tls
 from hub.logging import get_logger
 from hub.metrics import HubMetrics
-from hub.reload_diff import describe, fingerprints
+from hub.reload_diff import describe, fingerprints, in_effect
 
 if TYPE_CHECKING:
     from hub.certs import ReloadableServerCredentials
@@ -60,7 +60,7 @@ class ReloadMixin:
                 custody = load_custody(new)  # HSM objects and key files, read before anything changes
                 files = fingerprints(new)
                 applied, restart = describe(self.config, new, self._files, files)
-                self._apply(new, custody)
+                self._apply(in_effect(self.config, new), custody)
             except (ConfigError, StartupError, HsmError, OSError, ValueError, KeyError) as error:
                 self.metrics.reloads.labels("failed").inc()
                 log.error("reload_refused", error_type=type(error).__name__, problem=reload_problem(error))

@@ -54,6 +54,31 @@ APPLIED_AT_ONCE = frozenset(
 """Settings a reload applies to the running hub; every other one is
 reported as needing a restart."""
 
+
+def in_effect(running: HubConfig, new: HubConfig) -> HubConfig:
+    """The configuration a reload hands to the hub's components: `new`'s value
+    of every setting in APPLIED_AT_ONCE, the running value of every other one
+    (issue 19 item 4). A component that reads its configuration at use time
+    then never applies a restart-only setting in part (the engine's lease
+    timing, the case desk's call deadline did); the reload reports those as
+    needing a restart, and the running configuration still shows the value
+    in force."""
+    timings = dataclasses.replace(
+        running.timings,
+        **{
+            f.name: getattr(new.timings, f.name)
+            for f in dataclasses.fields(new.timings)
+            if f"timings.{f.name}" in APPLIED_AT_ONCE
+        },
+    )
+    kept = {
+        f.name: getattr(running, f.name)
+        for f in dataclasses.fields(HubConfig)
+        if f.name not in APPLIED_AT_ONCE and f.name != "timings"
+    }
+    return dataclasses.replace(new, **kept, timings=timings)
+
+
 _KEYS = (
     "consent_signing_key",
     "key_encryption_key",

@@ -1,8 +1,9 @@
 """One owner for reload (issue 19 item 4): every key docs/configuration.md
 documents is changed in a reload, one at a time, on a running hub. The
 reload's answer must say "applied" or "takes effect after a restart" as the
-page's "What a reload applies" table says for that key, and every applied
-key must really reach the component that uses it.
+page's "What a reload applies" table says for that key; every applied key
+must really reach the component that uses it, and a restart-only key must
+not reach any (the running configuration keeps its value).
 
 The keys come from the page's tables (the same ones
 tests/hub/test_config_docs.py checks against the code's readers), so a new
@@ -190,6 +191,15 @@ def candidates(config: HubConfig, key: str, tmp: Path) -> list[HubConfig]:
     return [dataclasses.replace(config, **{name: f"{value} (2)"})]
 
 
+def value_of(config: HubConfig, key: str) -> Any:
+    head, _, name = key.rpartition(".")
+    if head == "banks":
+        return [getattr(b, name) for b in config.banks]
+    if head == "keys":
+        return getattr(config, name)
+    return getattr(getattr(config, head), name) if head else getattr(config, name)
+
+
 # -- what "took effect" means, per applied key ----------------------------------
 
 Probe = Callable[["Reloading", HubConfig], Awaitable[None]]
@@ -363,6 +373,7 @@ async def test_a_reload_of_each_documented_key_does_what_the_page_says(reloading
                 refusals.append(str(error))
         else:
             pytest.fail(f"{key}: no valid changed value: {refusals}")
+        before = value_of(server.config, key)
         answer = await server.reload()
         assert answer, f"{key}: the reload saw no change"
         restart = [line for line in answer if line.endswith("takes effect after a restart")]
@@ -372,6 +383,9 @@ async def test_a_reload_of_each_documented_key_does_what_the_page_says(reloading
                 await PROBES[key](reloading, new)
         else:
             assert restart == answer, (key, answer)
+            # ... and it really waits for the restart: the configuration the
+            # components get keeps the running value (none applies it in part).
+            assert value_of(server.config, key) == before != value_of(new, key), key
     # [hsm]: the reload's comparison (hub.reload_diff.describe) without a token.
     base = dataclasses.replace(server.config, hsm=HsmSettings(Path("libsofthsm2.so"), "cardlookup", "1234", "sign"))
     for key in (k for k in documented_keys() if k.startswith("hsm.")):
