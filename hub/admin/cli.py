@@ -151,19 +151,23 @@ def rewrap(stub: admin_grpc.AdminServiceStub, args: argparse.Namespace, console:
         console.print(
             f"rewrapped {done.rewrapped} (total {total}) onto {done.current_key_id}; {done.remaining} left",
             markup=False,
+            soft_wrap=True,
         )
         if done.rewrapped == 0 or done.remaining == 0:
             break
     for key_id, count in sorted(done.remaining_by_key_id.items()):
-        console.print(f"left under {key_id or '(no id)'}: {count}", markup=False)
+        console.print(f"left under {key_id or '(no id)'}: {count}", markup=False, soft_wrap=True)
     if done.unknown:
         console.print(
             f"{done.unknown} items are under key ids the hub's configuration does not list"
             " (KEK_UNKNOWN in the hub's log): list those keys again, then re-run",
             markup=False,
+            soft_wrap=True,
         )
     if done.remaining == 0:
-        console.print("nothing left: the previous key-encryption keys can be removed from the configuration")
+        console.print(
+            "nothing left: the previous key-encryption keys can be removed from the configuration", soft_wrap=True
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
