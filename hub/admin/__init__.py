@@ -112,6 +112,26 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", str(error), ADMIN_DOMAIN)
         return pb.SetLogLevelResponse(logger=request.logger, previous_level=previous, level=request.level.upper())
 
+    async def Rewrap(self, request: pb.RewrapRequest, context: grpc.aio.ServicerContext) -> pb.RewrapResponse:
+        """Issue 24: one batch onto the current key-encryption key (hub.admin.rewrap)."""
+        await self._operator_only(context)
+        if request.batch_size < 0:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "batch_size must be 0 or more", ADMIN_DOMAIN
+            )
+        from hub.admin.rewrap import rewrap_batch  # imports the engine's contexts: only when asked
+
+        if self._hub.context is None:
+            raise RuntimeError("the hub is not started")
+        done = await rewrap_batch(self._hub.db, self._hub.context.keys.envelope, request.batch_size)
+        return pb.RewrapResponse(
+            rewrapped=done.rewrapped,
+            remaining=sum(done.remaining.values()),
+            unknown=done.unknown,
+            current_key_id=done.current_key_id,
+            remaining_by_key_id=dict(done.remaining),
+        )
+
 
 def install_admin(server: grpc.aio.Server, hub: HubServer) -> None:
     admin_grpc.add_AdminServiceServicer_to_server(AdminServicer(hub), server)
