@@ -21,10 +21,12 @@ from cardlookup.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from cardlookup.rpc_errors import abort
 from cardlookup.tls import peer_names
 from hub.config import ConfigError, HubConfig
+from hub.context import HubContext
 from hub.hsm import HsmError
 from hub.logging import get_logger, set_level
 from hub.metrics import BankHealthRow
 from hub.reload import reload_problem
+from hub.store.db import Database
 
 
 class AdminTarget(Protocol):
@@ -33,6 +35,12 @@ class AdminTarget(Protocol):
 
     @property
     def config(self) -> HubConfig: ...
+
+    @property
+    def context(self) -> HubContext | None: ...
+
+    @property
+    def db(self) -> Database: ...
 
     def bank_health(self) -> list[BankHealthRow]: ...
 
@@ -124,6 +132,26 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         except ValueError as error:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", str(error), ADMIN_DOMAIN)
         return pb.SetLogLevelResponse(logger=request.logger, previous_level=previous, level=request.level.upper())
+
+    async def Rewrap(self, request: pb.RewrapRequest, context: grpc.aio.ServicerContext) -> pb.RewrapResponse:
+        """Issue 24: one batch onto the current key-encryption key (hub.admin.rewrap)."""
+        await self._operator_only(context)
+        if request.batch_size < 0:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "batch_size must be 0 or more", ADMIN_DOMAIN
+            )
+        from hub.admin.rewrap import rewrap_batch  # imports the engine's contexts: only when asked
+
+        if self._hub.context is None:
+            raise RuntimeError("the hub is not started")
+        done = await rewrap_batch(self._hub.db, self._hub.context.keys.envelope, request.batch_size)
+        return pb.RewrapResponse(
+            rewrapped=done.rewrapped,
+            remaining=sum(done.remaining.values()),
+            unknown=done.unknown,
+            current_key_id=done.current_key_id,
+            remaining_by_key_id=dict(done.remaining),
+        )
 
 
 def install_admin(server: grpc.aio.Server, hub: AdminTarget) -> None:

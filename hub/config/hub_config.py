@@ -166,6 +166,9 @@ class HubConfig:
                 f"consent_signing_key_label = {q(hsm.consent_signing_key_label)}",
                 f"key_encryption_key_label = {q(hsm.key_encryption_key_label)}",
                 f"password_pepper_key_label = {q(hsm.password_pepper_key_label)}",
+                "previous_key_encryption_key_labels = {{ {} }}".format(
+                    ", ".join(f"{q(k)} = {q(v)}" for k, v in hsm.previous_key_encryption_key_labels.items())
+                ),
             ]
         tracing = self.tracing
         lines += [

@@ -47,6 +47,7 @@ _HSM_KEYS = frozenset(
         "consent_signing_key_label",
         "key_encryption_key_label",
         "password_pepper_key_label",
+        "previous_key_encryption_key_labels",
     }
 )
 ENV_OVERRIDES = {

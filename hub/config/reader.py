@@ -77,6 +77,10 @@ class _FileReader:
         kek_id = self._str(keys, "key_encryption_key_id", KEK_ID, "keys.", nonempty=True)
         if kek_id in previous:
             raise self._fail("keys.previous_key_encryption_keys", f"{kek_id!r} is the current key's id")
+        for key_id in hsm.previous_key_encryption_key_labels if hsm else {}:
+            if key_id == kek_id or key_id in previous:
+                where = "the current key's id" if key_id == kek_id else "also in keys.previous_key_encryption_keys"
+                raise self._fail("hsm.previous_key_encryption_key_labels", f"{key_id!r} is {where}")
         in_hsm = hsm.consent_signing_key_label if hsm else "", hsm.key_encryption_key_label if hsm else ""
         return dict(
             database=database if is_postgres_url(database) else self._resolve(database),
@@ -141,6 +145,7 @@ class _FileReader:
             consent_signing_key_label=self._str(table, "consent_signing_key_label", "", "hsm."),
             key_encryption_key_label=self._str(table, "key_encryption_key_label", "", "hsm."),
             password_pepper_key_label=self._str(table, "password_pepper_key_label", "", "hsm."),
+            previous_key_encryption_key_labels=self._labels(table, "previous_key_encryption_key_labels"),
         )
         if not (
             settings.consent_signing_key_label
@@ -151,6 +156,11 @@ class _FileReader:
                 "hsm", "names no key (consent_signing_key_label, key_encryption_key_label, password_pepper_key_label)"
             )
         return settings
+
+    def _labels(self, table: dict[str, Any], key: str) -> dict[str, str]:
+        """A table of key id -> token label (both non-empty strings)."""
+        labels = self._table(table, key, prefix="hsm.")
+        return {k: self._str(labels, k, "", f"hsm.{key}.", nonempty=True) for k in labels}
 
     def _fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.path}: {key}: {problem}")

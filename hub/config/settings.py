@@ -5,7 +5,7 @@ them; HubConfig gathers them in hub.config.hub_config)."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cardlookup.pki import bank_server_name
@@ -210,6 +210,10 @@ class HsmSettings:
     password_pepper_key_label: str = ""
     """Issue 17: label of a generic secret key (CKM_SHA256_HMAC) that peppers
     the payment-password hash; empty = a key derived from keys.index_key."""
+    previous_key_encryption_key_labels: dict[str, str] = field(default_factory=dict)
+    """Issue 24: retired KEKs on the token, key id -> label: still open what
+    they sealed, never seal (beside keys.previous_key_encryption_keys, the
+    file-held ones; an id is listed in one of the two)."""
 
 
 @dataclass(frozen=True)
