@@ -107,8 +107,15 @@ class BankCallPolicy:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 return self._bad(f.name, "must be a finite number")
-        positive = ("attempt_timeout", "case_timeout", "initial_backoff", "breaker_reset")
-        for name in (*positive, "session_reprobe", "session_cooloff"):
+        positive = (
+            "attempt_timeout",
+            "case_timeout",
+            "initial_backoff",
+            "breaker_reset",
+            "session_reprobe",
+            "session_cooloff",
+        )
+        for name in positive:
             if getattr(self, name) <= 0:
                 return self._bad(name, "must be positive")
         if self.channel_grace < 0:
@@ -117,8 +124,9 @@ class BankCallPolicy:
             return self._bad("handover_wait", "must be at least attempt_timeout (a call in flight may end)")
         if self.max_backoff < self.initial_backoff:
             return self._bad("max_backoff", "must be at least initial_backoff")
-        if self.backoff_multiplier < 1 or self.slow_down_factor < 1:
-            return self._bad("backoff_multiplier" if self.backoff_multiplier < 1 else "slow_down_factor", "must be ≥ 1")
+        for name in ("backoff_multiplier", "slow_down_factor"):
+            if getattr(self, name) < 1:
+                return self._bad(name, "must be at least 1")
         if not 0 <= self.jitter <= 1:
             return self._bad("jitter", "must be between 0 and 1")
         for name in ("breaker_failures", "identity_failures"):

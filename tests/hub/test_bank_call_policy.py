@@ -59,7 +59,7 @@ def test_each_use_of_the_attempt_timeout_is_a_field_of_its_own() -> None:
     [
         ({"attempt_timeout": 0.0}, "attempt_timeout (timings.attempt_timeout): must be positive, got 0.0"),
         ({"max_backoff": 0.5}, "max_backoff (timings.retry_max): must be at least initial_backoff, got 0.5"),
-        ({"backoff_multiplier": 0.5}, "backoff_multiplier (timings.retry_multiplier): must be ≥ 1"),
+        ({"backoff_multiplier": 0.5}, "backoff_multiplier (timings.retry_multiplier): must be at least 1, got 0.5"),
         ({"jitter": 1.5}, "jitter: must be between 0 and 1, got 1.5"),
         ({"breaker_failures": 0}, "breaker_failures (timings.breaker_failures): must be an integer of at least 1"),
         ({"identity_failures": 2.5}, "identity_failures: must be an integer of at least 1"),
