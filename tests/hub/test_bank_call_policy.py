@@ -111,3 +111,15 @@ def test_no_bank_call_reads_the_timings_of_a_call_itself() -> None:
                 ):
                     found.append(f"{path.name}:{node.lineno} timings.{node.attr}")
     assert found == []
+
+
+def test_the_fan_out_prose_states_the_policys_defaults() -> None:
+    """docs/hub-engine.md tells these numbers in words; they follow the policy."""
+    text = " ".join(DOC.read_text(encoding="utf-8").split())
+    policy = BankCallPolicy()
+    words = {1: "", 2: "doubles", 3: "3", 60: "a minute", 600: "10 minutes"}
+    assert f"after {words[policy.identity_failures]} such handshakes in a row" in text
+    assert f"`RESOURCE_EXHAUSTED` {words[int(policy.slow_down_factor)]} the next backoff step" in text
+    assert f"asked again every {words[int(policy.session_reprobe)]}" in text
+    assert f"called per call for {words[int(policy.session_cooloff)]}" in text
+    assert f"(at most `attempt_timeout` + {HANDOVER_MARGIN:g} s)" in text
