@@ -15,9 +15,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
-from hub.store.db import Database, from_micros, to_micros
+from hub.store.db import Conn, Database, Row, from_micros, to_micros
 
 COMPONENT = "card_cases"
 MIGRATIONS = [
@@ -59,7 +57,7 @@ class CardCase:
     open_time: dt.datetime
 
 
-def _case(r: aiosqlite.Row) -> CardCase:
+def _case(r: Row) -> CardCase:
     return CardCase(
         query_id=str(r["query_id"]),
         card_id=str(r["card_id"]),
@@ -91,7 +89,7 @@ class CardCaseStore:
         """Records the case; if one exists for this card already (a
         concurrent flag), the first one stays and is returned."""
 
-        async def run(conn: aiosqlite.Connection) -> None:
+        async def run(conn: Conn) -> None:
             await conn.execute(
                 f"INSERT INTO card_cases ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (query_id, card_id) DO NOTHING",

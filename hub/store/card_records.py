@@ -20,10 +20,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import aiosqlite
-
 from hub.crypto import Sealed
-from hub.store.db import Database, from_micros, to_micros
+from hub.store.db import Conn, Database, Row, from_micros, to_micros
 
 COMPONENT = "card_records"
 MIGRATIONS = [
@@ -55,7 +53,7 @@ class CardRecord:
     sealed: Sealed
 
 
-def _record(r: aiosqlite.Row) -> CardRecord:
+def _record(r: Row) -> CardRecord:
     return CardRecord(
         str(r["user_id"]),
         str(r["query_id"]),
@@ -80,7 +78,7 @@ class CardRecordStore:
         CreateQuery that raced an account closure (issue 22) must not leave
         a tracking row that lets a later READY re-create a record."""
 
-        async def run(conn: aiosqlite.Connection) -> None:
+        async def run(conn: Conn) -> None:
             await conn.execute(
                 "INSERT INTO card_tracking (user_id, enabled, update_time)"
                 " SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE user_id = ?)"
@@ -100,14 +98,13 @@ class CardRecordStore:
         """Stores (or replaces) a query's record and drops all but the newest
         KEEP_RECORDS of the user; nothing if the user opted out meanwhile."""
 
-        async def run(conn: aiosqlite.Connection) -> None:
+        async def run(conn: Conn) -> None:
             # FOR UPDATE on PostgreSQL: a closure deleting the tracking row
             # commits first and this then reads no row, or waits for this.
-            async with conn.execute(
-                "SELECT enabled FROM card_tracking WHERE user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+            row = await conn.fetch_one(
+                "SELECT enabled FROM card_tracking WHERE user_id = ?" + conn.for_update,
                 (record.user_id,),
-            ) as cur:
-                row = await cur.fetchone()
+            )
             if not (row and row["enabled"]):
                 return
             await conn.execute(

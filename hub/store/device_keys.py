@@ -54,10 +54,9 @@ class DeviceKeyStore:
         when the same key is registered again)."""
 
         async def run(conn: Conn) -> int:
-            async with conn.execute(
+            row = await conn.fetch_one(
                 "SELECT epoch, public_key FROM device_keys WHERE user_id = ?" + conn.for_update, (user_id,)
-            ) as cur:
-                row = await cur.fetchone()
+            )
             if row is not None and bytes(row["public_key"]) == public_key:
                 return int(row["epoch"])
             epoch = int(row["epoch"]) + 1 if row else 1

@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from hub.crypto import Sealed
 from hub.domain import BankProgress, BankState, QueryState
 from hub.store import card_cases, card_records, device_keys, identity, user_keys
-from hub.store.db import Database, from_micros, to_micros
+from hub.store.db import Conn, Database, from_micros, to_micros
 from hub.store.queries import PROGRESS, Progress, QueryStore
 from hub.store.users import UserStore
 
@@ -148,7 +147,7 @@ def _marks(values: list[str]) -> str:
 _QUERY_CHILDREN = ("reports", "bank_tasks", "report_access_events", "ready_notices", "card_cases")
 
 
-async def _delete_queries(conn: Any, ids: list[str]) -> None:
+async def _delete_queries(conn: Conn, ids: list[str]) -> None:
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         for table in _QUERY_CHILDREN:
@@ -184,16 +183,14 @@ class ErasureStore:
         """The user's data key: `candidate` if the user had none (two
         concurrent enrolments agree on the first one stored)."""
 
-        async def run(conn: Any) -> Sealed:
+        async def run(conn: Conn) -> Sealed:
             await conn.execute(
                 "INSERT INTO user_data_keys (user_id, wrapped_key, ciphertext, create_time) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (user_id) DO NOTHING",
                 (user_id, candidate.wrapped_key, candidate.ciphertext, to_micros(now)),
             )
-            async with conn.execute(
-                "SELECT wrapped_key, ciphertext FROM user_data_keys WHERE user_id = ?", (user_id,)
-            ) as cur:
-                r = await cur.fetchone()
+            r = await conn.fetch_one("SELECT wrapped_key, ciphertext FROM user_data_keys WHERE user_id = ?", (user_id,))
+            assert r is not None  # inserted above, or there already
             return Sealed(bytes(r[0]), bytes(r[1]))
 
         return await self._db.write(run)
@@ -205,23 +202,25 @@ class ErasureStore:
         one keyed `closed_accounts` row and the user's SMS verifications as
         abuse counters (user id and code hash blanked)."""
 
-        async def run(conn: Any) -> Erased | None:
-            async with conn.execute("SELECT id_hash FROM users WHERE user_id = ?" + conn.for_update, (user_id,)) as cur:
-                user = await cur.fetchone()
+        async def run(conn: Conn) -> Erased | None:
+            user = await conn.fetch_one("SELECT id_hash FROM users WHERE user_id = ?" + conn.for_update, (user_id,))
             if user is None:
                 return None
-            async with conn.execute(
-                "SELECT query_id, ready_time FROM queries WHERE user_id = ? ORDER BY query_id" + conn.for_update,
-                (user_id,),
-            ) as cur:
-                queries = list(await cur.fetchall())
+            queries = list(
+                await conn.fetch_all(
+                    "SELECT query_id, ready_time FROM queries WHERE user_id = ? ORDER BY query_id" + conn.for_update,
+                    (user_id,),
+                )
+            )
             ids = [str(q[0]) for q in queries]
-            async with conn.execute(
-                "SELECT DISTINCT query_id FROM bank_tasks WHERE state = ?"
-                " AND query_id IN (SELECT query_id FROM queries WHERE user_id = ?)",
-                (_PENDING, user_id),
-            ) as cur:
-                ended = sorted(str(r[0]) for r in await cur.fetchall())
+            ended = sorted(
+                str(r[0])
+                for r in await conn.fetch_all(
+                    "SELECT DISTINCT query_id FROM bank_tasks WHERE state = ?"
+                    " AND query_id IN (SELECT query_id FROM queries WHERE user_id = ?)",
+                    (_PENDING, user_id),
+                )
+            )
             # Deleting the tasks is the fence: every write of a bank task is
             # conditioned on its PENDING row and lease epoch, so a replica
             # still calling a bank finds nothing to write, now or later.
@@ -312,15 +311,17 @@ class ErasureStore:
         def before(period: dt.timedelta) -> int:
             return to_micros(now - period)
 
-        async def run(conn: Any) -> Swept:
+        async def run(conn: Conn) -> Swept:
             counts: dict[str, int] = {}
             # Lookup history: EXPIRED queries (their report is gone, R11)
             # created longer ago than the period, with all that hangs off them.
-            async with conn.execute(
-                "SELECT query_id FROM queries WHERE state = ? AND create_time < ?",
-                (QueryState.EXPIRED.value, before(keep.lookup_history)),
-            ) as cur:
-                ids = [str(r[0]) for r in await cur.fetchall()]
+            ids = [
+                str(r[0])
+                for r in await conn.fetch_all(
+                    "SELECT query_id FROM queries WHERE state = ? AND create_time < ?",
+                    (QueryState.EXPIRED.value, before(keep.lookup_history)),
+                )
+            ]
             await _delete_queries(conn, ids)
             counts["lookup_history"] = len(ids)
             for item, sql, period in (
@@ -330,10 +331,9 @@ class ErasureStore:
                 ("abuse_counters", "DELETE FROM verifications WHERE create_time < ?", keep.abuse_counters),
                 ("query_requests", "DELETE FROM query_requests WHERE create_time < ?", keep.lookup_history),
             ):
-                cur = await conn.execute(sql, (before(period),))
-                counts[item] = max(cur.rowcount, 0)
-            cur = await conn.execute("DELETE FROM closed_accounts WHERE expire_time <= ?", (to_micros(now),))
-            counts["closure_records"] = max(cur.rowcount, 0)
+                counts[item] = max(await conn.execute(sql, (before(period),)), 0)
+            closed = await conn.execute("DELETE FROM closed_accounts WHERE expire_time <= ?", (to_micros(now),))
+            counts["closure_records"] = max(closed, 0)
             # Rows a racing request left for a user closed meanwhile.
             # (A data key is made just before its user's row: only old ones.)
             orphans = 0
@@ -342,12 +342,12 @@ class ErasureStore:
                 ("user_keys", "", ()),
                 ("user_data_keys", " AND create_time < ?", (before(_ENROLMENT_GRACE),)),
             ):
-                cur = await conn.execute(
+                deleted = await conn.execute(
                     f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = {table}.user_id)"
                     + extra,
                     params,
                 )
-                orphans += max(cur.rowcount, 0)
+                orphans += max(deleted, 0)
             counts["orphans"] = orphans
             return Swept(counts)
 

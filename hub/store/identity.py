@@ -16,9 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
-from hub.store.db import Database, from_micros, to_micros
+from hub.store.db import Conn, Database, from_micros, to_micros
 from hub.store.users import AccessResult
 
 COMPONENT = "identity"
@@ -137,28 +135,29 @@ class IdentityStore:
         already got `daily_cap` codes in the last day; then nothing is
         stored and the exact retry time is returned."""
 
-        async def run(conn: aiosqlite.Connection) -> RateLimited | None:
+        async def run(conn: Conn) -> RateLimited | None:
             # The limits span account, person and phone: lock all three (in
             # one order, so two transactions never wait on each other).
             for key in sorted({new.user_id, new.person_hash or "", new.phone_hash or ""} - {""}):
-                await conn.lock("sms:" + key)  # type: ignore[attr-defined]
-            async with conn.execute(
+                await conn.lock("sms:" + key)
+            r = await conn.fetch_one(
                 "SELECT MAX(create_time) AS latest FROM verifications"
                 " WHERE user_id = ? OR person_hash = ? OR phone_hash = ?",
                 (new.user_id, new.person_hash or new.user_id, new.phone_hash or new.user_id),
-            ) as cur:
-                r = await cur.fetchone()
+            )
             if r is not None and r["latest"]:
                 retry = from_micros(r["latest"]) + limits.resend_interval
                 if retry > new.create_time:
                     return RateLimited(retry)
             if new.phone_hash:
-                async with conn.execute(
-                    "SELECT create_time FROM verifications WHERE phone_hash = ? AND create_time > ?"
-                    " ORDER BY create_time",
-                    (new.phone_hash, to_micros(new.create_time - limits.day)),
-                ) as cur:
-                    times = [row["create_time"] for row in await cur.fetchall()]
+                times = [
+                    row["create_time"]
+                    for row in await conn.fetch_all(
+                        "SELECT create_time FROM verifications WHERE phone_hash = ? AND create_time > ?"
+                        " ORDER BY create_time",
+                        (new.phone_hash, to_micros(new.create_time - limits.day)),
+                    )
+                ]
                 if len(times) >= limits.daily_cap:
                     return RateLimited(from_micros(times[len(times) - limits.daily_cap]) + limits.day, "daily")
             await conn.execute(
@@ -210,12 +209,11 @@ class IdentityStore:
         CreateQuery request in the same transaction, so a code opens exactly
         one query. A wrong code counts an attempt."""
 
-        async def run(conn: aiosqlite.Connection) -> CodeOutcome:
-            async with conn.execute(
-                "SELECT * FROM verifications WHERE verification_id = ? AND user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+        async def run(conn: Conn) -> CodeOutcome:
+            r = await conn.fetch_one(
+                "SELECT * FROM verifications WHERE verification_id = ? AND user_id = ?" + conn.for_update,
                 (verification_id, user_id),
-            ) as cur:
-                r = await cur.fetchone()
+            )
             if r is None:
                 return CodeOutcome("NOT_FOUND")
             if r["used_time"]:

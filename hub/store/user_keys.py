@@ -18,10 +18,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-import aiosqlite
-
 from hub.crypto import Sealed
-from hub.store.db import Database, from_micros, to_micros
+from hub.store.db import Conn, Database, Row, from_micros, to_micros
 from hub.user_sealing import UserKeyRecord
 
 COMPONENT = "user_keys"
@@ -38,13 +36,13 @@ MIGRATIONS = [
 ]
 
 
-def _record(r: aiosqlite.Row) -> UserKeyRecord:
+def _record(r: Row) -> UserKeyRecord:
     return UserKeyRecord(
         user_id=str(r["user_id"]), epoch=int(r["epoch"]), public_key=bytes(r["public_key"]), salt=bytes(r["salt"])
     )
 
 
-async def _put(conn: aiosqlite.Connection, key: UserKeyRecord, now: dt.datetime) -> None:
+async def _put(conn: Conn, key: UserKeyRecord, now: dt.datetime) -> None:
     await conn.execute(
         "INSERT INTO user_keys (user_id, epoch, public_key, salt, update_time) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (user_id) DO UPDATE SET epoch = excluded.epoch, public_key = excluded.public_key,"
@@ -75,9 +73,8 @@ class UserKeyStore:
         """Stores `key` if the stored epoch is still `replaces_epoch` (None:
         no key yet). False if another request changed the key first."""
 
-        async def run(conn: aiosqlite.Connection) -> bool:
-            async with conn.execute("SELECT epoch FROM user_keys WHERE user_id = ?", (key.user_id,)) as cur:
-                row = await cur.fetchone()
+        async def run(conn: Conn) -> bool:
+            row = await conn.fetch_one("SELECT epoch FROM user_keys WHERE user_id = ?", (key.user_id,))
             current = int(row["epoch"]) if row else None
             if current != replaces_epoch:
                 return False
@@ -137,9 +134,8 @@ class UserKeyStore:
         only if it is still the old one (an expiry in between wins). False,
         with nothing written, if the key changed since it was read."""
 
-        async def run(conn: aiosqlite.Connection) -> bool:
-            async with conn.execute("SELECT epoch FROM user_keys WHERE user_id = ?", (user_id,)) as cur:
-                row = await cur.fetchone()
+        async def run(conn: Conn) -> bool:
+            row = await conn.fetch_one("SELECT epoch FROM user_keys WHERE user_id = ?", (user_id,))
             if (int(row["epoch"]) if row else None) != replaces_epoch:
                 return False
             await conn.execute(

@@ -13,10 +13,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
 from hub.crypto import Sealed
-from hub.store.db import Database, from_micros, to_micros
+from hub.store.db import Conn, Database, Row, from_micros, to_micros
 
 AccessResult = Literal["VIEWED", "WRONG_PASSWORD", "LOCKED"]
 
@@ -62,7 +60,7 @@ class UserRow:
     encrypted under it; attached by hub.identity.users, never stored here."""
 
 
-def _row(r: aiosqlite.Row) -> UserRow:
+def _row(r: Row) -> UserRow:
     return UserRow(
         user_id=r["user_id"],
         id_hash=r["id_hash"],
@@ -110,12 +108,11 @@ class UserStore:
         """Inserts or replaces a user. With `keep_password`, an existing
         password hash and its lockout state are kept."""
 
-        async def run(conn: aiosqlite.Connection) -> UserRow:
-            async with conn.execute(
-                "SELECT * FROM users WHERE user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+        async def run(conn: Conn) -> UserRow:
+            old_raw = await conn.fetch_one(
+                "SELECT * FROM users WHERE user_id = ?" + conn.for_update,
                 (row.user_id,),
-            ) as cur:
-                old_raw = await cur.fetchone()
+            )
             old = _row(old_raw) if old_raw else None
             if old is None and keep_password:
                 raise ValueError("a new user needs a payment password")
@@ -166,12 +163,12 @@ class UserStore:
         """Stores a re-hash of the same password (stronger parameters); only
         if the hash is still `old_hash` (a password set meanwhile wins)."""
 
-        async def run(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
+        async def run(conn: Conn) -> bool:
+            changed = await conn.execute(
                 "UPDATE users SET password_hash = ? WHERE user_id = ? AND password_hash = ?",
                 (new_hash, user_id, old_hash),
             )
-            return bool(cur.rowcount)
+            return bool(changed)
 
         return await self._db.write(run)
 
@@ -182,12 +179,11 @@ class UserStore:
         whatever the password; a failure counts towards the lock; success
         clears the count."""
 
-        async def run(conn: aiosqlite.Connection) -> PasswordOutcome:
-            async with conn.execute(
-                "SELECT password_failures, password_locked_until FROM users WHERE user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+        async def run(conn: Conn) -> PasswordOutcome:
+            r = await conn.fetch_one(
+                "SELECT password_failures, password_locked_until FROM users WHERE user_id = ?" + conn.for_update,
                 (user_id,),
-            ) as cur:
-                r = await cur.fetchone()
+            )
             if r is None:
                 raise KeyError(user_id)
             failures = r["password_failures"]
