@@ -39,6 +39,7 @@ from cardlookup.tls import channel_credentials
 from hub import tracing
 from hub.api.interceptors import ApiInterceptor
 from hub.api.limits import SERVER_OPTIONS
+from hub.api_metrics import ApiMetricsInterceptor
 from hub.certs import ReloadableServerCredentials, TlsFilesError, certificate_configuration, check_tls_files
 from hub.config import ConfigError, HubConfig
 from hub.crypto import Custody, HubKeys, load_custody, load_previous_keks
@@ -47,9 +48,10 @@ from hub.fanout import Fanout
 from hub.health import WRITES_HEALTH_SERVICE, StoppingHealthServicer
 from hub.hsm import HsmError
 from hub.logging import get_logger
-from hub.metrics import ApiMetricsInterceptor, BankHealthRow, HubMetrics, MetricsEndpoint
+from hub.metrics import BankHealthRow, HubMetrics, MetricsEndpoint
 from hub.reload_diff import describe, fingerprints
 from hub.store.db import Database, describe_target, open_database, to_micros
+from hub.store.queries import QueryStore
 
 log = get_logger("hub.server")
 
@@ -468,7 +470,7 @@ class HubServer:
         while True:
             try:
                 await self.engine.sweep_expired()
-                await self.metrics.refresh_store_gauges(self.db, to_micros(self.clock.now()))
+                await self.metrics.refresh_store_gauges(QueryStore(self.db), to_micros(self.clock.now()))
             except asyncio.CancelledError:
                 raise
             except Exception:
