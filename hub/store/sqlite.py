@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import defaultdict
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,29 +71,22 @@ class _SqliteConn:
         self._stats = stats
         self.pending: list[tuple[str, str]] = []
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+    def _run(self, sql: str, params: Sequence[Any], read: Callable[[sqlite3.Cursor], T]) -> T:
         self._stats.statements += 1
         cur = self._conn.execute(sql, params)
         try:
-            return cur.rowcount
+            return read(cur)
         finally:
             cur.close()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._run(sql, params, lambda cur: cur.rowcount)
 
     async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        self._stats.statements += 1
-        cur = self._conn.execute(sql, params)
-        try:
-            return cur.fetchone()
-        finally:
-            cur.close()
+        return self._run(sql, params, sqlite3.Cursor.fetchone)
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        self._stats.statements += 1
-        cur = self._conn.execute(sql, params)
-        try:
-            return cur.fetchall()
-        finally:
-            cur.close()
+        return self._run(sql, params, sqlite3.Cursor.fetchall)
 
     async def fetch_val(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = await self.fetch_one(sql, params)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
+from pathlib import Path
 
 import pytest
 
+import hub.store
 import hub.store.statements
 from hub.store.sql import SqlError, check_named, ddl_to_postgres, segments, split_sql, to_postgres
 
@@ -77,9 +80,9 @@ def test_what_cannot_be_translated_is_refused(sql: str, message: str) -> None:
 
 
 def test_check_named_names_the_bad_statement() -> None:
-    with pytest.raises(SqlError, match="^BROKEN: unterminated"):
+    with pytest.raises(SqlError, match=r"^BROKEN: unterminated"):
         check_named({"GOOD": "SELECT ?", "BROKEN": "SELECT 'x", "lower": "SELECT 'ignored"})
-    with pytest.raises(SqlError, match="^MIGRATIONS: unterminated"):
+    with pytest.raises(SqlError, match=r"^MIGRATIONS: unterminated"):
         check_named({"MIGRATIONS": ["CREATE TABLE a (x INTEGER); INSERT INTO a VALUES ('x)"]})
 
 
@@ -97,3 +100,20 @@ def test_every_named_statement_module_loads() -> None:
     for name in names:
         module = importlib.import_module(f"hub.store.statements.{name}")
         check_named(vars(module))
+
+
+_SQL = re.compile(r"\b(SELECT\s.*\sFROM|INSERT\s+INTO|DELETE\s+FROM|UPDATE\s+\w+\s+SET|CREATE\s+(TABLE|INDEX))\b")
+
+
+def test_no_sql_in_the_hub_outside_its_store() -> None:
+    """Named SQL stays in hub/store/ (the metrics read the store's gauges
+    through QueryStore, not with SQL of their own)."""
+    root = Path(hub.store.__file__).parent.parent
+    offenders = [
+        f"{path.relative_to(root.parent)}:{n}"
+        for path in sorted(root.rglob("*.py"))
+        if "store" not in path.relative_to(root).parts[:1]
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if _SQL.search(line)
+    ]
+    assert offenders == []
