@@ -65,7 +65,7 @@ def test_returning_in_a_literal_is_just_text() -> None:
 @pytest.mark.parametrize(
     ("sql", "message"),
     [
-        ("SELECT 'open", "unterminated \"'\""),
+        ("SELECT 'open", 'unterminated "\'"'),
         ('SELECT "open', "unterminated '\"'"),
         ("SELECT 1 /* open", "unterminated '/\\*'"),
         ("SELECT a FROM t WHERE b = $1", r"'\$' in store SQL"),
