@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hub.store.db import Conn, Database, Row, from_micros, to_micros
+from hub.store.statements import card_cases as sql
 
 COMPONENT = "card_cases"
 MIGRATIONS = [
@@ -35,10 +36,6 @@ MIGRATIONS = [
     )
     """,
 ]
-
-_COLUMNS = (
-    "query_id, card_id, user_id, bank_code, kind, status, case_reference, next_step, next_step_english, open_time"
-)
 
 
 @dataclass(frozen=True)
@@ -80,9 +77,7 @@ class CardCaseStore:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
     async def get(self, query_id: str, card_id: str) -> CardCase | None:
-        r = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM card_cases WHERE query_id = ? AND card_id = ?", (query_id, card_id)
-        )
+        r = await self._db.fetchone(sql.GET, (query_id, card_id))
         return _case(r) if r else None
 
     async def add(self, case: CardCase) -> CardCase:
@@ -91,8 +86,7 @@ class CardCaseStore:
 
         async def run(conn: Conn) -> None:
             await conn.execute(
-                f"INSERT INTO card_cases ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (query_id, card_id) DO NOTHING",
+                sql.ADD,
                 (
                     case.query_id,
                     case.card_id,
@@ -118,7 +112,7 @@ class CardCaseStore:
             return out
         marks = ",".join("?" * len(query_ids))
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM card_cases WHERE query_id IN ({marks}) ORDER BY open_time, card_id",
+            sql.FOR_QUERIES.format(marks=marks),
             list(query_ids),
         )
         for r in rows:

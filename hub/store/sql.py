@@ -114,14 +114,18 @@ def split_sql(script: str) -> list[str]:
 
 def check_named(namespace: Mapping[str, object]) -> None:
     """Translates every named statement of a module (its upper-case string
-    constants; a list of strings is a list of migration scripts) once, so
-    SQL the translation cannot carry fails at import."""
+    constants; a tuple of strings is a set of statements, a list of strings
+    a list of migration scripts) once, so SQL the translation cannot carry
+    fails at import."""
     for name, value in namespace.items():
         if not name.isupper() or name.startswith("_"):
             continue
         try:
             if isinstance(value, str):
                 to_postgres(value)
+            elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+                for statement in value:
+                    to_postgres(statement)
             elif isinstance(value, list) and all(isinstance(v, str) for v in value):
                 for script in value:
                     for statement in split_sql(script):

@@ -15,6 +15,7 @@ from typing import Literal
 
 from hub.crypto import Sealed
 from hub.store.db import Conn, Database, Row, from_micros, to_micros
+from hub.store.statements import users as sql
 
 AccessResult = Literal["VIEWED", "WRONG_PASSWORD", "LOCKED"]
 
@@ -97,11 +98,11 @@ class UserStore:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
     async def get(self, user_id: str) -> UserRow | None:
-        r = await self._db.fetchone("SELECT * FROM users WHERE user_id = ?", (user_id,))
+        r = await self._db.fetchone(sql.GET, (user_id,))
         return _row(r) if r else None
 
     async def user_ids_with_id_hash(self, id_hash: str) -> list[str]:
-        rows = await self._db.fetchall("SELECT user_id FROM users WHERE id_hash = ?", (id_hash,))
+        rows = await self._db.fetchall(sql.BY_ID_HASH, (id_hash,))
         return [r["user_id"] for r in rows]
 
     async def upsert(self, row: UserRow, keep_password: bool) -> UserRow:
@@ -110,7 +111,7 @@ class UserStore:
 
         async def run(conn: Conn) -> UserRow:
             old_raw = await conn.fetch_one(
-                "SELECT * FROM users WHERE user_id = ?" + conn.for_update,
+                sql.GET + conn.for_update,
                 (row.user_id,),
             )
             old = _row(old_raw) if old_raw else None
@@ -131,15 +132,7 @@ class UserStore:
                 update_time=row.update_time,
             )
             await conn.execute(
-                "INSERT INTO users (user_id, id_hash, identity_wrapped_key, identity_ciphertext, masked_phone,"
-                " region_code, id_expiry, password_hash, password_failures, password_locked_until,"
-                " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (user_id) DO UPDATE SET id_hash = excluded.id_hash,"
-                " identity_wrapped_key = excluded.identity_wrapped_key,"
-                " identity_ciphertext = excluded.identity_ciphertext, masked_phone = excluded.masked_phone,"
-                " region_code = excluded.region_code, id_expiry = excluded.id_expiry,"
-                " password_hash = excluded.password_hash, password_failures = excluded.password_failures,"
-                " password_locked_until = excluded.password_locked_until, update_time = excluded.update_time",
+                sql.PUT,
                 (
                     merged.user_id,
                     merged.id_hash,
@@ -165,7 +158,7 @@ class UserStore:
 
         async def run(conn: Conn) -> bool:
             changed = await conn.execute(
-                "UPDATE users SET password_hash = ? WHERE user_id = ? AND password_hash = ?",
+                sql.REHASH,
                 (new_hash, user_id, old_hash),
             )
             return bool(changed)
@@ -181,7 +174,7 @@ class UserStore:
 
         async def run(conn: Conn) -> PasswordOutcome:
             r = await conn.fetch_one(
-                "SELECT password_failures, password_locked_until FROM users WHERE user_id = ?" + conn.for_update,
+                sql.PASSWORD_STATE + conn.for_update,
                 (user_id,),
             )
             if r is None:
@@ -199,7 +192,7 @@ class UserStore:
                 if failures >= max_failures:
                     failures, locked_until = 0, now + lockout
             await conn.execute(
-                "UPDATE users SET password_failures = ?, password_locked_until = ? WHERE user_id = ?",
+                sql.SET_PASSWORD_STATE,
                 (failures, to_micros(locked_until) if locked_until else None, user_id),
             )
             left = 0 if locked_until else max_failures - failures

@@ -93,13 +93,21 @@ def test_segments_keep_every_character() -> None:
     assert [text for is_code, text in pieces if not is_code] == ["'a''b'", '"c"', "-- d", "/* e */"]
 
 
-def test_every_named_statement_module_loads() -> None:
-    """Each module of named statements checks itself at import."""
+def test_every_named_statement_and_migration_translates() -> None:
+    """Each module of named statements checks itself at import; every store
+    module's migrations translate too."""
     names = [m.name for m in pkgutil.iter_modules(hub.store.statements.__path__)]
-    assert "queries" in names
+    assert {"queries", "lanes", "users", "erasure"} <= set(names)
     for name in names:
         module = importlib.import_module(f"hub.store.statements.{name}")
         check_named(vars(module))
+    migrated = 0
+    for info in pkgutil.iter_modules(hub.store.__path__):
+        module = importlib.import_module(f"hub.store.{info.name}")
+        if isinstance(getattr(module, "MIGRATIONS", None), list):
+            check_named({"MIGRATIONS": module.MIGRATIONS})
+            migrated += 1
+    assert migrated >= 8
 
 
 _SQL = re.compile(r"\b(SELECT\s.*\sFROM|INSERT\s+INTO|DELETE\s+FROM|UPDATE\s+\w+\s+SET|CREATE\s+(TABLE|INDEX))\b")
