@@ -1,5 +1,5 @@
-"""The named statements of hub.store.card_cases (its tables and their SQL,
-written once for both engines; translated once at import)."""
+"""SQL of hub.store.card_cases: one row per flagged card of a report
+(bank, kind, the bank's case reference, status, next step)."""
 
 from __future__ import annotations
 

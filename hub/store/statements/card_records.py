@@ -1,5 +1,6 @@
-"""The named statements of hub.store.card_records (its tables and their SQL,
-written once for both engines; translated once at import)."""
+"""SQL of hub.store.card_records: opting in or out of card tracking
+(`card_tracking`) and each opted-in READY query's sealed card fingerprints
+(`card_records`), of which the newest KEEP_RECORDS stay."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The named statements of hub.store.device_keys (its tables and their SQL,
-written once for both engines; translated once at import)."""
+"""SQL of hub.store.device_keys: the `device_keys` table (a user's
+registered device public key and its epoch) and the reads that pick which
+key a report is sealed to (the device's, else the payment-password key)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The named statements of hub.store.erasure (its tables and their SQL,
-written once for both engines; translated once at import)."""
+"""SQL of hub.store.erasure: account closure (every row of one user, in
+the writers' lock order), the `closed_accounts` and `user_data_keys`
+tables, the retention sweep's deletes and PostgreSQL's table rewrite."""
 
 from __future__ import annotations
 

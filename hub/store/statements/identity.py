@@ -1,5 +1,6 @@
-"""The named statements of hub.store.identity (its tables and their SQL,
-written once for both engines; translated once at import)."""
+"""SQL of hub.store.identity: SMS verifications (rate limits, codes,
+attempts), CreateQuery request records, report access events and READY
+notices."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The named statements of hub.store.lanes (its tables and their SQL,
-written once for both engines; translated once at import)."""
+"""SQL of hub.store.lanes: a replica's lane round (heartbeat in
+`replicas`, renewal and claim of `lanes` rows), a lane's release, and the
+owners view. `CLAIM` is a template (free-lane filter, SKIP LOCKED)."""
 
 from __future__ import annotations
 

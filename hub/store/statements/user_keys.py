@@ -1,5 +1,6 @@
-"""The named statements of hub.store.user_keys (its tables and their SQL,
-written once for both engines; translated once at import)."""
+"""SQL of hub.store.user_keys: the payment-password key (`user_keys`) and
+the re-sealing of a user's stored ciphertexts (reports, answers, card
+records) when that key changes, each only while still the old one."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The named statements of hub.store.users (its tables and their SQL,
-written once for both engines; translated once at import)."""
+"""SQL of hub.store.users: the `users` table (one row per enrolled user:
+keyed ID-number hash, sealed identity record, payment-password hash and
+its lockout state). `GET` + `conn.for_update` locks the row first."""
 
 from __future__ import annotations
 
