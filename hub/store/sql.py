@@ -17,7 +17,8 @@ What the translation cannot carry is refused with `SqlError` when the
 statement is first translated (every named statement is checked when its
 module is imported, `check_named`): an unterminated literal, quoted
 identifier or comment, and a `$` in code (a PostgreSQL `$1` placeholder or
-a dollar-quoted string: the store writes `?`).
+a dollar-quoted string: the store writes `?`). A `?` in code is always a
+placeholder, so store SQL uses no PostgreSQL jsonb `?` operator.
 """
 
 from __future__ import annotations
