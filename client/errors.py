@@ -235,6 +235,13 @@ class WatchLimitReached(Retryable):
     reason_name = "WATCH_LIMIT_REACHED"
 
 
+class KeyNotConfigured(Refused):
+    """The hub holds the user's data sealed under a key its operator has not
+    configured (any more): no retry helps until the operator acts."""
+
+    reason_name = "KEY_NOT_CONFIGURED"
+
+
 def _concrete(base: type[CardLookupError]) -> list[type[CardLookupError]]:
     found = []
     for cls in base.__subclasses__():
@@ -281,6 +288,7 @@ SENTENCES: dict[str, str] = {
     "MESSAGE_TOO_LARGE": "The request is too large for the hub; the limit is {limit} bytes.",
     "RESPONSE_TOO_LARGE": "The answer would be too large; ask for a smaller page (the limit is {limit} bytes).",
     "WATCH_LIMIT_REACHED": "Too many live query views are open at once; close one and try again (at most {limit}).",
+    "KEY_NOT_CONFIGURED": "The service cannot open this account's data right now; its operator must fix a key.",
 }
 
 

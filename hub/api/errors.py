@@ -54,6 +54,8 @@ STATUS_OF_REASON: dict[str, grpc.StatusCode] = {
     "MESSAGE_TOO_LARGE": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "RESPONSE_TOO_LARGE": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "WATCH_LIMIT_REACHED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    # Issue 24: sealed under a key-encryption key that is not configured.
+    "KEY_NOT_CONFIGURED": grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 FIELD_VIOLATION_REASONS = frozenset({"INVALID_FIELD"})
