@@ -65,10 +65,11 @@ from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import create_dev_pki
 from cardlookup.population import Person, Population
 from cardlookup.tls import channel_credentials
-from client import errors, localstack
+from client import errors
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
+from devstack import localstack
 from hub.config import HubConfig, Timings
 from hub.notify import OutboxTail
 from hub.store.db import open_database

@@ -163,7 +163,7 @@ def test_related_timings_at_their_documented_limits_are_accepted(tmp_path: Path,
 
 def test_the_defaults_and_every_preset_obey_the_documented_relations() -> None:
     from bench import processes, soak
-    from client.replicastack import REPLICA_TIMINGS
+    from devstack.replicastack import REPLICA_TIMINGS
 
     presets = {"defaults": Timings(), "replicas": REPLICA_TIMINGS, "soak": soak.SOAK_TIMINGS}
     presets["bench"] = processes.HUB_TIMINGS
