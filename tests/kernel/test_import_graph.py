@@ -242,3 +242,10 @@ def test_hub_sub_packages_import_only_their_own_row_and_lower() -> None:
     assert not new, "imports up hub's layers (docs/architecture.md):\n" + "\n".join(sorted(new.values()))
     gone = set(KNOWN_HUB_LAYER_EXCEPTIONS) - set(upward)
     assert not gone, f"no longer imported, remove from KNOWN_HUB_LAYER_EXCEPTIONS: {sorted(gone)}"
+
+
+def test_the_architecture_page_names_every_package_and_hub_layer() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [f"{package}/" for package in ALLOWED if f"`{package}/`" not in page]
+    missing += [f"hub/{package}/" for row in HUB_LAYERS for package in row if f"`hub/{package}/`" not in page]
+    assert not missing, f"docs/architecture.md does not name: {missing}"
