@@ -14,6 +14,9 @@ the file. Example (docs/bank-simulator.md describes every key):
     base_port = 7100      # bank i listens on base_port + i; 0 = free ports
     admin_port = 7099     # 0 = a free port; admin = false turns it off
     metrics_port = 7098   # Prometheus /metrics (cardlookup.metrics_http BankSimMetrics); omit for none
+    # the hub's consent keys the banks trust (default: the PKI's one key);
+    # two during a rotation overlap. Paths are relative to this file.
+    consent_keys = { "hub-consent-dev-1" = "pki/keys/consent-signing.pub" }
 
     [defaults.faults]     # every bank starts with these switches
     latency = 0.02
@@ -32,9 +35,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from bank_sim.faults import Faults, FaultsError
 from bank_sim.fleet import BankSimConfig
 from cardlookup.banks import BankInfo, bank_by_code, bank_fleet, synthetic_bank
+from cardlookup.pki import load_ed25519_public
 from cardlookup.population import DEFAULT_SEED, DEFAULT_SIZE, Population
 
 SYNTHETIC_BASE = 5000
@@ -67,6 +73,9 @@ class FleetSettings:
     population_size: int = DEFAULT_SIZE
     default_faults: Mapping[str, Any] = field(default_factory=dict)
     banks: Mapping[str, BankOverride] = field(default_factory=dict)
+    consent_keys: Mapping[str, Path] | None = None
+    """Key id -> the hub's Ed25519 public key file (PEM) the banks trust
+    (issue 24 item 4); None = the PKI directory's consent key under its id."""
 
     def bank_infos(self) -> tuple[BankInfo, ...]:
         if self.codes is None:
@@ -93,6 +102,18 @@ class FleetSettings:
 
     def population(self) -> Population:
         return Population(seed=self.seed, size=self.population_size, banks=self.bank_infos())
+
+    def trusted_consent_keys(self) -> dict[str, Ed25519PublicKey] | None:
+        """The consent keys loaded (None: the fleet's default). Raises ConfigError."""
+        if self.consent_keys is None:
+            return None
+        keys = {}
+        for key_id, path in self.consent_keys.items():
+            try:
+                keys[key_id] = load_ed25519_public(path)
+            except (OSError, ValueError):
+                raise ConfigError(f"consent key {key_id}: {path} is not a readable Ed25519 public key (PEM)") from None
+        return keys
 
     def with_overrides(self, **changes: Any) -> FleetSettings:
         """A copy with the given settings changed; None values are ignored."""
@@ -144,7 +165,7 @@ def load_settings(path: Path | None) -> FleetSettings:
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path}: {error}") from None
     try:
-        return _parse(raw)
+        return _parse(raw, Path(path).parent)
     except (KeyError, TypeError, ValueError) as error:
         if isinstance(error, ConfigError):
             raise ConfigError(f"{path}: {error}") from None
@@ -153,14 +174,14 @@ def load_settings(path: Path | None) -> FleetSettings:
 
 TOP_KEYS = frozenset({"population", "fleet", "defaults", "banks"})
 POPULATION_KEYS = frozenset({"seed", "size"})
-FLEET_KEYS = frozenset({"count", "codes", "host", "base_port", "admin_port", "admin", "metrics_port"})
+FLEET_KEYS = frozenset({"count", "codes", "host", "base_port", "admin_port", "admin", "metrics_port", "consent_keys"})
 DEFAULTS_KEYS = frozenset({"faults"})
 BANK_KEYS = frozenset({"code", "port", "faults"})
 """Every key of the file, by table (docs/configuration.md documents each;
 tests/hub/test_config_docs.py compares)."""
 
 
-def _parse(raw: Mapping[str, Any]) -> FleetSettings:
+def _parse(raw: Mapping[str, Any], base: Path = Path()) -> FleetSettings:
     _only(raw, TOP_KEYS, "top level")
     population = raw.get("population", {})
     _only(population, POPULATION_KEYS, "[population]")
@@ -192,11 +213,20 @@ def _parse(raw: Mapping[str, Any]) -> FleetSettings:
         population_size=_typed(population, "size", int, "[population]", defaults_.population_size),
         default_faults=defaults.get("faults", {}),
         banks=banks,
+        consent_keys=_consent_keys(fleet.get("consent_keys"), base),
     )
     if settings.count < 1 or settings.population_size < 1:
         raise ConfigError("[fleet] count and [population] size must be at least 1")
     settings.bank_configs()  # report bad codes and faults now, not at start-up
     return settings
+
+
+def _consent_keys(table: object, base: Path) -> dict[str, Path] | None:
+    if table is None:
+        return None
+    if not isinstance(table, Mapping) or not table or not all(isinstance(v, str) and v for v in table.values()):
+        raise ConfigError('[fleet] consent_keys must be a table { "key id" = "public key file" }')
+    return {str(key_id): base / path for key_id, path in table.items()}
 
 
 def _only(table: object, allowed: frozenset[str], where: str) -> None:

@@ -2,6 +2,7 @@
 
     cardlookup-banks --pki pki/ [--count 16] [--config banks.toml]
                      [--base-port P] [--admin-port P | --no-admin]
+                     [--consent-key KEY_ID=PEM ...]
                      [--seed S] [--population-size N] [--addresses-out FILE]
 
 Exit status: 0 after a clean stop, 1 if a port cannot be bound, 2 for bad
@@ -53,6 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--admin-port", type=int, help="admin API port (default 0: a free port)")
     parser.add_argument("--no-admin", action="store_true", help="run no admin API")
     parser.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (default: none; 0 = a free port)")
+    parser.add_argument(
+        "--consent-key",
+        action="append",
+        metavar="KEY_ID=PEM",
+        help="a hub consent key the banks trust (repeatable: two during a rotation overlap; "
+        "replaces [fleet] consent_keys; default: the PKI's consent key)",
+    )
     parser.add_argument("--seed", type=int, help="population seed")
     parser.add_argument("--population-size", type=int, help="number of people")
     parser.add_argument("--addresses-out", type=Path, help="write bank and admin addresses here (JSON)")
@@ -82,7 +90,20 @@ def settings_from(args: argparse.Namespace) -> FleetSettings:
         seed=args.seed,
         population_size=args.population_size,
     )
+    if args.consent_key:
+        settings = replace(settings, consent_keys=consent_key_flags(args.consent_key))
     return replace(settings, admin_port=None) if args.no_admin else settings
+
+
+def consent_key_flags(entries: list[str]) -> dict[str, Path]:
+    """`--consent-key KEY_ID=PEM` flags (the starter kit's form). Raises ConfigError."""
+    keys: dict[str, Path] = {}
+    for entry in entries:
+        key_id, _, pem = entry.partition("=")
+        if not key_id or not pem:
+            raise ConfigError(f"--consent-key wants KEY_ID=PEM, got {entry!r}")
+        keys[key_id] = Path(pem)
+    return keys
 
 
 def ensure_pki(root: Path, codes: list[str]) -> PkiPaths:
@@ -141,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings_from(args)
         banks = settings.bank_configs()
         population = settings.population()
+        consent_keys = settings.trusted_consent_keys()
     except ConfigError as error:
         print(f"cardlookup-banks: {error}", file=sys.stderr)
         sys.exit(2)  # bad usage, like argparse's own errors
@@ -154,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host,
         admin_port=settings.admin_port,
         metrics_port=settings.metrics_port,
+        trusted_consent_keys=consent_keys,
     )
     try:
         asyncio.run(serve(config, args.addresses_out, started))

@@ -327,6 +327,15 @@ REASONS: tuple[Reason, ...] = (
         "close streams you no longer read, or poll GetQuery",
         "Too many live query views are open at once; close one and try again (at most {limit}).",
     ),
+    Reason(
+        "KEY_NOT_CONFIGURED",
+        FAILED_PRECONDITION,
+        REFUSED,
+        (),
+        "the hub cannot open data sealed under a key its operator no longer lists; do not retry, report it to the"
+        " hub's operator (the hub logs `KEK_UNKNOWN:<key id>`)",
+        "The service cannot open this account's data right now; its operator must fix a key.",
+    ),
 )
 """Every ErrorReason but ERROR_REASON_UNSPECIFIED, in the proto's order."""
 

@@ -9,7 +9,7 @@ client. For operators, bank IT teams and demos.
     cardlookup ... list --user-id u220000155
     cardlookup ... report --user-id u220000155 --query-id Q [--password 123456] [--device-key FILE]
     cardlookup ... new-device --user-id u220000155 --device-key FILE [--password 123456]
-    cardlookup ... not-mine --user-id u220000155 --query-id Q --card 2 [--close] [--password 123456]
+    cardlookup ... not-mine --user-id u220000155 --query-id Q --card 2 [--close] [--password 123456] [--device-key FILE]
 
 --hub and --pki default to $CARDLOOKUP_HUB and $CARDLOOKUP_PKI. Several hub
 replicas: `--hub 10.0.0.1:50051,10.0.0.2:50051` or `--hub` repeated (each
@@ -67,6 +67,7 @@ FLAG_OF_FIELD = {
     "region_code": "--region",
     "phone_number": "--phone",
     "payment_password": "--password",
+    "device_card": "--device-key",
     "verification_id": "--verification-id",
     "sms_code": "--code",
     "bank_codes": "--banks",
@@ -236,7 +237,8 @@ def _new_device(client: CardLookupClient, console: Console, a: argparse.Namespac
 def _not_mine(client: CardLookupClient, console: Console, a: argparse.Namespace) -> None:
     password = a.password if a.password is not None else getpass.getpass("Payment password: ")
     kind = pb.CARD_CASE_KIND_CLOSE_REQUESTED if a.close else pb.CARD_CASE_KIND_NOT_RECOGNISED
-    case = client.flag_card(a.user_id, a.query_id, password, a.card, kind)
+    key = device_key.load(Path(a.device_key)) if a.device_key else None
+    case = client.flag_card(a.user_id, a.query_id, password, a.card, kind, device_key=key)
     console.print(render.case_view(case), soft_wrap=True, highlight=False)
 
 
@@ -371,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     not_mine.add_argument("--card", required=True, metavar="N", help="the card's # in `report`")
     not_mine.add_argument("--close", action="store_true", help="the card is yours but unused: ask to close it")
     not_mine.add_argument("--password", help="the 6-digit payment password (default: ask for it)")
+    not_mine.add_argument("--device-key", metavar="FILE", help="the device report key, for a report sealed to it")
     leave = command("delete-user", "close the account: the hub erases the user's data (issue 22)")
     user_id(leave)
     leave.add_argument("--password", help="the 6-digit payment password (default: ask for it)")

@@ -77,6 +77,23 @@ def open_report(
     return to_proto(data, user_id)
 
 
+def sealed_card(
+    response: svc.GetReportResponse, key: X25519PrivateKey, query_id: str, card_id: str
+) -> svc.DeviceSealedCard | None:
+    """FlagCard's `device_card` for a report sealed to the device: the card
+    `card_id` (ReportCard.card_id of open_report's report) as the device
+    opened it. None when the report is not sealed (the hub opens it itself)
+    or has no such card (the hub then answers CARD_NOT_FOUND)."""
+    if not response.sealed_report:
+        return None
+    data = sr.assemble(sr.open_bundle(key, response.sealed_report, query_id))
+    index = int(card_id) - 1 if card_id.isdigit() else -1
+    if not 0 <= index < len(data["cards"]):
+        return None
+    code, _kind, first, last, _length, ref, _new = data["cards"][index]
+    return svc.DeviceSealedCard(bank_code=code, card_ref=ref, first_four=first, last_four=last)
+
+
 def _previous_query(response: svc.GetReportResponse) -> str:
     """The query id the previous record's entries name (any entry's)."""
     info, _ = sr.decode_bundle(response.sealed_previous_cards)[0]
@@ -117,4 +134,13 @@ def to_proto(data: dict[str, Any], user_id: str) -> pb.Report:
     return out
 
 
-__all__ = ["DeviceKeyNeeded", "generate", "load", "load_or_create", "open_report", "public_bytes", "save"]
+__all__ = [
+    "DeviceKeyNeeded",
+    "generate",
+    "load",
+    "load_or_create",
+    "open_report",
+    "public_bytes",
+    "save",
+    "sealed_card",
+]

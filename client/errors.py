@@ -238,6 +238,13 @@ class WatchLimitReached(Retryable):
     reason_name = "WATCH_LIMIT_REACHED"
 
 
+class KeyNotConfigured(Refused):
+    """The hub holds the user's data sealed under a key its operator has not
+    configured (any more): no retry helps until the operator acts."""
+
+    reason_name = "KEY_NOT_CONFIGURED"
+
+
 CATEGORIES: tuple[type[CardLookupError], ...] = (Retryable, UserMustAct, Refused)
 
 

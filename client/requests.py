@@ -118,10 +118,21 @@ def delete_user(user_id: str, payment_password: str) -> svc.DeleteUserRequest:
 
 
 def flag_card(
-    user_id: str, query_id: str, payment_password: str, card_id: str, kind: pb.CardCaseKind
+    user_id: str,
+    query_id: str,
+    payment_password: str,
+    card_id: str,
+    kind: pb.CardCaseKind,
+    device_card: svc.DeviceSealedCard | None = None,
 ) -> svc.FlagCardRequest:
+    """`device_card` (issue 17): the card as the device opened it, for a
+    report sealed to the device (client.device_key.sealed_card)."""
     return svc.FlagCardRequest(
-        name=query_name(user_id, query_id), payment_password=payment_password, card_id=card_id, kind=kind
+        name=query_name(user_id, query_id),
+        payment_password=payment_password,
+        card_id=card_id,
+        kind=kind,
+        device_card=device_card,
     )
 
 

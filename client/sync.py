@@ -231,11 +231,19 @@ class CardLookupClient:
         payment_password: str,
         card_id: str,
         kind: pb.CardCaseKind = pb.CARD_CASE_KIND_NOT_RECOGNISED,
+        device_key: X25519PrivateKey | None = None,
     ) -> pb.CardCase:
         """Not my card: opens a case about one card of the report at its bank
         (the payment password opens the report; the attempt is recorded and
-        counts towards the lockout like GetReport's). Sent once."""
-        request = requests.flag_card(user_id, query_id, payment_password, card_id, kind)
+        counts towards the lockout like GetReport's). Sent once. For a report
+        sealed to the device (issue 17) pass `device_key`: the report is
+        fetched and opened here to send the card's bank reference along."""
+        device_card = None
+        if device_key is not None:
+            fetched = requests.get_report(user_id, query_id, payment_password)
+            response: svc.GetReportResponse = self._unary("GetReport", fetched)
+            device_card = device_key_mod.sealed_card(response, device_key, query_id, card_id)
+        request = requests.flag_card(user_id, query_id, payment_password, card_id, kind, device_card)
         case: pb.CardCase = (self._unary("FlagCard", request)).card_case
         return case
 

@@ -49,6 +49,22 @@ _LEGACY_WRAPPED = _NONCE + 32 + 16
 _VERSION_1 = 1
 
 
+class KekUnknown(LookupError):
+    """A sealed item names a key-encryption key id that is not configured
+    (neither current nor previous, in a file or on the token): retrying does
+    not help until the operator lists the key again (issue 24). The message
+    starts `KEK_UNKNOWN:<id>`, the line operators grep the log for; the API
+    answers KEY_NOT_CONFIGURED (hub.api.interceptors). Not a KeyError, which
+    callers read as "the row is gone"."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"KEK_UNKNOWN:{key_id}: the key-encryption key {key_id!r} is not configured")
+        self.key_id = key_id
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class KeyEncryptionKey(Protocol):
     """AES-256-GCM under a key-encryption key (AESGCM from a file, or an HSM key)."""
 
@@ -70,6 +86,12 @@ def _key_id_bytes(key_id: str) -> bytes:
     if not 0 < len(raw) < 256:
         raise ValueError("a key id must be 1-255 bytes")
     return raw
+
+
+def wrapped_key_prefix(key_id: str) -> bytes:
+    """The first bytes of every data key wrapped under the KEK `key_id`."""
+    raw = _key_id_bytes(key_id)
+    return bytes([_VERSION_1, len(raw)]) + raw
 
 
 @dataclass(frozen=True)
@@ -101,6 +123,27 @@ class Envelope:
         """The id of the KEK that seals from now on."""
         return self._key_id
 
+    @property
+    def key_prefix(self) -> bytes:
+        """The first bytes of every wrapped key the current KEK seals from now
+        on (`0x01 | len | id`): a stored wrapped key without them is under a
+        previous key, or has no id (hub.store.rewrap finds those)."""
+        return self._prefix
+
+    @property
+    def previous_key_ids(self) -> list[str]:
+        """The ids of the retired KEKs this envelope still opens with."""
+        return [kid for kid in self._keys if kid != self._key_id]
+
+    def rewrap(self, wrapped_key: bytes, context: bytes) -> bytes:
+        """`wrapped_key` (of an item sealed with `context`) wrapped under the
+        current KEK: the data key and the item's ciphertext stay as they are
+        (issue 24, `cardlookup-admin rewrap`). InvalidTag or KekUnknown as
+        `open`."""
+        dek = self._unwrap(wrapped_key, b"dek:" + context)
+        wrap_nonce = os.urandom(_NONCE)
+        return self._prefix + wrap_nonce + self._keys[self._key_id].encrypt(wrap_nonce, dek, b"dek:" + context)
+
     def rotate(
         self, kek: bytes | KeyEncryptionKey, key_id: str, previous: Mapping[str, bytes | KeyEncryptionKey]
     ) -> None:
@@ -108,7 +151,7 @@ class Envelope:
         the retired `previous` keys."""
         keys = {kid: _kek(k) for kid, k in previous.items()}
         keys[key_id] = _kek(kek)
-        self._prefix = bytes([_VERSION_1, len(_key_id_bytes(key_id))]) + _key_id_bytes(key_id)
+        self._prefix = wrapped_key_prefix(key_id)
         self._keys, self._key_id = keys, key_id
 
     def seal(self, plaintext: bytes, context: bytes) -> Sealed:
@@ -123,7 +166,7 @@ class Envelope:
 
     def open(self, sealed: Sealed, context: bytes) -> bytes:
         """Raises cryptography.exceptions.InvalidTag on any tampering, and
-        KeyError naming the key id if the KEK that sealed it is not configured."""
+        KekUnknown naming the key id if the KEK that sealed it is not configured."""
         try:
             dek = self._unwrap(sealed.wrapped_key, b"dek:" + context)
             c = sealed.ciphertext
@@ -148,7 +191,7 @@ class Envelope:
         if key_id is not None:
             kek = self._keys.get(key_id)
             if kek is None:
-                raise KeyError(f"key-encryption key {key_id!r} is not configured")
+                raise KekUnknown(key_id)
             body = w[2 + w[1] :]
             return kek.decrypt(body[:_NONCE], body[_NONCE:], aad)
         for kek in self._keys.values():  # sealed before key ids: the tag tells which key
@@ -284,13 +327,27 @@ def load_hsm_pepper(config: HubConfig) -> Callable[[str], str] | None:
     hsm = config.hsm
     if hsm is None or not hsm.password_pepper_key_label:
         return None
-    from hub.hsm import HsmSession  # a PKCS#11 module is loaded only when [hsm] is configured
+    from hub.hsm import shared_session  # a PKCS#11 module is loaded only when [hsm] is configured
 
-    return HsmSession.open(hsm).password_pepper(hsm.password_pepper_key_label).digest
+    return shared_session(hsm).password_pepper(hsm.password_pepper_key_label).digest
 
 
 def load_previous_keks(config: HubConfig) -> dict[str, bytes | KeyEncryptionKey]:
-    return {kid: load_secret(path) for kid, path in config.previous_key_encryption_keys.items()}
+    """The retired KEKs by id: files (keys.previous_key_encryption_keys) and
+    token objects ([hsm] previous_key_encryption_key_labels, issue 24), so a
+    KEK rotation on the token, or a move from files onto it, keeps opening
+    everything sealed before."""
+    previous: dict[str, bytes | KeyEncryptionKey] = {
+        kid: load_secret(path) for kid, path in config.previous_key_encryption_keys.items()
+    }
+    hsm = config.hsm
+    if hsm is not None and hsm.previous_key_encryption_key_labels:
+        from hub.hsm import shared_session  # a PKCS#11 module is loaded only when [hsm] is configured
+
+        session = shared_session(hsm)
+        for kid, label in hsm.previous_key_encryption_key_labels.items():
+            previous[kid] = session.kek(label)
+    return previous
 
 
 Custody = tuple[bytes | KeyEncryptionKey, ConsentKey]

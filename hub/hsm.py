@@ -42,7 +42,16 @@ ED25519_OID = "1.3.101.112"
 
 
 _LOGINS: dict[tuple[str, str], str] = {}
-"""The PIN this process logged in to each (module, token) with."""
+"""The PIN this process logged in to each (module's real path, token label)
+with. Keyed by the real path (`_token_key`): the same module under a second
+name (a symlink, or the configuration file's resolved path against a test's
+literal one) is one library and one login, and the second name missed the
+entry, so a reload or a second opener was refused with UserAlreadyLoggedIn."""
+
+
+def _token_key(settings: HsmSettings) -> tuple[str, str]:
+    """(the module's real path, the token label): one library, one token, one login."""
+    return os.path.realpath(str(settings.module)), settings.token_label
 
 
 class HsmError(RuntimeError):
@@ -101,7 +110,7 @@ class HsmSession:
         try:
             lib = _library(settings.module)
             token = lib.get_token(token_label=settings.token_label)
-            key = (str(settings.module), settings.token_label)
+            key = _token_key(settings)
             try:
                 session = cls(token.open(rw=rw, user_pin=settings.pin))
             except pkcs11.exceptions.UserAlreadyLoggedIn:
@@ -250,7 +259,7 @@ def shared_session(settings: HsmSettings) -> HsmSession:
     logged in on first use, then reused (start, every reload); re-opened if
     the token no longer knows it. HsmError, naming the PKCS#11 failure, when
     the token cannot be opened."""
-    key = (str(settings.module), settings.token_label)
+    key = _token_key(settings)
     session = _SHARED.get(key)
     if session is not None and session.alive():
         return session

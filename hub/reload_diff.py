@@ -8,7 +8,7 @@ after a restart. Nothing is listed for a setting that did not change, so
 the log line and the admin answer say exactly what an operator did.
 
 Which settings apply at once is the reload's contract, kept here in one
-place and in docs/operations.md ("What a reload applies"); each applied one
+place and in docs/configuration.md ("What a reload applies", per key); each applied one
 is read by its component at use time or handed to it by HubServer.reload.
 """
 
@@ -40,10 +40,44 @@ APPLIED_AT_ONCE = frozenset(
         "timings.report_window",
         "timings.report_retention",
         "timings.notice_claim",
+        # Issue 19 item 4: the retention sweeper reads these at every sweep.
+        "timings.sweep_interval",
+        "timings.lookup_history_retention",
+        "timings.access_event_retention",
+        "timings.card_case_retention",
+        "timings.card_record_retention",
+        "timings.abuse_counter_retention",
+        "timings.closure_record_retention",
+        "timings.sms_outbox_retention",
     }
 )
 """Settings a reload applies to the running hub; every other one is
 reported as needing a restart."""
+
+
+def in_effect(running: HubConfig, new: HubConfig) -> HubConfig:
+    """The configuration a reload hands to the hub's components: `new`'s value
+    of every setting in APPLIED_AT_ONCE, the running value of every other one
+    (issue 19 item 4). A component that reads its configuration at use time
+    then never applies a restart-only setting in part (the engine's lease
+    timing, the case desk's call deadline did); the reload reports those as
+    needing a restart, and the running configuration still shows the value
+    in force."""
+    timings = dataclasses.replace(
+        running.timings,
+        **{
+            f.name: getattr(new.timings, f.name)
+            for f in dataclasses.fields(new.timings)
+            if f"timings.{f.name}" in APPLIED_AT_ONCE
+        },
+    )
+    kept = {
+        f.name: getattr(running, f.name)
+        for f in dataclasses.fields(HubConfig)
+        if f.name not in APPLIED_AT_ONCE and f.name != "timings"
+    }
+    return dataclasses.replace(new, **kept, timings=timings)
+
 
 _KEYS = (
     "consent_signing_key",

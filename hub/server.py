@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -34,83 +33,41 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from cardlookup.clock import Clock, SystemClock
-from cardlookup.pki import load_ed25519_private, load_ed25519_public, load_secret
-from cardlookup.tls import channel_credentials
 from hub import tracing
+from hub.admin import install_admin
 from hub.api.interceptors import ApiInterceptor
 from hub.api.limits import SERVER_OPTIONS
-from hub.certs import ReloadableServerCredentials, TlsFilesError, certificate_configuration, check_tls_files
-from hub.config import ConfigError, HubConfig
-from hub.crypto import Custody, HubKeys, load_custody, load_previous_keks
+from hub.certs import ReloadableServerCredentials
+from hub.config import HubConfig
+from hub.context import HubContext, ServiceInstaller
 from hub.engine import QueryEngine
 from hub.fanout import Fanout
 from hub.health import WRITES_HEALTH_SERVICE, StoppingHealthServicer
-from hub.hsm import HsmError
+from hub.listen import StartupError, bind, bind_metrics, check_tls, keepalive_options
 from hub.logging import get_logger
 from hub.metrics import ApiMetricsInterceptor, BankHealthRow, HubMetrics, MetricsEndpoint
-from hub.reload_diff import describe, fingerprints
+from hub.reload import ReloadMixin, load_keys
+from hub.reload_diff import fingerprints
 from hub.store.db import Database, describe_target, open_database, to_micros
+
+__all__ = [
+    "WRITES_HEALTH_SERVICE",
+    "HubContext",
+    "HubServer",
+    "ServiceInstaller",
+    "StartupError",
+    "keepalive_options",
+]
+"""Names other modules import from here (HubContext, StartupError and the
+keepalive options live in hub.context and hub.listen)."""
 
 log = get_logger("hub.server")
 
 
-class StartupError(RuntimeError):
-    """The hub cannot start with this configuration (unreadable keys, a port
-    that cannot be bound); the message is one line for the operator."""
-
-
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
-SERVER_KEEPALIVE_MS = 60_000
-"""The hub pings a client connection silent this long (ms), and drops it if
-the ping is not answered within SERVER_KEEPALIVE_TIMEOUT_MS: a client whose
-machine vanished stops holding WatchQuery streams."""
-SERVER_KEEPALIVE_TIMEOUT_MS = 20_000
 
-
-def keepalive_options(min_ping_interval: float) -> list[tuple[str, int]]:
-    """HTTP/2 keepalive options of the API and admin ports (issue 21 item 3).
-    gRPC's defaults refuse a client's pings more often than every 5 minutes
-    on a connection sending no data, and after two such pings close it with
-    GOAWAY ENHANCE_YOUR_CALM "too_many_pings": a WatchQuery stream idle for
-    ~2.5 minutes under the documented client (30 s pings) was cut. Pings are
-    accepted every `min_ping_interval` seconds (`timings.api_min_ping_interval`),
-    also with no call open."""
-    min_ping = int(min_ping_interval * 1000)
-    return [
-        ("grpc.http2.min_ping_interval_without_data_ms", min_ping),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_ping_strikes", 2),
-        ("grpc.keepalive_time_ms", SERVER_KEEPALIVE_MS),
-        ("grpc.keepalive_timeout_ms", SERVER_KEEPALIVE_TIMEOUT_MS),
-    ]
-
-
-@dataclass
-class HubContext:
-    """What an installer gets."""
-
-    config: HubConfig
-    clock: Clock
-    db: Database
-    keys: HubKeys
-    engine: QueryEngine
-    server: grpc.aio.Server
-    service_names: list[str] = field(default_factory=list)
-    """Full names of the services an installer added (reflection + health)."""
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    """Long-running coroutines the hub runs and cancels on stop."""
-    metrics: HubMetrics = field(default_factory=HubMetrics)
-    """The process's metrics (hub.metrics); installers wrap what they own."""
-    reloaders: list[Callable[[HubConfig], list[str]]] = field(default_factory=list)
-    """Called with the new configuration on every reload (SIGHUP, admin
-    Reload); each applies what it owns and returns what changed."""
-
-
-ServiceInstaller = Callable[[HubContext], Awaitable[None]]
-
-
-class HubServer:
+class HubServer(ReloadMixin):
     def __init__(
         self,
         config: HubConfig,
@@ -200,7 +157,7 @@ class HubServer:
         tracing.configure(config.tracing)
         tracing.instrument_database(db)
         try:
-            keys = _load_keys(config)
+            keys = load_keys(config)
             self._fanout = fanout = Fanout(config, metrics=metrics)
             self._engine = engine = QueryEngine(config, db, keys, self.clock, fanout=fanout)
             try:
@@ -233,14 +190,14 @@ class HubServer:
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             names = [*ctx.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME]
             reflection.enable_server_reflection(names, server)
-            _check_tls(config)  # names the bad certificate, before a port is bound (issue 24)
+            check_tls(config)  # names the bad certificate, before a port is bound (issue 24)
             self._files = fingerprints(config)
             try:
                 self._credentials = credentials = ReloadableServerCredentials(config.api_tls)
             except OSError:
                 raise StartupError("api_tls: the server certificate, key or CA cannot be read") from None
             creds = credentials.credentials
-            self._port = _bind(config.listen, "listen", lambda: server.add_secure_port(config.listen, creds))
+            self._port = bind(config.listen, "listen", lambda: server.add_secure_port(config.listen, creds))
             await server.start()
             if config.admin_listen:
                 await self._start_admin(config.admin_listen)
@@ -249,12 +206,12 @@ class HubServer:
                 self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
                 health_pb2_grpc.add_HealthServicer_to_server(health, self._health_server)
                 health_server = self._health_server
-                self._health_port = _bind(
+                self._health_port = bind(
                     config.health_listen, "health_listen", lambda: health_server.add_insecure_port(config.health_listen)
                 )
                 await self._health_server.start()
             if config.metrics_listen:
-                self._metrics_endpoint = _bind_metrics(metrics, config.metrics_listen)
+                self._metrics_endpoint = bind_metrics(metrics, config.metrics_listen)
             await self._publish_health()
             self._tasks.append(asyncio.create_task(self._sweep_forever(), name="retention-sweeper"))
             for run in ctx.background:
@@ -375,8 +332,6 @@ class HubServer:
         self._tasks.append(task)
 
     async def _start_admin(self, address: str) -> None:
-        from hub.admin import install_admin  # the admin layer sits above the server
-
         self._admin_server = admin = grpc.aio.server(
             options=[
                 ("grpc.so_reuseport", 0),
@@ -388,65 +343,8 @@ class HubServer:
         # configuration to the first port only.
         self._admin_credentials = ReloadableServerCredentials(self.config.api_tls)
         creds = self._admin_credentials.credentials
-        self._admin_port = _bind(address, "admin_listen", lambda: admin.add_secure_port(address, creds))
+        self._admin_port = bind(address, "admin_listen", lambda: admin.add_secure_port(address, creds))
         await admin.start()
-
-    # -- run-time operations (issue 11) ----------------------------------------
-
-    async def reload(self, config: HubConfig | None = None) -> list[str]:
-        """Applies a new configuration without a restart and returns what
-        changed (issue 24). Without `config`, re-reads `config_path`.
-        Everything is read and checked first (the file; certificates parse,
-        keys match them, chains end at the configured CAs; key files; keys
-        on the token exist and allow their mechanism), then all is applied,
-        or nothing. The one owner of reloads (SIGHUP and the admin Reload
-        both come here): it logs `reload_refused` with the problem, or one
-        `reload_applied` per change and `reload_needs_restart` per setting
-        that changed but is not applied (docs/operations.md)."""
-        async with self._reload_lock:
-            try:
-                new = config if config is not None else self._read_config()
-                _check_keys(new)
-                _check_tls(new)
-                custody = load_custody(new)  # HSM objects and key files, read before anything changes
-                files = fingerprints(new)
-                applied, restart = describe(self.config, new, self._files, files)
-                self._apply(new, custody)
-            except (ConfigError, StartupError, HsmError, OSError, ValueError, KeyError) as error:
-                self.metrics.reloads.labels("failed").inc()
-                log.error("reload_refused", error_type=type(error).__name__, problem=reload_problem(error))
-                raise
-            self._files = files
-            self.metrics.reloads.labels("applied").inc()
-            for change in applied:
-                log.info("reload_applied", change=change)
-            for change in restart:
-                log.warning("reload_needs_restart", change=change)
-            if not applied and not restart:
-                log.info("reload_applied", change="nothing changed")
-            log.info("hub_reloaded", changes=len(applied), needs_restart=len(restart))
-            return applied + restart
-
-    def _read_config(self) -> HubConfig:
-        if self.config_path is None:
-            raise ConfigError("this hub was started without a configuration file; nothing to re-read")
-        return HubConfig.from_file(self.config_path)
-
-    def _apply(self, new: HubConfig, custody: Custody) -> None:
-        if self.context is None or self._engine is None or self._credentials is None:
-            raise RuntimeError("the hub is not started")
-        previous = load_previous_keks(new)  # read before anything is applied
-        # Always staged again: the paths may be the same and the content new.
-        self._credentials.update(new.api_tls)
-        if self._admin_credentials is not None:
-            self._admin_credentials.update(new.api_tls)
-        self._engine.reconfigure(new)
-        if self._fanout is not None:
-            self._fanout.reconfigure(new)
-        self.context.keys.reload(new, custody, previous)
-        self.config = self.context.config = new
-        for reloader in self.context.reloaders:
-            reloader(new)
 
     async def drain(self) -> tuple[int, int]:
         """Health answers NOT_SERVING from now on (load balancers move new
@@ -464,7 +362,6 @@ class HubServer:
         return [self.metrics.health.row(b.code, states.get(b.code, "closed")) for b in self.config.banks]
 
     async def _sweep_forever(self) -> None:
-        interval = self.config.timings.sweep_interval.total_seconds()
         while True:
             try:
                 await self.engine.sweep_expired()
@@ -473,68 +370,7 @@ class HubServer:
                 raise
             except Exception:
                 log.error("sweep_failed", exc_info=True)
-            await asyncio.sleep(interval)
-
-
-def _load_keys(config: HubConfig) -> HubKeys:
-    _check_keys(config)
-    try:
-        return HubKeys.load(config)
-    except HsmError as error:
-        raise StartupError(str(error)) from None
-
-
-def _check_keys(config: HubConfig) -> None:
-    """Every key file is usable (keys held in an HSM are checked by loading)."""
-    hsm = config.hsm
-    checks: tuple[tuple[str, Path, Callable[[Path], object]], ...] = (
-        ("keys.index_key", config.index_key, load_secret),
-    )
-    if not (hsm and hsm.key_encryption_key_label):
-        checks += (("keys.key_encryption_key", config.key_encryption_key, load_secret),)
-    if not (hsm and hsm.consent_signing_key_label):
-        checks += (("keys.consent_signing_key", config.consent_signing_key, load_ed25519_private),)
-    checks += tuple(
-        (f"keys.previous_key_encryption_keys.{key_id}", path, load_secret)
-        for key_id, path in config.previous_key_encryption_keys.items()
-    )
-    checks += tuple(
-        (f"keys.face_provider_keys.{key_id}", path, load_ed25519_public)
-        for key_id, path in config.face_provider_keys.items()
-    )
-    for key, path, load in checks:
-        try:
-            load(path)
-        except (OSError, ValueError):
-            # The loaders' own messages may quote file content; name the key and the file only.
-            raise StartupError(f"{key}: {path} does not hold a usable key") from None
-
-
-def _check_tls(config: HubConfig) -> None:
-    """Both certificate sets are usable (issue 24 item 3): parsed, each key
-    the certificate's, valid now, chained to the configured CA; checked at
-    start before any port is bound, and by a reload before anything is
-    applied. The message names the setting and the file."""
-    for section, tls in (("api_tls", config.api_tls), ("bank_tls", config.bank_tls)):
-        try:
-            check_tls_files(section, tls, chained=section == "api_tls")
-            certificate_configuration(tls)
-            channel_credentials(Path(tls.ca), Path(tls.cert), Path(tls.key))
-        except TlsFilesError as error:
-            raise StartupError(str(error)) from None
-        except (OSError, ValueError):
-            raise StartupError(f"{section}: a certificate, key or CA file cannot be read") from None
-
-
-def reload_problem(error: Exception) -> str:
-    """A refused reload's cause in one line for the log and the admin answer:
-    the hub's own errors name the setting (and the file); others get their
-    class only (their text may quote file content)."""
-    if isinstance(error, ConfigError | StartupError | HsmError):
-        return str(error).split(": ", 1)[-1] if isinstance(error, ConfigError) else str(error)
-    if isinstance(error, KeyError):
-        return f"a configured key is missing ({type(error).__name__})"
-    return f"a key or certificate file is not usable ({type(error).__name__})"
+            await asyncio.sleep(self.config.timings.sweep_interval.total_seconds())  # a reload may change it
 
 
 def _why(error: Exception) -> str:
@@ -542,24 +378,6 @@ def _why(error: Exception) -> str:
     and PostgreSQL's messages name the problem, never stored data)."""
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0][:160]}" if text else type(error).__name__
-
-
-def _bind(address: str, key: str, add_port: Callable[[], int]) -> int:
-    # grpc raises a bare RuntimeError (and logs the errno itself) when a port
-    # cannot be bound; the operator needs the key and the address instead.
-    try:
-        return add_port()
-    except RuntimeError:
-        raise StartupError(f"{key}: cannot listen on {address} (in use, or not an address of this host)") from None
-
-
-def _bind_metrics(metrics: HubMetrics, address: str) -> MetricsEndpoint:
-    try:
-        return MetricsEndpoint(metrics.registry, address)
-    except OSError:
-        raise StartupError(
-            f"metrics_listen: cannot listen on {address} (in use, or not an address of this host)"
-        ) from None
 
 
 async def _run(fn: Callable[[], Awaitable[None]]) -> None:

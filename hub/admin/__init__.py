@@ -12,7 +12,7 @@ PERMISSION_DENIED, reason CALLER_NOT_OPERATOR.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import grpc
 
@@ -20,12 +20,34 @@ from cardlookup.admin.v1 import admin_service_pb2 as pb
 from cardlookup.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from cardlookup.rpc_errors import abort
 from cardlookup.tls import peer_names
-from hub.config import ConfigError
+from hub.config import ConfigError, HubConfig
+from hub.context import HubContext
 from hub.hsm import HsmError
 from hub.logging import get_logger, set_level
+from hub.metrics import BankHealthRow
+from hub.reload import reload_problem
+from hub.store.db import Database
 
-if TYPE_CHECKING:
-    from hub.server import HubServer
+
+class AdminTarget(Protocol):
+    """What the admin service operates on (HubServer): the admin layer
+    depends on this, not on the server, which installs it (no import cycle)."""
+
+    @property
+    def config(self) -> HubConfig: ...
+
+    @property
+    def context(self) -> HubContext | None: ...
+
+    @property
+    def db(self) -> Database: ...
+
+    def bank_health(self) -> list[BankHealthRow]: ...
+
+    async def reload(self, config: HubConfig | None = None) -> list[str]: ...
+
+    async def drain(self) -> tuple[int, int]: ...
+
 
 ADMIN_DOMAIN = "cardlookup.admin.v1"
 SERVICE_NAME = "cardlookup.admin.v1.AdminService"
@@ -45,7 +67,7 @@ def peer_dns_names(context: grpc.aio.ServicerContext) -> set[str]:
 
 
 class AdminServicer(admin_grpc.AdminServiceServicer):
-    def __init__(self, hub: HubServer) -> None:
+    def __init__(self, hub: AdminTarget) -> None:
         self._hub = hub
 
     async def _operator_only(self, context: grpc.aio.ServicerContext) -> None:
@@ -86,7 +108,6 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
             changes = await self._hub.reload()
         except (ConfigError, HsmError, OSError, ValueError, KeyError, RuntimeError) as error:
             # HubServer.reload logged it (reload_refused) and applied nothing.
-            from hub.server import reload_problem  # the admin layer sits above the server
 
             await abort(
                 context,
@@ -112,9 +133,29 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", str(error), ADMIN_DOMAIN)
         return pb.SetLogLevelResponse(logger=request.logger, previous_level=previous, level=request.level.upper())
 
+    async def Rewrap(self, request: pb.RewrapRequest, context: grpc.aio.ServicerContext) -> pb.RewrapResponse:
+        """Issue 24: one batch onto the current key-encryption key (hub.admin.rewrap)."""
+        await self._operator_only(context)
+        if request.batch_size < 0:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "batch_size must be 0 or more", ADMIN_DOMAIN
+            )
+        from hub.admin.rewrap import rewrap_batch  # imports the engine's contexts: only when asked
 
-def install_admin(server: grpc.aio.Server, hub: HubServer) -> None:
+        if self._hub.context is None:
+            raise RuntimeError("the hub is not started")
+        done = await rewrap_batch(self._hub.db, self._hub.context.keys.envelope, request.batch_size)
+        return pb.RewrapResponse(
+            rewrapped=done.rewrapped,
+            remaining=sum(done.remaining.values()),
+            unknown=done.unknown,
+            current_key_id=done.current_key_id,
+            remaining_by_key_id=dict(done.remaining),
+        )
+
+
+def install_admin(server: grpc.aio.Server, hub: AdminTarget) -> None:
     admin_grpc.add_AdminServiceServicer_to_server(AdminServicer(hub), server)
 
 
-__all__ = ["ADMIN_DOMAIN", "SERVICE_NAME", "AdminServicer", "install_admin", "peer_dns_names"]
+__all__ = ["ADMIN_DOMAIN", "SERVICE_NAME", "AdminServicer", "AdminTarget", "install_admin", "peer_dns_names"]

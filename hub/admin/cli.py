@@ -4,10 +4,13 @@
     cardlookup-admin --target ... --ca ca.pem --cert operator.pem --key operator.key reload
     cardlookup-admin --target ... --pki pki/ drain
     cardlookup-admin --target ... --pki pki/ log-level hub.fanout DEBUG
+    cardlookup-admin --target ... --pki pki/ rewrap [--batch-size 500]
 
 It presents the operator's client certificate (with --pki: certs/operator.*
 of a development PKI). `health` prints one row per bank; `--watch SECONDS`
-redraws it until interrupted. Exit status: 0 done, 1 the hub refused or is
+redraws it until interrupted. `rewrap` moves every stored item sealed under a
+previous key-encryption key onto the current one, one batch per call, with a
+progress line per batch; interrupt and re-run it at will. Exit status: 0 done, 1 the hub refused or is
 unreachable (one line on stderr), 2 bad usage.
 """
 
@@ -88,6 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     level = sub.add_parser("log-level", help="change a logger's level")
     level.add_argument("logger", help='"hub" or a logger under it, e.g. hub.fanout')
     level.add_argument("level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    rewrap = sub.add_parser("rewrap", help="move items sealed under previous key-encryption keys onto the current one")
+    rewrap.add_argument("--batch-size", type=int, default=500, help="items per call (default 500, at most 5000)")
     args = parser.parse_args(argv)
     if args.pki is not None:
         paths = PkiPaths(args.pki)
@@ -96,6 +101,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.key = args.key or paths.key("operator")
     if not (args.ca and args.cert and args.key):
         parser.error("give --pki, or all of --ca, --cert and --key")
+    if args.command == "rewrap" and not 0 < args.batch_size <= 5000:
+        parser.error("--batch-size must be 1 to 5000")
     if args.command == "health" and args.watch is not None and args.watch <= 0:
         parser.error("--watch must be a positive number of seconds")
     return args
@@ -127,9 +134,40 @@ def run(args: argparse.Namespace, console: Console) -> None:
                 f"draining: {drained.api_calls_in_progress} API calls and "
                 f"{drained.bank_calls_in_flight} bank calls in progress continue"
             )
+        elif args.command == "rewrap":
+            rewrap(stub, args, console)
         else:
             done = stub.SetLogLevel(pb.SetLogLevelRequest(logger=args.logger, level=args.level), timeout=args.timeout)
             console.print(f"{done.logger}: {done.previous_level} -> {done.level}")
+
+
+def rewrap(stub: admin_grpc.AdminServiceStub, args: argparse.Namespace, console: Console) -> None:
+    """Rewrap batches until nothing movable is left; one line per batch, then
+    what is left by key id ("(no id)": sealed before key ids existed)."""
+    total = 0
+    while True:
+        done = stub.Rewrap(pb.RewrapRequest(batch_size=args.batch_size), timeout=args.timeout)
+        total += done.rewrapped
+        console.print(
+            f"rewrapped {done.rewrapped} (total {total}) onto {done.current_key_id}; {done.remaining} left",
+            markup=False,
+            soft_wrap=True,
+        )
+        if done.rewrapped == 0 or done.remaining == 0:
+            break
+    for key_id, count in sorted(done.remaining_by_key_id.items()):
+        console.print(f"left under {key_id or '(no id)'}: {count}", markup=False, soft_wrap=True)
+    if done.unknown:
+        console.print(
+            f"{done.unknown} items are under key ids the hub's configuration does not list"
+            " (KEK_UNKNOWN in the hub's log): list those keys again, then re-run",
+            markup=False,
+            soft_wrap=True,
+        )
+    if done.remaining == 0:
+        console.print(
+            "nothing left: the previous key-encryption keys can be removed from the configuration", soft_wrap=True
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,7 +38,7 @@ from hub.store.users import UserStore
 
 if TYPE_CHECKING:
     from hub.config import HubConfig
-    from hub.server import HubContext
+    from hub.context import HubContext
 
 
 async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:

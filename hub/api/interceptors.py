@@ -55,6 +55,7 @@ from hub import calls
 from hub.api.errors import extra_details, status_of
 from hub.api.limits import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES
 from hub.config import HubConfig
+from hub.crypto import KekUnknown
 from hub.identity.errors import RuleViolation
 from hub.logging import get_logger
 
@@ -276,6 +277,18 @@ async def _refuse(
         extra = extra_details(exc.reason, exc.message, exc.metadata, exc.retry_delay)
         retry = retry_delay_s if exc.reason == "HUB_UNAVAILABLE" else None
         await abort(context, status_of(exc.reason), exc.reason, exc.message, HUB_DOMAIN, exc.metadata, extra, retry)
+    unknown = _kek_unknown(exc)
+    if unknown is not None:
+        # Issue 24: data sealed under a KEK the configuration no longer lists.
+        # Retrying cannot help until an operator lists the key again.
+        log.error("kek_unknown", method=method, problem=str(unknown).split(": ", 1)[0], key_id=unknown.key_id)
+        await abort(
+            context,
+            status_of("KEY_NOT_CONFIGURED"),
+            "KEY_NOT_CONFIGURED",
+            "the hub cannot open this data: a key it was sealed under is not configured; an operator must act",
+            HUB_DOMAIN,
+        )
     if quiet:  # the store refuses writes: logged once by the engine, not per call
         log.warning("write_refused", method=method, error_type=type(exc).__name__)
     else:
@@ -288,6 +301,15 @@ async def _refuse(
         HUB_DOMAIN,
         retry_delay_s=retry_delay_s,
     )
+
+
+def _kek_unknown(exc: BaseException | None) -> KekUnknown | None:
+    """The KekUnknown behind `exc` (itself, or what it was raised from)."""
+    for _ in range(8):
+        if exc is None or isinstance(exc, KekUnknown):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 async def _check_size(context: grpc.aio.ServicerContext, response: Any) -> None:

@@ -16,7 +16,7 @@ from cardlookup.hub.v1 import resources_pb2 as pb
 from hub.api import convert, names
 from hub.config import HubConfig
 from hub.identity import validation
-from hub.identity.card_cases import CardCaseDesk
+from hub.identity.card_cases import CardCaseDesk, DeviceCard
 from hub.identity.closure import AccountClosure
 from hub.identity.journey import CreateRequest, Journey
 from hub.identity.new_cards import NewCardTracker
@@ -180,8 +180,14 @@ class CardLookupServicer(svc_grpc.CardLookupServiceServicer):
     async def FlagCard(self, request: svc.FlagCardRequest, context: grpc.aio.ServicerContext) -> svc.FlagCardResponse:
         user_id, query_id = names.parse_query(request.name)
         kind = pb.CardCaseKind.Name(request.kind) if request.kind in pb.CardCaseKind.values() else ""
+        device = request.device_card if request.HasField("device_card") else None
         flagged = await self._cases.flag(
-            user_id, query_id, request.payment_password, request.card_id, kind.removeprefix("CARD_CASE_KIND_")
+            user_id,
+            query_id,
+            request.payment_password,
+            request.card_id,
+            kind.removeprefix("CARD_CASE_KIND_"),
+            DeviceCard(device.bank_code, device.card_ref, device.first_four, device.last_four) if device else None,
         )
         out = convert.card_case(self._config, flagged.case, pb.CardCase())
         out.masked_card = flagged.masked_card

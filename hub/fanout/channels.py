@@ -148,6 +148,7 @@ class BankChannels:
             # An old session's stream ends with its channel's grace close.
             entry = (channel, session)
             self._sessions[endpoint.code] = entry
+        entry[1].resize(endpoint.max_concurrent)  # a reload may have changed it
         return entry[1]
 
     async def attempt(

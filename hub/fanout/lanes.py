@@ -94,6 +94,10 @@ class Fanout:
         for code, lane in list(self._lanes.items()):
             endpoint = config.bank(code)
             if endpoint is not None and endpoint != lane.endpoint:
+                if endpoint.max_concurrent != lane.endpoint.max_concurrent:
+                    # Issue 19 item 4: calls started from now on wait on the
+                    # new limit; those in flight release the old one.
+                    lane.limit = asyncio.Semaphore(endpoint.max_concurrent)
                 lane.endpoint = endpoint
                 changes.append(f"banks: {code} re-addressed")
         if self._channels.reload(config.bank_tls):

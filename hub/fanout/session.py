@@ -127,6 +127,7 @@ class BankSession:
         self._stub = stub
         self._bank_code = bank_code
         self._limit = asyncio.Semaphore(max_concurrent)
+        self.max_concurrent = max_concurrent
         self._fallback = fallback
         self._reprobe = reprobe
         self._cooloff = cooloff
@@ -140,6 +141,13 @@ class BankSession:
         """Streams opened so far (tests check one stream carries many exchanges)."""
         self.breaks: dict[str, int] = {}
         """Streams broken by a bank's protocol violation, by reason."""
+
+    def resize(self, max_concurrent: int) -> None:
+        """A reloaded `max_concurrent` (issue 19 item 4): exchanges started
+        from now on wait on the new limit; those in progress finish on the
+        old one."""
+        if max_concurrent != self.max_concurrent:
+            self._limit, self.max_concurrent = asyncio.Semaphore(max_concurrent), max_concurrent
 
     @property
     def streaming(self) -> bool:

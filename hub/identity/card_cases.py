@@ -12,12 +12,18 @@ announcement's advice: visit the bank with the masked number.
 
 The history keeps no card digits and no card_ref; the masked number is
 returned to the user in the FlagCard answer only.
+
+A report sealed to the user's device (issue 17) cannot be opened here: the
+device sends the card as it opened it (`DeviceCard`). The password, READY
+and expiry checks are the same; the hub checks the bank is one the query
+asked, and the bank checks the card_ref is a card of the person the consent
+names (a forged reference reaches, at most, the user's own cards).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
@@ -42,9 +48,22 @@ _BANK_STATUS = {
     bank_pb.CARD_CASE_STATUS_CARD_SUSPENDED: "CARD_SUSPENDED",
 }
 _CARD_ID = re.compile(r"[1-9][0-9]{0,3}")
+_CARD_REF = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_FOUR_DIGITS = re.compile(r"[0-9]{4}")
 
 
-def masked(card: ReportCard) -> str:
+@dataclass(frozen=True)
+class DeviceCard:
+    """A card of a device-sealed report as the device opened it
+    (FlagCardRequest.device_card). Never logged: repr hides the reference."""
+
+    bank_code: str
+    card_ref: str = field(repr=False)
+    first_four: str
+    last_four: str
+
+
+def masked(card: ReportCard | DeviceCard) -> str:
     """R8: first 4 and last 4 digits only."""
     return f"{card.first_four} **** {card.last_four}"
 
@@ -99,7 +118,15 @@ class CardCaseDesk:
         timings of the cases opened from now on."""
         self._config = config
 
-    async def flag(self, user_id: str, query_id: str, password: str, card_id: str, kind: str) -> FlaggedCard:
+    async def flag(
+        self,
+        user_id: str,
+        query_id: str,
+        password: str,
+        card_id: str,
+        kind: str,
+        device_card: DeviceCard | None = None,
+    ) -> FlaggedCard:
         if kind not in KINDS:
             raise invalid("kind", "kind must be NOT_RECOGNISED or CLOSE_REQUESTED")
         if not _CARD_ID.fullmatch(card_id):
@@ -107,10 +134,15 @@ class CardCaseDesk:
         # Ownership, READY, expiry (R11), password and lockout (R10), the
         # access event, and the report opened with the user's key.
         report = await self._journey.get_report(user_id, query_id, password)
-        index = int(card_id) - 1
-        if index >= len(report.cards):
-            raise RuleViolation("CARD_NOT_FOUND", "the report has no such card", {"card_id": card_id})
-        card = report.cards[index]
+        view = await self._journey.get_query(user_id, query_id)
+        card: ReportCard | DeviceCard
+        if report.sealed:
+            card = _checked_device_card(device_card, view.record.bank_codes)
+        else:
+            index = int(card_id) - 1
+            if index >= len(report.cards):
+                raise RuleViolation("CARD_NOT_FOUND", "the report has no such card", {"card_id": card_id})
+            card = report.cards[index]
         existing = await self._store.get(query_id, card_id)
         endpoint = self._config.bank(card.bank_code)
         bank_name = endpoint.display_name if endpoint else card.bank_code
@@ -119,7 +151,6 @@ class CardCaseDesk:
         now = self._clock.now()
         result: Opened | NotOffered | Failed = NotOffered()
         if endpoint is not None and card.card_ref:
-            view = await self._journey.get_query(user_id, query_id)
             subject = self._users.identity(await self._users.row(user_id)).subject
             request = self._signer.open_card_case_request(
                 query_id=query_id,
@@ -133,6 +164,11 @@ class CardCaseDesk:
                 consent_text_version=view.record.consent_text_version,
             )
             result = await self._caller.open_case(endpoint, request)
+        if isinstance(result, Failed) and result.reason == "CARD_NOT_FOUND":
+            # The bank holds no such card for this person (a device-sealed
+            # report's card_ref the device got wrong): not worth a retry.
+            log.info("card_case_card_unknown", query_id=query_id, bank=card.bank_code)
+            raise RuleViolation("CARD_NOT_FOUND", "the bank has no such card of yours", {"card_id": card_id})
         if isinstance(result, Failed):
             log.info("card_case_failed", query_id=query_id, bank=card.bank_code, reason=result.reason)
             raise RuleViolation(
@@ -153,7 +189,22 @@ class CardCaseDesk:
         return _flagged(case, card, bank_name)
 
 
-def _flagged(case: CardCase, card: ReportCard, bank_name: str) -> FlaggedCard:
+def _checked_device_card(card: DeviceCard | None, bank_codes: tuple[str, ...]) -> DeviceCard:
+    """The device's copy of the card: present, of a bank the query asked,
+    well-formed (its truth is the bank's to check)."""
+    if card is None:
+        raise invalid("device_card", "the report is sealed to the device: send the card as the device opened it")
+    if card.bank_code not in bank_codes:
+        raise invalid("device_card.bank_code", "device_card.bank_code must be a bank this query asked")
+    if not _CARD_REF.fullmatch(card.card_ref):
+        raise invalid("device_card.card_ref", "device_card.card_ref must be 1 to 64 characters from [A-Za-z0-9_-]")
+    for name in ("first_four", "last_four"):
+        if not _FOUR_DIGITS.fullmatch(getattr(card, name)):
+            raise invalid(f"device_card.{name}", f"device_card.{name} must be 4 digits")
+    return card
+
+
+def _flagged(case: CardCase, card: ReportCard | DeviceCard, bank_name: str) -> FlaggedCard:
     if case.status == "VISIT_BANK":
         zh, en = visit_bank_advice(bank_name, masked(card))
         return FlaggedCard(case, masked(card), zh, en)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import hub.api
 from bank_sim.fleet import BankFleet
 from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
@@ -17,6 +19,7 @@ from cardlookup.population import Person, Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.errors import CardLookupError
+from hub.config import HubConfig
 from hub.identity.closure import AccountClosure
 from hub.notify import latest_verification_code
 from hub.server import HubServer
@@ -91,3 +94,12 @@ def closure_of(hub: HubHarness) -> AccountClosure:
         if isinstance(owner, AccountClosure):
             return owner
     raise AssertionError("no AccountClosure installed")
+
+
+async def started_from_file(config: HubConfig, path: Path, clock: ManualClock) -> HubServer:
+    """A hub with the API, started from `config` written to `path` as an
+    operator's hub.toml, so that a reload (SIGHUP, admin Reload) re-reads it."""
+    await asyncio.to_thread(path.write_text, config.to_toml(), encoding="utf-8")
+    server = HubServer(HubConfig.from_file(path), clock=clock, installers=[hub.api.install], config_path=path)
+    await server.start()
+    return server

@@ -18,9 +18,11 @@ import pytest
 from bank_sim.fleet import BankFleet, FleetConfig
 from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
+from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
+from client import device_key, requests
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from hub.config import HubConfig
@@ -162,3 +164,63 @@ async def test_flagging_needs_the_password_and_a_card_of_the_report(harness: Hub
     other = next(p for p in hub.population.eligible_people(hub.clock.now().date()) if p.user_id != person.user_id)
     await hub.enrol(other)
     await refused("QUERY_NOT_FOUND", hub.client.flag_card(other.user_id, qid, other.payment_password, "1"))
+
+
+async def test_a_report_sealed_to_the_device_flags_cards_with_the_card_the_device_opened(harness: HubHarness) -> None:
+    """Issue 17 + 12: the hub cannot open a device-sealed report, so the
+    device sends the card's bank reference (FlagCardRequest.device_card);
+    the hub checks the shape and the bank, the bank checks the card is the
+    owner's."""
+    hub = harness
+    person, sim_code, _ = _pick(hub.population, hub.clock.now().date())
+    key = device_key.generate()
+    await hub.client.enroll_user(**person.enrolment(), report_public_key=device_key.public_bytes(key))
+    qid = (await hub.ready_query(person, [sim_code, NODE_CODE])).query_id
+    password = person.payment_password
+    report = await hub.client.get_report(person.user_id, qid, password, device_key=key)
+    sim_card, node_card = _card_of(report, sim_code), _card_of(report, NODE_CODE)
+
+    case = await hub.client.flag_card(person.user_id, qid, password, sim_card.card_id, device_key=key)
+    assert case.status == pb.CARD_CASE_STATUS_CARD_SUSPENDED
+    assert case.case_reference.startswith(f"C{sim_code}-")
+    assert case.masked_card == f"{sim_card.first_four} **** {sim_card.last_four}"
+    assert hub.fleet.case_count(sim_code) == 1
+    node_case = await hub.client.flag_card(
+        person.user_id, qid, password, node_card.card_id, pb.CARD_CASE_KIND_CLOSE_REQUESTED, device_key=key
+    )
+    assert node_case.status == pb.CARD_CASE_STATUS_RECEIVED
+    history = await hub.client.get_query(person.user_id, qid)
+    assert {c.card_id for c in history.card_cases} == {sim_card.card_id, node_card.card_id}
+
+    # Without the device's copy of the card the hub cannot name it to the bank.
+    error = await refused("INVALID_FIELD", hub.client.flag_card(person.user_id, qid, password, "3"))
+    assert error.metadata["field"] == "device_card"
+    response = await hub.client._unary("GetReport", requests.get_report(person.user_id, qid, password))
+    opened = device_key.sealed_card(response, key, qid, sim_card.card_id)
+    assert opened is not None and opened.bank_code == sim_code
+
+    async def flag_with(card: svc.DeviceSealedCard) -> object:
+        request = requests.flag_card(person.user_id, qid, password, "9", pb.CARD_CASE_KIND_NOT_RECOGNISED, card)
+        return await hub.client._unary("FlagCard", request)
+
+    other_bank = next(c for c in DEFAULT_BANK_CODES if c not in (sim_code, NODE_CODE))
+    for field, changed in (
+        ("device_card.bank_code", {"bank_code": other_bank}),
+        ("device_card.card_ref", {"card_ref": "no such ref!"}),
+        ("device_card.first_four", {"first_four": "12a4"}),
+        ("device_card.last_four", {"last_four": ""}),
+    ):
+        forged = svc.DeviceSealedCard()
+        forged.CopyFrom(opened)
+        for name, value in changed.items():
+            setattr(forged, name, value)
+        error = await refused("INVALID_FIELD", flag_with(forged))
+        assert error.metadata["field"] == field
+    # A well-formed reference the owner does not hold: the bank says so, nothing recorded.
+    forged = svc.DeviceSealedCard()
+    forged.CopyFrom(opened)
+    forged.card_ref = "NOT-A-CARD-OF-THIS-PERSON"
+    error = await refused("CARD_NOT_FOUND", flag_with(forged))
+    assert error.metadata["card_id"] == "9"
+    assert len((await hub.client.get_query(person.user_id, qid)).card_cases) == 2
+    assert hub.fleet.case_count(sim_code) == 1

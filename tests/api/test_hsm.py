@@ -7,10 +7,7 @@ KEK open again."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,50 +23,16 @@ from hub.crypto import Envelope
 from hub.hsm import HsmError, HsmSession
 from tests.api.conftest import FAST, served_harness
 from tests.api.helpers import HubHarness
+from tests.api.hsm_token import CONSENT_LABEL, KEK_LABEL, MODULE, PEPPER_LABEL, TOKEN, softhsm_token
 
-MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
-TOKEN, PIN, SO_PIN = "cardlookup-test", "1234", "12345678"
-CONSENT_LABEL, KEK_LABEL, HSM_CONSENT_KEY_ID = "consent-signing", "kek", "hub-consent-hsm-1"
-PEPPER_LABEL = "password-pepper"
+HSM_CONSENT_KEY_ID = "hub-consent-hsm-1"
 
 
 @pytest.fixture(scope="module")
-def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HsmSettings]:
-    """A throwaway SoftHSM2 token with both keys generated on it. SoftHSM
-    reads SOFTHSM2_CONF when the library is first initialised, so one token
-    directory serves the whole module."""
-    if not MODULE.exists() or shutil.which("softhsm2-util") is None:
-        pytest.fail("SoftHSM2 is missing: scripts/test.sh installs the Debian package softhsm2")
-    root = tmp_path_factory.mktemp("softhsm")
-    (root / "tokens").mkdir()
-    conf = root / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
-    previous = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", TOKEN, "--pin", PIN, "--so-pin", SO_PIN],
-        check=True,
-        capture_output=True,
-        env={**os.environ},
-    )
-    settings = HsmSettings(
-        MODULE,
-        TOKEN,
-        PIN,
-        consent_signing_key_label=CONSENT_LABEL,
-        key_encryption_key_label=KEK_LABEL,
-        password_pepper_key_label=PEPPER_LABEL,
-    )
-    session = HsmSession.open(settings, rw=True)
-    session.generate_consent_key(CONSENT_LABEL)
-    session.generate_kek(KEK_LABEL)
-    session.generate_password_pepper(PEPPER_LABEL)
-    session.close()
-    yield settings
-    if previous is None:
-        os.environ.pop("SOFTHSM2_CONF", None)
-    else:
-        os.environ["SOFTHSM2_CONF"] = previous
+def token() -> HsmSettings:
+    """The process's throwaway SoftHSM2 token with the three keys generated
+    on it (tests/api/hsm_token.py)."""
+    return softhsm_token()
 
 
 def test_keys_on_the_token_cannot_leave_it(token: HsmSettings) -> None:

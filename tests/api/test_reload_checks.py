@@ -31,7 +31,7 @@ from client.devface import DevFaceProvider
 from hub.config import HubConfig, TlsFiles
 from hub.server import HubServer, StartupError
 from tests.api.conftest import FAST, client_options
-from tests.api.helpers import HubHarness, refused
+from tests.api.helpers import HubHarness, refused, started_from_file
 from tests.api.test_admin import admin_channel
 
 
@@ -42,10 +42,7 @@ async def filed_hub(
     config = HubConfig.dev(
         pki, fleet.addresses, tmp_path, listen="127.0.0.1:0", admin_listen="127.0.0.1:0", timings=FAST
     )
-    path = tmp_path / "hub.toml"
-    path.write_text(config.to_toml(), encoding="utf-8")
-    server = HubServer(HubConfig.from_file(path), clock=clock, installers=[hub.api.install], config_path=path)
-    await server.start()
+    server = await started_from_file(config, tmp_path / "hub.toml", clock)
     try:
         async with AsyncCardLookupClient(client_options(pki, server.port)) as client:
             yield HubHarness(

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
@@ -59,13 +60,16 @@ class BankCaller:
         consent_id_number: str | None = None,
         lifetime: dt.timedelta = dt.timedelta(hours=24),
         issue_time: dt.datetime | None = None,
+        signed_by: tuple[str, Ed25519PrivateKey] | None = None,
     ) -> bank_pb.ListCardsRequest:
-        """A request with a valid consent, or one bent by the overrides."""
+        """A request with a valid consent, or one bent by the overrides
+        (`signed_by`: key id and key instead of the dev consent key)."""
         query_id = query_id or str(uuid.uuid4())
         issued = issue_time or now
+        key_id, key = signed_by or (CONSENT_KEY_ID, self._signing_key)
         consent = sign_consent(
-            self._signing_key,
-            CONSENT_KEY_ID,
+            key,
+            key_id,
             query_id=consent_query or query_id,
             bank_code=consent_bank or code,
             id_number=consent_id_number or id_number,

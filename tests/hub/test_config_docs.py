@@ -16,7 +16,7 @@ from bank_sim import config_file as banks_file
 from bank_sim.faults import Faults
 from cardlookup.pki import PkiPaths
 from hub import config as hub_config
-from hub.config import ConfigError, HubConfig, Timings
+from hub.config import ConfigError, HsmSettings, HubConfig, Timings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
@@ -136,6 +136,42 @@ def test_hsm_settings_take_the_pin_from_the_environment(tmp_path: Path, pki: Pki
     assert loaded.hsm is not None and loaded.hsm.pin == "4321" and loaded.hsm.consent_signing_key_label == "consent"
     assert loaded.hsm.key_encryption_key_label == ""  # the KEK stays a file
     assert loaded.key_encryption_key == config.key_encryption_key
+
+
+def test_previous_keks_on_the_token_round_trip_and_never_share_an_id(tmp_path: Path, pki: PkiPaths) -> None:
+    """Issue 24: retired KEKs by token label beside the file-held ones; an id
+    is listed once, and never as both current and previous."""
+    module = tmp_path / "libpkcs11.so"
+    module.write_bytes(b"")
+    hsm = HsmSettings(
+        module.resolve(),
+        "hub",
+        "1234",
+        key_encryption_key_label="kek-3",
+        previous_key_encryption_key_labels={"kek-2": "kek-2-label"},
+    )
+    config = HubConfig.dev(
+        pki,
+        {"102": "127.0.0.1:7100"},
+        tmp_path,
+        hsm=hsm,
+        key_encryption_key_id="kek-3",
+        previous_key_encryption_keys={"kek-1": pki.key_encryption_key},
+    )
+    path = tmp_path / "hub.toml"
+    path.write_text(config.to_toml(), encoding="utf-8")
+    loaded = HubConfig.from_file(path, env={})
+    assert loaded.hsm is not None and loaded.hsm.previous_key_encryption_key_labels == {"kek-2": "kek-2-label"}
+    assert loaded.previous_key_encryption_keys == {"kek-1": pki.key_encryption_key}
+    for text, problem in (
+        (config.to_toml().replace('"kek-2" = "kek-2-label"', '"kek-1" = "x"'), "'kek-1' is also in keys."),
+        (config.to_toml().replace('"kek-2" = "kek-2-label"', '"kek-3" = "x"'), "'kek-3' is the current key's id"),
+        (config.to_toml().replace('"kek-2" = "kek-2-label"', '"kek-2" = ""'), "must not be empty"),
+    ):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError) as bad:
+            HubConfig.from_file(path, env={})
+        assert problem in str(bad.value) and "hsm.previous_key_encryption_key_labels" in str(bad.value)
 
 
 def test_previous_keks_must_not_reuse_the_current_id(tmp_path: Path, pki: PkiPaths) -> None:

@@ -22,7 +22,7 @@ def test_the_metrics_table_lists_exactly_the_hubs_metrics() -> None:
 
 def test_the_documented_admin_commands_exist() -> None:
     documented = set(re.findall(r"cardlookup-admin --target \S+ --pki pki/ ([a-z-]+)", DOC))
-    assert documented == {"health", "reload", "drain", "log-level"}
+    assert documented == {"health", "reload", "drain", "log-level", "rewrap"}
     for command in documented:
         args = cli.parse_args(
             ["--target", "x:1", "--pki", "pki", command, *(["hub", "INFO"] if command == "log-level" else [])]

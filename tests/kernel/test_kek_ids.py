@@ -10,7 +10,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hub.crypto import Envelope, Sealed
+from hub.crypto import Envelope, KekUnknown, Sealed
 
 
 def legacy_seal(kek: bytes, plaintext: bytes, context: bytes) -> Sealed:
@@ -33,7 +33,7 @@ def test_sealed_data_names_its_kek_and_rotation_keeps_old_data_readable() -> Non
     assert env.open(new, b"report:q2") == b"new report"
     # Once the old key is retired for good, what it sealed no longer opens.
     env.rotate(k2, "kek-2", {})
-    with pytest.raises(KeyError, match="kek-1"):
+    with pytest.raises(KekUnknown, match="KEK_UNKNOWN:kek-1"):
         env.open(old, b"report:q1")
     assert env.open(new, b"report:q2") == b"new report"
 
@@ -73,3 +73,25 @@ def test_opening_bytes_too_short_to_be_sealed_is_invalid_tag() -> None:
     for wrapped, ciphertext in ((b"\x01\x02k1" + bytes(3), b""), (bytes(5), bytes(3))):
         with pytest.raises(InvalidTag):
             envelope.open(Sealed(wrapped, ciphertext), b"ctx")
+
+
+def test_rewrap_moves_a_wrapped_key_onto_the_current_kek_and_leaves_the_item_as_it_was() -> None:
+    """Issue 24: `cardlookup-admin rewrap` re-wraps the data key only; the
+    item opens under the new KEK alone once the old one is retired."""
+    k1, k2 = os.urandom(32), os.urandom(32)
+    env = Envelope(k1, "kek-1")
+    old = env.seal(b"identity", b"user:u1")
+    legacy = legacy_seal(k1, b"subject", b"subject:q1")
+    env.rotate(k2, "kek-2", {"kek-1": k1})
+    assert env.previous_key_ids == ["kek-1"] and env.key_prefix == bytes([1, 5]) + b"kek-2"
+    moved = Sealed(env.rewrap(old.wrapped_key, b"user:u1"), old.ciphertext)
+    moved_legacy = Sealed(env.rewrap(legacy.wrapped_key, b"subject:q1"), legacy.ciphertext)
+    assert moved.wrapped_key.startswith(env.key_prefix) and moved_legacy.wrapped_key.startswith(env.key_prefix)
+    with pytest.raises(InvalidTag):
+        env.rewrap(old.wrapped_key, b"user:u2")  # the context still binds the key to its row
+    env.rotate(k2, "kek-2", {})
+    assert env.open(moved, b"user:u1") == b"identity"
+    assert env.open(moved_legacy, b"subject:q1") == b"subject"
+    with pytest.raises(KekUnknown) as unknown:
+        env.rewrap(old.wrapped_key, b"user:u1")
+    assert unknown.value.key_id == "kek-1" and str(unknown.value).startswith("KEK_UNKNOWN:kek-1")

@@ -24,15 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'cardlookup/admin/v1/admin_service.proto\x12\x13\x63\x61rdlookup.admin.v1\"\x16\n\x14GetBankHealthRequest\"\x83\x02\n\nBankHealth\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0crecent_calls\x18\x03 \x01(\x05\x12\x14\n\x0csuccess_rate\x18\x04 \x01(\x01\x12\x1b\n\x13latency_p50_seconds\x18\x05 \x01(\x01\x12\x1b\n\x13latency_p99_seconds\x18\x06 \x01(\x01\x12\x38\n\rbreaker_state\x18\x07 \x01(\x0e\x32!.cardlookup.admin.v1.BreakerState\x12\x11\n\tin_flight\x18\x08 \x01(\x05\x12\x19\n\x11last_error_reason\x18\t \x01(\t\"G\n\x15GetBankHealthResponse\x12.\n\x05\x62\x61nks\x18\x01 \x03(\x0b\x32\x1f.cardlookup.admin.v1.BankHealth\"\x0f\n\rReloadRequest\"!\n\x0eReloadResponse\x12\x0f\n\x07\x63hanges\x18\x01 \x03(\t\"\x0e\n\x0c\x44rainRequest\"L\n\rDrainResponse\x12\x1d\n\x15\x61pi_calls_in_progress\x18\x01 \x01(\x05\x12\x1c\n\x14\x62\x61nk_calls_in_flight\x18\x02 \x01(\x05\"3\n\x12SetLogLevelRequest\x12\x0e\n\x06logger\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\"L\n\x13SetLogLevelResponse\x12\x0e\n\x06logger\x18\x01 \x01(\t\x12\x16\n\x0eprevious_level\x18\x02 \x01(\t\x12\r\n\x05level\x18\x03 \x01(\t*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03\x32\xfb\x02\n\x0c\x41\x64minService\x12\x66\n\rGetBankHealth\x12).cardlookup.admin.v1.GetBankHealthRequest\x1a*.cardlookup.admin.v1.GetBankHealthResponse\x12Q\n\x06Reload\x12\".cardlookup.admin.v1.ReloadRequest\x1a#.cardlookup.admin.v1.ReloadResponse\x12N\n\x05\x44rain\x12!.cardlookup.admin.v1.DrainRequest\x1a\".cardlookup.admin.v1.DrainResponse\x12`\n\x0bSetLogLevel\x12\'.cardlookup.admin.v1.SetLogLevelRequest\x1a(.cardlookup.admin.v1.SetLogLevelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'cardlookup/admin/v1/admin_service.proto\x12\x13\x63\x61rdlookup.admin.v1\"\x16\n\x14GetBankHealthRequest\"\x83\x02\n\nBankHealth\x12\x11\n\tbank_code\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0crecent_calls\x18\x03 \x01(\x05\x12\x14\n\x0csuccess_rate\x18\x04 \x01(\x01\x12\x1b\n\x13latency_p50_seconds\x18\x05 \x01(\x01\x12\x1b\n\x13latency_p99_seconds\x18\x06 \x01(\x01\x12\x38\n\rbreaker_state\x18\x07 \x01(\x0e\x32!.cardlookup.admin.v1.BreakerState\x12\x11\n\tin_flight\x18\x08 \x01(\x05\x12\x19\n\x11last_error_reason\x18\t \x01(\t\"G\n\x15GetBankHealthResponse\x12.\n\x05\x62\x61nks\x18\x01 \x03(\x0b\x32\x1f.cardlookup.admin.v1.BankHealth\"\x0f\n\rReloadRequest\"!\n\x0eReloadResponse\x12\x0f\n\x07\x63hanges\x18\x01 \x03(\t\"\x0e\n\x0c\x44rainRequest\"L\n\rDrainResponse\x12\x1d\n\x15\x61pi_calls_in_progress\x18\x01 \x01(\x05\x12\x1c\n\x14\x62\x61nk_calls_in_flight\x18\x02 \x01(\x05\"3\n\x12SetLogLevelRequest\x12\x0e\n\x06logger\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\"L\n\x13SetLogLevelResponse\x12\x0e\n\x06logger\x18\x01 \x01(\t\x12\x16\n\x0eprevious_level\x18\x02 \x01(\t\x12\r\n\x05level\x18\x03 \x01(\t\"#\n\rRewrapRequest\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\"\xf0\x01\n\x0eRewrapResponse\x12\x11\n\trewrapped\x18\x01 \x01(\x03\x12\x11\n\tremaining\x18\x02 \x01(\x03\x12\x0f\n\x07unknown\x18\x03 \x01(\x03\x12\x16\n\x0e\x63urrent_key_id\x18\x04 \x01(\t\x12V\n\x13remaining_by_key_id\x18\x05 \x03(\x0b\x32\x39.cardlookup.admin.v1.RewrapResponse.RemainingByKeyIdEntry\x1a\x37\n\x15RemainingByKeyIdEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03\x32\xce\x03\n\x0c\x41\x64minService\x12\x66\n\rGetBankHealth\x12).cardlookup.admin.v1.GetBankHealthRequest\x1a*.cardlookup.admin.v1.GetBankHealthResponse\x12Q\n\x06Reload\x12\".cardlookup.admin.v1.ReloadRequest\x1a#.cardlookup.admin.v1.ReloadResponse\x12N\n\x05\x44rain\x12!.cardlookup.admin.v1.DrainRequest\x1a\".cardlookup.admin.v1.DrainResponse\x12`\n\x0bSetLogLevel\x12\'.cardlookup.admin.v1.SetLogLevelRequest\x1a(.cardlookup.admin.v1.SetLogLevelResponse\x12Q\n\x06Rewrap\x12\".cardlookup.admin.v1.RewrapRequest\x1a#.cardlookup.admin.v1.RewrapResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cardlookup.admin.v1.admin_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BREAKERSTATE']._serialized_start=700
-  _globals['_BREAKERSTATE']._serialized_end=824
+  _globals['_REWRAPRESPONSE_REMAININGBYKEYIDENTRY']._loaded_options = None
+  _globals['_REWRAPRESPONSE_REMAININGBYKEYIDENTRY']._serialized_options = b'8\001'
+  _globals['_BREAKERSTATE']._serialized_start=980
+  _globals['_BREAKERSTATE']._serialized_end=1104
   _globals['_GETBANKHEALTHREQUEST']._serialized_start=64
   _globals['_GETBANKHEALTHREQUEST']._serialized_end=86
   _globals['_BANKHEALTH']._serialized_start=89
@@ -51,6 +53,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETLOGLEVELREQUEST']._serialized_end=620
   _globals['_SETLOGLEVELRESPONSE']._serialized_start=622
   _globals['_SETLOGLEVELRESPONSE']._serialized_end=698
-  _globals['_ADMINSERVICE']._serialized_start=827
-  _globals['_ADMINSERVICE']._serialized_end=1206
+  _globals['_REWRAPREQUEST']._serialized_start=700
+  _globals['_REWRAPREQUEST']._serialized_end=735
+  _globals['_REWRAPRESPONSE']._serialized_start=738
+  _globals['_REWRAPRESPONSE']._serialized_end=978
+  _globals['_REWRAPRESPONSE_REMAININGBYKEYIDENTRY']._serialized_start=923
+  _globals['_REWRAPRESPONSE_REMAININGBYKEYIDENTRY']._serialized_end=978
+  _globals['_ADMINSERVICE']._serialized_start=1107
+  _globals['_ADMINSERVICE']._serialized_end=1569
 # @@protoc_insertion_point(module_scope)

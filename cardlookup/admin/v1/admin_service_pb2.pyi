@@ -89,3 +89,30 @@ class SetLogLevelResponse(_message.Message):
     previous_level: str
     level: str
     def __init__(self, logger: _Optional[str] = ..., previous_level: _Optional[str] = ..., level: _Optional[str] = ...) -> None: ...
+
+class RewrapRequest(_message.Message):
+    __slots__ = ("batch_size",)
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    batch_size: int
+    def __init__(self, batch_size: _Optional[int] = ...) -> None: ...
+
+class RewrapResponse(_message.Message):
+    __slots__ = ("rewrapped", "remaining", "unknown", "current_key_id", "remaining_by_key_id")
+    class RemainingByKeyIdEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    REWRAPPED_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_BY_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    rewrapped: int
+    remaining: int
+    unknown: int
+    current_key_id: str
+    remaining_by_key_id: _containers.ScalarMap[str, int]
+    def __init__(self, rewrapped: _Optional[int] = ..., remaining: _Optional[int] = ..., unknown: _Optional[int] = ..., current_key_id: _Optional[str] = ..., remaining_by_key_id: _Optional[_Mapping[str, int]] = ...) -> None: ...

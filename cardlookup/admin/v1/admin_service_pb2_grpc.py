@@ -55,6 +55,11 @@ class AdminServiceStub:
                 request_serializer=cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.SetLogLevelRequest.SerializeToString,
                 response_deserializer=cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.SetLogLevelResponse.FromString,
                 _registered_method=True)
+        self.Rewrap = channel.unary_unary(
+                '/cardlookup.admin.v1.AdminService/Rewrap',
+                request_serializer=cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.RewrapRequest.SerializeToString,
+                response_deserializer=cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.RewrapResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -95,6 +100,21 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rewrap(self, request, context):
+        """Re-wraps one batch of stored items sealed under a previous
+        key-encryption key (or under no recorded key id) onto the current one,
+        and counts what is left. Only the wrapped data keys change; the items'
+        ciphertexts stay. Safe while the hub serves (each row is changed only
+        if nobody changed it meanwhile) and to interrupt: call it until
+        `remaining` is 0, then the previous keys can be removed from the
+        configuration. `cardlookup-admin rewrap` loops over it. An item under a
+        key id the configuration does not list is left alone and counted in
+        `unknown`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -117,6 +137,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetLogLevel,
                     request_deserializer=cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.SetLogLevelRequest.FromString,
                     response_serializer=cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.SetLogLevelResponse.SerializeToString,
+            ),
+            'Rewrap': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rewrap,
+                    request_deserializer=cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.RewrapRequest.FromString,
+                    response_serializer=cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.RewrapResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +253,33 @@ class AdminService:
             '/cardlookup.admin.v1.AdminService/SetLogLevel',
             cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.SetLogLevelRequest.SerializeToString,
             cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.SetLogLevelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rewrap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cardlookup.admin.v1.AdminService/Rewrap',
+            cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.RewrapRequest.SerializeToString,
+            cardlookup_dot_admin_dot_v1_dot_admin__service__pb2.RewrapResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,17 @@ class AdminServiceStub:
     """
     SetLogLevel: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.SetLogLevelRequest, _admin_service_pb2.SetLogLevelResponse]
     """Changes the level of one of the hub's loggers at run time."""
+    Rewrap: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.RewrapRequest, _admin_service_pb2.RewrapResponse]
+    """Re-wraps one batch of stored items sealed under a previous
+    key-encryption key (or under no recorded key id) onto the current one,
+    and counts what is left. Only the wrapped data keys change; the items'
+    ciphertexts stay. Safe while the hub serves (each row is changed only
+    if nobody changed it meanwhile) and to interrupt: call it until
+    `remaining` is 0, then the previous keys can be removed from the
+    configuration. `cardlookup-admin rewrap` loops over it. An item under a
+    key id the configuration does not list is left alone and counted in
+    `unknown`.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -80,6 +91,17 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """
     SetLogLevel: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.SetLogLevelRequest, _admin_service_pb2.SetLogLevelResponse]  # type: ignore[assignment]
     """Changes the level of one of the hub's loggers at run time."""
+    Rewrap: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RewrapRequest, _admin_service_pb2.RewrapResponse]  # type: ignore[assignment]
+    """Re-wraps one batch of stored items sealed under a previous
+    key-encryption key (or under no recorded key id) onto the current one,
+    and counts what is left. Only the wrapped data keys change; the items'
+    ciphertexts stay. Safe while the hub serves (each row is changed only
+    if nobody changed it meanwhile) and to interrupt: call it until
+    `remaining` is 0, then the previous keys can be removed from the
+    configuration. `cardlookup-admin rewrap` loops over it. An item under a
+    key id the configuration does not list is left alone and counted in
+    `unknown`.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Run-time operations of one hub process."""
@@ -123,5 +145,22 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.SetLogLevelResponse, _abc.Awaitable[_admin_service_pb2.SetLogLevelResponse]]:
         """Changes the level of one of the hub's loggers at run time."""
+
+    @_abc_1.abstractmethod
+    def Rewrap(
+        self,
+        request: _admin_service_pb2.RewrapRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.RewrapResponse, _abc.Awaitable[_admin_service_pb2.RewrapResponse]]:
+        """Re-wraps one batch of stored items sealed under a previous
+        key-encryption key (or under no recorded key id) onto the current one,
+        and counts what is left. Only the wrapped data keys change; the items'
+        ciphertexts stay. Safe while the hub serves (each row is changed only
+        if nobody changed it meanwhile) and to interrupt: call it until
+        `remaining` is 0, then the previous keys can be removed from the
+        configuration. `cardlookup-admin rewrap` loops over it. An item under a
+        key id the configuration does not list is left alone and counted in
+        `unknown`.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -218,16 +218,30 @@ class ChangePaymentPasswordResponse(_message.Message):
     def __init__(self, user: _Optional[_Union[_resources_pb2.User, _Mapping]] = ..., resealed_report_count: _Optional[int] = ...) -> None: ...
 
 class FlagCardRequest(_message.Message):
-    __slots__ = ("name", "payment_password", "card_id", "kind")
+    __slots__ = ("name", "payment_password", "card_id", "kind", "device_card")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
     CARD_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_CARD_FIELD_NUMBER: _ClassVar[int]
     name: str
     payment_password: str
     card_id: str
     kind: _resources_pb2.CardCaseKind
-    def __init__(self, name: _Optional[str] = ..., payment_password: _Optional[str] = ..., card_id: _Optional[str] = ..., kind: _Optional[_Union[_resources_pb2.CardCaseKind, str]] = ...) -> None: ...
+    device_card: DeviceSealedCard
+    def __init__(self, name: _Optional[str] = ..., payment_password: _Optional[str] = ..., card_id: _Optional[str] = ..., kind: _Optional[_Union[_resources_pb2.CardCaseKind, str]] = ..., device_card: _Optional[_Union[DeviceSealedCard, _Mapping]] = ...) -> None: ...
+
+class DeviceSealedCard(_message.Message):
+    __slots__ = ("bank_code", "card_ref", "first_four", "last_four")
+    BANK_CODE_FIELD_NUMBER: _ClassVar[int]
+    CARD_REF_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FOUR_FIELD_NUMBER: _ClassVar[int]
+    LAST_FOUR_FIELD_NUMBER: _ClassVar[int]
+    bank_code: str
+    card_ref: str
+    first_four: str
+    last_four: str
+    def __init__(self, bank_code: _Optional[str] = ..., card_ref: _Optional[str] = ..., first_four: _Optional[str] = ..., last_four: _Optional[str] = ...) -> None: ...
 
 class FlagCardResponse(_message.Message):
     __slots__ = ("card_case",)

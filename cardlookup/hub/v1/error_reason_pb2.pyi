@@ -37,6 +37,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MESSAGE_TOO_LARGE: _ClassVar[ErrorReason]
     RESPONSE_TOO_LARGE: _ClassVar[ErrorReason]
     WATCH_LIMIT_REACHED: _ClassVar[ErrorReason]
+    KEY_NOT_CONFIGURED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 INVALID_FIELD: ErrorReason
 USER_NOT_FOUND: ErrorReason
@@ -68,3 +69,4 @@ MALFORMED_REQUEST: ErrorReason
 MESSAGE_TOO_LARGE: ErrorReason
 RESPONSE_TOO_LARGE: ErrorReason
 WATCH_LIMIT_REACHED: ErrorReason
+KEY_NOT_CONFIGURED: ErrorReason
