@@ -13,7 +13,7 @@ the file. Example (docs/bank-simulator.md describes every key):
     host = "127.0.0.1"
     base_port = 7100      # bank i listens on base_port + i; 0 = free ports
     admin_port = 7099     # 0 = a free port; admin = false turns it off
-    metrics_port = 7098   # Prometheus /metrics (hub.metrics BankSimMetrics); omit for none
+    metrics_port = 7098   # Prometheus /metrics (cardlookup.metrics_http BankSimMetrics); omit for none
     # the hub's consent keys the banks trust (default: the PKI's one key);
     # two during a rotation overlap. Paths are relative to this file.
     consent_keys = { "hub-consent-dev-1" = "pki/keys/consent-signing.pub" }

@@ -39,10 +39,10 @@ from cardlookup.bank.v1 import card_session_pb2_grpc as session_grpc
 from cardlookup.banks import bank_fleet
 from cardlookup.banksim.v1 import bank_sim_admin_pb2_grpc as admin_grpc
 from cardlookup.clock import Clock, SystemClock
+from cardlookup.metrics_http import BankSimMetrics, MetricsEndpoint
 from cardlookup.pki import CONSENT_KEY_ID, PkiPaths, bank_server_name, load_ed25519_public
 from cardlookup.population import Card, CardKind, Population
 from cardlookup.tls import server_credentials
-from hub.metrics import BankSimMetrics, MetricsEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class BankFleet:
         self._ports: dict[str, int] = {}
         self._admin_port: int | None = None
         self.metrics = BankSimMetrics()
-        """Calls per bank, method and status code (hub.metrics); served at metrics_port."""
+        """Calls per bank, method and status code (cardlookup.metrics_http); served at metrics_port."""
         self._metrics_endpoint: MetricsEndpoint | None = None
 
     async def start(self) -> None:

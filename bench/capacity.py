@@ -44,7 +44,7 @@ from bench.store_statements import counting_round_trips
 from cardlookup.clock import SystemClock
 from cardlookup.devpg import ThrowawayPostgres
 from cardlookup.pki import create_dev_pki
-from client import localstack
+from devstack import localstack
 from hub.config import HubConfig
 from hub.crypto import HubKeys
 from hub.domain import NewQuery, QueryRecord, Subject

@@ -21,10 +21,9 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from cardlookup.devpg import ThrowawayPostgres
-from hub.store.db import Database, open_database, to_micros
+from hub.store.db import Conn, Database, open_database, to_micros
 from hub.store.erasure import ErasureStore, Retention
 
 NOW = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
@@ -34,7 +33,7 @@ KEEP = Retention(*(dt.timedelta(days=180),) * 4, dt.timedelta(days=2), dt.timede
 async def _fill(db: Database, users: int) -> None:
     t = to_micros(NOW)
 
-    async def run(conn: Any) -> None:
+    async def run(conn: Conn) -> None:
         await conn.executemany(
             "INSERT INTO users VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             [(f"u{i}", f"h{i}", b"k" * 60, b"c" * 120, "138****0000", "110000", None, "x" * 97, 0, None, t, t)

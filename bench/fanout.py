@@ -59,10 +59,10 @@ from cardlookup.banks import bank_fleet
 from cardlookup.devpg import ThrowawayPostgres, free_port
 from cardlookup.pki import PkiPaths, create_dev_pki
 from cardlookup.population import Person
-from client import localstack
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
+from devstack import localstack
 from hub.notify import OutboxTail
 
 REPO = Path(__file__).resolve().parent.parent

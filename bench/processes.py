@@ -1,4 +1,4 @@
-"""The processes under test, started through client.localstack (as the demo
+"""The processes under test, started through devstack.localstack (as the demo
 starts them) with the benchmark's settings: a population large enough for
 every measured user, hub timings for a saturated machine, a chosen log level."""
 
@@ -10,7 +10,7 @@ import datetime as dt
 from pathlib import Path
 
 from cardlookup.pki import PkiPaths
-from client import localstack
+from devstack import localstack
 from hub.config import HubConfig, Timings
 
 HUB_TIMINGS = Timings(

@@ -5,9 +5,9 @@ one hub on SQLite (issue 8).
 
 For each set-up (SQLite x 1, PostgreSQL x 1, PostgreSQL x 3): a throwaway
 PostgreSQL database (durable) where needed, the bank fleet in this process,
-the hub replicas as processes (client.replicastack), the users enrolled
+the hub replicas as processes (devstack.replicastack), the users enrolled
 first (EnrollUser's argon2id is not measured), then `--journeys` journeys
-spread over the replicas (client.spread: StartVerification, the SMS code,
+spread over the replicas (devstack.spread: StartVerification, the SMS code,
 CreateQuery, WatchQuery until READY, GetReport with the payment password).
 Printed: the replicas' CPU (psutil, user + system, all replica processes
 added up) per journey over the measured phase, and the wall time. A figure,
@@ -32,8 +32,8 @@ from cardlookup.devpg import ThrowawayPostgres
 from cardlookup.pki import create_dev_pki
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
-from client.replicastack import ReplicaSet
-from client.spread import JourneyPlan, Spread, full_journey
+from devstack.replicastack import ReplicaSet
+from devstack.spread import JourneyPlan, Spread, full_journey
 from hub.config import DEFAULT_CONSENT_TEXT_VERSION
 from hub.notify import OutboxTail
 

@@ -36,8 +36,8 @@ from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import create_dev_pki
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
-from client.replicastack import ReplicaSet
-from client.spread import JourneyPlan
+from devstack.replicastack import ReplicaSet
+from devstack.spread import JourneyPlan
 from hub.config import DEFAULT_CONSENT_TEXT_VERSION
 from hub.notify import OutboxTail
 

@@ -11,7 +11,7 @@ the `stop_s` it measured itself), for a given `--grace`:
     python -m bench.stop --grace 1 --grace 3 --runs 3
 
 The hub, the bank fleet and the client are separate processes, as in
-production (client.localstack). tests/hub/test_stop.py runs one stuck+watch
+production (devstack.localstack). tests/hub/test_stop.py runs one stuck+watch
 stop and checks how it ended; durations are measured here only
 (docs/operations.md lists them).
 """
@@ -36,10 +36,11 @@ from bench.people import pick_people, population_for
 from cardlookup.banks import bank_fleet
 from cardlookup.devpg import free_port
 from cardlookup.pki import PkiPaths, create_dev_pki
-from client import errors, localstack
+from client import errors
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
+from devstack import localstack
 from hub.config import DEFAULT_CONSENT_TEXT_VERSION, HubConfig, Timings
 from hub.notify import OutboxTail
 

@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 from cardlookup.banks import bank_fleet
+from cardlookup.hub_toml import open_regions_from_file
 from cardlookup.population import DEFAULT_SEED, DEFAULT_SIZE, Person, Population
 from cardlookup.population_expected import expected_json
 from cardlookup.regions import DEFAULT_OPEN_REGIONS
@@ -44,12 +45,10 @@ MAX_SIZE = 5_000_000
 
 
 def hub_open_regions(config: Path) -> frozenset[str]:
-    """The open regions (R2) of a hub configuration file, read by the hub's
-    own parser so that the tool and the hub cannot disagree (only that key:
-    a config whose banks are not listed yet will do). Imported here, not at
-    module level: only this option needs the hub package."""
-    from hub.config import open_regions_from_file
-
+    """The open regions (R2) of a hub configuration file, validated by the
+    function the hub's own loader uses (cardlookup.regions.parse_open_regions)
+    so that the tool and the hub cannot disagree (only that key: a config
+    whose banks are not listed yet will do)."""
     return open_regions_from_file(config)
 
 
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         population, people = select(
             args.seed, args.size, on, regions, args.eligible, args.count, args.bank_count, args.expected
         )
-    except ValueError as error:  # hub.config.ConfigError is a ValueError
+    except ValueError as error:
         print(f"cardlookup-population: {error}", file=sys.stderr)
         sys.exit(2)
     try:

@@ -57,3 +57,16 @@ DEFAULT_OPEN_REGIONS: frozenset[str] = frozenset(
         "460000",
     }
 )
+
+
+def parse_open_regions(value: object) -> frozenset[str]:
+    """The `open_regions` value of a hub.toml (R2): a list of province codes.
+    ValueError saying what is wrong (the caller names the file and the key).
+    The hub's configuration loader and `cardlookup-population --hub-config`
+    both read the key through this, so they cannot disagree."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("must be a list of non-empty strings")
+    for code in value:
+        if code not in REGION_NAMES:
+            raise ValueError(f"{code!r} is not a GB/T 2260 province code")
+    return frozenset(value)

@@ -23,7 +23,9 @@ Public API:
   transport failures); `translated()`, the one boundary both clients use.
 - client.devface.DevFaceProvider: the development face-verification
   provider (signs FaceAttestations with the dev PKI's key).
-- The `cardlookup` command (client.cli) and `cardlookup-demo` (client.demo).
-- client.localstack: run the bank simulator and a hub as local processes
-  (what the demo and the benchmark use).
+- The `cardlookup` command (client.cli).
+
+This package imports only cardlookup (the shared kernel): the demos, local
+process stacks and replica harnesses, which start the hub and the bank
+simulator, live in devstack/.
 """

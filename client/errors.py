@@ -5,7 +5,8 @@ Every failed call, in the async and the sync client alike, passes through
 grpc error (grpc.RpcError / grpc.aio.AioRpcError) into one of these with
 `from_rpc_error`: callers never see a raw RpcError.
 
-One class per ErrorReason of the hub contract, each carrying the reason, the
+One class per ErrorReason of the hub contract (the one reason table,
+cardlookup.hub_reasons, says its category and sentence), each carrying the reason, the
 gRPC status code, the ErrorInfo metadata (e.g. `retry_time` of
 COOLDOWN_ACTIVE) and, when the hub sends them, the other google.rpc.Status
 details (RetryInfo as `retry_delay`, BadRequest as `field_violations`). The
@@ -43,6 +44,8 @@ from typing import cast
 import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
+
+from cardlookup.hub_reasons import REASONS
 
 
 @dataclass(frozen=True)
@@ -242,54 +245,32 @@ class KeyNotConfigured(Refused):
     reason_name = "KEY_NOT_CONFIGURED"
 
 
-def _concrete(base: type[CardLookupError]) -> list[type[CardLookupError]]:
-    found = []
-    for cls in base.__subclasses__():
-        found += [cls] if cls.reason_name else _concrete(cls)
-    return found
-
-
-BY_REASON: dict[str, type[CardLookupError]] = {cls.reason_name: cls for cls in _concrete(CardLookupError)}
-"""Each ErrorReason of the contract -> its exception class."""
-
 CATEGORIES: tuple[type[CardLookupError], ...] = (Retryable, UserMustAct, Refused)
 
-SENTENCES: dict[str, str] = {
-    "INVALID_FIELD": "The request has a missing or malformed field: {field}.",
-    "USER_NOT_FOUND": "This user is not enrolled with the card-lookup service.",
-    "REGION_NOT_OPEN": "The card-lookup service is not open yet in the user's region ({region_code}).",
-    "ID_DOCUMENT_EXPIRED": "The user's identity document has expired ({id_expiry_date}); update it first.",
-    "BANK_NOT_AVAILABLE": "A chosen bank is not available for lookups ({bank_code}).",
-    "SMS_RATE_LIMITED": "An SMS code was sent moments ago; another can be requested after {retry_time}.",
-    "VERIFICATION_NOT_FOUND": "That verification is unknown; request a new SMS code.",
-    "VERIFICATION_EXPIRED": "The SMS code has expired; request a new one.",
-    "VERIFICATION_USED": "That SMS code was already used for a query; request a new one.",
-    "SMS_CODE_WRONG": "The SMS code is wrong; {attempts_left} left.",
-    "VERIFICATION_LOCKED": "Too many wrong SMS codes; request a new one.",
-    "FACE_ATTESTATION_INVALID": "Face verification did not pass: the attestation is {problem}.",
-    "CONSENT_VERSION_MISMATCH": "The authorization notice changed; show version {current_version} and ask again.",
-    "COOLDOWN_ACTIVE": "A new lookup is allowed 7 days after the latest report, from {retry_time}.",
-    "QUERY_NOT_FOUND": "There is no such query for this user.",
-    "REPORT_NOT_READY": "The report is not ready yet (the query is {state}); an SMS will tell you when it is.",
-    "REPORT_EXPIRED": "The report was deleted 7 days after it was generated, on {expire_time}.",
-    "PAYMENT_PASSWORD_WRONG": "The payment password is wrong; {attempts_left} left before it locks.",
-    "PASSWORD_LOCKED": "The payment password is locked after repeated failures, until {unlock_time}.",
-    "CALLER_NOT_ALLOWED": "This client is not allowed to call the hub: only the app backend may.",
-    "REQUEST_ID_REUSED": "That request id was already used for a different query.",
-    "HUB_UNAVAILABLE": "The hub cannot be reached right now; try again later.",
-    "QUERY_IN_PROGRESS": "Another lookup is still running ({query_id}); wait for its report.",
-    "REPORT_SEALED_TO_OLD_PASSWORD": (
-        "The report was sealed to the payment password you had before you reset it; nobody can open it any more"
-        " (reset on {password_reset_time})."
-    ),
-    "CARD_NOT_FOUND": "The report has no such card: {card_id}.",
-    "CARD_CASE_NOT_OPENED": "The bank could not open the case right now, try again later: bank {bank_code}.",
-    "MALFORMED_REQUEST": "The hub could not decode the request; the app must be fixed.",
-    "MESSAGE_TOO_LARGE": "The request is too large for the hub; the limit is {limit} bytes.",
-    "RESPONSE_TOO_LARGE": "The answer would be too large; ask for a smaller page (the limit is {limit} bytes).",
-    "WATCH_LIMIT_REACHED": "Too many live query views are open at once; close one and try again (at most {limit}).",
-    "KEY_NOT_CONFIGURED": "The service cannot open this account's data right now; its operator must fix a key.",
-}
+
+def _reason_classes() -> dict[str, type[CardLookupError]]:
+    """Each reason of the one reason table (cardlookup.hub_reasons) -> its
+    class: the one written above (named after the reason, under the table's
+    category; tests/kernel/test_hub_reasons.py checks they agree), or, for a
+    reason added to the table since, one made here the same way."""
+    bases = {base.__name__: base for base in CATEGORIES}
+    classes: dict[str, type[CardLookupError]] = {}
+    for reason in REASONS:
+        cls = globals().get(reason.class_name)
+        if cls is None:
+            cls = type(
+                reason.class_name, (bases[reason.category],), {"reason_name": reason.name, "__module__": __name__}
+            )
+            globals()[reason.class_name] = cls
+        classes[reason.name] = cls
+    return classes
+
+
+BY_REASON: dict[str, type[CardLookupError]] = _reason_classes()
+"""Each ErrorReason of the contract -> its exception class."""
+
+SENTENCES: dict[str, str] = {reason.name: reason.sentence for reason in REASONS}
+"""Each ErrorReason -> its sentence template (cardlookup.hub_reasons)."""
 
 
 BEIJING = dt.timezone(dt.timedelta(hours=8), "Beijing time")

@@ -10,35 +10,31 @@ small hooks on it at its boundaries:
   in-flight gauge around it, one `bank_final` per finished bank task; the
   breaker state is read from the lanes when scraped;
 - the store: `instrument_database` wraps the Database's read and write calls;
-- the API: `ApiMetricsInterceptor`, a grpc.aio server interceptor, counts
-  calls by method and status code and open WatchQuery streams (watch
-  subscribers);
+- the API: `ApiMetricsInterceptor` (hub.api_metrics), a grpc.aio server
+  interceptor, counts calls by method and status code and open WatchQuery
+  streams (watch subscribers);
 - SMS: `MeteredSmsSender` wraps the sender and counts by kind;
 - the server's sweeper loop calls `refresh_store_gauges` (queries by state,
-  age of the oldest stored report).
+  age of the oldest stored report), read by the store's named queries
+  (`QueryStore.gauges`): no SQL here.
 
 Privacy (R14): labels carry only bank codes, state and reason tokens, method
 names and status code names; never a query id, user id or anything about a
 person (tests/hub/test_metrics.py scans the whole exposition during a real
-journey). `BankHealth` keeps the recent calls of each bank for the admin
-service's bank-health view (hub.admin).
+journey). `BankHealth` (hub.bank_health) keeps the recent calls of each
+bank for the admin service's bank-health view (hub.admin).
+
+Nothing here imports the fan-out: the breaker gauge reads a `BreakerSource`
+that the fan-out registers (`watch_fanout`).
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import inspect
-import socket
-import statistics
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import grpc
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -46,18 +42,20 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
-    make_wsgi_app,
 )
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
-from cardlookup.rpc_errors import status_code_name
+from cardlookup.metrics_http import BANK_LATENCY_BUCKETS
+from cardlookup.metrics_http import MetricsEndpoint as MetricsEndpoint  # re-exported for hub.server
+from hub.bank_health import RECENT_CALLS, BankHealth, BankHealthRow
 
 if TYPE_CHECKING:
-    from hub.fanout.lanes import Fanout
     from hub.notify import SmsMessage, SmsSender
     from hub.store.db import Database
+    from hub.store.queries import QueryStore
+
+__all__ = ["RECENT_CALLS", "BankHealth", "BankHealthRow", "BreakerSource", "HubMetrics"]
 
 T = TypeVar("T")
 
@@ -66,84 +64,18 @@ T = TypeVar("T")
 # (issue 19). Process-wide in prometheus_client, set before any metric exists.
 disable_created_metrics()
 
-BANK_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
 STORE_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 """cardlookup_hub_bank_breaker_state: 0 closed, 1 half-open (one probe), 2 open."""
-RECENT_CALLS = 200
-"""How many of a bank's latest calls the bank-health view summarises."""
 
 
-@dataclass(frozen=True)
-class BankHealthRow:
-    """One bank's line in the admin service's bank-health view."""
+class BreakerSource(Protocol):
+    """What the breaker gauge reads when scraped: the fan-out's lanes
+    (hub.fanout.lanes.Fanout registers itself with `watch_fanout`)."""
 
-    bank_code: str
-    recent_calls: int
-    success_rate: float
-    """Share of the recent calls that reached a verdict (answered or
-    rejected by contract), 0..1; 1.0 when there were no calls."""
-    latency_p50: float
-    latency_p99: float
-    breaker_state: str
-    in_flight: int
-    last_error_reason: str
-
-
-class BankHealth:
-    """The recent calls of each bank (bounded), for the admin view. Written
-    from the event loop, read from gRPC handlers on the same loop; the lock
-    only guards against a scrape thread."""
-
-    def __init__(self, size: int = RECENT_CALLS) -> None:
-        self._size = size
-        self._calls: dict[str, collections.deque[tuple[bool, float]]] = {}
-        self._last_error: dict[str, str] = {}
-        self._in_flight: collections.Counter[str] = collections.Counter()
-        self._lock = threading.Lock()
-
-    def record(self, bank: str, ok: bool, seconds: float, reason: str) -> None:
-        with self._lock:
-            self._calls.setdefault(bank, collections.deque(maxlen=self._size)).append((ok, seconds))
-            if not ok:
-                self._last_error[bank] = reason
-
-    def begin(self, bank: str) -> None:
-        with self._lock:
-            self._in_flight[bank] += 1
-
-    def end(self, bank: str) -> None:
-        with self._lock:
-            self._in_flight[bank] -= 1
-
-    def in_flight(self, bank: str) -> int:
-        with self._lock:
-            return self._in_flight[bank]
-
-    def row(self, bank: str, breaker_state: str) -> BankHealthRow:
-        with self._lock:
-            calls = list(self._calls.get(bank, ()))
-            last_error = self._last_error.get(bank, "")
-            in_flight = self._in_flight[bank]
-        latencies = sorted(s for _, s in calls)
-        return BankHealthRow(
-            bank_code=bank,
-            recent_calls=len(calls),
-            success_rate=(sum(1 for ok, _ in calls if ok) / len(calls)) if calls else 1.0,
-            latency_p50=_quantile(latencies, 0.50),
-            latency_p99=_quantile(latencies, 0.99),
-            breaker_state=breaker_state,
-            in_flight=in_flight,
-            last_error_reason=last_error,
-        )
-
-
-def _quantile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    return statistics.quantiles(sorted_values, n=100, method="inclusive")[round(q * 100) - 1]
+    def breaker_states(self) -> dict[str, str]:
+        """Bank code -> breaker state (closed, half_open, open)."""
+        ...
 
 
 class HubMetrics:
@@ -235,12 +167,12 @@ class HubMetrics:
         self.health = BankHealth()
         self.api_in_progress = 0
         """Hub API calls being served now (the admin Drain reports it)."""
-        self._fanout: Fanout | None = None
+        self._fanout: BreakerSource | None = None
         r.register(_BreakerCollector(self))
 
     # -- fan-out -------------------------------------------------------------
 
-    def watch_fanout(self, fanout: Fanout) -> None:
+    def watch_fanout(self, fanout: BreakerSource) -> None:
         """The fan-out whose lanes' breakers are exported when scraped."""
         self._fanout = fanout
 
@@ -302,25 +234,20 @@ class HubMetrics:
 
         return timed
 
-    async def refresh_store_gauges(self, db: Database, now_micros: int) -> None:
+    async def refresh_store_gauges(self, queries: QueryStore, now_micros: int) -> None:
         """Queries by state and the oldest report's age, read from the store
         (the state that survives a replica lives there)."""
-        rows = await db.fetchall("SELECT state, COUNT(*) AS n FROM queries GROUP BY state")
-        seen = set()
-        for row in rows:
-            self.queries.labels(row["state"]).set(row["n"])
-            seen.add(row["state"])
+        gauges = await queries.gauges()
+        for state, count in gauges.by_state.items():
+            self.queries.labels(state).set(count)
         for state in ("ACCEPTED", "RUNNING", "READY", "EXPIRED"):
-            if state not in seen:
+            if state not in gauges.by_state:
                 self.queries.labels(state).set(0)
-        first = await db.fetchone("SELECT MIN(generate_time) AS oldest FROM reports")
-        oldest = first["oldest"] if first is not None else None
-        self.oldest_report_age.set(0 if oldest is None else max(0.0, (now_micros - oldest) / 1_000_000))
-        pending = await db.fetchone(
-            "SELECT MIN(create_time) AS oldest FROM queries WHERE state IN ('ACCEPTED', 'RUNNING')"
-        )
-        oldest = pending["oldest"] if pending is not None else None
-        self.oldest_pending_query_age.set(0 if oldest is None else max(0.0, (now_micros - oldest) / 1_000_000))
+        for gauge, oldest in (
+            (self.oldest_report_age, gauges.oldest_report),
+            (self.oldest_pending_query_age, gauges.oldest_unfinished),
+        ):
+            gauge.set(0 if oldest is None else max(0.0, (now_micros - oldest) / 1_000_000))
 
     # -- SMS and exposition --------------------------------------------------
 
@@ -357,186 +284,3 @@ class _BreakerCollector(Collector):
         for bank, state in sorted(self._metrics.breaker_states().items()):
             family.add_metric([bank], BREAKER_VALUES.get(state, 0))
         yield family
-
-
-class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts every call of the hub's gRPC server by method and status code
-    (one place for all services: the API, health, reflection, admin)."""
-
-    def __init__(self, metrics: HubMetrics) -> None:
-        self._metrics = metrics
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler: Any = await continuation(handler_call_details)
-        if handler is None:
-            return handler  # type: ignore[return-value]
-        method = handler_call_details.method.rsplit("/", 1)[-1] or "unknown"
-        metrics = self._metrics
-        is_watch = method == "WatchQuery"
-
-        def done(context: grpc.aio.ServicerContext, started: float, error: BaseException | None) -> None:
-            metrics.api_in_progress -= 1
-            code = status_code_name(context, error)
-            metrics.api_calls.labels(method, code).inc()
-            metrics.api_seconds.labels(method).observe(time.perf_counter() - started)
-
-        if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
-
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                started = time.perf_counter()
-                metrics.api_in_progress += 1
-                try:
-                    response = await inner_uu(request, context)
-                except BaseException as error:
-                    done(context, started, error)
-                    raise
-                done(context, started, None)
-                return response
-
-            return handler._replace(unary_unary=unary_unary)
-        if handler.unary_stream is not None and not inspect.isasyncgenfunction(handler.unary_stream):
-            # A streaming handler that writes with context.write (the health
-            # service's Watch): wrapped as a coroutine, not a generator
-            # (grpc refuses a generator that also writes).
-            inner_write = handler.unary_stream
-
-            async def unary_stream_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
-                started = time.perf_counter()
-                metrics.api_in_progress += 1
-                try:
-                    await inner_write(request, context)
-                except BaseException as error:
-                    done(context, started, error)
-                    raise
-                done(context, started, None)
-
-            return handler._replace(unary_stream=unary_stream_writer)
-        if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
-
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                started = time.perf_counter()
-                metrics.api_in_progress += 1
-                if is_watch:
-                    metrics.watch_subscribers.inc()
-                try:
-                    async for response in inner_us(request, context):
-                        yield response
-                except BaseException as error:
-                    done(context, started, error)
-                    raise
-                finally:
-                    if is_watch:
-                        metrics.watch_subscribers.dec()
-                done(context, started, None)
-
-            return handler._replace(unary_stream=unary_stream)
-        return handler
-
-
-class MetricsEndpoint:
-    """The HTTP endpoint Prometheus scrapes (`metrics_listen`, host:port;
-    plaintext, like the health port: bind it to an internal address).
-    prometheus_client's WSGI app on its threading server, as
-    `start_http_server` builds it, but polling for shutdown every 50 ms
-    instead of 500 ms: closing it is part of a hub's stop (issue 19)."""
-
-    def __init__(self, registry: CollectorRegistry, address: str) -> None:
-        host, _, port = address.rpartition(":")
-        host = host.strip("[]")
-        family = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0][0]
-
-        class Server(ThreadingWSGIServer):
-            address_family = family
-
-        self._server = make_server(host, int(port), make_wsgi_app(registry), Server, handler_class=_QuietHandler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="metrics-endpoint", daemon=True
-        )
-        self._thread.start()
-        self.port: int = self._server.server_port
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes are not logged (the hub's log is JSON only)."""
-
-
-class BankSimMetrics:
-    """The bank simulator's metrics (bank_sim.fleet, `[fleet] metrics_port`):
-    what each simulated bank was asked and answered, for load tests and
-    demos. Defined here beside the hub's so every metric name lives in one
-    module; nothing of the hub is imported at run time."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self.calls = Counter(
-            "cardlookup_banksim_calls",
-            "Calls to a simulated bank by bank, method and gRPC status code",
-            ["bank", "method", "code"],
-            registry=r,
-        )
-        self.call_seconds = Histogram(
-            "cardlookup_banksim_call_seconds",
-            "Duration of calls to a simulated bank (streams: until they end)",
-            ["bank"],
-            buckets=BANK_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.in_flight = Gauge(
-            "cardlookup_banksim_in_flight", "Calls in progress at a simulated bank", ["bank"], registry=r
-        )
-
-    def interceptor(self, bank: str) -> grpc.aio.ServerInterceptor:
-        return _BankSimInterceptor(self, bank)
-
-    def exposition(self) -> str:
-        return generate_latest(self.registry).decode()
-
-
-class _BankSimInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, metrics: BankSimMetrics, bank: str) -> None:
-        self._metrics = metrics
-        self._bank = bank
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler: Any = await continuation(handler_call_details)
-        # Bank calls stream from async generators; a streaming handler that
-        # writes with context.write (health Watch, which a hub's round_robin
-        # health checking calls) is not a bank call and passes unwrapped.
-        if handler is None or handler.unary_stream is None or not inspect.isasyncgenfunction(handler.unary_stream):
-            return handler
-        method = handler_call_details.method.rsplit("/", 1)[-1] or "unknown"
-        metrics, bank, inner = self._metrics, self._bank, handler.unary_stream
-
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            metrics.in_flight.labels(bank).inc()
-            error: BaseException | None = None
-            try:
-                async for response in inner(request, context):
-                    yield response
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                metrics.in_flight.labels(bank).dec()
-                metrics.calls.labels(bank, method, status_code_name(context, error)).inc()
-                metrics.call_seconds.labels(bank).observe(time.perf_counter() - started)
-
-        return handler._replace(unary_stream=unary_stream)

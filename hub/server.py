@@ -37,6 +37,7 @@ from hub import tracing
 from hub.admin import install_admin
 from hub.api.interceptors import ApiInterceptor
 from hub.api.limits import SERVER_OPTIONS
+from hub.api_metrics import ApiMetricsInterceptor
 from hub.certs import ReloadableServerCredentials
 from hub.config import HubConfig
 from hub.context import HubContext, ServiceInstaller
@@ -45,10 +46,11 @@ from hub.fanout import Fanout
 from hub.health import WRITES_HEALTH_SERVICE, StoppingHealthServicer
 from hub.listen import StartupError, bind, bind_metrics, check_tls, keepalive_options
 from hub.logging import get_logger
-from hub.metrics import ApiMetricsInterceptor, BankHealthRow, HubMetrics, MetricsEndpoint
+from hub.metrics import BankHealthRow, HubMetrics, MetricsEndpoint
 from hub.reload import ReloadMixin, load_keys
 from hub.reload_diff import fingerprints
 from hub.store.db import Database, describe_target, open_database, to_micros
+from hub.store.queries import QueryStore
 
 __all__ = [
     "WRITES_HEALTH_SERVICE",
@@ -365,7 +367,7 @@ class HubServer(ReloadMixin):
         while True:
             try:
                 await self.engine.sweep_expired()
-                await self.metrics.refresh_store_gauges(self.db, to_micros(self.clock.now()))
+                await self.metrics.refresh_store_gauges(QueryStore(self.db), to_micros(self.clock.now()))
             except asyncio.CancelledError:
                 raise
             except Exception:

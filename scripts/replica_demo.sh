@@ -14,4 +14,4 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   echo "== installing PostgreSQL (the replicas share a throwaway server)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
-exec "$py" -m client.replica_demo "$@"
+exec "$py" -m devstack.replica_demo "$@"

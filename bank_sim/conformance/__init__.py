@@ -9,9 +9,10 @@ profile="1.0")` (bank_sim.conformance.versions); from a shell,
 explains each rule the checks name.
 """
 
+from bank_sim.conformance.credentials import ClientIdentity, SigningKey
 from bank_sim.conformance.results import CheckResult, Outcome
 from bank_sim.conformance.runner import CHECKS, run_conformance
-from bank_sim.conformance.target import ClientIdentity, ConformanceTarget, KnownSubject, SigningKey
+from bank_sim.conformance.target import ConformanceTarget, KnownSubject
 from bank_sim.conformance.versions import CURRENT_GUIDE_VERSION, GUIDE_VERSIONS
 
 __all__ = [

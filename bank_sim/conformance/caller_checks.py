@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator
 import grpc
 
 from bank_sim.conformance.case_checks import case_request
+from bank_sim.conformance.credentials import ClientIdentity
 from bank_sim.conformance.probe import LIST_CARDS, Answer, Probe, Refusal
 from bank_sim.conformance.refusals import refusal_problem
 from bank_sim.conformance.results import Check, CheckFailed, CheckSkipped
-from bank_sim.conformance.target import ClientIdentity
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_session_pb2 as session_pb
 from cardlookup.pki import HUB_CLIENT_NAME

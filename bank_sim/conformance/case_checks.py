@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import grpc
 
+from bank_sim.conformance.credentials import ClientIdentity
 from bank_sim.conformance.probe import Answer, Probe, new_query_id
 from bank_sim.conformance.refusals import refusal_problem
 from bank_sim.conformance.results import Check, CheckFailed, CheckSkipped
-from bank_sim.conformance.target import ClientIdentity
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.rpc_errors import ErrorInfo, error_info_of
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bank_sim.conformance.target import ClientIdentity
+from bank_sim.conformance.credentials import ClientIdentity
 from cardlookup.pki import HUB_CLIENT_NAME, PkiPaths, create_dev_pki
 
 CN_IMPOSTOR = "cn-impostor"

@@ -16,7 +16,8 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.message import DecodeError
 
-from bank_sim.conformance.target import ClientIdentity, ConformanceTarget
+from bank_sim.conformance.credentials import ClientIdentity
+from bank_sim.conformance.target import ConformanceTarget
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.consent import subject_digest
 from cardlookup.pki import load_ed25519_private

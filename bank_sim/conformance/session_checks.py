@@ -21,9 +21,9 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from bank_sim.conformance.credentials import ClientIdentity
 from bank_sim.conformance.probe import Probe, new_query_id
 from bank_sim.conformance.results import Check, CheckFailed, CheckSkipped
-from bank_sim.conformance.target import ClientIdentity
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_session_pb2 as session_pb
 from cardlookup.rpc_errors import ErrorInfo, error_info_of

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bank_sim.conformance.credentials import ClientIdentity, SigningKey
+from bank_sim.conformance.impostor import cn_impostor_identity
 from cardlookup.checksums import id_check_char
 from cardlookup.clock import Clock, SystemClock
 from cardlookup.pki import CONSENT_KEY_ID, PkiPaths, bank_server_name
@@ -29,22 +31,6 @@ class KnownSubject:
     id_number: str
     expected_listed: int | None = None
     """How many cards the bank should list for this subject, if known."""
-
-
-@dataclass(frozen=True)
-class ClientIdentity:
-    """A TLS client certificate and its private key (PEM files)."""
-
-    cert: Path
-    key: Path
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    """An Ed25519 private key (PEM, PKCS#8) and the key id it is known by."""
-
-    path: Path
-    key_id: str
 
 
 @dataclass(frozen=True)
@@ -93,8 +79,6 @@ def dev_target(
     """A target using the development PKI's files (cardlookup-pki): the hub's
     client certificate, the dev consent key, the app backend's certificate
     as the non-hub caller, and a CN-only impostor issued by its CA."""
-    from bank_sim.conformance.impostor import cn_impostor_identity
-
     overrides.setdefault("cn_impostor", cn_impostor_identity(pki))
     return ConformanceTarget(
         address=address,

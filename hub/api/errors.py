@@ -1,5 +1,5 @@
-"""The one reason table of the hub API: each ErrorReason of the contract
-(cardlookup/hub/v1/error_reason.proto) -> its gRPC status code, and the
+"""The hub API's refusals as the one reason table (cardlookup.hub_reasons)
+says them: each ErrorReason of the contract -> its gRPC status code, and the
 google.rpc details the hub sends with it besides ErrorInfo.
 
 Every refusal carries a google.rpc.Status in the `grpc-status-details-bin`
@@ -8,8 +8,8 @@ trailer: an ErrorInfo (reason, domain "cardlookup.hub.v1", metadata), then
   metadata "field", and the refusal's message as its description;
 - on SMS_RATE_LIMITED and COOLDOWN_ACTIVE, a RetryInfo whose retry_delay is
   the time from the refusal to metadata "retry_time".
-tests/client/test_errors.py checks this table, the proto enum and the
-client's classes name the same reasons.
+tests/kernel/test_hub_reasons.py checks the table against the proto and the
+docs.
 """
 
 from __future__ import annotations
@@ -22,46 +22,15 @@ from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
-STATUS_OF_REASON: dict[str, grpc.StatusCode] = {
-    "INVALID_FIELD": grpc.StatusCode.INVALID_ARGUMENT,
-    "USER_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-    "REGION_NOT_OPEN": grpc.StatusCode.FAILED_PRECONDITION,
-    "ID_DOCUMENT_EXPIRED": grpc.StatusCode.FAILED_PRECONDITION,
-    "BANK_NOT_AVAILABLE": grpc.StatusCode.INVALID_ARGUMENT,
-    "SMS_RATE_LIMITED": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "VERIFICATION_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-    "VERIFICATION_EXPIRED": grpc.StatusCode.FAILED_PRECONDITION,
-    "VERIFICATION_USED": grpc.StatusCode.FAILED_PRECONDITION,
-    "SMS_CODE_WRONG": grpc.StatusCode.INVALID_ARGUMENT,
-    "VERIFICATION_LOCKED": grpc.StatusCode.FAILED_PRECONDITION,
-    "FACE_ATTESTATION_INVALID": grpc.StatusCode.PERMISSION_DENIED,
-    "CONSENT_VERSION_MISMATCH": grpc.StatusCode.FAILED_PRECONDITION,
-    "COOLDOWN_ACTIVE": grpc.StatusCode.FAILED_PRECONDITION,
-    "QUERY_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-    "REPORT_NOT_READY": grpc.StatusCode.FAILED_PRECONDITION,
-    "REPORT_EXPIRED": grpc.StatusCode.FAILED_PRECONDITION,
-    "PAYMENT_PASSWORD_WRONG": grpc.StatusCode.PERMISSION_DENIED,
-    "PASSWORD_LOCKED": grpc.StatusCode.PERMISSION_DENIED,
-    "CALLER_NOT_ALLOWED": grpc.StatusCode.PERMISSION_DENIED,
-    "REQUEST_ID_REUSED": grpc.StatusCode.ALREADY_EXISTS,
-    "HUB_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
-    "QUERY_IN_PROGRESS": grpc.StatusCode.FAILED_PRECONDITION,
-    "REPORT_SEALED_TO_OLD_PASSWORD": grpc.StatusCode.FAILED_PRECONDITION,
-    "CARD_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-    "CARD_CASE_NOT_OPENED": grpc.StatusCode.UNAVAILABLE,
-    # The API's limits (hub.api.interceptors, hub.api.limits).
-    "MALFORMED_REQUEST": grpc.StatusCode.INVALID_ARGUMENT,
-    "MESSAGE_TOO_LARGE": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "RESPONSE_TOO_LARGE": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "WATCH_LIMIT_REACHED": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    # Issue 24: sealed under a key-encryption key that is not configured.
-    "KEY_NOT_CONFIGURED": grpc.StatusCode.FAILED_PRECONDITION,
-}
+from cardlookup.hub_reasons import BAD_REQUEST, REASONS, RETRY_INFO
 
-FIELD_VIOLATION_REASONS = frozenset({"INVALID_FIELD"})
+STATUS_OF_REASON: dict[str, grpc.StatusCode] = {reason.name: reason.code for reason in REASONS}
+"""Each ErrorReason -> the status code the hub refuses with (cardlookup.hub_reasons)."""
+
+FIELD_VIOLATION_REASONS = frozenset(reason.name for reason in REASONS if reason.details == BAD_REQUEST)
 """Reasons sent with a google.rpc.BadRequest (metadata "field")."""
 
-RETRY_INFO_REASONS = frozenset({"SMS_RATE_LIMITED", "COOLDOWN_ACTIVE"})
+RETRY_INFO_REASONS = frozenset(reason.name for reason in REASONS if reason.details == RETRY_INFO)
 """Reasons sent with a google.rpc.RetryInfo (metadata "retry_time")."""
 
 

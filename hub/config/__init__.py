@@ -27,7 +27,7 @@ from hub.config.keys import (
     ENV_OVERRIDES,
     SESSION_MODES,
 )
-from hub.config.reader import ConfigError, open_regions_from_file
+from hub.config.reader import ConfigError
 from hub.config.settings import (
     DEFAULT_CONSENT_TEXT,
     DEFAULT_CONSENT_TEXT_VERSION,
@@ -57,5 +57,4 @@ __all__ = [
     "Timings",
     "TlsFiles",
     "TracingSettings",
-    "open_regions_from_file",
 ]

@@ -7,14 +7,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cardlookup.banks import bank_by_code
+from cardlookup.hub_toml import read_toml
 from cardlookup.pki import APP_BACKEND_NAME, CONSENT_KEY_ID, KEK_ID, OPERATOR_NAME
-from cardlookup.regions import DEFAULT_OPEN_REGIONS, REGION_NAMES
+from cardlookup.regions import DEFAULT_OPEN_REGIONS, parse_open_regions
 from hub.config.keys import (
     _BANK_KEYS,
     _COUNT_TIMINGS,
@@ -221,11 +221,10 @@ class _FileReader:
         )
 
     def _regions(self, raw: dict[str, Any]) -> frozenset[str]:
-        regions = self._str_list(raw, "open_regions", sorted(DEFAULT_OPEN_REGIONS))
-        for code in regions:
-            if code not in REGION_NAMES:
-                raise self._fail("open_regions", f"{code!r} is not a GB/T 2260 province code")
-        return frozenset(regions)
+        try:
+            return parse_open_regions(raw.get("open_regions", sorted(DEFAULT_OPEN_REGIONS)))
+        except ValueError as error:
+            raise self._fail("open_regions", str(error)) from None
 
     def _banks(self, raw: dict[str, Any]) -> tuple[BankEndpoint, ...]:
         entries = raw.get("banks", [])
@@ -317,22 +316,12 @@ class _FileReader:
         return timings
 
 
-def open_regions_from_file(path: Path) -> frozenset[str]:
-    """Only the open regions (R2) of a hub.toml, validated exactly as the hub
-    reads them, for tools that need them before the rest of the file is
-    usable (e.g. `cardlookup-population --eligible --hub-config` before the
-    banks are started and listed). Raises ConfigError."""
-    return _FileReader(Path(path), {})._regions(_read_toml(path))
-
-
 def _read_toml(path: Path) -> dict[str, Any]:
-    """The file's TOML; ConfigError naming the file when it cannot be read."""
+    """The file's TOML (cardlookup.hub_toml); ConfigError naming the file when it cannot be read."""
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+        return read_toml(path)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def read_hub_file(path: Path, env: dict[str, str]) -> dict[str, Any]:

@@ -31,8 +31,9 @@ from typing import Any
 
 from hub.crypto import Sealed
 from hub.domain import BankProgress, BankState, QueryState
-from hub.store.db import Database, to_micros
+from hub.store.db import Conn, Database, to_micros
 from hub.store.queries import PROGRESS, Progress
+from hub.store.statements import queries as sql
 
 
 @dataclass(frozen=True)
@@ -73,66 +74,6 @@ class _Queued:
 _RUNNING = QueryState.RUNNING.value
 _ACCEPTED = QueryState.ACCEPTED.value
 _PENDING = BankState.PENDING.value
-
-_PG_OUTCOMES = f"""
-WITH locked AS MATERIALIZED (
-    SELECT query_id FROM queries WHERE query_id = ANY(?::text[]) ORDER BY query_id FOR UPDATE
-), u AS (
-    SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::bigint[], ?::bigint[],
-                         ?::bigint[], ?::bytea[], ?::bytea[])
-        AS u (query_id, bank_code, epoch, state, reason, attempt_count, card_count, finish_time, answer_key,
-              answer_ciphertext)
-), done AS (
-    UPDATE bank_tasks t SET state = u.state, reason = u.reason, attempt_count = u.attempt_count,
-        card_count = u.card_count, finish_time = u.finish_time, answer_key = u.answer_key,
-        answer_ciphertext = u.answer_ciphertext, lease_owner = l.owner, lease_epoch = u.epoch, lease_expires = NULL
-    FROM u, lanes l
-    WHERE t.query_id = u.query_id AND t.bank_code = u.bank_code AND t.state = '{_PENDING}'
-        AND l.bank_code = u.bank_code AND l.owner = ? AND l.epoch = u.epoch
-        AND t.query_id IN (SELECT query_id FROM locked)
-    RETURNING t.query_id, t.bank_code, t.lease_epoch, t.state, t.reason, t.attempt_count, t.card_count, t.finish_time
-), counts AS (
-    UPDATE queries q SET pending = q.pending - d.n,
-        state = CASE WHEN q.state = '{_ACCEPTED}' THEN '{_RUNNING}' ELSE q.state END
-    FROM (SELECT query_id, COUNT(*) AS n FROM done GROUP BY query_id) d
-    WHERE q.query_id = d.query_id
-    RETURNING q.query_id, q.pending
-), announced AS (
-    SELECT d.*, c.pending + ROW_NUMBER() OVER (PARTITION BY d.query_id ORDER BY d.bank_code DESC) - 1 AS after
-    FROM done d JOIN counts c ON c.query_id = d.query_id
-)
-SELECT query_id, bank_code, lease_epoch, after,
-    pg_notify('{PROGRESS}', json_build_array(query_id, bank_code, state, reason, attempt_count, card_count,
-        finish_time, after)::text)
-FROM announced ORDER BY query_id, after DESC
-"""
-"""One statement: data-modifying CTEs run to completion whether read or
-not, and the announcement of each outcome is built by the database from
-the row it wrote (the payload is Progress.encode's, checked by a test)."""
-
-_PG_FAILURES = f"""
-UPDATE bank_tasks t SET reason = COALESCE(u.reason, t.reason),
-    attempt_count = GREATEST(t.attempt_count, u.attempt_count)
-FROM unnest(?::text[], ?::text[], ?::bigint[], ?::text[], ?::bigint[])
-    AS u (query_id, bank_code, epoch, reason, attempt_count), lanes l
-WHERE t.query_id = u.query_id AND t.bank_code = u.bank_code AND t.state = '{_PENDING}'
-    AND l.bank_code = u.bank_code AND l.owner = ? AND l.epoch = u.epoch
-"""
-
-_LITE_FENCE = "SELECT 1 FROM lanes WHERE bank_code = ? AND owner = ? AND epoch = ?"
-_LITE_FINISH = (
-    "UPDATE bank_tasks SET state = ?, reason = ?, attempt_count = ?, card_count = ?, finish_time = ?,"
-    " answer_key = ?, answer_ciphertext = ?, lease_owner = ?, lease_epoch = ?, lease_expires = NULL"
-    " WHERE query_id = ? AND bank_code = ? AND state = ?"
-)
-_LITE_COUNT = (
-    "UPDATE queries SET pending = pending - 1, state = CASE WHEN state = ? THEN ? ELSE state END"
-    " WHERE query_id = ? RETURNING pending"
-)
-_LITE_FAILURE = (
-    "UPDATE bank_tasks SET reason = COALESCE(?, reason), attempt_count = MAX(attempt_count, ?)"
-    " WHERE query_id = ? AND bank_code = ? AND state = ?"
-)
 
 
 class GroupCommit:
@@ -219,28 +160,26 @@ class GroupCommit:
         failures = [w for w in writes if isinstance(w, Failure)]
         postgres = self._db.dialect == "postgresql"
 
-        async def run(conn: Any) -> dict[tuple[str, str, int], int]:
+        async def run(conn: Conn) -> dict[tuple[str, str, int], int]:
             landed: dict[tuple[str, str, int], int] = {}
             if postgres:
                 if failures:
-                    await conn.execute(_PG_FAILURES, (*_failure_arrays(failures), self._owner))
+                    await conn.execute(sql.PG_FAILURES, (*_failure_arrays(failures), self._owner))
                 if outcomes:
-                    async with conn.execute(_PG_OUTCOMES, _outcome_params(outcomes, self._owner)) as cur:
-                        for row in await cur.fetchall():
-                            landed[(str(row[0]), str(row[1]), int(row[2]))] = int(row[3])
+                    for row in await conn.fetch_all(sql.PG_OUTCOMES, _outcome_params(outcomes, self._owner)):
+                        landed[(str(row[0]), str(row[1]), int(row[2]))] = int(row[3])
                 return landed
             for f in failures:
                 if await _fenced(conn, f.bank_code, self._owner, f.epoch):
-                    await conn.execute(_LITE_FAILURE, (f.reason, f.attempt_count, f.query_id, f.bank_code, _PENDING))
+                    await conn.execute(
+                        sql.RECORD_FAILURE, (f.reason, f.attempt_count, f.query_id, f.bank_code, _PENDING)
+                    )
             for o in outcomes:
                 if not await _fenced(conn, o.bank_code, self._owner, o.epoch):
                     continue
-                cur = await conn.execute(_LITE_FINISH, _lite_finish_params(o, self._owner))
-                if cur.rowcount == 0:
+                if await conn.execute(sql.FINISH_TASK, _lite_finish_params(o, self._owner)) == 0:
                     continue
-                async with conn.execute(_LITE_COUNT, (_ACCEPTED, _RUNNING, o.query_id)) as c:
-                    row = await c.fetchone()
-                pending = int(row[0]) if row else 0
+                pending = int(await conn.fetch_val(sql.COUNT_OUTCOME, (_ACCEPTED, _RUNNING, o.query_id)) or 0)
                 landed[(o.query_id, o.bank_code, o.epoch)] = pending
                 progress = BankProgress(o.bank_code, o.state, o.reason, o.attempt_count, o.card_count, o.finish_time)
                 await conn.notify(PROGRESS, Progress(o.query_id, progress, pending).encode())
@@ -250,10 +189,9 @@ class GroupCommit:
         return [landed.get((w.query_id, w.bank_code, w.epoch)) if isinstance(w, Outcome) else None for w in writes]
 
 
-async def _fenced(conn: Any, bank_code: str, owner: str, epoch: int) -> bool:
+async def _fenced(conn: Conn, bank_code: str, owner: str, epoch: int) -> bool:
     """True while `owner` holds the bank's lane at `epoch`."""
-    async with conn.execute(_LITE_FENCE, (bank_code, owner, epoch)) as cur:
-        return await cur.fetchone() is not None
+    return await conn.fetch_one(sql.FENCE, (bank_code, owner, epoch)) is not None
 
 
 def _lite_finish_params(o: Outcome, owner: str) -> tuple[Any, ...]:

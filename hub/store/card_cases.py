@@ -15,9 +15,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
-from hub.store.db import Database, from_micros, to_micros
+from hub.store.db import Conn, Database, Row, from_micros, to_micros
+from hub.store.statements import card_cases as sql
 
 COMPONENT = "card_cases"
 MIGRATIONS = [
@@ -38,10 +37,6 @@ MIGRATIONS = [
     """,
 ]
 
-_COLUMNS = (
-    "query_id, card_id, user_id, bank_code, kind, status, case_reference, next_step, next_step_english, open_time"
-)
-
 
 @dataclass(frozen=True)
 class CardCase:
@@ -59,7 +54,7 @@ class CardCase:
     open_time: dt.datetime
 
 
-def _case(r: aiosqlite.Row) -> CardCase:
+def _case(r: Row) -> CardCase:
     return CardCase(
         query_id=str(r["query_id"]),
         card_id=str(r["card_id"]),
@@ -82,19 +77,16 @@ class CardCaseStore:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
     async def get(self, query_id: str, card_id: str) -> CardCase | None:
-        r = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM card_cases WHERE query_id = ? AND card_id = ?", (query_id, card_id)
-        )
+        r = await self._db.fetchone(sql.GET, (query_id, card_id))
         return _case(r) if r else None
 
     async def add(self, case: CardCase) -> CardCase:
         """Records the case; if one exists for this card already (a
         concurrent flag), the first one stays and is returned."""
 
-        async def run(conn: aiosqlite.Connection) -> None:
+        async def run(conn: Conn) -> None:
             await conn.execute(
-                f"INSERT INTO card_cases ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (query_id, card_id) DO NOTHING",
+                sql.ADD,
                 (
                     case.query_id,
                     case.card_id,
@@ -120,7 +112,7 @@ class CardCaseStore:
             return out
         marks = ",".join("?" * len(query_ids))
         rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM card_cases WHERE query_id IN ({marks}) ORDER BY open_time, card_id",
+            sql.FOR_QUERIES.format(marks=marks),
             list(query_ids),
         )
         for r in rows:

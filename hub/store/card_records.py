@@ -20,10 +20,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import aiosqlite
-
 from hub.crypto import Sealed
-from hub.store.db import Database, from_micros, to_micros
+from hub.store.db import Conn, Database, Row, from_micros, to_micros
+from hub.store.statements import card_records as sql
 
 COMPONENT = "card_records"
 MIGRATIONS = [
@@ -55,16 +54,13 @@ class CardRecord:
     sealed: Sealed
 
 
-def _record(r: aiosqlite.Row) -> CardRecord:
+def _record(r: Row) -> CardRecord:
     return CardRecord(
         str(r["user_id"]),
         str(r["query_id"]),
         from_micros(r["ready_time"]),
         Sealed(bytes(r["wrapped_key"]), bytes(r["ciphertext"])),
     )
-
-
-_COLUMNS = "user_id, query_id, ready_time, wrapped_key, ciphertext"
 
 
 class CardRecordStore:
@@ -80,40 +76,35 @@ class CardRecordStore:
         CreateQuery that raced an account closure (issue 22) must not leave
         a tracking row that lets a later READY re-create a record."""
 
-        async def run(conn: aiosqlite.Connection) -> None:
+        async def run(conn: Conn) -> None:
             await conn.execute(
-                "INSERT INTO card_tracking (user_id, enabled, update_time)"
-                " SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE user_id = ?)"
-                " ON CONFLICT (user_id) DO UPDATE SET enabled = excluded.enabled, update_time = excluded.update_time",
+                sql.SET_TRACKING,
                 (user_id, int(enabled), to_micros(now), user_id),
             )
             if not enabled:
-                await conn.execute("DELETE FROM card_records WHERE user_id = ?", (user_id,))
+                await conn.execute(sql.DELETE_ALL, (user_id,))
 
         await self._db.write(run)
 
     async def tracking(self, user_id: str) -> bool:
-        r = await self._db.fetchone("SELECT enabled FROM card_tracking WHERE user_id = ?", (user_id,))
+        r = await self._db.fetchone(sql.TRACKING, (user_id,))
         return bool(r and r["enabled"])
 
     async def put(self, record: CardRecord) -> None:
         """Stores (or replaces) a query's record and drops all but the newest
         KEEP_RECORDS of the user; nothing if the user opted out meanwhile."""
 
-        async def run(conn: aiosqlite.Connection) -> None:
+        async def run(conn: Conn) -> None:
             # FOR UPDATE on PostgreSQL: a closure deleting the tracking row
             # commits first and this then reads no row, or waits for this.
-            async with conn.execute(
-                "SELECT enabled FROM card_tracking WHERE user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+            row = await conn.fetch_one(
+                sql.TRACKING + conn.for_update,
                 (record.user_id,),
-            ) as cur:
-                row = await cur.fetchone()
+            )
             if not (row and row["enabled"]):
                 return
             await conn.execute(
-                f"INSERT INTO card_records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (user_id, query_id) DO UPDATE SET ready_time = excluded.ready_time,"
-                " wrapped_key = excluded.wrapped_key, ciphertext = excluded.ciphertext",
+                sql.PUT,
                 (
                     record.user_id,
                     record.query_id,
@@ -123,30 +114,21 @@ class CardRecordStore:
                 ),
             )
             await conn.execute(
-                "DELETE FROM card_records WHERE user_id = ? AND query_id NOT IN (SELECT query_id FROM card_records"
-                " WHERE user_id = ? ORDER BY ready_time DESC, query_id DESC LIMIT ?)",
+                sql.KEEP_NEWEST,
                 (record.user_id, record.user_id, KEEP_RECORDS),
             )
 
         await self._db.write(run)
 
     async def get(self, user_id: str, query_id: str) -> CardRecord | None:
-        r = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM card_records WHERE user_id = ? AND query_id = ?", (user_id, query_id)
-        )
+        r = await self._db.fetchone(sql.GET, (user_id, query_id))
         return _record(r) if r else None
 
     async def previous(self, user_id: str, before: dt.datetime) -> CardRecord | None:
         """The newest record of a lookup that became READY before `before`."""
-        r = await self._db.fetchone(
-            f"SELECT {_COLUMNS} FROM card_records WHERE user_id = ? AND ready_time < ?"
-            " ORDER BY ready_time DESC, query_id DESC LIMIT 1",
-            (user_id, to_micros(before)),
-        )
+        r = await self._db.fetchone(sql.PREVIOUS, (user_id, to_micros(before)))
         return _record(r) if r else None
 
     async def all_for(self, user_id: str) -> list[CardRecord]:
-        rows = await self._db.fetchall(
-            f"SELECT {_COLUMNS} FROM card_records WHERE user_id = ? ORDER BY ready_time", (user_id,)
-        )
+        rows = await self._db.fetchall(sql.ALL_FOR, (user_id,))
         return [_record(r) for r in rows]

@@ -17,6 +17,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from hub.store.db import Conn, Database, to_micros
+from hub.store.statements import device_keys as sql
 
 COMPONENT = "device_keys"
 MIGRATIONS = [
@@ -46,7 +47,7 @@ class DeviceKeyStore:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
     async def get(self, user_id: str) -> DeviceKey | None:
-        r = await self._db.fetchone("SELECT user_id, epoch, public_key FROM device_keys WHERE user_id = ?", (user_id,))
+        r = await self._db.fetchone(sql.GET, (user_id,))
         return DeviceKey(str(r["user_id"]), int(r["epoch"]), bytes(r["public_key"])) if r else None
 
     async def put(self, user_id: str, public_key: bytes, now: dt.datetime) -> int:
@@ -54,17 +55,12 @@ class DeviceKeyStore:
         when the same key is registered again)."""
 
         async def run(conn: Conn) -> int:
-            async with conn.execute(
-                "SELECT epoch, public_key FROM device_keys WHERE user_id = ?" + conn.for_update, (user_id,)
-            ) as cur:
-                row = await cur.fetchone()
+            row = await conn.fetch_one(sql.KEY + conn.for_update, (user_id,))
             if row is not None and bytes(row["public_key"]) == public_key:
                 return int(row["epoch"])
             epoch = int(row["epoch"]) + 1 if row else 1
             await conn.execute(
-                "INSERT INTO device_keys (user_id, epoch, public_key, update_time) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (user_id) DO UPDATE SET epoch = excluded.epoch, public_key = excluded.public_key,"
-                " update_time = excluded.update_time",
+                sql.PUT,
                 (user_id, epoch, public_key, to_micros(now)),
             )
             return epoch
@@ -73,7 +69,7 @@ class DeviceKeyStore:
 
     async def query_user(self, query_id: str) -> str | None:
         """The owner of a query (table of hub.store.queries)."""
-        r = await self._db.fetchone("SELECT user_id FROM queries WHERE query_id = ?", (query_id,))
+        r = await self._db.fetchone(sql.OWNER_OF_QUERY, (query_id,))
         return str(r["user_id"]) if r else None
 
     async def sealing_keys(self, user_id: str) -> tuple[DeviceKey | None, tuple[int, bytes] | None]:
@@ -81,10 +77,7 @@ class DeviceKeyStore:
         in one statement: what an answer is sealed to, read per answer so that
         a key replaced while a query runs is used from the next answer on."""
         r = await self._db.fetchone(
-            "SELECT (SELECT epoch FROM device_keys WHERE user_id = ?) AS d_epoch,"
-            " (SELECT public_key FROM device_keys WHERE user_id = ?) AS d_key,"
-            " (SELECT epoch FROM user_keys WHERE user_id = ?) AS p_epoch,"
-            " (SELECT public_key FROM user_keys WHERE user_id = ?) AS p_key",
+            sql.KEYS_OF_USER,
             (user_id, user_id, user_id, user_id),
         )
         if r is None:
@@ -96,5 +89,5 @@ class DeviceKeyStore:
     async def password_key(self, user_id: str) -> tuple[int, bytes] | None:
         """(epoch, public key) of the user's payment-password key (table of
         hub.store.user_keys), if any."""
-        r = await self._db.fetchone("SELECT epoch, public_key FROM user_keys WHERE user_id = ?", (user_id,))
+        r = await self._db.fetchone(sql.USER_KEY, (user_id,))
         return (int(r["epoch"]), bytes(r["public_key"])) if r else None

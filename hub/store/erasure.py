@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from hub.crypto import Sealed
 from hub.domain import BankProgress, BankState, QueryState
 from hub.store import card_cases, card_records, device_keys, identity, user_keys
-from hub.store.db import Database, from_micros, to_micros
+from hub.store.db import Conn, Database, from_micros, to_micros
 from hub.store.queries import PROGRESS, Progress, QueryStore
+from hub.store.statements import erasure as sql
 from hub.store.users import UserStore
 
 COMPONENT = "erasure"
@@ -87,18 +87,7 @@ ERASED_TABLES = (
     "card_tracking",
 )
 """Every table a closure deletes from (or blanks a column of)."""
-USER_ID_TABLES = (
-    "users",
-    "user_data_keys",
-    "user_keys",
-    "device_keys",
-    "queries",
-    "query_requests",
-    "verifications",
-    "card_cases",
-    "card_records",
-    "card_tracking",
-)
+USER_ID_TABLES = sql.USER_ID_TABLES
 """The tables with a user id column (the rest hold query ids)."""
 
 _PENDING = BankState.PENDING.value
@@ -144,17 +133,12 @@ def _marks(values: list[str]) -> str:
     return ",".join("?" * len(values))
 
 
-# Deleting a list of queries with everything hanging off them (children first).
-_QUERY_CHILDREN = ("reports", "bank_tasks", "report_access_events", "ready_notices", "card_cases")
-
-
-async def _delete_queries(conn: Any, ids: list[str]) -> None:
+async def _delete_queries(conn: Conn, ids: list[str]) -> None:
+    """Deletes a list of queries with everything hanging off them."""
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        for table in _QUERY_CHILDREN:
-            await conn.execute(f"DELETE FROM {table} WHERE query_id IN ({_marks(chunk)})", chunk)
-        await conn.execute(f"DELETE FROM query_requests WHERE query_id IN ({_marks(chunk)})", chunk)
-        await conn.execute(f"DELETE FROM queries WHERE query_id IN ({_marks(chunk)})", chunk)
+        for statement in sql.DELETE_QUERIES:
+            await conn.execute(statement.format(marks=_marks(chunk)), chunk)
 
 
 class ErasureStore:
@@ -177,23 +161,20 @@ class ErasureStore:
     # --- the per-user data key -------------------------------------------------
 
     async def data_key(self, user_id: str) -> Sealed | None:
-        r = await self._db.fetchone("SELECT wrapped_key, ciphertext FROM user_data_keys WHERE user_id = ?", (user_id,))
+        r = await self._db.fetchone(sql.DATA_KEY, (user_id,))
         return Sealed(bytes(r["wrapped_key"]), bytes(r["ciphertext"])) if r else None
 
     async def ensure_data_key(self, user_id: str, candidate: Sealed, now: dt.datetime) -> Sealed:
         """The user's data key: `candidate` if the user had none (two
         concurrent enrolments agree on the first one stored)."""
 
-        async def run(conn: Any) -> Sealed:
+        async def run(conn: Conn) -> Sealed:
             await conn.execute(
-                "INSERT INTO user_data_keys (user_id, wrapped_key, ciphertext, create_time) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (user_id) DO NOTHING",
+                sql.INSERT_DATA_KEY,
                 (user_id, candidate.wrapped_key, candidate.ciphertext, to_micros(now)),
             )
-            async with conn.execute(
-                "SELECT wrapped_key, ciphertext FROM user_data_keys WHERE user_id = ?", (user_id,)
-            ) as cur:
-                r = await cur.fetchone()
+            r = await conn.fetch_one(sql.DATA_KEY, (user_id,))
+            assert r is not None  # inserted above, or there already
             return Sealed(bytes(r[0]), bytes(r[1]))
 
         return await self._db.write(run)
@@ -205,48 +186,34 @@ class ErasureStore:
         one keyed `closed_accounts` row and the user's SMS verifications as
         abuse counters (user id and code hash blanked)."""
 
-        async def run(conn: Any) -> Erased | None:
-            async with conn.execute("SELECT id_hash FROM users WHERE user_id = ?" + conn.for_update, (user_id,)) as cur:
-                user = await cur.fetchone()
+        async def run(conn: Conn) -> Erased | None:
+            user = await conn.fetch_one(sql.USER_ID_HASH + conn.for_update, (user_id,))
             if user is None:
                 return None
-            async with conn.execute(
-                "SELECT query_id, ready_time FROM queries WHERE user_id = ? ORDER BY query_id" + conn.for_update,
-                (user_id,),
-            ) as cur:
-                queries = list(await cur.fetchall())
+            queries = list(
+                await conn.fetch_all(
+                    sql.QUERIES_OF_USER + conn.for_update,
+                    (user_id,),
+                )
+            )
             ids = [str(q[0]) for q in queries]
-            async with conn.execute(
-                "SELECT DISTINCT query_id FROM bank_tasks WHERE state = ?"
-                " AND query_id IN (SELECT query_id FROM queries WHERE user_id = ?)",
-                (_PENDING, user_id),
-            ) as cur:
-                ended = sorted(str(r[0]) for r in await cur.fetchall())
+            ended = sorted(
+                str(r[0])
+                for r in await conn.fetch_all(
+                    sql.PENDING_QUERIES_OF_USER,
+                    (_PENDING, user_id),
+                )
+            )
             # Deleting the tasks is the fence: every write of a bank task is
             # conditioned on its PENDING row and lease epoch, so a replica
             # still calling a bank finds nothing to write, now or later.
             await _delete_queries(conn, ids)
-            for statement in (
-                "DELETE FROM card_cases WHERE user_id = ?",
-                "DELETE FROM query_requests WHERE user_id = ?",
-                # Tracking first: a record being stored holds the tracking
-                # row (FOR UPDATE) and is committed before this delete
-                # returns, so the next statement sees and deletes it.
-                "DELETE FROM card_tracking WHERE user_id = ?",
-                "DELETE FROM card_records WHERE user_id = ?",
-                "DELETE FROM user_keys WHERE user_id = ?",
-                "DELETE FROM device_keys WHERE user_id = ?",
-                "DELETE FROM user_data_keys WHERE user_id = ?",
-                "DELETE FROM users WHERE user_id = ?",
-            ):
+            for statement in sql.DELETE_USER_ROWS:
                 await conn.execute(statement, (user_id,))
-            await conn.execute(
-                "UPDATE verifications SET user_id = ?, code_hash = '' WHERE user_id = ?", (ERASED_USER, user_id)
-            )
+            await conn.execute(sql.BLANK_VERIFICATIONS, (ERASED_USER, user_id))
             ready = [int(q[1]) for q in queries if q[1] is not None]
             await conn.execute(
-                "INSERT INTO closed_accounts (person_key, lookup_count, last_ready_time, close_time, expire_time)"
-                " VALUES (?, ?, ?, ?, ?)",
+                sql.INSERT_CLOSED_ACCOUNT,
                 (str(user[0]), len(ids), max(ready) if ready else None, to_micros(now), to_micros(closure_expire)),
             )
             for query_id in ended:
@@ -270,7 +237,7 @@ class ErasureStore:
         (docs/data-inventory.md)."""
         if self._db.dialect == "postgresql":
             if full:
-                await self._db.execute("VACUUM FULL " + ", ".join(USER_ID_TABLES))
+                await self._db.execute(sql.VACUUM_FULL)
             return
         checkpoint = getattr(self._db, "checkpoint", None)
         if checkpoint is not None:
@@ -286,20 +253,18 @@ class ErasureStore:
         if self._db.dialect != "postgresql":
             return 0
         async with self._db.exclusive("erasure:compaction"):
-            r = await self._db.fetchone("SELECT COUNT(*), MAX(seq) FROM closed_accounts WHERE compacted = 0")
+            r = await self._db.fetchone(sql.UNCOMPACTED)
             if r is None or not r[0]:
                 return 0
             await self.purge_copies(full=True)
-            await self._db.execute(
-                "UPDATE closed_accounts SET compacted = 1 WHERE compacted = 0 AND seq <= ?", (int(r[1]),)
-            )
+            await self._db.execute(sql.MARK_COMPACTED, (int(r[1]),))
             return int(r[0])
 
     async def closed_ready_time(self, person_key: str, now: dt.datetime) -> dt.datetime | None:
         """The latest report time of this person's closed accounts (R12
         spans a closure), from records not yet past their retention."""
         r = await self._db.fetchone(
-            "SELECT MAX(last_ready_time) FROM closed_accounts WHERE person_key = ? AND expire_time > ?",
+            sql.LAST_READY_OF_PERSON,
             (person_key, to_micros(now)),
         )
         return from_micros(r[0]) if r and r[0] is not None else None
@@ -312,42 +277,39 @@ class ErasureStore:
         def before(period: dt.timedelta) -> int:
             return to_micros(now - period)
 
-        async def run(conn: Any) -> Swept:
+        async def run(conn: Conn) -> Swept:
             counts: dict[str, int] = {}
             # Lookup history: EXPIRED queries (their report is gone, R11)
             # created longer ago than the period, with all that hangs off them.
-            async with conn.execute(
-                "SELECT query_id FROM queries WHERE state = ? AND create_time < ?",
-                (QueryState.EXPIRED.value, before(keep.lookup_history)),
-            ) as cur:
-                ids = [str(r[0]) for r in await cur.fetchall()]
+            ids = [
+                str(r[0])
+                for r in await conn.fetch_all(
+                    sql.EXPIRED_QUERIES_BEFORE,
+                    (QueryState.EXPIRED.value, before(keep.lookup_history)),
+                )
+            ]
             await _delete_queries(conn, ids)
             counts["lookup_history"] = len(ids)
-            for item, sql, period in (
-                ("access_events", "DELETE FROM report_access_events WHERE time < ?", keep.access_events),
-                ("card_cases", "DELETE FROM card_cases WHERE open_time < ?", keep.card_cases),
-                ("card_records", "DELETE FROM card_records WHERE ready_time < ?", keep.card_records),
-                ("abuse_counters", "DELETE FROM verifications WHERE create_time < ?", keep.abuse_counters),
-                ("query_requests", "DELETE FROM query_requests WHERE create_time < ?", keep.lookup_history),
+            for item, statement, period in (
+                ("access_events", sql.DELETE_ACCESS_EVENTS_BEFORE, keep.access_events),
+                ("card_cases", sql.DELETE_CARD_CASES_BEFORE, keep.card_cases),
+                ("card_records", sql.DELETE_CARD_RECORDS_BEFORE, keep.card_records),
+                ("abuse_counters", sql.DELETE_ABUSE_COUNTERS_BEFORE, keep.abuse_counters),
+                ("query_requests", sql.DELETE_QUERY_REQUESTS_BEFORE, keep.lookup_history),
             ):
-                cur = await conn.execute(sql, (before(period),))
-                counts[item] = max(cur.rowcount, 0)
-            cur = await conn.execute("DELETE FROM closed_accounts WHERE expire_time <= ?", (to_micros(now),))
-            counts["closure_records"] = max(cur.rowcount, 0)
+                counts[item] = max(await conn.execute(statement, (before(period),)), 0)
+            closed = await conn.execute(sql.DELETE_EXPIRED_CLOSURES, (to_micros(now),))
+            counts["closure_records"] = max(closed, 0)
             # Rows a racing request left for a user closed meanwhile.
             # (A data key is made just before its user's row: only old ones.)
             orphans = 0
             for table, extra, params in (
                 ("card_tracking", "", ()),
                 ("user_keys", "", ()),
-                ("user_data_keys", " AND create_time < ?", (before(_ENROLMENT_GRACE),)),
+                ("user_data_keys", sql.ORPHAN_BEFORE, (before(_ENROLMENT_GRACE),)),
             ):
-                cur = await conn.execute(
-                    f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = {table}.user_id)"
-                    + extra,
-                    params,
-                )
-                orphans += max(cur.rowcount, 0)
+                deleted = await conn.execute(sql.DELETE_ORPHANS.format(table=table) + extra, params)
+                orphans += max(deleted, 0)
             counts["orphans"] = orphans
             return Swept(counts)
 

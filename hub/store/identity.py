@@ -16,9 +16,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
-from hub.store.db import Database, from_micros, to_micros
+from hub.store.db import Conn, Database, from_micros, to_micros
+from hub.store.statements import identity as sql
 from hub.store.users import AccessResult
 
 COMPONENT = "identity"
@@ -137,34 +136,31 @@ class IdentityStore:
         already got `daily_cap` codes in the last day; then nothing is
         stored and the exact retry time is returned."""
 
-        async def run(conn: aiosqlite.Connection) -> RateLimited | None:
+        async def run(conn: Conn) -> RateLimited | None:
             # The limits span account, person and phone: lock all three (in
             # one order, so two transactions never wait on each other).
             for key in sorted({new.user_id, new.person_hash or "", new.phone_hash or ""} - {""}):
-                await conn.lock("sms:" + key)  # type: ignore[attr-defined]
-            async with conn.execute(
-                "SELECT MAX(create_time) AS latest FROM verifications"
-                " WHERE user_id = ? OR person_hash = ? OR phone_hash = ?",
+                await conn.lock("sms:" + key)
+            r = await conn.fetch_one(
+                sql.LATEST_CODE,
                 (new.user_id, new.person_hash or new.user_id, new.phone_hash or new.user_id),
-            ) as cur:
-                r = await cur.fetchone()
+            )
             if r is not None and r["latest"]:
                 retry = from_micros(r["latest"]) + limits.resend_interval
                 if retry > new.create_time:
                     return RateLimited(retry)
             if new.phone_hash:
-                async with conn.execute(
-                    "SELECT create_time FROM verifications WHERE phone_hash = ? AND create_time > ?"
-                    " ORDER BY create_time",
-                    (new.phone_hash, to_micros(new.create_time - limits.day)),
-                ) as cur:
-                    times = [row["create_time"] for row in await cur.fetchall()]
+                times = [
+                    row["create_time"]
+                    for row in await conn.fetch_all(
+                        sql.CODES_TO_PHONE_SINCE,
+                        (new.phone_hash, to_micros(new.create_time - limits.day)),
+                    )
+                ]
                 if len(times) >= limits.daily_cap:
                     return RateLimited(from_micros(times[len(times) - limits.daily_cap]) + limits.day, "daily")
             await conn.execute(
-                "INSERT INTO verifications"
-                " (verification_id, user_id, code_hash, create_time, expire_time, person_hash, phone_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                sql.INSERT_VERIFICATION,
                 (
                     new.verification_id,
                     new.user_id,
@@ -181,8 +177,7 @@ class IdentityStore:
 
     async def get_verification(self, verification_id: str) -> VerificationRow | None:
         r = await self._db.fetchone(
-            "SELECT verification_id, user_id, expire_time, failed_attempts, used_time FROM verifications"
-            " WHERE verification_id = ?",
+            sql.GET_VERIFICATION,
             (verification_id,),
         )
         if r is None:
@@ -210,12 +205,11 @@ class IdentityStore:
         CreateQuery request in the same transaction, so a code opens exactly
         one query. A wrong code counts an attempt."""
 
-        async def run(conn: aiosqlite.Connection) -> CodeOutcome:
-            async with conn.execute(
-                "SELECT * FROM verifications WHERE verification_id = ? AND user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+        async def run(conn: Conn) -> CodeOutcome:
+            r = await conn.fetch_one(
+                sql.VERIFICATION_OF_USER + conn.for_update,
                 (verification_id, user_id),
-            ) as cur:
-                r = await cur.fetchone()
+            )
             if r is None:
                 return CodeOutcome("NOT_FOUND")
             if r["used_time"]:
@@ -227,19 +221,16 @@ class IdentityStore:
             if r["code_hash"] != code_hash:
                 failed = r["failed_attempts"] + 1
                 await conn.execute(
-                    "UPDATE verifications SET failed_attempts = ? WHERE verification_id = ?",
+                    sql.COUNT_FAILED_ATTEMPT,
                     (failed, verification_id),
                 )
                 left = max_attempts - failed
                 return CodeOutcome("WRONG" if left > 0 else "LOCKED", left)
-            await conn.execute(
-                "UPDATE verifications SET used_time = ? WHERE verification_id = ?", (to_micros(now), verification_id)
-            )
+            await conn.execute(sql.USE_CODE, (to_micros(now), verification_id))
             if request is not None:
                 request_id, fingerprint, query_id = request
                 await conn.execute(
-                    "INSERT INTO query_requests (user_id, request_id, fingerprint, query_id, create_time)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    sql.INSERT_REQUEST,
                     (user_id, request_id, fingerprint, query_id, to_micros(now)),
                 )
             return CodeOutcome("OK")
@@ -256,7 +247,7 @@ class IdentityStore:
 
     async def get_request(self, user_id: str, request_id: str) -> RequestRow | None:
         r = await self._db.fetchone(
-            "SELECT fingerprint, query_id FROM query_requests WHERE user_id = ? AND request_id = ?",
+            sql.GET_REQUEST,
             (user_id, request_id),
         )
         return RequestRow(r["fingerprint"], r["query_id"]) if r else None
@@ -265,7 +256,7 @@ class IdentityStore:
 
     async def add_access_event(self, query_id: str, time: dt.datetime, result: AccessResult) -> None:
         await self._db.execute(
-            "INSERT INTO report_access_events (query_id, time, result) VALUES (?, ?, ?)",
+            sql.INSERT_ACCESS_EVENT,
             (query_id, to_micros(time), result),
         )
 
@@ -276,7 +267,7 @@ class IdentityStore:
             return out
         marks = ",".join("?" * len(query_ids))
         rows = await self._db.fetchall(
-            f"SELECT query_id, time, result FROM report_access_events WHERE query_id IN ({marks}) ORDER BY seq",
+            sql.ACCESS_EVENTS.format(marks=marks),
             query_ids,
         )
         for r in rows:
@@ -286,10 +277,10 @@ class IdentityStore:
     # --- ready notices (R9) ---
 
     async def notice_sent(self, query_id: str) -> bool:
-        return await self._db.fetchone("SELECT 1 FROM ready_notices WHERE query_id = ?", (query_id,)) is not None
+        return await self._db.fetchone(sql.NOTICE_SENT, (query_id,)) is not None
 
     async def mark_notice_sent(self, query_id: str, time: dt.datetime) -> None:
         await self._db.execute(
-            "INSERT INTO ready_notices (query_id, send_time) VALUES (?, ?) ON CONFLICT (query_id) DO NOTHING",
+            sql.INSERT_NOTICE,
             (query_id, to_micros(time)),
         )

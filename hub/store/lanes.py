@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from hub.store.db import Database
+from hub.store.db import Conn, Database
+from hub.store.statements import lanes as sql
 
 COMPONENT = "lanes"
 MIGRATIONS = [
@@ -71,9 +72,9 @@ class LaneStore:
     async def ensure(self, bank_codes: list[str]) -> None:
         """A lane row per configured bank (a bank added by a reload gets one)."""
 
-        async def run(conn: Any) -> None:
+        async def run(conn: Conn) -> None:
             await conn.executemany(
-                "INSERT INTO lanes (bank_code) VALUES (?) ON CONFLICT (bank_code) DO NOTHING",
+                sql.ENSURE_LANE,
                 [(code,) for code in bank_codes],
             )
 
@@ -84,34 +85,30 @@ class LaneStore:
         its fair share, in one transaction. `take_all` claims every lane
         whatever its lease (the only process of a SQLite store, at start)."""
 
-        async def run(conn: Any) -> LaneRound:
+        async def run(conn: Conn) -> LaneRound:
             await conn.execute(
-                "INSERT INTO replicas (replica_id, expires) VALUES (?, ?)"
-                " ON CONFLICT (replica_id) DO UPDATE SET expires = excluded.expires",
+                sql.HEARTBEAT,
                 (owner, expires_us),
             )
-            async with conn.execute(
-                "SELECT (SELECT COUNT(*) FROM replicas WHERE expires >= ?), (SELECT COUNT(*) FROM lanes)",
+            row = await conn.fetch_one(
+                sql.LIVE_REPLICAS_AND_BANKS,
                 (now_us,),
-            ) as cur:
-                row = await cur.fetchone()
+            )
+            assert row is not None  # an aggregate always has its row
             live, banks = max(1, int(row[0])), int(row[1])
-            async with conn.execute(
-                "UPDATE lanes SET expires = ? WHERE owner = ? RETURNING bank_code, epoch", (expires_us, owner)
-            ) as cur:
-                held = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+            held = {str(r[0]): int(r[1]) for r in await conn.fetch_all(sql.RENEW, (expires_us, owner))}
             share = banks if take_all else math.ceil(banks / live)
             claimed: dict[str, int] = {}
             if len(held) < share:
-                free = "" if take_all else " AND (owner IS NULL OR expires < ?)"
+                free = "" if take_all else sql.CLAIM_FREE
                 params: tuple[Any, ...] = (owner, expires_us) + (() if take_all else (now_us,))
-                async with conn.execute(
-                    "UPDATE lanes SET owner = ?, epoch = epoch + 1, expires = ? WHERE bank_code IN"
-                    f" (SELECT bank_code FROM lanes WHERE (owner IS NULL OR owner <> ?){free}"
-                    f" ORDER BY bank_code LIMIT ?{conn.skip_locked}) RETURNING bank_code, epoch",
-                    (*params[:2], owner, *params[2:], share - len(held)),
-                ) as cur:
-                    claimed = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+                claimed = {
+                    str(r[0]): int(r[1])
+                    for r in await conn.fetch_all(
+                        sql.CLAIM.format(free=free, skip_locked=conn.skip_locked),
+                        (*params[:2], owner, *params[2:], share - len(held)),
+                    )
+                }
             held.update(claimed)
             return LaneRound(held, frozenset(claimed), live, share)
 
@@ -121,7 +118,7 @@ class LaneStore:
         """Gives up one lane (handed over at a clean point: no call of ours
         to that bank is in flight any more)."""
         await self._db.execute(
-            "UPDATE lanes SET owner = NULL, expires = NULL WHERE bank_code = ? AND owner = ? AND epoch = ?",
+            sql.RELEASE,
             (bank_code, owner, epoch),
         )
 
@@ -129,13 +126,13 @@ class LaneStore:
         """A stopping replica: every lane it holds and its heartbeat go, so
         the others take its banks at their next round."""
 
-        async def run(conn: Any) -> None:
-            await conn.execute("UPDATE lanes SET owner = NULL, expires = NULL WHERE owner = ?", (owner,))
-            await conn.execute("DELETE FROM replicas WHERE replica_id = ?", (owner,))
+        async def run(conn: Conn) -> None:
+            await conn.execute(sql.RELEASE_ALL, (owner,))
+            await conn.execute(sql.FORGET_REPLICA, (owner,))
 
         await self._db.write(run)
 
     async def owners(self) -> dict[str, str | None]:
         """Bank code -> the replica owning its lane (or None): for operators and tests."""
-        rows = await self._db.fetchall("SELECT bank_code, owner FROM lanes ORDER BY bank_code")
+        rows = await self._db.fetchall(sql.OWNERS)
         return {str(r[0]): (str(r[1]) if r[1] is not None else None) for r in rows}

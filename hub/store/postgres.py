@@ -35,19 +35,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
-from hub.logging import get_logger
-from hub.store.db import ConnectionSettings, Notify, StoreStats, split_sql
-from hub.store.sql import ddl_to_postgres, returns_rows, to_postgres
+from hub.store.pg_listen import PgListener, set_keepalive
+from hub.store.sql import ddl_to_postgres, split_sql, to_postgres
+from hub.store.types import ConnectionSettings, Notify, Row, StoreStats, WriteFn
 
 T = TypeVar("T")
-log = get_logger("hub.store")
 
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _MAX_TRIES = 8
@@ -58,79 +55,10 @@ _DEAD = (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.exceptions.Conne
 """Errors after which a connection's state is unknown: it is dropped."""
 
 
-def set_keepalive(conn: asyncpg.Connection, settings: ConnectionSettings) -> None:
-    """TCP keepalives and a user timeout on `conn`'s socket (Linux names;
-    skipped where the platform lacks them). libpq's `keepalives_*` URL
-    parameters do not reach asyncpg, which sends unknown URL parameters to
-    the server as settings."""
-    transport = getattr(conn, "_transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (
-        ("TCP_KEEPIDLE", settings.keepalive_idle),
-        ("TCP_KEEPINTVL", settings.keepalive_interval),
-        ("TCP_KEEPCNT", settings.keepalive_count),
-    ):
-        if hasattr(socket, name):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), max(1, int(value)))
-    if hasattr(socket, "TCP_USER_TIMEOUT"):
-        total = settings.keepalive_idle + settings.keepalive_interval * settings.keepalive_count
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(total * 1000))
-
-
 def _rowcount(status: str) -> int:
     """asyncpg's command tag ("UPDATE 3", "INSERT 0 1") -> rows affected."""
     last = status.rsplit(" ", 1)[-1]
     return int(last) if last.isdigit() else 0
-
-
-class _Cursor:
-    def __init__(self, rows: Sequence[Any], rowcount: int) -> None:
-        self._rows = list(rows)
-        self.rowcount = rowcount
-
-    async def fetchone(self) -> Any:
-        return self._rows[0] if self._rows else None
-
-    async def fetchall(self) -> Sequence[Any]:
-        return self._rows
-
-    async def __aenter__(self) -> _Cursor:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-class _Statement:
-    """What `conn.execute` returns: awaitable, or `async with` as a cursor
-    (aiosqlite's two call shapes)."""
-
-    def __init__(self, conn: Any, sql: str, params: Sequence[Any], stats: StoreStats) -> None:
-        self._conn = conn
-        self._stats = stats
-        self._sql = sql
-        self._params = params
-
-    async def _run(self) -> _Cursor:
-        self._stats.statements += 1
-        sql = to_postgres(self._sql)
-        if returns_rows(self._sql):
-            rows = await self._conn.fetch(sql, *self._params)
-            return _Cursor(rows, len(rows))
-        status = await self._conn.execute(sql, *self._params)
-        return _Cursor((), _rowcount(status))
-
-    def __await__(self) -> Any:
-        return self._run().__await__()
-
-    async def __aenter__(self) -> _Cursor:
-        return await self._run()
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
 
 class _PgConn:
@@ -141,8 +69,21 @@ class _PgConn:
         self._conn = conn  # a pooled asyncpg connection
         self._stats = stats
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Statement:
-        return _Statement(self._conn, sql, params, self._stats)
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._stats.statements += 1
+        return _rowcount(await self._conn.execute(to_postgres(sql), *params))
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self._stats.statements += 1
+        return await self._conn.fetchrow(to_postgres(sql), *params)
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self._stats.statements += 1
+        return list(await self._conn.fetch(to_postgres(sql), *params))
+
+    async def fetch_val(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self._stats.statements += 1
+        return await self._conn.fetchval(to_postgres(sql), *params)
 
     async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
         self._stats.statements += 1
@@ -179,15 +120,10 @@ class PostgresDatabase:
     ) -> None:
         self._url = url
         self._settings = settings or ConnectionSettings()
-        self._listen_check: asyncio.Task[None] | None = None
         self._pool = pool
         self._locks = locks
-        self._listen_conn: asyncpg.Connection | None = None
-        self._listeners: dict[str, list[Notify]] = defaultdict(list)
+        self._listener = PgListener(url, self._settings, self._expire_all)
         self.stats = StoreStats()
-        self._subscribed: set[str] = set()
-        self._subscribe_lock = asyncio.Lock()
-        self._reconnect_listeners: list[Callable[[], None]] = []
         self._closed = False
 
     @classmethod
@@ -218,22 +154,22 @@ class PostgresDatabase:
             raise
         db = cls(url, pool, locks, settings)
 
-        async def create(conn: _PgConn) -> None:
+        async def create(raw: asyncpg.Connection) -> None:
             # Under the migration lock: CREATE TABLE IF NOT EXISTS is not
             # atomic, and replicas starting together would race on it
             # (unique violation in pg_type) and one of them would not start.
-            await conn._conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-            await conn._conn.execute(
+            await raw.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await raw.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " component TEXT NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (component, version))"
             )
 
-        await db.write(create)
+        await db._transaction(create)
         return db
 
     async def migrate(self, component: str, migrations: Sequence[str]) -> None:
-        async def run(conn: _PgConn) -> None:
-            raw = conn._conn  # migrations: raw statements, not counted
+        async def run(raw: asyncpg.Connection) -> None:
+            # Migrations: raw statements, not counted.
             await raw.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             rows = await raw.fetch("SELECT version FROM schema_migrations WHERE component = $1", component)
             done = {int(r[0]) for r in rows}
@@ -246,7 +182,7 @@ class PostgresDatabase:
                     "INSERT INTO schema_migrations (component, version) VALUES ($1, $2)", component, version
                 )
 
-        await self.write(run)
+        await self._transaction(run)
 
     @contextlib.asynccontextmanager
     async def _acquired(self, pool: asyncpg.Pool | None = None) -> AsyncIterator[Any]:
@@ -279,7 +215,12 @@ class PostgresDatabase:
         for pool in (self._pool, self._locks):
             await pool.expire_connections()
 
-    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+    async def write(self, fn: WriteFn[T]) -> T:
+        return await self._transaction(lambda raw: fn(_PgConn(raw, self.stats)))
+
+    async def _transaction(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`fn(raw connection)` in one transaction, retried whole after a
+        serialization failure or a deadlock."""
         if self._closed:
             raise RuntimeError("database is closed")
         for attempt in range(1, _MAX_TRIES + 1):
@@ -289,7 +230,7 @@ class PostgresDatabase:
                     tx = raw.transaction()
                     await tx.start()
                     try:
-                        result = await fn(_PgConn(raw, self.stats))
+                        result = await fn(raw)
                     except BaseException as error:
                         if not isinstance(error, (*_DEAD, asyncio.CancelledError)):
                             await tx.rollback()
@@ -335,96 +276,14 @@ class PostgresDatabase:
 
     async def listen(self, channel: str, callback: Notify) -> None:
         """Registers a callback; returns once the channel is listened to (a
-        notification committed after that reaches it). The listening
-        connection is opened on first use."""
-        self._listeners[channel].append(callback)
-        await self._subscribe(channel)
-
-    async def _subscribe(self, channel: str) -> None:
-        async with self._subscribe_lock:
-            if self._closed:
-                return
-            if channel in self._subscribed:
-                return
-            if self._listen_conn is None:
-                conn = await asyncpg.connect(
-                    self._url, timeout=self._settings.command_timeout, command_timeout=self._settings.command_timeout
-                )
-                set_keepalive(conn, self._settings)
-                conn.add_termination_listener(self._listen_lost)
-                self._listen_conn = conn
-                if self._listen_check is None or self._listen_check.done():
-                    self._listen_check = asyncio.get_running_loop().create_task(self._check_listen_conn())
-            await self._listen_conn.add_listener(channel, self._dispatch)
-            self._subscribed.add(channel)
+        notification committed after that reaches it)."""
+        await self._listener.listen(channel, callback)
 
     def add_reconnect_listener(self, callback: Callable[[], None]) -> None:
         """Told after the listening connection was lost and is back (a
         database failover, a restart): notifications sent meanwhile were
         missed, so caches fed by them must re-read the store."""
-        self._reconnect_listeners.append(callback)
-
-    async def _check_listen_conn(self) -> None:
-        """A round trip on the listening connection every
-        `listen_check_interval`: LISTEN alone sends nothing while nothing is
-        notified, so a peer that vanished silently would go unnoticed, and
-        every notification after the failover missed. An unanswered round
-        trip drops the connection; `_listen_lost` then re-listens."""
-        interval = self._settings.listen_check_interval
-        while not self._closed:
-            await asyncio.sleep(interval)
-            conn = self._listen_conn
-            if conn is None or conn.is_closed():
-                continue
-            try:
-                await conn.fetchval("SELECT 1", timeout=self._settings.command_timeout)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if conn is not self._listen_conn:
-                    continue
-                log.warning("listen_connection_silent", error=type(error).__name__)
-                await self._expire_all()  # the pools' idle connections likely lead there too
-                conn.terminate()  # runs the termination listener: _listen_lost
-                if self._listen_conn is conn:  # no listener call (already closed)
-                    self._listen_lost(conn)
-
-    def _listen_lost(self, conn: object) -> None:
-        if self._closed or conn is not self._listen_conn:
-            return
-        log.warning("listen_connection_lost")
-        self._listen_conn = None
-        channels, self._subscribed = set(self._subscribed), set()
-        asyncio.get_running_loop().create_task(self._relisten(channels))
-
-    async def _relisten(self, channels: set[str]) -> None:
-        delay = 0.1
-        while not self._closed:
-            try:
-                for channel in sorted(channels):
-                    await self._subscribe(channel)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                conn, self._listen_conn = self._listen_conn, None
-                if conn is not None:
-                    conn.terminate()  # not close(): a silent peer would never answer it
-                self._subscribed = set()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            log.info("listen_connection_restored")
-            for callback in list(self._reconnect_listeners):
-                try:
-                    callback()
-                except Exception:
-                    log.error("reconnect_listener_failed", exc_info=True)
-            return
-
-    def _dispatch(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
-        for callback in list(self._listeners.get(channel, ())):
-            try:
-                callback(str(payload))
-            except Exception:
-                log.error("listener_failed", exc_info=True, channel=channel)
+        self._listener.add_reconnect_listener(callback)
 
     @contextlib.asynccontextmanager
     async def exclusive(self, key: str) -> AsyncIterator[None]:
@@ -439,12 +298,7 @@ class PostgresDatabase:
         if self._closed:
             return
         self._closed = True
-        if self._listen_check is not None:
-            self._listen_check.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listen_check
-        if self._listen_conn is not None:
-            self._listen_conn.terminate()
+        await self._listener.close()
         for pool in (self._locks, self._pool):
             try:
                 await asyncio.wait_for(pool.close(), self._settings.command_timeout)

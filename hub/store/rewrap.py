@@ -16,10 +16,10 @@ meanwhile is left as it is: safe while the hub serves and to re-run.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hub.store.db import Conn, Database
+from hub.store.db import Conn, Database, WriteFn
 
 LEGACY_LENGTH = 60
 """A wrapped key without a key id: nonce (12) + 32-byte key + tag (16)."""
@@ -116,15 +116,14 @@ class RewrapStore:
         return moved
 
 
-def _updater(c: WrappedColumn, updates: list[tuple[object, ...]]) -> Callable[[Conn], Awaitable[int]]:
+def _updater(c: WrappedColumn, updates: list[tuple[object, ...]]) -> WriteFn[int]:
     match = " AND ".join(f"{k} = ?" for k in c.keys)
     sql = f"UPDATE {c.table} SET {c.column} = ? WHERE {match} AND {c.column} = ?"
 
     async def run(conn: Conn) -> int:
         changed = 0
         for params in updates:
-            cursor = await conn.execute(sql, params)
-            changed += max(cursor.rowcount, 0)
+            changed += max(await conn.execute(sql, params), 0)
         return changed
 
     return run

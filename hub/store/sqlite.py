@@ -14,9 +14,10 @@ hub process.
 - One thread hop per batch, not per statement (issue 10): the whole batch
   runs on the writer connection's aiosqlite thread (one queued function,
   `Connection._execute`, pinned with aiosqlite's version), which drives each
-  write callback to its end synchronously. The callbacks keep the aiosqlite call shapes (`await
-  conn.execute(...)`), but on SQLite those awaits complete at once (sqlite3
-  is synchronous), so a callback must await nothing but `conn` (a callback
+  write callback to its end synchronously. The callbacks await their `Conn`
+  (hub.store.types: `await conn.execute(...)`, `fetch_one`, ...), but on
+  SQLite those awaits complete at once (sqlite3 is synchronous), so a
+  callback must await nothing but `conn` (a callback
   that suspends fails with RuntimeError, and only its savepoint rolls back).
   A profile of the hub under load had put most of its time in the one hop
   per statement aiosqlite makes (about ten per bank outcome).
@@ -33,7 +34,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,10 +42,10 @@ import aiosqlite
 
 from cardlookup.private_files import ensure_private, private_dir
 from hub.logging import get_logger
-from hub.store.db import Notify, StoreStats, split_sql
+from hub.store.sql import split_sql
+from hub.store.types import Conn, Notify, Row, StoreStats, WriteFn
 
 T = TypeVar("T")
-WriteFn = Callable[[Any], Awaitable[Any]]
 log = get_logger("hub.store")
 
 _PRAGMAS = (
@@ -55,43 +56,6 @@ _PRAGMAS = (
     "PRAGMA busy_timeout=10000",
 )
 _LOCK_STRIPES = 64
-
-
-class _Cursor:
-    """A finished statement with aiosqlite's cursor shape (the rows are
-    already there: awaiting them never suspends)."""
-
-    __slots__ = ("_cur", "rowcount")
-
-    def __init__(self, cur: sqlite3.Cursor) -> None:
-        self._cur = cur
-        self.rowcount = cur.rowcount
-
-    async def fetchone(self) -> Any:
-        return self._cur.fetchone()
-
-    async def fetchall(self) -> list[Any]:
-        return self._cur.fetchall()
-
-
-class _Executed:
-    """What `conn.execute` returns: awaitable (-> cursor) and an async
-    context manager (closes the cursor), as in aiosqlite."""
-
-    __slots__ = ("_cursor",)
-
-    def __init__(self, cursor: _Cursor) -> None:
-        self._cursor = cursor
-
-    def __await__(self) -> Generator[Any, None, _Cursor]:
-        return self._cursor
-        yield  # a generator that finishes at once
-
-    async def __aenter__(self) -> _Cursor:
-        return self._cursor
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._cursor._cur.close()
 
 
 class _SqliteConn:
@@ -107,9 +71,26 @@ class _SqliteConn:
         self._stats = stats
         self.pending: list[tuple[str, str]] = []
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Executed:
+    def _run(self, sql: str, params: Sequence[Any], read: Callable[[sqlite3.Cursor], T]) -> T:
         self._stats.statements += 1
-        return _Executed(_Cursor(self._conn.execute(sql, params)))
+        cur = self._conn.execute(sql, params)
+        try:
+            return read(cur)
+        finally:
+            cur.close()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._run(sql, params, lambda cur: cur.rowcount)
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return self._run(sql, params, sqlite3.Cursor.fetchone)
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._run(sql, params, sqlite3.Cursor.fetchall)
+
+    async def fetch_val(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = await self.fetch_one(sql, params)
+        return None if row is None else row[0]
 
     async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
         self._stats.statements += 1
@@ -146,7 +127,7 @@ class SqliteDatabase:
         self._writer = writer
         self._reader = reader
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[WriteFn, asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[WriteFn[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._listeners: dict[str, list[Notify]] = defaultdict(list)
@@ -196,7 +177,7 @@ class SqliteDatabase:
             if version in done:
                 continue
 
-            async def apply(conn: _SqliteConn, script: str = script, version: int = version) -> None:
+            async def apply(conn: Conn, script: str = script, version: int = version) -> None:
                 for statement in split_sql(script):
                     await conn.execute(statement)
                 await conn.execute(
@@ -205,11 +186,11 @@ class SqliteDatabase:
 
             await self.write(apply)
 
-    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+    async def write(self, fn: WriteFn[T]) -> T:
         """Runs `fn` in the next write batch; returns once it is committed."""
         return await self._enqueue(fn)
 
-    async def _enqueue(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+    async def _enqueue(self, fn: WriteFn[T]) -> T:
         # `execute` and `write_one` come here too, not through `write`: the
         # metrics time each public method once (HubMetrics.instrument_database).
         if self._closed:
@@ -222,7 +203,7 @@ class SqliteDatabase:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Shorthand for a single-statement write."""
 
-        async def run(conn: _SqliteConn) -> None:
+        async def run(conn: Conn) -> None:
             await conn.execute(sql, params)
 
         await self._enqueue(run)
@@ -230,10 +211,9 @@ class SqliteDatabase:
     async def write_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         """A single-statement write returning its first row (`RETURNING`)."""
 
-        async def run(conn: _SqliteConn) -> sqlite3.Row | None:
-            async with conn.execute(sql, params) as cur:
-                row: sqlite3.Row | None = await cur.fetchone()
-                return row
+        async def run(conn: Conn) -> sqlite3.Row | None:
+            row: sqlite3.Row | None = await conn.fetch_one(sql, params)
+            return row
 
         return await self._enqueue(run)
 
@@ -262,7 +242,7 @@ class SqliteDatabase:
         """A one-row write through the batch (a page written and synced): it
         fails while the disk is full or the file read-only."""
 
-        async def run(conn: _SqliteConn) -> None:
+        async def run(conn: Conn) -> None:
             await conn.execute("CREATE TABLE IF NOT EXISTS store_probe (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
             await conn.execute("INSERT INTO store_probe (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1")
 
@@ -300,7 +280,7 @@ class SqliteDatabase:
         await self._reader.close()
         await self._writer.close()
 
-    def _commit_batch(self, fns: list[WriteFn]) -> tuple[list[_Outcome], list[tuple[str, str]], bool]:
+    def _commit_batch(self, fns: list[WriteFn[Any]]) -> tuple[list[_Outcome], list[tuple[str, str]], bool]:
         """On the writer thread: one transaction, one savepoint per call."""
         writer = self._writer._conn
         conn = _SqliteConn(writer, self.stats)
@@ -311,7 +291,7 @@ class SqliteDatabase:
                 writer.execute(f"SAVEPOINT w{i}")
                 mark = len(conn.pending)
                 try:
-                    value: Any = _drive(fn(conn))  # type: ignore[arg-type]
+                    value: Any = _drive(fn(conn))
                 except Exception as exc:  # one caller's failure must not spoil the batch
                     writer.execute(f"ROLLBACK TO w{i}")
                     del conn.pending[mark:]

@@ -13,10 +13,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
 from hub.crypto import Sealed
-from hub.store.db import Database, from_micros, to_micros
+from hub.store.db import Conn, Database, Row, from_micros, to_micros
+from hub.store.statements import users as sql
 
 AccessResult = Literal["VIEWED", "WRONG_PASSWORD", "LOCKED"]
 
@@ -62,7 +61,7 @@ class UserRow:
     encrypted under it; attached by hub.identity.users, never stored here."""
 
 
-def _row(r: aiosqlite.Row) -> UserRow:
+def _row(r: Row) -> UserRow:
     return UserRow(
         user_id=r["user_id"],
         id_hash=r["id_hash"],
@@ -99,23 +98,22 @@ class UserStore:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
     async def get(self, user_id: str) -> UserRow | None:
-        r = await self._db.fetchone("SELECT * FROM users WHERE user_id = ?", (user_id,))
+        r = await self._db.fetchone(sql.GET, (user_id,))
         return _row(r) if r else None
 
     async def user_ids_with_id_hash(self, id_hash: str) -> list[str]:
-        rows = await self._db.fetchall("SELECT user_id FROM users WHERE id_hash = ?", (id_hash,))
+        rows = await self._db.fetchall(sql.BY_ID_HASH, (id_hash,))
         return [r["user_id"] for r in rows]
 
     async def upsert(self, row: UserRow, keep_password: bool) -> UserRow:
         """Inserts or replaces a user. With `keep_password`, an existing
         password hash and its lockout state are kept."""
 
-        async def run(conn: aiosqlite.Connection) -> UserRow:
-            async with conn.execute(
-                "SELECT * FROM users WHERE user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+        async def run(conn: Conn) -> UserRow:
+            old_raw = await conn.fetch_one(
+                sql.GET + conn.for_update,
                 (row.user_id,),
-            ) as cur:
-                old_raw = await cur.fetchone()
+            )
             old = _row(old_raw) if old_raw else None
             if old is None and keep_password:
                 raise ValueError("a new user needs a payment password")
@@ -134,15 +132,7 @@ class UserStore:
                 update_time=row.update_time,
             )
             await conn.execute(
-                "INSERT INTO users (user_id, id_hash, identity_wrapped_key, identity_ciphertext, masked_phone,"
-                " region_code, id_expiry, password_hash, password_failures, password_locked_until,"
-                " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (user_id) DO UPDATE SET id_hash = excluded.id_hash,"
-                " identity_wrapped_key = excluded.identity_wrapped_key,"
-                " identity_ciphertext = excluded.identity_ciphertext, masked_phone = excluded.masked_phone,"
-                " region_code = excluded.region_code, id_expiry = excluded.id_expiry,"
-                " password_hash = excluded.password_hash, password_failures = excluded.password_failures,"
-                " password_locked_until = excluded.password_locked_until, update_time = excluded.update_time",
+                sql.PUT,
                 (
                     merged.user_id,
                     merged.id_hash,
@@ -166,12 +156,12 @@ class UserStore:
         """Stores a re-hash of the same password (stronger parameters); only
         if the hash is still `old_hash` (a password set meanwhile wins)."""
 
-        async def run(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
-                "UPDATE users SET password_hash = ? WHERE user_id = ? AND password_hash = ?",
+        async def run(conn: Conn) -> bool:
+            changed = await conn.execute(
+                sql.REHASH,
                 (new_hash, user_id, old_hash),
             )
-            return bool(cur.rowcount)
+            return bool(changed)
 
         return await self._db.write(run)
 
@@ -182,12 +172,11 @@ class UserStore:
         whatever the password; a failure counts towards the lock; success
         clears the count."""
 
-        async def run(conn: aiosqlite.Connection) -> PasswordOutcome:
-            async with conn.execute(
-                "SELECT password_failures, password_locked_until FROM users WHERE user_id = ?" + conn.for_update,  # type: ignore[attr-defined]
+        async def run(conn: Conn) -> PasswordOutcome:
+            r = await conn.fetch_one(
+                sql.PASSWORD_STATE + conn.for_update,
                 (user_id,),
-            ) as cur:
-                r = await cur.fetchone()
+            )
             if r is None:
                 raise KeyError(user_id)
             failures = r["password_failures"]
@@ -203,7 +192,7 @@ class UserStore:
                 if failures >= max_failures:
                     failures, locked_until = 0, now + lockout
             await conn.execute(
-                "UPDATE users SET password_failures = ?, password_locked_until = ? WHERE user_id = ?",
+                sql.SET_PASSWORD_STATE,
                 (failures, to_micros(locked_until) if locked_until else None, user_id),
             )
             left = 0 if locked_until else max_failures - failures

@@ -47,7 +47,7 @@ def test_every_reason_has_a_class_and_a_sentence() -> None:
     reasons = {name for name in names if name != "ERROR_REASON_UNSPECIFIED"}
     assert set(BY_REASON) == reasons
     assert set(SENTENCES) == reasons
-    assert set(STATUS_OF_REASON) == reasons  # the hub's one reason table
+    assert set(STATUS_OF_REASON) == reasons  # derived from cardlookup.hub_reasons
 
 
 def test_the_hub_sends_bad_request_and_retry_info_where_the_docs_say() -> None:

@@ -30,10 +30,10 @@ from cardlookup.clock import ManualClock
 from cardlookup.devpg import free_port
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
-from client import localstack
 from client.aio import AsyncCardLookupClient
 from client.cli import run
 from client.options import SERVICE, ClientOptions
+from devstack import localstack
 from hub.config import HubConfig
 from hub.server import HubServer
 from tests.api.conftest import FAST

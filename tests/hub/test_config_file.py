@@ -162,10 +162,10 @@ def test_related_timings_at_their_documented_limits_are_accepted(tmp_path: Path,
 
 
 def test_the_defaults_and_every_preset_obey_the_documented_relations() -> None:
-    from bench import processes, soak
-    from client.replicastack import REPLICA_TIMINGS
+    from bench import processes, soak_faults
+    from devstack.replicastack import REPLICA_TIMINGS
 
-    presets = {"defaults": Timings(), "replicas": REPLICA_TIMINGS, "soak": soak.SOAK_TIMINGS}
+    presets = {"defaults": Timings(), "replicas": REPLICA_TIMINGS, "soak": soak_faults.SOAK_TIMINGS}
     presets["bench"] = processes.HUB_TIMINGS
     for name, timings in presets.items():
         assert timings.problems() == [], name

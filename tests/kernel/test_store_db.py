@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from hub.store.db import Database, open_database
+from hub.store.db import Conn, Database, open_database
 from tests import stores
 
 SCHEMA = ["CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT NOT NULL)"]
@@ -50,15 +49,13 @@ async def test_a_sqlite_write_callback_that_suspends_fails_alone(tmp_path: Path)
     db = await SqliteDatabase.open(tmp_path / "s.db")
     await db.migrate("items", SCHEMA)
 
-    async def suspends(conn: Any) -> None:
+    async def suspends(conn: Conn) -> None:
         await conn.execute("INSERT INTO items VALUES (9, 'never')")
         await asyncio.sleep(0)
 
-    async def reads_its_own_write(conn: Any) -> int:
+    async def reads_its_own_write(conn: Conn) -> int:
         await conn.execute("INSERT INTO items VALUES (4, 'd')")
-        async with conn.execute("SELECT COUNT(*) FROM items WHERE id = 4") as cur:
-            row = await cur.fetchone()
-        return int(row[0])
+        return int(await conn.fetch_val("SELECT COUNT(*) FROM items WHERE id = 4"))
 
     results = await asyncio.gather(
         db.write(suspends),
@@ -95,18 +92,40 @@ async def test_write_callbacks_see_rowcounts_and_returning(tmp_path: Path) -> No
     db = await _open(tmp_path)
     await db.migrate("items", SCHEMA)
 
-    async def run(conn: object) -> tuple[int, int, list[tuple[object, ...]]]:
-        c: object = conn
-        await c.executemany("INSERT INTO items VALUES (?, ?)", [(i, "a") for i in range(5)])  # type: ignore[attr-defined]
-        cur = await c.execute("UPDATE items SET label = ? WHERE id < ?", ("b", 3))  # type: ignore[attr-defined]
-        none = await c.execute("UPDATE items SET label = ? WHERE id > ?", ("c", 99))  # type: ignore[attr-defined]
-        async with c.execute(  # type: ignore[attr-defined]
-            "UPDATE items SET label = ? WHERE id >= ? RETURNING id, label", ("d", 3)
-        ) as returning:
-            rows = [tuple(r) for r in await returning.fetchall()]
-        return cur.rowcount, none.rowcount, sorted(rows)
+    async def run(conn: Conn) -> tuple[int, int, list[tuple[object, ...]], object, object, object]:
+        await conn.executemany("INSERT INTO items VALUES (?, ?)", [(i, "a") for i in range(5)])
+        changed = await conn.execute("UPDATE items SET label = ? WHERE id < ?", ("b", 3))
+        none = await conn.execute("UPDATE items SET label = ? WHERE id > ?", ("c", 99))
+        returning = await conn.fetch_all("UPDATE items SET label = ? WHERE id >= ? RETURNING id, label", ("d", 3))
+        # The caller says what it reads: a leading comment, or the word
+        # RETURNING inside a literal, changes nothing.
+        one = await conn.fetch_one("-- the label of item 4\nSELECT label FROM items WHERE id = ?", (4,))
+        literal = await conn.fetch_val("SELECT 'RETURNING ?' || label FROM items WHERE id = ?", (0,))
+        missing = await conn.fetch_val("SELECT label FROM items WHERE id = ?", (99,))
+        return changed, none, sorted(tuple(r) for r in returning), tuple(one or ()), literal, missing
 
-    assert await db.write(run) == (3, 0, [(3, "d"), (4, "d")])
+    assert await db.write(run) == (3, 0, [(3, "d"), (4, "d")], ("d",), "RETURNING ?b", None)
+    await db.close()
+
+
+@pytest.mark.both_stores
+async def test_migrations_translate_code_only(tmp_path: Path) -> None:
+    """A leading comment, a `;` inside a literal and the words INTEGER and
+    BLOB inside a CHECK's literals reach both engines as written; only the
+    column types are PostgreSQL's."""
+    db = await _open(tmp_path)
+    script = """-- kinds; with a comment first
+    CREATE TABLE kinds (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('INTEGER', 'a;b', 'BLOB?', 'it''s'))
+    );
+    INSERT INTO kinds VALUES (1, 'INTEGER'); INSERT INTO kinds VALUES (2, 'a;b');
+    /* a block comment; */ INSERT INTO kinds VALUES (3, 'it''s')"""
+    await db.migrate("kinds", [script])
+    rows = await db.fetchall("SELECT id, kind FROM kinds WHERE kind <> ? ORDER BY id", ("BLOB?",))
+    assert [tuple(r) for r in rows] == [(1, "INTEGER"), (2, "a;b"), (3, "it's")]
+    with pytest.raises(Exception, match=r"(?i)check constraint"):
+        await db.execute("INSERT INTO kinds VALUES (4, 'BIGINT')")
     await db.close()
 
 

@@ -16,7 +16,7 @@ import pytest
 @pytest.mark.timeout(300)
 def test_replica_demo_kills_one_replica_and_every_report_is_exact() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "client.replica_demo", "--users", "4"],
+        [sys.executable, "-m", "devstack.replica_demo", "--users", "4"],
         capture_output=True,
         text=True,
         timeout=280,

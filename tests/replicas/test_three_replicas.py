@@ -35,8 +35,8 @@ from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
-from client.replicastack import REPLICA_TIMINGS, ReplicaSet
-from client.spread import JourneyPlan, JourneyResult, Spread, full_journey
+from devstack.replicastack import REPLICA_TIMINGS, ReplicaSet
+from devstack.spread import JourneyPlan, JourneyResult, Spread, full_journey
 from hub.config import DEFAULT_CONSENT_TEXT_VERSION
 from hub.logging import scrub
 from hub.notify import OutboxTail, read_outbox

@@ -34,12 +34,13 @@ from cardlookup.devpg import free_port
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
-from client import localstack, render
+from client import render
 from client.cli import watch_with_progress
 from client.devface import DevFaceProvider
 from client.errors import CardLookupError
 from client.options import ClientOptions
 from client.sync import CardLookupClient
+from devstack import localstack
 from hub.notify import read_outbox, verification_code_in
 
 BANK_COUNT = 16

@@ -34,8 +34,8 @@ import asyncpg
 
 from cardlookup.devpg import free_port
 from cardlookup.pki import PkiPaths
-from client import localstack
 from client.options import ClientOptions
+from devstack import localstack
 from hub.config import HubConfig, Timings
 
 REPLICA_TIMINGS = Timings(

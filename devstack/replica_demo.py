@@ -1,5 +1,5 @@
 """The replica demo (issue 8): `bash scripts/replica_demo.sh`, or
-`python -m client.replica_demo [--users 9]`.
+`python -m devstack.replica_demo [--users 9]`.
 
 Starts a throwaway PostgreSQL server, the 16 simulated banks (four of them
 slow, so bank calls are in flight), and three hub replica processes on the
@@ -33,10 +33,10 @@ from cardlookup.pki import create_dev_pki
 from cardlookup.population import Population
 from client import render
 from client.aio import AsyncCardLookupClient
-from client.demo import ground_truth_mismatches
 from client.devface import DevFaceProvider
-from client.replicastack import REPLICA_TIMINGS, ReplicaSet, Takeover, follow_takeover, lanes_spread, leases_of
-from client.spread import JourneyPlan, JourneyResult, Spread, full_journey
+from devstack.demo import ground_truth_mismatches
+from devstack.replicastack import REPLICA_TIMINGS, ReplicaSet, Takeover, follow_takeover, lanes_spread, leases_of
+from devstack.spread import JourneyPlan, JourneyResult, Spread, full_journey
 from hub.config import DEFAULT_CONSENT_TEXT_VERSION
 from hub.notify import OutboxTail, read_outbox
 
@@ -179,7 +179,7 @@ async def _kill_and_restart(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m client.replica_demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.replica_demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=9, help="users looking up at once (default 9)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of each replica)")
     args = parser.parse_args(argv)
