@@ -58,7 +58,7 @@ from bank_sim.faults import Faults
 from bench.people import pick_people, population_for
 from bench.stats import percentile
 from cardlookup.banks import bank_fleet
-from cardlookup.devpg import ThrowawayPostgres, free_port
+from cardlookup.devpg import ThrowawayPostgres
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.hub.v1 import resources_pb2 as pb
@@ -119,7 +119,7 @@ class Stack:
         self.args = args
         self.work = work
         self.hub: localstack.Process | None = None
-        self.port = free_port()
+        self.port = 0  # the first hub binds a free port; restarts keep it (localstack.pin_bound_port)
         self.pg: ThrowawayPostgres | None = None
         self.database: str | Path = work / "data" / "hub.db"
         self.small_fs: Path | None = None
@@ -155,6 +155,8 @@ class Stack:
 
     def start_hub(self) -> None:
         self.hub = localstack.start_hub(self.work / "hub.toml", self.work / "hub.log", ["--log-level", "WARNING"])
+        if self.port == 0:
+            self.port = localstack.pin_bound_port(self.work / "hub.toml", self.work / "hub.log", self.hub)
 
     def kill_hub(self) -> None:
         if self.hub is not None and self.hub.poll() is None:
@@ -387,16 +389,9 @@ def set_up(args: argparse.Namespace, work: Path, stack: Stack) -> tuple[Setup, l
     today = dt.datetime.now(dt.UTC).date()
     population = population_for(args.users, BANKS, today)
     people = pick_people(population, args.users, today)
-    admin_port = free_port()
     addresses = work / "banks.json"
-    banks_proc = localstack.start_banks(
-        pki,
-        BANKS,
-        addresses,
-        work / "banks.log",
-        ["--population-size", str(population.size), "--admin-port", str(admin_port)],
-        admin=True,
-    )
+    extra = ["--population-size", str(population.size)]
+    banks_proc = localstack.start_banks(pki, BANKS, addresses, work / "banks.log", extra, admin=True)
     localstack.wait_for_file(addresses, banks_proc, "the bank fleet", work / "banks.log")
     stack.prepare_store()
     stack.write_config(pki.root, localstack.read_addresses(addresses))
@@ -409,7 +404,7 @@ def set_up(args: argparse.Namespace, work: Path, stack: Stack) -> tuple[Setup, l
         people=people,
         options=ClientOptions.from_pki(pki.root, f"127.0.0.1:{stack.port}"),
         face=DevFaceProvider.from_file(PkiPaths(pki.root).face_provider_key),
-        admin_address=f"127.0.0.1:{admin_port}",
+        admin_address=json.loads(addresses.read_text())["admin"],
         admin_server_name=json.loads(addresses.read_text())["admin_server_name"],
         pki_root=pki.root,
     )
