@@ -55,18 +55,10 @@ class JourneyKit:
     db: Database
 
     async def enrol(self, person: Person) -> None:
+        fields = person.enrolment()
+        expiry = fields.pop("id_expiry_date")
         users: UserDirectory = self.journey._users
-        await users.enrol(
-            Enrolment(
-                user_id=person.user_id,
-                full_name=person.full_name,
-                id_number=person.id_number,
-                id_expiry_date=person.id_expiry.isoformat() if person.id_expiry else "",
-                region_code=person.region_code,
-                phone_number=person.phone,
-                payment_password=person.payment_password,
-            )
-        )
+        await users.enrol(Enrolment(**fields, id_expiry_date=expiry.isoformat() if expiry else ""))
 
     def request(
         self, user_id: str, verification_id: str, request_id: str, banks: tuple[str, ...] = BANKS
