@@ -5,8 +5,9 @@ conftest.py of tests/bank, tests/hub and tests/api.
 
 The unit layer (`pytest -m unit`): every test under tests/unit and the
 modules named in UNIT_MODULES carry the `unit` marker; they may start no
-subprocess and open no network connection or listening socket (the guard
-below makes one fail), so the layer runs in well under a minute.
+subprocess, gRPC server or channel and open no socket (the guard below
+fails a test, or a function-scoped fixture, that does; SQLite files are
+fine), so the layer runs in well under a minute.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from tests import stores
 UNIT_MODULES: frozenset[str] = frozenset(
     {
         "api/test_watch_conversion.py",
+        "bank/test_config_file.py",
         "client/test_report_render.py",
         "hub/test_config_docs.py",
         "hub/test_config_file.py",
         "hub/test_data_inventory.py",
         "hub/test_doc_facts.py",
+        "hub/test_fanout_policies.py",
         "hub/test_operations_doc.py",
         "hub/test_passwords.py",
         "hub/test_report_and_logging.py",
