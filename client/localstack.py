@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from cardlookup.pki import PkiPaths
 from hub.config import HubConfig, Timings
@@ -73,22 +72,6 @@ def wait_for_file(path: Path, process: Process, what: str, log: Path, timeout_s:
         time.sleep(0.05)
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """The JSON log lines of one hub process (a line a SIGKILL cut short,
-    and any line that is not JSON, is skipped)."""
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
-
-
 def port_file(log: Path) -> Path:
     """Where start_hub has the hub write its bound ports (beside its log)."""
     return log.with_name(log.name + ".ports.json")
@@ -129,7 +112,7 @@ def write_hub_config(
     path: Path, pki: PkiPaths, port: int, banks: dict[str, str], work: Path, timings: Timings | None = None
 ) -> None:
     """The development configuration over `pki`, listening on `port` (0: a
-    free one, which the hub logs; see wait_for_hub), with its database and
+    free one, which the hub reports; see wait_for_hub), with its database and
     SMS outbox in `work`."""
     config = HubConfig.dev(pki, banks, work, listen=f"127.0.0.1:{port}", timings=timings or Timings())
     path.write_text(config.to_toml(), encoding="utf-8")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import signal
 import string
@@ -33,7 +34,6 @@ import asyncpg
 
 from cardlookup.pki import PkiPaths
 from client import localstack
-from client.localstack import read_events
 from client.options import ClientOptions
 from hub.config import HubConfig, Timings
 
@@ -57,7 +57,7 @@ that then died is sent by another one within 15 s."""
 class Replica:
     name: str
     port: int
-    """The bound port, 0 until the first process has logged `hub_serving`;
+    """The bound port, 0 until the first process serves (its ports file);
     the replica keeps it across restarts (clients hold its address)."""
     config: Path
     data: Path
@@ -202,6 +202,22 @@ class ReplicaSet:
             if pid in replica.pids:
                 return replica.name
         return None
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """The JSON log lines of one hub process (a line a SIGKILL cut short,
+    and any line that is not JSON, is skipped)."""
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
 
 
 @dataclass(frozen=True)
