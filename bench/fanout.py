@@ -56,7 +56,7 @@ from bench.phase import CpuMeter, run_phase
 from bench.stats import PhaseResult, summarize
 from bench.table import curve_table, session_lines, size_table
 from cardlookup.banks import bank_fleet
-from cardlookup.devpg import ThrowawayPostgres, free_port
+from cardlookup.devpg import ThrowawayPostgres
 from cardlookup.pki import PkiPaths, create_dev_pki
 from cardlookup.population import Person
 from client.aio import AsyncCardLookupClient
@@ -125,11 +125,11 @@ async def hub_phase(
     extra_people: list[Person],
     session: str = "off",
 ) -> tuple[PhaseResult, str, HubExtras]:
-    port = free_port()
     config = work / "hub.toml"
-    processes.write_hub_config(config, pki, port, banks, work, plan.database, session)
+    processes.write_hub_config(config, pki, 0, banks, work, plan.database, session)  # port 0: the hub reports it
     hub = processes.start_hub(config, plan.hub_log_level, work)
     try:
+        port = await asyncio.to_thread(localstack.wait_for_hub, work / "hub.log", hub)
         # timeout_s: set-up calls too (each enrolment runs two argon2id derivations at the hub).
         options = ClientOptions.from_pki(pki.root, f"127.0.0.1:{port}", timeout_s=60.0, create_timeout_s=120.0)
         async with AsyncCardLookupClient(options) as client:

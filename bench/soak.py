@@ -50,7 +50,6 @@ from bench.people import pick_people, population_for
 from bench.soak_faults import Stack, Tally, chaos, hostile_watcher
 from bench.stats import percentile
 from cardlookup.banks import bank_fleet
-from cardlookup.devpg import free_port
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths, create_dev_pki
 from cardlookup.population import Person, Population
@@ -168,16 +167,9 @@ def set_up(args: argparse.Namespace, work: Path, stack: Stack) -> tuple[Setup, l
     today = dt.datetime.now(dt.UTC).date()
     population = population_for(args.users, BANKS, today)
     people = pick_people(population, args.users, today)
-    admin_port = free_port()
     addresses = work / "banks.json"
-    banks_proc = localstack.start_banks(
-        pki,
-        BANKS,
-        addresses,
-        work / "banks.log",
-        ["--population-size", str(population.size), "--admin-port", str(admin_port)],
-        admin=True,
-    )
+    extra = ["--population-size", str(population.size)]
+    banks_proc = localstack.start_banks(pki, BANKS, addresses, work / "banks.log", extra, admin=True)
     localstack.wait_for_file(addresses, banks_proc, "the bank fleet", work / "banks.log")
     stack.prepare_store()
     stack.write_config(pki.root, localstack.read_addresses(addresses))
@@ -190,7 +182,7 @@ def set_up(args: argparse.Namespace, work: Path, stack: Stack) -> tuple[Setup, l
         people=people,
         options=ClientOptions.from_pki(pki.root, f"127.0.0.1:{stack.port}"),
         face=DevFaceProvider.from_file(PkiPaths(pki.root).face_provider_key),
-        admin_address=f"127.0.0.1:{admin_port}",
+        admin_address=json.loads(addresses.read_text())["admin"],
         admin_server_name=json.loads(addresses.read_text())["admin_server_name"],
         pki_root=pki.root,
     )

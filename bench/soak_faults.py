@@ -24,7 +24,7 @@ import grpc
 
 from bank_sim.admin_client import AdminClient
 from bank_sim.faults import Faults
-from cardlookup.devpg import ThrowawayPostgres, free_port
+from cardlookup.devpg import ThrowawayPostgres
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.pki import PkiPaths
@@ -68,7 +68,7 @@ class Stack:
         self.args = args
         self.work = work
         self.hub: localstack.Process | None = None
-        self.port = free_port()
+        self.port = 0  # the first hub binds a free port; restarts keep it (localstack.pin_bound_port)
         self.pg: ThrowawayPostgres | None = None
         self.database: str | Path = work / "data" / "hub.db"
         self.small_fs: Path | None = None
@@ -102,6 +102,8 @@ class Stack:
 
     def start_hub(self) -> None:
         self.hub = localstack.start_hub(self.work / "hub.toml", self.work / "hub.log", ["--log-level", "WARNING"])
+        if self.port == 0:
+            self.port = localstack.pin_bound_port(self.work / "hub.toml", self.work / "hub.log", self.hub)
 
     def kill_hub(self) -> None:
         if self.hub is not None and self.hub.poll() is None:

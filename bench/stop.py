@@ -34,7 +34,6 @@ from typing import Any
 
 from bench.people import pick_people, population_for
 from cardlookup.banks import bank_fleet
-from cardlookup.devpg import free_port
 from cardlookup.pki import PkiPaths, create_dev_pki
 from client import errors
 from client.aio import AsyncCardLookupClient
@@ -121,21 +120,15 @@ async def running_hub(
 ) -> AsyncIterator[tuple[localstack.Process, Path, int, int]]:
     work = stack.work / name
     work.mkdir()
-    port, metrics_port = free_port(), free_port()
     config, log = work / "hub.toml", work / "hub.log"
-    hub_config = HubConfig.dev(
-        stack.pki,
-        stack.addresses,
-        work,
-        listen=f"127.0.0.1:{port}",
-        metrics_listen=f"127.0.0.1:{metrics_port}",
-        timings=TIMINGS,
-    )
+    listen = {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"}  # the hub reports the bound ports
+    hub_config = HubConfig.dev(stack.pki, stack.addresses, work, timings=TIMINGS, **listen)
     config.write_text(hub_config.to_toml(), encoding="utf-8")
     hub = localstack.start_hub(config, log, ["--grace", str(grace)])
     try:
         await wait_for(log, "hub_serving", hub)
-        yield hub, log, port, metrics_port
+        port = await asyncio.to_thread(localstack.wait_for_hub, log, hub)
+        yield hub, log, port, localstack.hub_ports(log)["metrics_port"]
     finally:
         localstack.stop(hub)
 

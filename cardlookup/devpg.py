@@ -52,6 +52,10 @@ def _version_key(path: str) -> int:
 
 
 def free_port() -> int:
+    """A loopback port free now. Only for PostgreSQL, which must be given its
+    port on its command line (it cannot bind 0 and say which port it got):
+    start it with ThrowawayPostgres.pg_ctl_start, which retries on another
+    port when one was taken meanwhile. Other servers bind port 0."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -72,13 +76,12 @@ class ThrowawayPostgres:
         if as_root:
             shutil.chown(root, "postgres", "postgres")
         os.chmod(root, 0o700)
-        pg = cls(bindir, root, free_port(), as_root)
+        pg = cls(bindir, root, 0, as_root)
         try:
             pg._run(
                 "initdb", "-D", str(pg.data), "-U", USER, "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C.UTF-8"
             )
             opts = [
-                f"-p {pg.port}",
                 "-c listen_addresses=127.0.0.1",
                 f"-c unix_socket_directories={root}",
                 f"-c max_connections={max_connections}",
@@ -86,7 +89,7 @@ class ThrowawayPostgres:
             ]
             if not durable:
                 opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
-            pg._run("pg_ctl", "-D", str(pg.data), "-l", str(root / "server.log"), "-w", "-o", " ".join(opts), "start")
+            pg.port = pg.pg_ctl_start(pg.data, root / "server.log", opts)
         except BaseException:
             pg.stop()
             raise
@@ -115,6 +118,23 @@ class ThrowawayPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def pg_ctl_start(self, data: Path, log: Path, options: list[str], attempts: int = 5) -> int:
+        """Starts the server of `data` on a free port; returns the port.
+        PostgreSQL needs its port ahead (free_port): when another process took
+        it before the server bound it, the start is tried on another one."""
+        for attempt in range(attempts):
+            port = free_port()
+            seen = log.stat().st_size if log.exists() else 0
+            command = " ".join([f"-p {port}", *options])
+            try:
+                self._run("pg_ctl", "-D", str(data), "-l", str(log), "-w", "-o", command, "start")
+                return port
+            except subprocess.CalledProcessError:
+                taken = log.exists() and b"could not bind" in log.read_bytes()[seen:]
+                if not taken or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _run(self, tool: str, *args: str) -> None:
         cmd = [str(self.bindir / tool), *args]

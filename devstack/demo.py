@@ -30,7 +30,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cardlookup.devpg import free_port
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
@@ -88,10 +87,10 @@ def run_demo(work: Path, console: Console) -> bool:
         console.print(f"{len(banks)} banks serving over mTLS (pid {banks_proc.pid})")
 
         console.rule("3. The hub")
-        port = free_port()
         config = work / "hub.toml"
-        localstack.write_hub_config(config, pki, port, banks, work)
+        localstack.write_hub_config(config, pki, 0, banks, work)
         hub_proc = localstack.start_hub(config, logs / "hub.log")
+        port = localstack.wait_for_hub(logs / "hub.log", hub_proc)
         options = ClientOptions.from_pki(pki.root, f"127.0.0.1:{port}")
         with CardLookupClient(options) as client:
             client.wait_ready(localstack.START_TIMEOUT_S)

@@ -32,7 +32,6 @@ from typing import Any
 
 import asyncpg
 
-from cardlookup.devpg import free_port
 from cardlookup.pki import PkiPaths
 from client.options import ClientOptions
 from devstack import localstack
@@ -58,6 +57,8 @@ that then died is sent by another one within 15 s."""
 class Replica:
     name: str
     port: int
+    """The bound port, 0 until the first process serves (its ports file);
+    the replica keeps it across restarts (clients hold its address)."""
     config: Path
     data: Path
     process: localstack.Process | None = None
@@ -102,19 +103,18 @@ class ReplicaSet:
         for name in string.ascii_uppercase[:count]:
             data = work / f"replica-{name}"
             data.mkdir(parents=True, exist_ok=True)
-            port = free_port()
             config = HubConfig.dev(
                 pki,
                 banks,
                 data,
                 database=database_url,
-                listen=f"127.0.0.1:{port}",
+                listen="127.0.0.1:0",  # the first start binds a free port; wait_serving keeps it
                 sms_outbox=self.outbox,
                 timings=timings,
             )
             path = data / "hub.toml"
             path.write_text(config.to_toml(), encoding="utf-8")
-            self.replicas[name] = Replica(name, port, path, data)
+            self.replicas[name] = Replica(name, 0, path, data)
 
     @property
     def names(self) -> list[str]:
@@ -137,6 +137,7 @@ class ReplicaSet:
                 [
                     *localstack.command("cardlookup-hub"),
                     *("--config", str(replica.config), "--log-level", self._log_level),
+                    *("--port-file", str(localstack.port_file(log))),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -144,19 +145,15 @@ class ReplicaSet:
         replica.pids.append(replica.process.pid)
 
     def wait_serving(self, name: str, timeout_s: float = localstack.START_TIMEOUT_S) -> None:
-        """Waits for the replica's current process to log `hub_serving`."""
+        """Waits for the replica's current process to serve (it writes its
+        ports file); the first one's bound port becomes the replica's."""
         replica = self.replicas[name]
         assert replica.process is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if any(e.get("event") == "hub_serving" for e in read_events(replica.log())):
-                return
-            if replica.process.poll() is not None:
-                tail = localstack.log_tail(replica.log())
-                raise RuntimeError(f"replica {name} exited with status {replica.process.returncode}:\n{tail}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"replica {name} did not start within {timeout_s:.0f} s")
-            time.sleep(0.05)
+        log = replica.log()
+        if replica.port == 0:
+            replica.port = localstack.pin_bound_port(replica.config, log, replica.process, timeout_s)
+        else:
+            localstack.wait_for_hub(log, replica.process, timeout_s)
 
     def start_all(self) -> None:
         for name in self.replicas:

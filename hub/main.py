@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
 
+from cardlookup.private_files import write_public
 from hub.config import ConfigError, HubConfig
 from hub.hsm import HsmError
 from hub.logging import configure_logging, get_logger
@@ -37,7 +39,9 @@ def load_api_installer() -> ServiceInstaller:
     return installer
 
 
-async def serve(config: HubConfig, with_api: bool, grace: float, config_path: Path | None = None) -> None:
+async def serve(
+    config: HubConfig, with_api: bool, grace: float, config_path: Path | None = None, port_file: Path | None = None
+) -> None:
     installers = [load_api_installer()] if with_api else []
     hub = HubServer(config, installers=installers, config_path=config_path)
     stop = asyncio.Event()
@@ -60,12 +64,26 @@ async def serve(config: HubConfig, with_api: bool, grace: float, config_path: Pa
     # start may still be finishing) must reload, not end the process.
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await hub.start()
+    if port_file is not None:
+        write_port_file(port_file, hub)
     started.set()
     try:
         await stop.wait()
         log.info("hub_stopping", grace_s=grace)
     finally:
         await hub.stop(grace)
+
+
+def write_port_file(path: Path, hub: HubServer) -> None:
+    """--port-file: the ports the hub bound (a config may listen on port 0),
+    as JSON, written whole (a reader never sees half a file)."""
+    ports = {
+        "port": hub.port,
+        "health_port": hub.health_port,
+        "admin_port": hub.admin_port,
+        "metrics_port": hub.metrics_port,
+    }
+    write_public(path, (json.dumps(ports) + "\n").encode())
 
 
 async def _reload(hub: HubServer) -> None:
@@ -98,6 +116,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--grace", type=float, default=10.0, help="seconds RPCs and bank streams get on shutdown, in total (default 10)"
     )
+    parser.add_argument(
+        "--port-file",
+        type=Path,
+        help="once serving, write the bound ports here as JSON (port, health_port, admin_port, metrics_port; "
+        "0: not configured), for configs that listen on port 0",
+    )
     args = parser.parse_args(argv)
     if args.grace < 0:
         parser.error("--grace must not be negative")
@@ -113,7 +137,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     configure_logging(args.log_level)
     try:
-        asyncio.run(serve(config, with_api=not args.without_api, grace=args.grace, config_path=args.config))
+        if args.port_file is not None:
+            args.port_file.unlink(missing_ok=True)  # a stale file must not look like this run's
+        asyncio.run(
+            serve(
+                config,
+                with_api=not args.without_api,
+                grace=args.grace,
+                config_path=args.config,
+                port_file=args.port_file,
+            )
+        )
     except StartupError as error:
         print(f"cardlookup-hub: {error}", file=sys.stderr)
         sys.exit(1)

@@ -6,6 +6,8 @@
 # the PKCS#11 key-custody tests, and Debian's prometheus for promtool (the alert
 # rules' checks), are installed here from Debian's packages
 # when missing; no server needs to be running: tests start their own).
+# Arguments go to pytest: `bash scripts/test.sh -m unit` runs the fast unit
+# layer only (README "Development"); with none, the whole suite runs.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

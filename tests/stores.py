@@ -9,6 +9,7 @@ configs use for the `database` setting.
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import asyncpg
@@ -20,6 +21,8 @@ current: str | None = None
 """The database URL of the running test on PostgreSQL, None on SQLite."""
 _server: ThrowawayPostgres | None = None
 _names = itertools.count(1)
+_since_ns = 0
+"""When the running test's database was created (stored_bytes)."""
 
 
 def server() -> ThrowawayPostgres:
@@ -31,6 +34,8 @@ def server() -> ThrowawayPostgres:
 
 
 def new_database() -> str:
+    global _since_ns
+    _since_ns = time.time_ns() - 1_000_000_000  # a second early: file times are coarser than the clock
     return server().create_database(f"t{next(_names)}")
 
 
@@ -40,8 +45,10 @@ def database_for(data_dir: Path) -> str | Path:
 
 async def stored_bytes(data_dir: Path) -> bytes:
     """Every byte the store has written so far, for privacy scans: the
-    SQLite file and its WAL, or the PostgreSQL server's whole data directory
-    (tables and write-ahead log) after a checkpoint."""
+    SQLite file and its WAL, or every file of the PostgreSQL server's data
+    directory (tables and write-ahead log) written since this test's
+    database was created, after a checkpoint: whatever this test wrote is
+    there; other tests' databases, untouched since, are not scanned."""
     if current is None:
         db, wal = data_dir / "hub.db", data_dir / "hub.db-wal"
         return db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
@@ -50,7 +57,8 @@ async def stored_bytes(data_dir: Path) -> bytes:
         await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
-    chunks = [p.read_bytes() for p in sorted(server().data.rglob("*")) if p.is_file()]
+    files = [p for p in sorted(server().data.rglob("*")) if p.is_file() and p.stat().st_mtime_ns >= _since_ns]
+    chunks = [p.read_bytes() for p in files]
     return b"".join(chunks)
 
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from bank_sim.faults import Faults
 from cardlookup import sealed_report as sr
-from cardlookup.devpg import ThrowawayPostgres, free_port
+from cardlookup.devpg import ThrowawayPostgres
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.population import Person
 from client import device_key
@@ -120,12 +120,10 @@ async def _copy_postgres() -> tuple[ThrowawayPostgres, bytes]:
     root = Path(tempfile.mkdtemp(prefix="cardlookup-stolen-"))
     shutil.copytree(live.data, root / "data", ignore=shutil.ignore_patterns("postmaster.pid"))
     raw = b"".join(p.read_bytes() for p in sorted((root / "data").rglob("*")) if p.is_file())
-    copy = ThrowawayPostgres(live.bindir, root, free_port(), live._as_root)
+    copy = ThrowawayPostgres(live.bindir, root, 0, live._as_root)
     await asyncio.to_thread(_own, root, live._as_root)
-    opts = f"-p {copy.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root}"
-    await asyncio.to_thread(
-        copy._run, "pg_ctl", "-D", str(root / "data"), "-l", str(root / "server.log"), "-w", "-o", opts, "start"
-    )
+    opts = ["-c listen_addresses=127.0.0.1", f"-c unix_socket_directories={root}"]
+    copy.port = await asyncio.to_thread(copy.pg_ctl_start, root / "data", root / "server.log", opts)
     return copy, raw
 
 

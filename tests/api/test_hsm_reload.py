@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -28,7 +29,6 @@ from grpc_health.v1 import health_pb2
 
 from bank_sim.fleet import BankFleet, FleetConfig
 from cardlookup.clock import SystemClock
-from cardlookup.devpg import free_port
 from cardlookup.hub.v1 import resources_pb2 as hub_pb
 from cardlookup.pki import PkiPaths, create_dev_pki
 from cardlookup.population import Population
@@ -121,7 +121,7 @@ async def test_sighup_and_the_admin_reload_rotate_certificate_and_consent_key_wi
 ) -> None:
     fleet, keys = trusting_fleet
     token = softhsm_token()
-    port, admin_port = free_port(), free_port()
+    ports = tmp_path / "hub.ports.json"  # both listen on port 0; the hub writes what it bound
 
     def config(step: int, api_tls: TlsFiles | None = None) -> HubConfig:
         label, key_id = keys[step]
@@ -132,8 +132,8 @@ async def test_sighup_and_the_admin_reload_rotate_certificate_and_consent_key_wi
             pki,
             fleet.addresses,
             tmp_path,
-            listen=f"127.0.0.1:{port}",
-            admin_listen=f"127.0.0.1:{admin_port}",
+            listen="127.0.0.1:0",
+            admin_listen="127.0.0.1:0",
             timings=FAST,
             hsm=hsm,
             consent_key_id=key_id,
@@ -144,10 +144,22 @@ async def test_sighup_and_the_admin_reload_rotate_certificate_and_consent_key_wi
     path.write_text(config(0).to_toml(), encoding="utf-8")
     with log.open("wb") as err:
         hub = await asyncio.create_subprocess_exec(
-            str(HUB), "--config", str(path), stdout=asyncio.subprocess.DEVNULL, stderr=err, env={**os.environ}
+            str(HUB),
+            "--config",
+            str(path),
+            "--port-file",
+            str(ports),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ},
         )
     try:
         await events(log, "hub_serving", 1, hub)
+        while not ports.exists():  # written whole, right after the start
+            assert hub.returncode is None, log.read_text()
+            await asyncio.sleep(0.02)
+        bound = json.loads(ports.read_text())
+        port, admin_port = bound["port"], bound["admin_port"]
         target = f"127.0.0.1:{port}"
         options = ClientOptions(
             target=f"127.0.0.1:{port}", ca=pki.ca_cert, cert=pki.cert("app-backend"), key=pki.key("app-backend")

@@ -21,7 +21,6 @@ from bank_sim.fleet import BankFleet
 from cardlookup.admin.v1 import admin_service_pb2 as admin_pb
 from cardlookup.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from cardlookup.clock import ManualClock
-from cardlookup.devpg import free_port
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths, create_dev_pki
 from cardlookup.population import Population
@@ -33,6 +32,7 @@ from hub.server import HubServer, StartupError
 from tests.api.conftest import FAST, client_options
 from tests.api.helpers import HubHarness, refused, started_from_file
 from tests.api.test_admin import admin_channel
+from tests.ports import dead_address
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ async def test_a_start_on_a_bad_certificate_names_the_certificate_not_the_port(
     pki: PkiPaths, fleet: BankFleet, clock: ManualClock, tmp_path: Path
 ) -> None:
     tls, names = bad_server_tls("wrong-key", pki, tmp_path)
-    config = HubConfig.dev(pki, fleet.addresses, tmp_path, listen=f"127.0.0.1:{free_port()}", api_tls=tls)
+    config = HubConfig.dev(pki, fleet.addresses, tmp_path, listen="127.0.0.1:0", api_tls=tls)
     server = HubServer(config, clock=clock, installers=[hub.api.install])
     with pytest.raises(StartupError, match=names) as refused_start:
         await server.start()
@@ -162,11 +162,10 @@ async def test_not_my_card_follows_a_reload(filed_hub: HubHarness) -> None:
     qid = (await hub.ready_query(person, [code])).query_id
     password = person.payment_password
     config = hub.server.config
-    dead = tuple(
-        dataclasses.replace(b, address=f"127.0.0.1:{free_port()}") if b.code == code else b for b in config.banks
-    )
-    await hub.server.reload(dataclasses.replace(config, banks=dead))
-    error = await refused("CARD_CASE_NOT_OPENED", hub.client.flag_card(person.user_id, qid, password, "1"))
+    with dead_address() as nowhere:
+        dead = tuple(dataclasses.replace(b, address=nowhere) if b.code == code else b for b in config.banks)
+        await hub.server.reload(dataclasses.replace(config, banks=dead))
+        error = await refused("CARD_CASE_NOT_OPENED", hub.client.flag_card(person.user_id, qid, password, "1"))
     assert error.metadata["bank_code"] == code
     await hub.server.reload(config)
     case = await hub.client.flag_card(person.user_id, qid, password, "1")

@@ -4,6 +4,7 @@ skips it, and each session misbehaviour fails exactly its check."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -71,9 +72,11 @@ async def test_each_session_misbehaviour_fails_its_check(
     if "without-session" in request.node.callspec.id:
         pytest.skip("a bank without the session has no session to misbehave on")
     sim_bank.set_faults(CODE, Faults(misbehaviour=misbehaviour))
-    # A stalling bank makes every session check wait out its timeout: run its own.
+    # A stalling bank makes every session check wait out its timeout: run its
+    # own, with a short timeout (the stalled exchange never ends, however long).
     stalls = misbehaviour is Misbehaviour.SESSION_STALL_BLOCKS_OTHERS
-    results = {r.name: r for r in await run_conformance(target, only=(check,) if stalls else ("session",))}
+    checked = dataclasses.replace(target, timeout=1.0) if stalls else target
+    results = {r.name: r for r in await run_conformance(checked, only=(check,) if stalls else ("session",))}
     assert results[check].outcome is Outcome.FAIL, results[check]
     assert results[check].explanation.count("Fix:") == 1
     assert {n for n, r in results.items() if r.outcome is Outcome.FAIL} == {check}

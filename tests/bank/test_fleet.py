@@ -21,7 +21,7 @@ async def test_fixed_ports_and_a_second_fleet_on_them_fails_cleanly(
     pki: PkiPaths, population: Population, customer: tuple[Person, str], clock: ManualClock
 ) -> None:
     person, code = customer
-    port = free_port()
+    port = free_port()  # a number ahead: fixed ports are what this test is about
     banks = (BankSimConfig(code, port=port), BankSimConfig("403"))
     async with BankFleet(FleetConfig(pki=pki, banks=banks, population=population, clock=clock)) as fleet:
         assert fleet.address(code) == f"127.0.0.1:{port}"

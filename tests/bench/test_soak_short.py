@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+DURATION, USERS, KILL_EVERY = "8", "12", "4"
+"""The short version's chaos seconds, users and seconds between hub kills
+(docs/reliability.md states them)."""
 
 
 @pytest.mark.slow
@@ -25,8 +28,8 @@ def test_short_soak_loses_nothing(store: str, tmp_path: Path) -> None:
             sys.executable,
             "-m",
             "bench.soak",
-            *("--store", store, "--duration", "12", "--users", "12", "--concurrency", "4"),
-            *("--kill-every", "5", "--drain", "90", "--json", str(out)),
+            *("--store", store, "--duration", DURATION, "--users", USERS, "--concurrency", "4"),
+            *("--kill-every", KILL_EVERY, "--drain", "90", "--json", str(out)),
         ],
         cwd=REPO,
         capture_output=True,
@@ -41,3 +44,8 @@ def test_short_soak_loses_nothing(store: str, tmp_path: Path) -> None:
     # Issue 19: the soak counts reads while the store refuses writes (docs/operations.md).
     assert set(result["during_store_faults"]) >= {"reads_answered", "reads_refused"}, result
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_the_reliability_doc_states_the_short_soaks_figures() -> None:
+    text = " ".join((REPO / "docs" / "reliability.md").read_text(encoding="utf-8").split())
+    assert f"The short version ({DURATION} s of chaos, {USERS} users, the hub killed every {KILL_EVERY} s" in text

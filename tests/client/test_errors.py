@@ -14,7 +14,6 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from cardlookup.devpg import free_port
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import error_reason_pb2
 from cardlookup.pki import PkiPaths
@@ -40,6 +39,7 @@ from client.errors import (
 )
 from client.options import ClientOptions
 from hub.api.errors import STATUS_OF_REASON, extra_details
+from tests.ports import dead_address
 
 
 def test_every_reason_has_a_class_and_a_sentence() -> None:
@@ -179,10 +179,11 @@ def test_retry_info_and_bad_request_details_are_kept() -> None:
 async def test_the_boundary_translates_a_real_aio_error_and_hides_the_grpc_traceback(pki: PkiPaths) -> None:
     """`translated()` around a real grpc.aio call that fails (no hub on the
     port): HubUnavailable, a Retryable, with no RpcError chained to it."""
-    options = ClientOptions.from_pki(pki.root, f"127.0.0.1:{free_port()}", timeout_s=0.5)
-    async with AsyncCardLookupClient(options) as client:
-        with pytest.raises(HubUnavailable) as info, translated():
-            await client.stub.StartVerification(svc.StartVerificationRequest(user_id="u1"), timeout=0.5)
+    with dead_address() as nowhere:
+        options = ClientOptions.from_pki(pki.root, nowhere, timeout_s=0.5)
+        async with AsyncCardLookupClient(options) as client:
+            with pytest.raises(HubUnavailable) as info, translated():
+                await client.stub.StartVerification(svc.StartVerificationRequest(user_id="u1"), timeout=0.5)
     assert isinstance(info.value, Retryable)
     assert info.value.__cause__ is None and info.value.__suppress_context__
     assert info.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)

@@ -27,7 +27,6 @@ from rich.console import Console
 
 import hub.api
 from cardlookup.clock import ManualClock
-from cardlookup.devpg import free_port
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
 from client.aio import AsyncCardLookupClient
@@ -104,14 +103,17 @@ class Replicas:
 async def replicas(pki: PkiPaths, population: Population, tmp_path: Path) -> AsyncIterator[Replicas]:
     """Three `cardlookup-hub` processes, each on its own SQLite file."""
     person = population.eligible_people(dt.date.today())[0]
-    ports = [free_port() for _ in range(3)]
     processes = []
     try:
-        for i, port in enumerate(ports):
+        for i in range(3):
             work = tmp_path / f"hub{i}"
             work.mkdir()
-            localstack.write_hub_config(work / "hub.toml", pki, port, NOWHERE, work)
+            localstack.write_hub_config(work / "hub.toml", pki, 0, NOWHERE, work)  # port 0: the hub logs its port
             processes.append(localstack.start_hub(work / "hub.toml", work / "hub.log"))
+        ports = [
+            await asyncio.to_thread(localstack.wait_for_hub, tmp_path / f"hub{i}" / "hub.log", process)
+            for i, process in enumerate(processes)
+        ]
         group = Replicas(pki, person, ports, processes)
         await asyncio.gather(*(enrol_probe(group.options(a), person, i) for i, a in enumerate(group.addresses)))
         yield group

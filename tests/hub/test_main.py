@@ -27,10 +27,11 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_help_lists_every_documented_option() -> None:
     result = run(str(HUB), "--help")
     assert result.returncode == 0
-    for option in ("--config", "--log-level", "--without-api", "--grace"):
+    options = ("--config", "--log-level", "--without-api", "--grace", "--port-file")
+    for option in options:
         assert option in result.stdout
     doc = (ROOT / "docs" / "hub-engine.md").read_text(encoding="utf-8")
-    for option in ("--config", "--log-level", "--without-api", "--grace"):
+    for option in options:
         assert f"`{option}" in doc
 
 
@@ -99,7 +100,10 @@ async def test_the_documented_example_runs_answers_health_and_stops_on_sigterm(t
     env = {**os.environ, "CARDLOOKUP_HUB_LISTEN": "127.0.0.1:0", "CARDLOOKUP_HUB_HEALTH_LISTEN": "127.0.0.1:0"}
     with log.open("wb") as err:
         hub = await asyncio.create_subprocess_exec(
-            str(HUB), "--config", str(path), stdout=asyncio.subprocess.DEVNULL, stderr=err, env=env
+            *(str(HUB), "--config", str(path), "--port-file", str(tmp_path / "ports.json")),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err,
+            env=env,
         )
     try:
         serving = await wait_for_event(log, "hub_serving", hub)
@@ -118,6 +122,8 @@ async def test_the_documented_example_runs_answers_health_and_stops_on_sigterm(t
         assert await asyncio.wait_for(hub.wait(), 30) == 0
         events = [record["event"] for record in log_records(log)]
         assert events[-3:] == ["hub_stopping", "engine_stopped", "hub_stopped"]
+        ports = json.loads((tmp_path / "ports.json").read_text())  # --port-file: what it bound
+        assert ports == {"port": port, "health_port": health_port, "admin_port": 0, "metrics_port": 0}
     finally:
         if hub.returncode is None:
             hub.kill()

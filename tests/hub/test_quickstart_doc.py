@@ -31,6 +31,7 @@ def test_the_quickstart_names_no_fixed_port_outside_step_0() -> None:
 
 
 def test_the_quickstart_runs_as_written_on_moved_ports(tmp_path: Path) -> None:
+    # Numbers ahead: the quick start's step 0 sets fixed ports, which is what a reader types.
     hub_port, health_port = free_port(), free_port()
     env = {
         **os.environ,

@@ -21,13 +21,13 @@ import shutil
 import signal
 import subprocess
 
-from cardlookup.devpg import USER, ThrowawayPostgres, free_port
+from cardlookup.devpg import USER, ThrowawayPostgres
 
 
 class PrimaryStandby:
     def __init__(self) -> None:
         self.primary = ThrowawayPostgres.start(durable=False)
-        self.standby_port = free_port()
+        self.standby_port = 0  # pg_ctl_start picks it
         self.standby_data = self.primary.root / "standby"
         try:
             self._start_standby()
@@ -45,17 +45,13 @@ class PrimaryStandby:
             "-D", str(self.standby_data), "-R", "-X", "stream", "--no-sync",
         )  # fmt: skip
         opts = [
-            f"-p {self.standby_port}",
             "-c listen_addresses=127.0.0.1",
             f"-c unix_socket_directories={pg.root}",
             "-c fsync=off",
             "-c hot_standby=on",
             "-c max_connections=200",
         ]
-        pg._run(
-            "pg_ctl", "-D", str(self.standby_data), "-l", str(pg.root / "standby.log"),
-            "-w", "-o", " ".join(opts), "start",
-        )  # fmt: skip
+        self.standby_port = pg.pg_ctl_start(self.standby_data, pg.root / "standby.log", opts)
 
     def create_database(self, name: str) -> str:
         """Creates it on the primary (it streams to the standby); returns the
