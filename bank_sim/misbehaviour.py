@@ -25,7 +25,7 @@ from cardlookup.checksums import luhn_check_digit
 from cardlookup.population import UNLISTED_REASONS
 
 HUB_CARD_CAP = 200
-"""The hub's cap on cards per answer (hub.validation.MAX_CARDS; a test keeps
+"""The hub's cap on cards per answer (hub.fanout.validation.MAX_CARDS; a test keeps
 them equal); TOO_MANY_CARDS streams one more."""
 
 SESSION_ONLY = frozenset(

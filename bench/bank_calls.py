@@ -42,7 +42,7 @@ from cardlookup.consent import list_cards_request
 from cardlookup.pki import CONSENT_KEY_ID, create_dev_pki, load_ed25519_private
 from cardlookup.population import Person
 from devstack import localstack
-from hub.config import HubConfig
+from hub.core.config import HubConfig
 from hub.fanout.caller import Answered
 from hub.fanout.channels import BankChannels
 from hub.fanout.policy import BankCallPolicy

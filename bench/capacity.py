@@ -45,10 +45,10 @@ from cardlookup.clock import SystemClock
 from cardlookup.devpg import ThrowawayPostgres
 from cardlookup.pki import create_dev_pki
 from devstack import localstack
-from hub.config import HubConfig
-from hub.crypto import HubKeys
-from hub.domain import NewQuery, QueryRecord, Subject
+from hub.core.config import HubConfig
+from hub.core.domain import NewQuery, QueryRecord, Subject
 from hub.engine import QueryEngine
+from hub.keys.crypto import HubKeys
 from hub.store.db import open_database
 
 RATES = (10, 100, 1000)

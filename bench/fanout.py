@@ -63,7 +63,7 @@ from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
 from devstack import localstack
-from hub.notify import OutboxTail
+from hub.core.notify import OutboxTail
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BANKS = "16,64,256,1000"

@@ -17,7 +17,7 @@ from cardlookup.population import Person
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.requests import apply_changes
-from hub.notify import OutboxTail
+from hub.core.notify import OutboxTail
 
 ENROL_CONCURRENCY = 4
 """Enrolment runs two argon2id derivations at the hub (the password hash, and

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cardlookup.pki import PkiPaths
 from devstack import localstack
-from hub.config import HubConfig, Timings
+from hub.core.config import HubConfig, Timings
 
 HUB_TIMINGS = Timings(
     # A bank stream under a saturated 2-core machine can take seconds at 1,000

@@ -34,8 +34,8 @@ from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from devstack.replicastack import ReplicaSet
 from devstack.spread import JourneyPlan, Spread, full_journey
-from hub.config import DEFAULT_CONSENT_TEXT_VERSION
-from hub.notify import OutboxTail
+from hub.core.config import DEFAULT_CONSENT_TEXT_VERSION
+from hub.core.notify import OutboxTail
 
 
 def cpu_of(pids: list[int]) -> float:

@@ -38,8 +38,8 @@ from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from devstack.replicastack import ReplicaSet
 from devstack.spread import JourneyPlan
-from hub.config import DEFAULT_CONSENT_TEXT_VERSION
-from hub.notify import OutboxTail
+from hub.core.config import DEFAULT_CONSENT_TEXT_VERSION
+from hub.core.notify import OutboxTail
 
 Seen = dict[tuple[str, str], float]
 """(query id, bank code) -> wall-clock time (epoch seconds) a watcher got it."""

@@ -3,7 +3,7 @@ GetReport, measured in this process on the real code paths.
 
     .venv/bin/python -m bench.sealing [--banks 16] [--cards 3] [--rounds 2000]
 
-- Arrival: `hub.sealing.AnswerSealer` sealing one validated answer of
+- Arrival: `hub.reports.sealing.AnswerSealer` sealing one validated answer of
   `--cards` cards to the user's key (one HPKE message; two when the user
   tracks new cards), against what it replaced (the hub envelope). The key
   lookup is cached per query, so the store read is paid once per query and
@@ -35,15 +35,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from cardlookup import sealed_report as sr
 from client import device_key
-from hub.crypto import Envelope, KeyedHash
-from hub.domain import BankState, ReportCard
+from hub.core.domain import BankState, ReportCard
+from hub.fanout.validation import BankAnswer
 from hub.identity.passwords import DEFAULT_PARAMETERS
-from hub.report import encode_answer
-from hub.sealing import AnswerSealer, SealingKey
+from hub.keys.crypto import Envelope, KeyedHash
+from hub.keys.user_sealing import DEVICE, derive_private_key
+from hub.reports.report import encode_answer
+from hub.reports.sealing import AnswerSealer, SealingKey
 from hub.store.db import open_database
 from hub.store.device_keys import DeviceKeyStore
-from hub.user_sealing import DEVICE, derive_private_key
-from hub.validation import BankAnswer
 
 
 def _measure(fn: Callable[[], object], rounds: int) -> tuple[float, float]:

@@ -58,7 +58,7 @@ from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
 from devstack import localstack
-from hub.notify import OutboxTail
+from hub.core.notify import OutboxTail
 from hub.store.db import open_database
 
 BANKS = 8

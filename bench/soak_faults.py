@@ -34,7 +34,7 @@ from client import errors
 from client.aio import AsyncCardLookupClient
 from client.options import ClientOptions
 from devstack import localstack
-from hub.config import HubConfig, Timings
+from hub.core.config import HubConfig, Timings
 
 SOAK_TIMINGS = Timings(
     retry_initial=dt.timedelta(milliseconds=100),

@@ -40,8 +40,8 @@ from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
 from devstack import localstack
-from hub.config import DEFAULT_CONSENT_TEXT_VERSION, HubConfig, Timings
-from hub.notify import OutboxTail
+from hub.core.config import DEFAULT_CONSENT_TEXT_VERSION, HubConfig, Timings
+from hub.core.notify import OutboxTail
 
 BANKS = 4
 SCENARIOS = ("idle", "stuck", "stuck+watch")

@@ -40,10 +40,10 @@ from bench.people import pick_people, population_for
 from cardlookup.clock import SystemClock
 from cardlookup.devpg import ThrowawayPostgres
 from cardlookup.pki import create_dev_pki
-from hub.config import HubConfig, Timings
-from hub.crypto import HubKeys
-from hub.domain import NewQuery, QueryRecord, Subject
+from hub.core.config import HubConfig, Timings
+from hub.core.domain import NewQuery, QueryRecord, Subject
 from hub.engine import QueryEngine
+from hub.keys.crypto import HubKeys
 from hub.store.db import open_database
 
 _SENDING = ("execute", "executemany", "fetch", "fetchrow", "fetchval")

@@ -27,7 +27,7 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 class ConsentKey(Protocol):
     """What signs a consent: an Ed25519PrivateKey from a file, or a key that
-    never leaves an HSM (hub.hsm). Both produce plain Ed25519 signatures."""
+    never leaves an HSM (hub.keys.hsm). Both produce plain Ed25519 signatures."""
 
     def sign(self, data: bytes) -> bytes: ...
 

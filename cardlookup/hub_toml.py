@@ -1,6 +1,6 @@
 """Reading a hub configuration file (hub.toml) outside the hub: the file's
 TOML, and the one key tools need before the rest of the file is usable.
-The hub's loader (hub.config) reads the file through `read_toml` too and
+The hub's loader (hub.core.config) reads the file through `read_toml` too and
 validates `open_regions` with cardlookup.regions.parse_open_regions."""
 
 from __future__ import annotations

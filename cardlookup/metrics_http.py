@@ -1,11 +1,11 @@
 """Serving Prometheus metrics, shared by the hub and the bank simulator:
 the HTTP endpoint Prometheus scrapes (`MetricsEndpoint`) and the bank
 simulator's metrics (`BankSimMetrics`, bank_sim.fleet `[fleet]
-metrics_port`). The hub's own metrics are hub.metrics; this module sits in
+metrics_port`). The hub's own metrics are hub.telemetry.metrics; this module sits in
 the shared kernel so bank_sim imports nothing of the hub.
 
 Counters and histograms carry no `_created` series (set here, on import,
-for every process that serves metrics; hub.metrics sets it too).
+for every process that serves metrics; hub.telemetry.metrics sets it too).
 """
 
 from __future__ import annotations

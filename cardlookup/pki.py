@@ -38,7 +38,7 @@ OPERATOR_NAME = "operator.cardlookup.internal"
 CONSENT_KEY_ID = "hub-consent-dev-1"
 FACE_KEY_ID = "face-provider-dev-1"
 KEK_ID = "kek-dev-1"
-"""The id of the development key-encryption key (hub.crypto records it in sealed data)."""
+"""The id of the development key-encryption key (hub.keys.crypto records it in sealed data)."""
 
 
 def bank_server_name(bank_code: str) -> str:

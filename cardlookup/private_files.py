@@ -4,7 +4,7 @@ reader could open it in between).
 
 One helper for every file that holds secrets or personal data: generated
 private keys (cardlookup.pki), the hub's SQLite database with its WAL and
-shared-memory files (hub.store.db), the SMS outbox (hub.notify), reports and
+shared-memory files (hub.store.db), the SMS outbox (hub.core.notify), reports and
 logs written to files.
 """
 

@@ -184,7 +184,7 @@ def unlisted_notice(totals: Mapping[str, int]) -> tuple[str, str, str]:
 
 
 def assemble(opened: Mapping[str, Any], previous_prints: set[str] | None = None) -> dict[str, Any]:
-    """The report, in hub.report's JSON form (plus "new_cards_marked" and
+    """The report, in hub.reports.report's JSON form (plus "new_cards_marked" and
     each card's "new" flag), from an opened bundle: the summary's bank
     outcomes in order, each answered bank's section and cards from its
     answer, the notices (R13 when any card is unlisted, then R16, the

@@ -40,7 +40,7 @@ from client.errors import CardLookupError
 from client.options import ClientOptions
 from client.sync import CardLookupClient
 from devstack import localstack
-from hub.notify import read_outbox, verification_code_in
+from hub.core.notify import read_outbox, verification_code_in
 
 BANK_COUNT = 16
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cardlookup.pki import PkiPaths
-from hub.config import HubConfig, Timings
+from hub.core.config import HubConfig, Timings
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0

@@ -37,8 +37,8 @@ from client.devface import DevFaceProvider
 from devstack.demo import ground_truth_mismatches
 from devstack.replicastack import REPLICA_TIMINGS, ReplicaSet, Takeover, follow_takeover, lanes_spread, leases_of
 from devstack.spread import JourneyPlan, JourneyResult, Spread, full_journey
-from hub.config import DEFAULT_CONSENT_TEXT_VERSION
-from hub.notify import OutboxTail, read_outbox
+from hub.core.config import DEFAULT_CONSENT_TEXT_VERSION
+from hub.core.notify import OutboxTail, read_outbox
 
 VICTIM = "B"
 CODES = list(DEFAULT_BANK_CODES)

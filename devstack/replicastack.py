@@ -35,7 +35,7 @@ import asyncpg
 from cardlookup.pki import PkiPaths
 from client.options import ClientOptions
 from devstack import localstack
-from hub.config import HubConfig, Timings
+from hub.core.config import HubConfig, Timings
 
 REPLICA_TIMINGS = Timings(
     lease_duration=dt.timedelta(seconds=2),

@@ -28,7 +28,7 @@ from cardlookup.population import Person
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.errors import HubUnavailable, SmsRateLimited
-from hub.notify import OutboxTail
+from hub.core.notify import OutboxTail
 
 T = TypeVar("T")
 

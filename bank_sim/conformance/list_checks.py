@@ -16,7 +16,7 @@ summary takes under 200 bytes (and the hub's transport refuses 64 KiB)."""
 MAX_UNLISTED_PER_REASON = 1000
 """The hub treats a larger unlisted count as absurd."""
 MAX_CARDS = 200
-"""The hub discards an answer listing more cards (hub.validation.MAX_CARDS)."""
+"""The hub discards an answer listing more cards (hub.fanout.validation.MAX_CARDS)."""
 _FOUR_DIGITS = re.compile(r"[0-9]{4}")
 _CARD_REF = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SEPARATORS = re.compile(rb"[-_ ]")

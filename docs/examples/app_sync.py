@@ -81,7 +81,7 @@ def look_up(
 def main() -> None:
     from cardlookup.population import Population
     from client.devface import DevFaceProvider
-    from hub.notify import read_outbox, verification_code_in
+    from hub.core.notify import read_outbox, verification_code_in
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     for flag in ("--hub", "--pki", "--outbox", "--user-id"):

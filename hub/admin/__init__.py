@@ -20,13 +20,13 @@ from cardlookup.admin.v1 import admin_service_pb2 as pb
 from cardlookup.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from cardlookup.rpc_errors import abort
 from cardlookup.tls import peer_names
-from hub.config import ConfigError, HubConfig
-from hub.context import HubContext
-from hub.hsm import HsmError
-from hub.logging import get_logger, set_level
-from hub.metrics import BankHealthRow
-from hub.reload import reload_problem
+from hub.core.config import ConfigError, HubConfig
+from hub.core.logging import get_logger, set_level
+from hub.keys.hsm import HsmError
+from hub.runtime.context import HubContext
+from hub.runtime.reload import reload_problem
 from hub.store.db import Database
+from hub.telemetry.metrics import BankHealthRow
 
 
 class AdminTarget(Protocol):

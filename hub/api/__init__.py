@@ -4,7 +4,7 @@
 migrations, builds the identity services over the engine, registers the
 ready-SMS listener and the servicer. The caller check, request decoding,
 error mapping and limits are the API interceptor's (hub.api.interceptors),
-which the hub server is built with (hub.server).
+which the hub server is built with (hub.process.server).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.pki import load_ed25519_public
 from hub.api.interceptors import SERVICE_NAME, ApiInterceptor
 from hub.api.servicer import CardLookupServicer
+from hub.core.notify import OutboxSmsSender, SmsSender
 from hub.fanout.cases import CaseCaller
 from hub.identity.card_cases import CardCaseDesk
 from hub.identity.closure import AccountClosure
@@ -27,7 +28,6 @@ from hub.identity.passwords import PasswordGate, PasswordHasher
 from hub.identity.report_keys import ReportKeys
 from hub.identity.users import UserDirectory
 from hub.identity.verification import SmsVerifier
-from hub.notify import OutboxSmsSender, SmsSender
 from hub.store.card_cases import CardCaseStore
 from hub.store.card_records import CardRecordStore
 from hub.store.device_keys import DeviceKeyStore
@@ -37,8 +37,8 @@ from hub.store.user_keys import UserKeyStore
 from hub.store.users import UserStore
 
 if TYPE_CHECKING:
-    from hub.config import HubConfig
-    from hub.context import HubContext
+    from hub.core.config import HubConfig
+    from hub.runtime.context import HubContext
 
 
 async def install(ctx: HubContext, sender: SmsSender | None = None) -> None:

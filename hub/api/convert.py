@@ -12,8 +12,8 @@ from cardlookup.banks import bank_by_code
 from cardlookup.hub.v1 import face_attestation_pb2 as face_pb
 from cardlookup.hub.v1 import resources_pb2 as pb
 from hub.api import names
-from hub.config import BankEndpoint, HubConfig
-from hub.domain import BankProgress, BankState, QueryState, Report
+from hub.core.config import BankEndpoint, HubConfig
+from hub.core.domain import BankProgress, BankState, QueryState, Report
 from hub.identity.face import Attestation
 from hub.identity.journey import QueryView, acceptance_notice
 from hub.identity.users import UserView

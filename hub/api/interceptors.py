@@ -27,7 +27,7 @@ returns a handler that wraps the generated one, in this order:
    RESOURCE_EXHAUSTED / RESPONSE_TOO_LARGE.
 7. Degraded store (issue 19): every HUB_UNAVAILABLE carries a
    google.rpc.RetryInfo. While the store refuses writes (`writes_available`
-   says so, hub.server), a write method (WRITE_METHODS) gets at most
+   says so, hub.process.server), a write method (WRITE_METHODS) gets at most
    DEGRADED_WRITE_BUDGET_S, so it fails fast instead of holding the caller;
    reads run as usual. Each write method's outcome is reported to
    `on_write_outcome` (a success shows the store takes writes again).
@@ -51,13 +51,13 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from cardlookup.rpc_errors import HUB_DOMAIN, abort
-from hub import calls
 from hub.api.errors import extra_details, status_of
 from hub.api.limits import MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES
-from hub.config import HubConfig
-from hub.crypto import KekUnknown
+from hub.core import calls
+from hub.core.config import HubConfig
+from hub.core.logging import get_logger
 from hub.identity.errors import RuleViolation
-from hub.logging import get_logger
+from hub.keys.crypto import KekUnknown
 
 log = get_logger("hub.api")
 
@@ -133,7 +133,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         self._max_call_time = max_call_time
         self._watching: collections.Counter[str] = collections.Counter()
         self.writes_available: Callable[[], bool] = lambda: True
-        """Whether the store takes writes now (hub.server sets it)."""
+        """Whether the store takes writes now (hub.process.server sets it)."""
         self.on_write_outcome: Callable[[bool], None] = lambda ok: None
         """Told True when a write method succeeded, False when it failed for
         a reason other than a rule (a store error, a timeout)."""
@@ -143,7 +143,7 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
 
     @classmethod
     def for_config(cls, config: HubConfig) -> ApiInterceptor:
-        """The interceptor the hub server is built with (hub.server)."""
+        """The interceptor the hub server is built with (hub.process.server)."""
         return cls(config.allowed_clients, max_watch_streams=config.timings.watch_streams_per_caller)
 
     def open_watch_streams(self, caller: str) -> int:

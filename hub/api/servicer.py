@@ -14,7 +14,7 @@ from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from cardlookup.hub.v1 import card_lookup_service_pb2_grpc as svc_grpc
 from cardlookup.hub.v1 import resources_pb2 as pb
 from hub.api import convert, names
-from hub.config import HubConfig
+from hub.core.config import HubConfig
 from hub.identity import validation
 from hub.identity.card_cases import CardCaseDesk, DeviceCard
 from hub.identity.closure import AccountClosure

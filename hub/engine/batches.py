@@ -17,17 +17,17 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from cardlookup.clock import Clock
-from hub.crypto import HubKeys, Sealed
+from hub.core.logging import get_logger
 from hub.engine.contexts import answer_context
 from hub.fanout import Alarm, FinalOutcome
 from hub.fanout.backoff import Backoff
-from hub.logging import get_logger
-from hub.report import encode_answer
-from hub.sealing import AnswerSealer
+from hub.fanout.validation import BankAnswer
+from hub.keys.crypto import HubKeys, Sealed
+from hub.reports.report import encode_answer
+from hub.reports.sealing import AnswerSealer
 from hub.store.batches import Failure, GroupCommit, Outcome
 from hub.store.db import Database
 from hub.store.health import StoreHealth
-from hub.validation import BankAnswer
 
 T = TypeVar("T")
 log = get_logger("hub.engine")
@@ -96,7 +96,7 @@ class OutcomeWriter:
 
     async def _seal_answer(self, query_id: str, bank_code: str, answer: BankAnswer) -> Sealed:
         """A validated answer, sealed for storage before it enters a batch
-        (outside the store's transaction): to the user (hub.sealing, issue
+        (outside the store's transaction): to the user (hub.reports.sealing, issue
         17); the envelope only for a user who has no key at all."""
         sealed = await self._sealer.seal_answer(query_id, answer)
         if sealed is None:

@@ -4,7 +4,7 @@ built, sealed and stored, and the subject and per-bank answers are deleted
 in the same write; then the ready listeners (the SMS, R9) run once across
 replicas.
 
-The report is sealed to the owner on arrival of its answers (hub.sealing,
+The report is sealed to the owner on arrival of its answers (hub.reports.sealing,
 issue 17); a user without any key (enrolled before issue 12) gets a report
 built here and sealed by the API's report sealer (to the payment-password
 key, issue 12) or else under the hub's envelope. `read_report` opens either.
@@ -18,17 +18,17 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from cardlookup.clock import Clock
-from hub import tracing
-from hub.config import HubConfig
-from hub.crypto import HubKeys, Sealed
-from hub.domain import BankProgress, QueryRecord, QueryState, Report, ReportUnavailable
+from hub.core.config import HubConfig
+from hub.core.domain import BankProgress, QueryRecord, QueryState, Report, ReportUnavailable
+from hub.core.logging import get_logger
 from hub.engine.batches import OutcomeWriter
 from hub.engine.contexts import answer_context, report_context
-from hub.logging import get_logger
-from hub.report import BankOutcome, build_report, decode_answer, decode_report, encode_report
-from hub.sealing import AnswerSealer
+from hub.keys.crypto import HubKeys, Sealed
+from hub.keys.user_sealing import is_user_sealed
+from hub.reports.report import BankOutcome, build_report, decode_answer, decode_report, encode_report
+from hub.reports.sealing import AnswerSealer
 from hub.store.queries import QueryStore
-from hub.user_sealing import is_user_sealed
+from hub.telemetry import tracing
 
 ReadyListener = Callable[[QueryRecord], Awaitable[None]]
 ReportSealer = Callable[[str, bytes, bytes], Awaitable[Sealed | None]]

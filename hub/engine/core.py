@@ -14,9 +14,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from cardlookup.clock import Clock
-from hub.config import HubConfig
-from hub.crypto import HubKeys
-from hub.domain import (
+from hub.core.config import HubConfig
+from hub.core.domain import (
     BankProgress,
     BankState,
     NewQuery,
@@ -25,6 +24,7 @@ from hub.domain import (
     QueryState,
     Report,
 )
+from hub.core.logging import get_logger
 from hub.engine.batches import OutcomeWriter
 from hub.engine.completion import Completion, ReadyListener, ReportOpener, ReportSealer
 from hub.engine.contexts import subject_context
@@ -33,8 +33,8 @@ from hub.engine.rounds import LaneLoop
 from hub.engine.tasks import BankTasks, QueryWork
 from hub.engine.watch import Watchers
 from hub.fanout import Alarm, BankCallPolicy, Fanout
-from hub.logging import get_logger
-from hub.sealing import AnswerSealer
+from hub.keys.crypto import HubKeys
+from hub.reports.sealing import AnswerSealer
 from hub.store.db import Database
 from hub.store.erasure import USER_DELETED
 from hub.store.health import StoreHealth

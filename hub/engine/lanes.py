@@ -29,8 +29,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.core.logging import get_logger
 from hub.engine.tasks import WAITING, WRITING, BankTask
-from hub.logging import get_logger
 from hub.store.lanes import LaneRound, LaneStore, wall_us
 from hub.store.queries import QueryStore, Task
 

@@ -12,11 +12,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cardlookup.clock import Clock
+from hub.core.logging import get_logger
 from hub.engine.batches import OutcomeWriter
 from hub.engine.completion import Completion
 from hub.engine.lanes import LaneKeeper
 from hub.fanout import Alarm
-from hub.logging import get_logger
 from hub.store.queries import QueryStore
 
 log = get_logger("hub.engine")

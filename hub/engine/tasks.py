@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
-from hub.crypto import HubKeys, Sealed
-from hub.domain import BankState, Subject
+from hub.core.domain import BankState, Subject
+from hub.core.logging import get_logger
 from hub.engine.batches import OutcomeWriter
 from hub.engine.contexts import subject_context
 from hub.fanout import Alarm, Fanout, FinalOutcome, TaskContext, run_bank_task
-from hub.logging import get_logger
-from hub.sealing import AnswerSealer
+from hub.keys.crypto import HubKeys, Sealed
+from hub.reports.sealing import AnswerSealer
 from hub.store.queries import Task
 
 log = get_logger("hub.engine")

@@ -15,8 +15,8 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from hub.domain import BankProgress, BankState, QueryEvent, QueryRecord, QueryState
-from hub.logging import get_logger
+from hub.core.domain import BankProgress, BankState, QueryEvent, QueryRecord, QueryState
+from hub.core.logging import get_logger
 from hub.store.queries import Progress, QueryStore
 
 log = get_logger("hub.engine")

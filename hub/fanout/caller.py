@@ -23,8 +23,8 @@ import grpc
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
 from cardlookup.rpc_errors import error_info_of
-from hub import tracing
-from hub.validation import AnswerRejected, AnswerValidator, BankAnswer
+from hub.fanout.validation import AnswerRejected, AnswerValidator, BankAnswer
+from hub.telemetry import tracing
 
 _FINAL_CODES = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT}
 _IDENTITY_MARKERS = (

@@ -31,11 +31,11 @@ from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
 from cardlookup.rpc_errors import error_info_of
 from cardlookup.tls import channel_credentials
-from hub.config import BankEndpoint, HubConfig
+from hub.core.config import BankEndpoint, HubConfig
 from hub.fanout.caller import safe_reason
 from hub.fanout.channels import bank_target, channel_options
 from hub.fanout.policy import BankCallPolicy
-from hub.validation import looks_like_card_number
+from hub.fanout.validation import looks_like_card_number
 
 _REFERENCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_TEXT = 500

@@ -37,7 +37,7 @@ from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
 from cardlookup.bank.v1 import card_session_pb2_grpc as session_grpc
 from cardlookup.tls import channel_credentials
-from hub.config import BankEndpoint, TlsFiles
+from hub.core.config import BankEndpoint, TlsFiles
 from hub.fanout import caller
 from hub.fanout.policy import BankCallPolicy
 from hub.fanout.session import BankSession, Unsupported

@@ -27,11 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cardlookup.bank.v1 import card_directory_pb2_grpc as bank_grpc
-from hub.config import BankEndpoint, HubConfig
+from hub.core.config import BankEndpoint, HubConfig
 from hub.fanout.breaker import CircuitBreaker
 from hub.fanout.channels import BankChannels
 from hub.fanout.policy import BankCallPolicy
-from hub.metrics import HubMetrics
+from hub.telemetry.metrics import HubMetrics
 
 
 @dataclass

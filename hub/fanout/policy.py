@@ -20,7 +20,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from hub.config import Timings
+from hub.core.config import Timings
 from hub.fanout.backoff import Backoff
 
 TIMING_KEYS: dict[str, str] = {

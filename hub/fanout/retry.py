@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
-from hub.domain import BankState
+from hub.core.domain import BankState
 from hub.fanout.caller import Answered, Rejected, Transient
 from hub.fanout.lanes import BankLane, Fanout
-from hub.validation import BankAnswer
+from hub.fanout.validation import BankAnswer
 
 WINDOW_CLOSED = "REPORT_WINDOW_CLOSED"
 NEVER_CALLED = "NOT_CALLED"

@@ -43,10 +43,10 @@ import grpc
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_session_pb2 as session_pb
 from cardlookup.bank.v1 import card_session_pb2_grpc as session_grpc
+from hub.core.logging import get_logger
 from hub.fanout.caller import Answered, AttemptResult, Rejected, Transient, classify, safe_reason
 from hub.fanout.policy import BankCallPolicy
-from hub.logging import get_logger
-from hub.validation import (
+from hub.fanout.validation import (
     MAX_MESSAGE_BYTES,
     AnswerRejected,
     AnswerValidator,

@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.clock import Clock
-from hub.config import HubConfig
-from hub.crypto import ConsentSigner
-from hub.domain import ReportCard
+from hub.core.config import HubConfig
+from hub.core.domain import ReportCard
+from hub.core.logging import get_logger
 from hub.fanout.cases import CaseCaller, Failed, NotOffered, Opened
 from hub.identity.errors import RuleViolation, invalid
 from hub.identity.journey import Journey
 from hub.identity.users import UserDirectory
-from hub.logging import get_logger
+from hub.keys.crypto import ConsentSigner
 from hub.store.card_cases import CardCase, CardCaseStore
 
 log = get_logger("hub.card_cases")

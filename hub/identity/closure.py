@@ -30,13 +30,13 @@ from pathlib import Path
 
 from cardlookup.clock import Clock
 from cardlookup.private_files import write_private
-from hub.config import Timings
+from hub.core.config import Timings
+from hub.core.logging import get_logger
+from hub.core.notify import outbox_lock
 from hub.identity import validation
 from hub.identity.errors import RuleViolation
 from hub.identity.passwords import PasswordGate
 from hub.identity.users import UserDirectory
-from hub.logging import get_logger
-from hub.notify import outbox_lock
 from hub.store.erasure import Erased, ErasureStore, Retention, Swept
 from hub.store.identity import IdentityStore
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cardlookup.clock import Clock
-from hub.config import BankEndpoint, HubConfig
-from hub.crypto import KeyedHash, Sealed
-from hub.domain import NewQuery, QueryEvent, QueryRecord, QueryState, Report, ReportUnavailable
+from hub.core.config import BankEndpoint, HubConfig
+from hub.core.domain import NewQuery, QueryEvent, QueryRecord, QueryState, Report, ReportUnavailable
+from hub.core.notify import SmsMessage, SmsSender, report_ready_text
 from hub.identity import validation
 from hub.identity.errors import RuleViolation, ceil_second, delay_until, duration_text, invalid, rfc3339
 from hub.identity.face import Attestation, FaceVerifier
@@ -31,7 +31,7 @@ from hub.identity.passwords import PasswordGate
 from hub.identity.report_keys import ReportKeys
 from hub.identity.users import CHINA_TZ, UserDirectory, UserView
 from hub.identity.verification import SmsVerifier, StartedVerification
-from hub.notify import SmsMessage, SmsSender, report_ready_text
+from hub.keys.crypto import KeyedHash, Sealed
 from hub.store.identity import AccessEvent, IdentityStore
 from hub.store.users import UserRow
 

@@ -4,7 +4,7 @@ The comparison needs a record that outlives the report: reports are deleted
 after 7 days (R11) and the next lookup is allowed only 7 days after the last
 report (R12). The record keeps no card data: only keyed fingerprints
 HMAC-SHA256(per-user key, bank code + card_ref), and the set is sealed to the
-user's payment-password key (hub.user_sealing), so operators can neither read
+user's payment-password key (hub.keys.user_sealing), so operators can neither read
 nor link it.
 
 - CreateQuery with track_new_cards: tracking on (before the query is stored,
@@ -27,14 +27,14 @@ from collections.abc import Awaitable, Callable
 from cryptography.exceptions import InvalidTag
 
 from cardlookup.clock import Clock
-from hub.crypto import KeyedHash, Sealed, card_fingerprint
-from hub.domain import Report
+from hub.core.domain import Report
+from hub.core.logging import get_logger
 from hub.identity import validation
-from hub.logging import get_logger
-from hub.report import decode_report
+from hub.keys.crypto import KeyedHash, Sealed, card_fingerprint
+from hub.keys.user_sealing import NotUserSealed, is_hpke_sealed, seal_to
+from hub.reports.report import decode_report
 from hub.store.card_records import CardRecord, CardRecordStore
 from hub.store.user_keys import UserKeyStore
-from hub.user_sealing import NotUserSealed, is_hpke_sealed, seal_to
 
 log = get_logger("hub.new_cards")
 

@@ -13,13 +13,13 @@ journeys peaked at about 460 MB. Hashes made with it keep verifying
 current parameters the next time the right password is given.
 
 A call waits in a queue for a hashing slot. The wait is bounded by the
-call's deadline (`hub.calls.deadline`, set by the API interceptor): a call
+call's deadline (`hub.core.calls.deadline`, set by the API interceptor): a call
 that cannot be served before its deadline is refused at once, UNAVAILABLE /
 HUB_UNAVAILABLE ("busy, retry"), instead of hashing for a client that has
 gone; a refused check counts no password attempt.
 
 Pepper (issue 17): argon2id runs over HMAC-SHA256(hub key, password), not
-over the password, with the hub's index key (hub.crypto.KeyedHash, in the
+over the password, with the hub's index key (hub.keys.crypto.KeyedHash, in the
 HSM when `[hsm]` is configured). The database alone then confirms nothing:
 without the key a thief cannot even start on the 10^6 six-digit passwords.
 Such hashes are stored as `pep1:` + the argon2 hash; with `[hsm]
@@ -43,7 +43,7 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from cardlookup.clock import Clock
-from hub.calls import deadline
+from hub.core.calls import deadline
 from hub.identity.errors import RuleViolation, rfc3339
 from hub.store.users import AccessResult, UserStore
 

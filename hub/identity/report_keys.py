@@ -8,7 +8,7 @@ the payment password, and the three moments it matters.
   old epoch becomes unreadable for good; GetReport then says so
   (REPORT_SEALED_TO_OLD_PASSWORD).
 - A bank's answer arriving (issue 17): the engine's own sealer
-  (hub.sealing) seals it to the user's public key with HPKE, and READY
+  (hub.reports.sealing) seals it to the user's public key with HPKE, and READY
   bundles the sealed answers; nothing the hub holds can open them. The
   report hook (`seal_report`) remains for users whose answers were
   envelope-sealed (no key at all when they arrived).
@@ -35,15 +35,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from cardlookup.clock import Clock
-from hub.crypto import KeyedHash, Sealed
+from hub.core.logging import get_logger
 from hub.identity import validation
 from hub.identity.errors import RuleViolation, rfc3339
 from hub.identity.passwords import DEFAULT_PARAMETERS, PasswordGate, PasswordHasher
 from hub.identity.users import UserDirectory
-from hub.logging import get_logger
-from hub.store.device_keys import DeviceKeyStore
-from hub.store.user_keys import UserKeyStore
-from hub.user_sealing import (
+from hub.keys.crypto import KeyedHash, Sealed
+from hub.keys.user_sealing import (
     DEVICE,
     UserKeyRecord,
     derive_private_key_async,
@@ -57,6 +55,8 @@ from hub.user_sealing import (
     reseal,
     seal_to,
 )
+from hub.store.device_keys import DeviceKeyStore
+from hub.store.user_keys import UserKeyStore
 
 log = get_logger("hub.report_keys")
 

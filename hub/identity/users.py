@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cardlookup.clock import Clock
-from hub.config import HubConfig
-from hub.crypto import HubKeys, Sealed
-from hub.domain import Subject
+from hub.core.config import HubConfig
+from hub.core.domain import Subject
 from hub.identity import validation
 from hub.identity.errors import RuleViolation
 from hub.identity.passwords import PasswordHasher
+from hub.keys.crypto import HubKeys, Sealed
 from hub.store.erasure import ErasureStore
 from hub.store.users import UserRow, UserStore
 

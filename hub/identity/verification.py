@@ -12,10 +12,10 @@ import uuid
 from dataclasses import dataclass
 
 from cardlookup.clock import Clock
-from hub.config import Timings
-from hub.crypto import KeyedHash
+from hub.core.config import Timings
+from hub.core.notify import SmsMessage, SmsSender, verification_text
 from hub.identity.errors import RuleViolation, delay_until, rfc3339
-from hub.notify import SmsMessage, SmsSender, verification_text
+from hub.keys.crypto import KeyedHash
 from hub.store.identity import IdentityStore, NewVerification, RateLimited, SmsLimits
 
 

@@ -29,8 +29,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.crypto import Sealed
-from hub.domain import BankProgress, BankState, QueryState
+from hub.core.domain import BankProgress, BankState, QueryState
+from hub.keys.crypto import Sealed
 from hub.store.db import Conn, Database, to_micros
 from hub.store.queries import PROGRESS, Progress
 from hub.store.statements import queries as sql

@@ -6,7 +6,7 @@ Tables (component "card_records", its own migration list):
                  latest CreateQuery) or 0 (opted out).
   card_records   per (user, opted-in READY query): the set of keyed
                  fingerprints of (bank code, card_ref) of that report's cards,
-                 sealed to the user's payment-password key (hub.user_sealing);
+                 sealed to the user's payment-password key (hub.keys.user_sealing);
                  the newest two per user are kept (the latest lookup and the
                  one before it), beyond the report's 7 days (R11). Opting out
                  deletes them all.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from hub.crypto import Sealed
+from hub.keys.crypto import Sealed
 from hub.store.db import Conn, Database, Row, from_micros, to_micros
 from hub.store.statements import card_records as sql
 

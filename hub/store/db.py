@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from hub.store.factory import describe_target, is_postgres_url, open_database
+from hub.core.database import ConnectionSettings, describe_target, is_postgres_url
+from hub.store.factory import open_database
 from hub.store.sql import split_sql
 from hub.store.types import (
     Conn,
-    ConnectionSettings,
     Database,
     Notify,
     Row,

@@ -7,7 +7,7 @@ Tables (component "device_keys", its own migration list):
                `report_public_key`, or ReplaceReportKey after a device
                change); the epoch grows by one at each replacement.
 
-Also the two reads the answer sealer needs per query (hub.sealing): whose
+Also the two reads the answer sealer needs per query (hub.reports.sealing): whose
 query it is, and the keys it seals to.
 """
 

@@ -33,8 +33,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from hub.crypto import Sealed
-from hub.domain import BankProgress, BankState, QueryState
+from hub.core.domain import BankProgress, BankState, QueryState
+from hub.keys.crypto import Sealed
 from hub.store import card_cases, card_records, device_keys, identity, user_keys
 from hub.store.db import Conn, Database, from_micros, to_micros
 from hub.store.queries import PROGRESS, Progress, QueryStore
@@ -108,7 +108,7 @@ class Erased:
 
 @dataclass(frozen=True)
 class Retention:
-    """How long each kept item lives (hub.config.Timings)."""
+    """How long each kept item lives (hub.core.config.Timings)."""
 
     lookup_history: dt.timedelta
     access_events: dt.timedelta

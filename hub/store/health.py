@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from hub.logging import get_logger
+from hub.core.logging import get_logger
 from hub.store.db import Database
 
 log = get_logger("hub.store")

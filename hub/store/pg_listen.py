@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from hub.logging import get_logger
-from hub.store.types import ConnectionSettings, Notify
+from hub.core.database import ConnectionSettings
+from hub.core.logging import get_logger
+from hub.store.types import Notify
 
 log = get_logger("hub.store")
 

@@ -40,9 +40,10 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from hub.core.database import ConnectionSettings
 from hub.store.pg_listen import PgListener, set_keepalive
 from hub.store.sql import ddl_to_postgres, split_sql, to_postgres
-from hub.store.types import ConnectionSettings, Notify, Row, StoreStats, WriteFn
+from hub.store.types import Notify, Row, StoreStats, WriteFn
 
 T = TypeVar("T")
 

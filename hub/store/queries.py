@@ -34,8 +34,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hub.crypto import Sealed
-from hub.domain import BankProgress, BankState, NewQuery, QueryRecord, QueryState
+from hub.core.domain import BankProgress, BankState, NewQuery, QueryRecord, QueryState
+from hub.keys.crypto import Sealed
 from hub.store.db import Conn, Database, from_micros, from_micros_or_none, to_micros
 from hub.store.statements import queries as sql
 
@@ -90,7 +90,7 @@ class Progress:
 
 @dataclass(frozen=True)
 class QueryGauges:
-    """What the metrics export about stored queries (hub.metrics)."""
+    """What the metrics export about stored queries (hub.telemetry.metrics)."""
 
     by_state: dict[str, int]
     """Stored queries per state (states with none are absent)."""

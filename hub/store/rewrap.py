@@ -2,9 +2,9 @@
 statements that move them onto the current KEK (issue 24, `cardlookup-admin
 rewrap`).
 
-A wrapped key of hub.crypto.Envelope is `0x01 | len | key id | nonce |
+A wrapped key of hub.keys.crypto.Envelope is `0x01 | len | key id | nonce |
 ciphertext`, or 60 bytes without an id (sealed before key ids existed).
-User-sealed items (hub.user_sealing: `U1…`, `H1…`) and the marker
+User-sealed items (hub.keys.user_sealing: `U1…`, `H1…`) and the marker
 `user-data-key/1` never have either shape, so they are never touched.
 
 Each column is read and written in place: only the wrapped key changes, the
@@ -65,7 +65,7 @@ def _movable(c: WrappedColumn, previous_prefixes: Sequence[bytes]) -> tuple[str,
 
 
 def key_id_of(wrapped: bytes) -> str:
-    """The key id in a wrapped key (as hub.crypto.Envelope.key_id_of); "" for
+    """The key id in a wrapped key (as hub.keys.crypto.Envelope.key_id_of); "" for
     one without an id."""
     if len(wrapped) == LEGACY_LENGTH:
         return ""

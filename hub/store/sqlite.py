@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from cardlookup.private_files import ensure_private, private_dir
-from hub.logging import get_logger
+from hub.core.logging import get_logger
 from hub.store.sql import split_sql
 from hub.store.types import Conn, Notify, Row, StoreStats, WriteFn
 

@@ -4,7 +4,7 @@ Tables (component "user_keys", its own migration list):
   user_keys   one row per user whose payment password has set a key pair:
               the X25519 public key, the argon2id salt and the epoch (the
               private key is derived from the password on demand and never
-              stored; see hub.user_sealing).
+              stored; see hub.keys.user_sealing).
 
 This module also re-wraps the user-sealed rows of the `reports` table (owned
 by hub.store.queries) and of `card_records` (hub.store.card_records) when the
@@ -18,10 +18,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from hub.crypto import Sealed
+from hub.keys.crypto import Sealed
+from hub.keys.user_sealing import UserKeyRecord
 from hub.store.db import Conn, Database, Row, from_micros, to_micros
 from hub.store.statements import user_keys as sql
-from hub.user_sealing import UserKeyRecord
 
 COMPONENT = "user_keys"
 MIGRATIONS = [

@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
-from hub.crypto import Sealed
+from hub.keys.crypto import Sealed
 from hub.store.db import Conn, Database, Row, from_micros, to_micros
 from hub.store.statements import users as sql
 

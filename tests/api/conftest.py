@@ -19,8 +19,8 @@ from cardlookup.population import Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
-from hub.config import HubConfig, Timings
-from hub.server import HubServer
+from hub.core.config import HubConfig, Timings
+from hub.process.server import HubServer
 from tests import stores
 from tests.api.helpers import HubHarness
 

@@ -19,10 +19,10 @@ from cardlookup.population import Person, Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.errors import CardLookupError
-from hub.config import HubConfig
+from hub.core.config import HubConfig
+from hub.core.notify import latest_verification_code
 from hub.identity.closure import AccountClosure
-from hub.notify import latest_verification_code
-from hub.server import HubServer
+from hub.process.server import HubServer
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """One throwaway SoftHSM2 token per test process (issue 11 item 4, issue 24).
 
 SoftHSM reads SOFTHSM2_CONF once, when the PKCS#11 library is first
-initialised in a process, and hub.hsm keeps the library loaded: every test
+initialised in a process, and hub.keys.hsm keeps the library loaded: every test
 module that uses a token in this process must use the same token directory.
 `softhsm_token()` makes it on first use (the variable stays set, so a hub
 started as a subprocess finds the same token); keys are generated on it by
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import HsmSettings
-from hub.hsm import HsmSession
+from hub.core.config import HsmSettings
+from hub.keys.hsm import HsmSession
 
 MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 TOKEN, PIN, SO_PIN = "cardlookup-test", "1234", "12345678"

@@ -21,8 +21,8 @@ from bank_sim.faults import Faults
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.population import Person
 from client import requests
-from hub.logging import configure_logging
-from hub.notify import read_outbox
+from hub.core.logging import configure_logging
+from hub.core.notify import read_outbox
 from hub.store.erasure import USER_ID_TABLES
 from tests import stores
 from tests.api.helpers import HubHarness, closure_of, refused

@@ -25,8 +25,8 @@ from cardlookup.population import Population
 from cardlookup.rpc_errors import error_info_of
 from cardlookup.tls import channel_credentials
 from hub.admin import cli
-from hub.config import HubConfig
-from hub.domain import QueryState
+from hub.core.config import HubConfig
+from hub.core.domain import QueryState
 from tests.api.conftest import FAST, served_harness
 from tests.api.helpers import HubHarness
 

@@ -18,7 +18,7 @@ from cardlookup.pki import HUB_SERVER_NAME, OPERATOR_NAME, PkiPaths
 from cardlookup.population import Population
 from cardlookup.rpc_errors import error_info_of
 from cardlookup.tls import channel_credentials
-from hub.config import HubConfig
+from hub.core.config import HubConfig
 from tests.api.conftest import FAST, served_harness
 from tests.api.helpers import HubHarness
 from tests.sealing.test_san_and_modes import SAN_KINDS, _client_cert

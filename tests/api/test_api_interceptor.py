@@ -28,7 +28,7 @@ from cardlookup.tls import channel_credentials
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from hub.api.limits import MAX_REQUEST_BYTES
-from hub.config import HubConfig
+from hub.core.config import HubConfig
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.helpers import HubHarness
 

@@ -25,7 +25,7 @@ from cardlookup.population import Person, Population
 from client import device_key, requests
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
-from hub.config import HubConfig
+from hub.core.config import HubConfig
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.helpers import HubHarness, refused
 from tests.node_bank.harness import NodeBank, write_bank_data

@@ -30,8 +30,8 @@ from cardlookup.devpg import ThrowawayPostgres
 from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.population import Person
 from client import device_key
-from hub.crypto import HubKeys, Sealed
-from hub.user_sealing import DEVICE, hpke_kind, is_hpke_sealed
+from hub.keys.crypto import HubKeys, Sealed
+from hub.keys.user_sealing import DEVICE, hpke_kind, is_hpke_sealed
 from tests import stores
 from tests.api.helpers import HubHarness, refused
 from tests.hub.helpers import expected_cards

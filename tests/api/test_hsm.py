@@ -18,9 +18,9 @@ from cardlookup.clock import ManualClock
 from cardlookup.hub.v1 import resources_pb2 as hub_pb
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.config import HsmSettings, HubConfig
-from hub.crypto import Envelope
-from hub.hsm import HsmError, HsmSession
+from hub.core.config import HsmSettings, HubConfig
+from hub.keys.crypto import Envelope
+from hub.keys.hsm import HsmError, HsmSession
 from tests.api.conftest import FAST, served_harness
 from tests.api.helpers import HubHarness
 from tests.api.hsm_token import CONSENT_LABEL, KEK_LABEL, MODULE, PEPPER_LABEL, TOKEN, softhsm_token
@@ -114,8 +114,8 @@ async def test_the_payment_password_is_peppered_on_the_hsm(hsm_hub: HubHarness) 
     import argon2
     from argon2.exceptions import VerifyMismatchError
 
-    from hub.crypto import HubKeys
     from hub.identity.passwords import HSM_PEPPERED
+    from hub.keys.crypto import HubKeys
 
     hub = hsm_hub
     person = hub.eligible(1)

@@ -30,9 +30,9 @@ from cardlookup.clock import ManualClock
 from cardlookup.pki import KEK_ID, PkiPaths
 from cardlookup.population import Person, Population
 from hub.admin import cli
-from hub.config import HsmSettings, HubConfig
-from hub.crypto import Envelope
-from hub.hsm import HsmSession
+from hub.core.config import HsmSettings, HubConfig
+from hub.keys.crypto import Envelope
+from hub.keys.hsm import HsmSession
 from hub.store.rewrap import COLUMNS
 from tests import stores
 from tests.api.conftest import FAST, served_harness

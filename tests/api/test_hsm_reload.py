@@ -36,8 +36,8 @@ from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
 from hub.admin import cli
-from hub.config import HsmSettings, HubConfig, TlsFiles
-from hub.hsm import HsmSession, close_shared_sessions, shared_session
+from hub.core.config import HsmSettings, HubConfig, TlsFiles
+from hub.keys.hsm import HsmSession, close_shared_sessions, shared_session
 from tests.api.conftest import FAST
 from tests.api.helpers import HubHarness
 from tests.api.hsm_token import KEK_LABEL, MODULE, softhsm_token

@@ -29,8 +29,8 @@ from cardlookup.population import Population
 from client.aio import AsyncCardLookupClient
 from client.errors import CardLookupError
 from client.options import ClientOptions
-from hub.config import HubConfig, Timings
-from hub.server import keepalive_options
+from hub.core.config import HubConfig, Timings
+from hub.process.server import keepalive_options
 from tests import stores
 from tests.api.conftest import FAST, client_options, served_harness
 

@@ -20,7 +20,7 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.config import HubConfig
+from hub.core.config import HubConfig
 from tests.api.conftest import FAST, served_harness
 from tests.api.helpers import HubHarness, refused
 

@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path
 
-from hub.notify import read_outbox, verification_code_in
+from hub.core.notify import read_outbox, verification_code_in
 from tests.api.helpers import HubHarness
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "app-backend.md").read_text()

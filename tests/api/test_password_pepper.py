@@ -12,8 +12,8 @@ import argon2
 import pytest
 from argon2.exceptions import VerifyMismatchError
 
-from hub.crypto import HubKeys
 from hub.identity.passwords import PEPPERED
+from hub.keys.crypto import HubKeys
 from tests.api.helpers import HubHarness
 
 BANKS = ["102", "103"]

@@ -23,8 +23,8 @@ from bank_sim.faults import Faults, Misbehaviour
 from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.hub.v1 import card_lookup_service_pb2 as svc
 from client.errors import CardLookupError
-from hub.logging import configure_logging
-from hub.notify import read_outbox, report_ready_text
+from hub.core.logging import configure_logging
+from hub.core.notify import read_outbox, report_ready_text
 from tests.api.helpers import HubHarness, refused
 
 LEAKY_BANK = "102"

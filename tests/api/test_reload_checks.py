@@ -27,8 +27,8 @@ from cardlookup.population import Population
 from cardlookup.rpc_errors import error_info_of
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
-from hub.config import HubConfig, TlsFiles
-from hub.server import HubServer, StartupError
+from hub.core.config import HubConfig, TlsFiles
+from hub.process.server import HubServer, StartupError
 from tests.api.conftest import FAST, client_options
 from tests.api.helpers import HubHarness, refused, started_from_file
 from tests.api.test_admin import admin_channel

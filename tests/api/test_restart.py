@@ -22,9 +22,9 @@ from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
-from hub.config import HubConfig
-from hub.notify import OutboxSmsSender, SmsMessage, read_outbox
-from hub.server import HubContext, HubServer
+from hub.core.config import HubConfig
+from hub.core.notify import OutboxSmsSender, SmsMessage, read_outbox
+from hub.process.server import HubContext, HubServer
 from tests.api.conftest import FAST, client_options
 from tests.api.helpers import HubHarness, refused
 

@@ -16,8 +16,8 @@ from bank_sim.fleet import BankFleet
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.config import HubConfig
-from hub.notify import read_outbox
+from hub.core.config import HubConfig
+from hub.core.notify import read_outbox
 from tests import stores
 from tests.api.conftest import FAST, served_harness
 from tests.api.helpers import HubHarness, closure_of

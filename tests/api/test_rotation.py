@@ -45,9 +45,9 @@ from cardlookup.tls import channel_credentials
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from client.options import ClientOptions
-from hub.config import HubConfig, TlsFiles
-from hub.crypto import Envelope
-from hub.server import StartupError
+from hub.core.config import HubConfig, TlsFiles
+from hub.keys.crypto import Envelope
+from hub.process.server import StartupError
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.helpers import HubHarness, refused
 

@@ -22,10 +22,10 @@ from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths, issue_client_certificate
 from client.aio import AsyncCardLookupClient
 from client.errors import CallerNotAllowed, HubUnavailable
-from hub.config import HubConfig
-from hub.domain import QueryState, ReportUnavailable
+from hub.core.config import HubConfig
+from hub.core.domain import QueryState, ReportUnavailable
+from hub.core.notify import read_outbox
 from hub.identity.errors import ceil_second
-from hub.notify import read_outbox
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.helpers import HubHarness, refused
 

@@ -21,8 +21,8 @@ from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
-from hub.config import HubConfig, Timings
-from hub.notify import read_outbox
+from hub.core.config import HubConfig, Timings
+from hub.core.notify import read_outbox
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.helpers import HubHarness, refused
 

@@ -26,9 +26,9 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from client.aio import AsyncCardLookupClient
-from hub import tracing
-from hub.config import HubConfig, TracingSettings
-from hub.logging import scrub
+from hub.core.config import HubConfig, TracingSettings
+from hub.core.logging import scrub
+from hub.telemetry import tracing
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.helpers import HubHarness, refused
 

@@ -20,10 +20,10 @@ from cryptography.exceptions import InvalidTag
 
 from cardlookup.hub.v1 import resources_pb2 as pb
 from client.aio import AsyncCardLookupClient
-from hub.crypto import HubKeys, Sealed
 from hub.identity.passwords import DEFAULT_PARAMETERS
-from hub.report import decode_report
-from hub.user_sealing import derive_private_key, is_user_sealed, open_with
+from hub.keys.crypto import HubKeys, Sealed
+from hub.keys.user_sealing import derive_private_key, is_user_sealed, open_with
+from hub.reports.report import decode_report
 from tests.api.helpers import HubHarness, refused
 from tests.hub.helpers import expected_cards, report_cards, rich_person
 

@@ -17,8 +17,8 @@ from cardlookup.hub.v1 import resources_pb2 as pb
 from cardlookup.pki import PkiPaths
 from client.requests import apply_changes
 from hub.api.convert import WatchedQuery
-from hub.config import HubConfig
-from hub.domain import BankProgress, BankState, QueryRecord, QueryState
+from hub.core.config import HubConfig
+from hub.core.domain import BankProgress, BankState, QueryRecord, QueryState
 from hub.identity.journey import QueryView
 from tests.api.helpers import HubHarness
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from cardlookup.pki import PkiPaths
 from hub.api.convert import WatchedQuery, query
-from hub.config import HubConfig
-from hub.domain import BankProgress, BankState, QueryRecord, QueryState
+from hub.core.config import HubConfig
+from hub.core.domain import BankProgress, BankState, QueryRecord, QueryState
 from hub.identity.journey import QueryView
 from hub.store.identity import AccessEvent
 

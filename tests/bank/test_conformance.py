@@ -133,7 +133,7 @@ def test_the_suite_is_as_strict_as_the_hub() -> None:
     hub's validator for size or counts."""
     from bank_sim import misbehaviour
     from bank_sim.conformance import list_checks
-    from hub import validation
+    from hub.fanout import validation
 
     assert list_checks.MAX_MESSAGE_BYTES == validation.MAX_MESSAGE_BYTES
     assert list_checks.MAX_UNLISTED_PER_REASON == validation.MAX_UNLISTED

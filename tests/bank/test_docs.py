@@ -94,8 +94,8 @@ def test_the_limits_table_equals_the_hubs_constants() -> None:
     from bank_kit import consent as kit
     from bank_sim import directory
     from bank_sim.conformance import list_checks
-    from hub import config, validation
-    from hub.fanout import channels
+    from hub.core import config
+    from hub.fanout import channels, validation
 
     rows = re.findall(r"^\| ([^|]+?) \| ([0-9,]+)( s)? \|", section(GUIDE, "## Limits in numbers"), flags=re.M)
     table = {name: int(value.replace(",", "")) for name, value, _ in rows}

@@ -10,7 +10,7 @@ from pathlib import Path
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.domain import BankState, QueryState
+from hub.core.domain import BankState, QueryState
 from tests.hub.helpers import (
     assert_report_is_ground_truth,
     fleet_config,

@@ -11,8 +11,8 @@ from pathlib import Path
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.config import HubConfig
-from hub.domain import BankState, QueryState
+from hub.core.config import HubConfig
+from hub.core.domain import BankState, QueryState
 from hub.fanout.lanes import Fanout
 from tests.hub.helpers import (
     assert_report_is_ground_truth,

@@ -33,8 +33,8 @@ from client.aio import AsyncCardLookupClient
 from client.cli import run
 from client.options import SERVICE, ClientOptions
 from devstack import localstack
-from hub.config import HubConfig
-from hub.server import HubServer
+from hub.core.config import HubConfig
+from hub.process.server import HubServer
 from tests.api.conftest import FAST
 
 PROBE = "probe-user"

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from cardlookup.hub.v1 import resources_pb2 as pb
 from client.render import report_view
-from hub.report import CREDIT_REPORT_NOTICE, SAFETY_NOTICE, UNRECOGNISED_NOTICE, unlisted_notice
+from hub.reports.report import CREDIT_REPORT_NOTICE, SAFETY_NOTICE, UNRECOGNISED_NOTICE, unlisted_notice
 
 
 def _squeezed(text: str) -> str:

@@ -27,8 +27,8 @@ from client.devface import DevFaceProvider
 from client.errors import HubUnavailable
 from client.options import RETRIED_METHODS, ClientOptions, RetryPolicy
 from client.sync import CardLookupClient
-from hub.config import HubConfig
-from hub.server import HubServer
+from hub.core.config import HubConfig
+from hub.process.server import HubServer
 from tests.api.conftest import FAST, client_options
 from tests.api.helpers import HubHarness
 

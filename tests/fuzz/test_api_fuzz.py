@@ -44,8 +44,8 @@ from cardlookup.tls import channel_credentials
 from client.errors import from_rpc_error
 from hub.api.errors import STATUS_OF_REASON
 from hub.api.limits import MAX_REQUEST_BYTES
-from hub.config import HubConfig
-from hub.server import HubServer
+from hub.core.config import HubConfig
+from hub.process.server import HubServer
 from tests.api.conftest import FAST
 from tests.fuzz.conftest import LoopThread, count, scaled
 

@@ -39,9 +39,9 @@ from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
 from cardlookup.tls import server_credentials
-from hub.crypto import HubKeys
-from hub.domain import BankState, QueryState
+from hub.core.domain import BankState, QueryState
 from hub.engine import QueryEngine
+from hub.keys.crypto import HubKeys
 from hub.store.db import Database, open_database
 from tests.fuzz.conftest import LoopThread, count, scaled
 from tests.hub.helpers import expected_cards, fleet_config, hub_config, new_query, report_cards

@@ -18,10 +18,10 @@ from bank_sim.fleet import BankFleet, BankSimConfig, FleetConfig
 from cardlookup.clock import Clock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Person, Population
-from hub.config import HubConfig, Timings
-from hub.crypto import HubKeys
-from hub.domain import BankState, NewQuery, QueryRecord, QueryState, Report, Subject
+from hub.core.config import HubConfig, Timings
+from hub.core.domain import BankState, NewQuery, QueryRecord, QueryState, Report, Subject
 from hub.engine import QueryEngine
+from hub.keys.crypto import HubKeys
 from hub.store.db import open_database
 from tests import stores
 

@@ -19,8 +19,8 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import SystemClock
 from cardlookup.pki import create_dev_pki
 from cardlookup.population import Population
-from hub.crypto import HubKeys
 from hub.engine import QueryEngine
+from hub.keys.crypto import HubKeys
 from hub.store.db import open_database
 from tests.hub.helpers import hub_config, new_query, wait_for
 

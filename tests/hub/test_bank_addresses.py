@@ -20,8 +20,8 @@ from bank_sim.faults import Faults
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.config import BankEndpoint, ConfigError, HubConfig, TlsFiles
-from hub.domain import BankState
+from hub.core.config import BankEndpoint, ConfigError, HubConfig, TlsFiles
+from hub.core.domain import BankState
 from hub.fanout.channels import HEALTH_SERVICE, BankChannels, bank_target, channel_options
 from hub.fanout.policy import BankCallPolicy
 from tests.bank.test_starter_kit import EXAMPLE as KIT_EXAMPLE

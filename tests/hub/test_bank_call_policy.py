@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import Timings
+from hub.core.config import Timings
 from hub.fanout.backoff import Backoff
 from hub.fanout.policy import HANDOVER_MARGIN, TIMING_KEYS, BankCallPolicy
 

@@ -15,8 +15,8 @@ import pytest
 from bank_sim import config_file as banks_file
 from bank_sim.faults import Faults
 from cardlookup.pki import PkiPaths
-from hub import config as hub_config
-from hub.config import ConfigError, HsmSettings, HubConfig, Timings
+from hub.core import config as hub_config
+from hub.core.config import ConfigError, HsmSettings, HubConfig, Timings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")

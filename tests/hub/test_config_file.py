@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cardlookup.pki import PkiPaths
-from hub.config import ConfigError, HubConfig, Timings, TracingSettings
+from hub.core.config import ConfigError, HubConfig, Timings, TracingSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "hub.toml"
@@ -133,9 +133,9 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_the_config_module_points_at_the_example() -> None:
-    import hub.config
+    import hub.core.config
 
-    assert "docs/examples/hub.toml" in (hub.config.__doc__ or "")
+    assert "docs/examples/hub.toml" in (hub.core.config.__doc__ or "")
 
 
 def test_to_toml_reads_back_to_an_equal_config(tmp_path: Path, pki: PkiPaths) -> None:

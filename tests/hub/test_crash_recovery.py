@@ -21,8 +21,8 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import SystemClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.config import HubConfig, Timings
-from hub.domain import QueryState
+from hub.core.config import HubConfig, Timings
+from hub.core.domain import QueryState
 from tests.hub.helpers import (
     assert_report_is_ground_truth,
     fleet_config,
@@ -49,7 +49,7 @@ def write_config(path: Path, pki: PkiPaths, addresses: dict[str, str], database:
 
 def start_hub(config: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "hub.main", "--config", str(config), "--without-api", "--log-level", "DEBUG"],
+        [sys.executable, "-m", "hub.process.main", "--config", str(config), "--without-api", "--log-level", "DEBUG"],
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
     )

@@ -14,7 +14,7 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.domain import BankState, QueryRecord, QueryState
+from hub.core.domain import BankState, QueryRecord, QueryState
 from tests.hub.helpers import (
     assert_report_is_ground_truth,
     fleet_config,

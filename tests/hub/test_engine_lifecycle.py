@@ -16,9 +16,9 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.config import HubConfig
-from hub.domain import BankState, QueryRecord, QueryState, ReportUnavailable
-from hub.logging import configure_logging
+from hub.core.config import HubConfig
+from hub.core.domain import BankState, QueryRecord, QueryState, ReportUnavailable
+from hub.core.logging import configure_logging
 from hub.store.db import open_database
 from tests import stores
 from tests.hub.helpers import (

@@ -18,11 +18,11 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.crypto import Sealed
+from hub.keys.crypto import Sealed
+from hub.keys.user_sealing import DEVICE, PASSWORD, hpke_kind, is_hpke_sealed
 from hub.store.db import open_database
 from hub.store.device_keys import DeviceKeyStore
 from hub.store.queries import Progress
-from hub.user_sealing import DEVICE, PASSWORD, hpke_kind, is_hpke_sealed
 from tests.hub.helpers import (
     expected_cards,
     fleet_config,

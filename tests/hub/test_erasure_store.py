@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.crypto import Sealed
-from hub.domain import BankState, NewQuery, Subject
+from hub.core.domain import BankState, NewQuery, Subject
+from hub.keys.crypto import Sealed
 from hub.store.batches import Failure, GroupCommit, Outcome
 from hub.store.db import Database, open_database
 from hub.store.erasure import USER_DELETED, ErasureStore

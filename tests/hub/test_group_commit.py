@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.crypto import Sealed
-from hub.domain import BankState, NewQuery, QueryState, Subject
+from hub.core.domain import BankState, NewQuery, QueryState, Subject
+from hub.keys.crypto import Sealed
 from hub.store.batches import Failure, GroupCommit, Outcome
 from hub.store.db import open_database
 from hub.store.lanes import LaneStore

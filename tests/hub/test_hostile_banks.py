@@ -25,9 +25,9 @@ from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
 from cardlookup.tls import server_credentials
-from hub.domain import BankState, QueryState
+from hub.core.domain import BankState, QueryState
 from hub.engine import QueryEngine
-from hub.validation import MAX_CARDS
+from hub.fanout.validation import MAX_CARDS
 from tests.hub.helpers import (
     FAST,
     expected_cards,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.logging import configure_logging, get_logger, scrub, set_level
+from hub.core.logging import configure_logging, get_logger, scrub, set_level
 
 
 @pytest.fixture
@@ -111,9 +111,9 @@ def test_grpc_core_lines_do_not_reach_the_log(tmp_path: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(
         "import asyncio, socket\n"
-        "import hub.server\n"
+        "import hub.process.server\n"
         "import grpc\n"
-        "from hub.logging import configure_logging, get_logger\n"
+        "from hub.core.logging import configure_logging, get_logger\n"
         "configure_logging('INFO')\n"
         "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
         "async def main():\n"

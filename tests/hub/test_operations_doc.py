@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from hub.admin import cli
-from hub.metrics import HubMetrics
+from hub.telemetry.metrics import HubMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.metrics import HubMetrics
+from hub.telemetry.metrics import HubMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "cardlookup-hub.rules.yml"
@@ -95,7 +95,7 @@ def test_promtool_accepts_the_rules_and_its_unit_tests_pass() -> None:
 def test_the_operations_guide_names_the_health_services_and_the_write_methods() -> None:
     from client.options import SERVICE, WRITES_HEALTH_SERVICE
     from hub.api.interceptors import SERVICE_NAME, WRITE_METHODS
-    from hub.server import WRITES_HEALTH_SERVICE as HUB_WRITES
+    from hub.process.server import WRITES_HEALTH_SERVICE as HUB_WRITES
 
     doc = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     section = doc.split("## Health, per service", 1)[1].split("\n## ", 1)[0]

@@ -14,7 +14,7 @@ import argon2
 import pytest
 
 from cardlookup.clock import ManualClock
-from hub import calls
+from hub.core import calls
 from hub.identity.errors import RuleViolation
 from hub.identity.passwords import DEFAULT_PARAMETERS, PasswordGate, PasswordHasher
 from hub.store.db import open_database

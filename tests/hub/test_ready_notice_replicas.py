@@ -16,7 +16,7 @@ import pytest
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.domain import QueryRecord
+from hub.core.domain import QueryRecord
 from tests import stores
 from tests.hub.helpers import (
     FAST,

@@ -36,9 +36,9 @@ from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
-from hub.config import ConfigError, HsmSettings, HubConfig
-from hub.reload_diff import describe
-from hub.server import HubServer
+from hub.core.config import ConfigError, HsmSettings, HubConfig
+from hub.process.server import HubServer
+from hub.runtime.reload_diff import describe
 from tests import stores
 from tests.api.conftest import FAST, client_options
 from tests.api.helpers import HubHarness, closure_of, started_from_file
@@ -394,7 +394,7 @@ async def test_a_reload_of_each_documented_key_does_what_the_page_says(reloading
             # ... and it really waits for the restart: the configuration the
             # components get keeps the running value (none applies it in part).
             assert value_of(server.config, key) == before != value_of(new, key), key
-    # [hsm]: the reload's comparison (hub.reload_diff.describe) without a token.
+    # [hsm]: the reload's comparison (hub.runtime.reload_diff.describe) without a token.
     base = dataclasses.replace(server.config, hsm=HsmSettings(Path("libsofthsm2.so"), "cardlookup", "1234", "sign"))
     for key in (k for k in documented_keys() if k.startswith("hsm.")):
         name = key.split(".", 1)[1]

@@ -9,10 +9,10 @@ import logging
 
 import pytest
 
-from hub.domain import BankProgress, BankState, ReportCard
-from hub.logging import configure_logging, get_logger, scrub
-from hub.report import BankOutcome, build_report, decode_answer, decode_report, encode_answer, encode_report
-from hub.validation import BankAnswer
+from hub.core.domain import BankProgress, BankState, ReportCard
+from hub.core.logging import configure_logging, get_logger, scrub
+from hub.fanout.validation import BankAnswer
+from hub.reports.report import BankOutcome, build_report, decode_answer, decode_report, encode_answer, encode_report
 
 NOW = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 

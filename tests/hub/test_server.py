@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from cardlookup.clock import ManualClock
 from cardlookup.pki import HUB_SERVER_NAME, PkiPaths
 from cardlookup.tls import channel_credentials
-from hub.server import HubContext, HubServer
+from hub.process.server import HubContext, HubServer
 from tests.hub.helpers import hub_config
 
 FAKE_SERVICE = "cardlookup.test.v1.Nothing"
@@ -102,7 +102,7 @@ async def test_plaintext_health_port_serves_health_only(pki: PkiPaths, clock: Ma
 async def test_hub_with_the_api_installer_serves_the_lookup_service(
     pki: PkiPaths, clock: ManualClock, tmp_path: Path
 ) -> None:
-    from hub.main import load_api_installer
+    from hub.process.main import load_api_installer
 
     hub = HubServer(hub_config(pki, {"102": "127.0.0.1:1"}, tmp_path), clock, installers=[load_api_installer()])
     await hub.start()

@@ -18,7 +18,7 @@ from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.bank.v1 import card_session_pb2 as session_pb
 from cardlookup.pki import PkiPaths
 from cardlookup.tls import server_credentials
-from hub.config import BankEndpoint, ConfigError, HubConfig
+from hub.core.config import BankEndpoint, ConfigError, HubConfig
 from hub.fanout.caller import Answered, Rejected, Transient
 from hub.fanout.channels import BankChannels
 from hub.fanout.policy import BankCallPolicy

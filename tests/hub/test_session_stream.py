@@ -18,8 +18,8 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.config import HubConfig
-from hub.domain import BankState
+from hub.core.config import HubConfig
+from hub.core.domain import BankState
 from hub.fanout.lanes import Fanout
 from tests.hub import test_hostile_banks as hostile
 from tests.hub.helpers import (

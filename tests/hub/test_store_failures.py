@@ -28,8 +28,8 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.domain import QueryState
-from hub.server import WRITES_HEALTH_SERVICE, HubServer
+from hub.core.domain import QueryState
+from hub.process.server import WRITES_HEALTH_SERVICE, HubServer
 from tests.hub.helpers import (
     assert_report_is_ground_truth,
     fleet_config,
@@ -133,7 +133,13 @@ async def test_a_read_only_database_ends_the_start_with_one_line(
         toml.write_text(config.to_toml(), encoding="utf-8")
         subprocess.run(["mount", "-o", "remount,ro", str(data)], check=True)  # noqa: ASYNC221 - quick, before the hub runs
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hub.main", "--config", str(toml), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            sys.executable,
+            "-m",
+            "hub.process.main",
+            "--config",
+            str(toml),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         _out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1

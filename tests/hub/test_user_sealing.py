@@ -1,4 +1,4 @@
-"""hub.user_sealing: sealing to a password-derived X25519 key (issue 12)."""
+"""hub.keys.user_sealing: sealing to a password-derived X25519 key (issue 12)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argon2
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from hub.crypto import Envelope, Sealed
-from hub.user_sealing import (
+from hub.keys.crypto import Envelope, Sealed
+from hub.keys.user_sealing import (
     NotUserSealed,
     derive_private_key,
     epoch_of,

@@ -6,7 +6,7 @@ import pytest
 
 from cardlookup.bank.v1 import card_directory_pb2 as pb
 from cardlookup.checksums import luhn_check_digit
-from hub.validation import MAX_CARDS, AnswerRejected, AnswerValidator
+from hub.fanout.validation import MAX_CARDS, AnswerRejected, AnswerValidator
 
 BODY = "622202123456789"
 NUMBER = BODY + luhn_check_digit(BODY)

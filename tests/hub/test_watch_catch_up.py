@@ -13,7 +13,7 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.domain import BankState, QueryEvent, QueryState
+from hub.core.domain import BankState, QueryEvent, QueryState
 from tests.hub.helpers import fleet_config, hub_config, new_query, rich_person, running_engine, running_fleet, wait_for
 
 CODES = list(DEFAULT_BANK_CODES[:6])

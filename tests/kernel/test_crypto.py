@@ -5,7 +5,7 @@ import os
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from hub.crypto import Envelope, KeyedHash, Sealed
+from hub.keys.crypto import Envelope, KeyedHash, Sealed
 
 
 def test_seal_and_open_round_trip_without_plaintext_in_storage() -> None:

@@ -6,9 +6,9 @@ dependency), read with `ast`, so nothing is run.
 - Layers: each package imports only itself and the packages ALLOWED names
   (cardlookup < {hub, bank_sim, bank_kit} < client < devstack < bench, with
   client, hub and bank_sim blind to each other, bank_kit to everything).
-- No import cycles between modules, but for KNOWN_CYCLES: cycles being
-  broken on other branches right now. The list only shrinks: a cycle on it
-  that is gone fails the test until its entry is removed.
+- No import cycles between modules.
+- Inside hub/: every module sits in a sub-package of HUB_LAYERS and imports
+  only its own row and lower ones (no loose top-level modules).
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 """Each package -> the other packages of this project it may import."""
 
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset()
-"""Import cycles (the modules of each) that still exist and are allowed for now."""
 
 
 HUB_LAYERS: tuple[tuple[str, ...], ...] = (
@@ -50,39 +48,6 @@ HUB_LAYERS: tuple[tuple[str, ...], ...] = (
 """hub's sub-packages from the top down (docs/architecture.md): a module may
 import its own sub-package and those on lower rows, never a higher row."""
 
-LOOSE_HUB_MODULES: dict[str, str] = {
-    # Top-level modules (or packages) of hub/ until the reorganisation moves
-    # them into their sub-package (hub.x -> hub.<package>.x); empty it afterwards.
-    "hub.main": "process",
-    "hub.server": "process",
-    "hub.context": "runtime",
-    "hub.reload": "runtime",
-    "hub.reload_diff": "runtime",
-    "hub.listen": "runtime",
-    "hub.health": "runtime",
-    "hub.report": "reports",
-    "hub.sealing": "reports",
-    "hub.validation": "fanout",
-    "hub.metrics": "telemetry",
-    "hub.api_metrics": "telemetry",
-    "hub.bank_health": "telemetry",
-    "hub.tracing": "telemetry",
-    "hub.crypto": "keys",
-    "hub.hsm": "keys",
-    "hub.user_sealing": "keys",
-    "hub.certs": "keys",
-    "hub.config": "core",
-    "hub.domain": "core",
-    "hub.calls": "core",
-    "hub.logging": "core",
-    "hub.notify": "core",
-}
-
-KNOWN_HUB_LAYER_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("hub.config.reader", "hub.store.db"): "is_postgres_url: what a database URL is belongs below the store",
-    ("hub.config.settings", "hub.store.db"): "ConnectionSettings belongs in the configuration, not the store",
-}
-"""Imports against HUB_LAYERS that still exist (the list only shrinks)."""
 
 
 def module_files() -> dict[str, Path]:
@@ -120,7 +85,7 @@ def imported_names(path: Path, module: str, files: dict[str, Path]) -> Iterator[
 def import_graph() -> dict[str, set[str]]:
     """Module -> the modules of this project it imports: the longest dotted
     prefix of each imported name that is a module (`from hub import config`
-    and `from hub.config import Timings` -> hub.config). A package's
+    and `from hub.core.config import Timings` -> hub.core.config). A package's
     __init__ that Python runs on the way to a submodule is not an edge."""
     files = module_files()
     graph: dict[str, set[str]] = {}
@@ -202,12 +167,9 @@ def test_each_package_imports_only_the_layers_below_it() -> None:
     assert not upward, "imports against the layers (docs/architecture.md):\n" + "\n".join(upward)
 
 
-def test_no_import_cycles_but_the_known_ones_and_those_still_exist() -> None:
+def test_no_import_cycles() -> None:
     found = cycles(import_graph())
-    new = found - KNOWN_CYCLES
-    assert not new, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in new)
-    gone = KNOWN_CYCLES - found
-    assert not gone, "no longer cycles, remove from KNOWN_CYCLES: " + "; ".join(" <-> ".join(sorted(c)) for c in gone)
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in found)
 
 
 def test_the_cycle_finder_finds_a_lazy_cycle() -> None:
@@ -219,8 +181,7 @@ def hub_layer(module: str) -> int | None:
     """The row of HUB_LAYERS a hub module belongs to (None: the hub package itself)."""
     if module == "hub":
         return None
-    loose = [layer for name, layer in LOOSE_HUB_MODULES.items() if module == name or module.startswith(name + ".")]
-    package = loose[0] if loose else module.split(".")[1]
+    package = module.split(".")[1]
     for row, packages in enumerate(HUB_LAYERS):
         if package in packages:
             return row
@@ -235,10 +196,7 @@ def test_hub_sub_packages_import_only_their_own_row_and_lower() -> None:
             row = hub_layer(target) if target.split(".")[0] == "hub" else None
             if row is not None and own is not None and row < own:
                 upward[(module, target)] = f"{module} -> {target}"
-    new = {pair: line for pair, line in upward.items() if pair not in KNOWN_HUB_LAYER_EXCEPTIONS}
-    assert not new, "imports up hub's layers (docs/architecture.md):\n" + "\n".join(sorted(new.values()))
-    gone = set(KNOWN_HUB_LAYER_EXCEPTIONS) - set(upward)
-    assert not gone, f"no longer imported, remove from KNOWN_HUB_LAYER_EXCEPTIONS: {sorted(gone)}"
+    assert not upward, "imports up hub's layers (docs/architecture.md):\n" + "\n".join(sorted(upward.values()))
 
 
 def test_the_architecture_page_names_every_package_and_hub_layer() -> None:

@@ -10,11 +10,11 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hub.crypto import Envelope, KekUnknown, Sealed
+from hub.keys.crypto import Envelope, KekUnknown, Sealed
 
 
 def legacy_seal(kek: bytes, plaintext: bytes, context: bytes) -> Sealed:
-    """What hub.crypto wrote before key ids: nonce + ciphertext, 60 bytes."""
+    """What hub.keys.crypto wrote before key ids: nonce + ciphertext, 60 bytes."""
     dek = AESGCM.generate_key(bit_length=256)
     wrap_nonce, data_nonce = os.urandom(12), os.urandom(12)
     wrapped = wrap_nonce + AESGCM(kek).encrypt(wrap_nonce, dek, b"dek:" + context)

@@ -16,7 +16,7 @@ from cardlookup.banks import bank_fleet
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
 from cardlookup.population_cli import main
-from hub.config import HubConfig
+from hub.core.config import HubConfig
 
 DAY = "2026-01-05"
 

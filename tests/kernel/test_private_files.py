@@ -14,7 +14,7 @@ import pytest
 
 from cardlookup.pki import create_dev_pki
 from cardlookup.private_files import ensure_private, open_private_append, write_private
-from hub.notify import OutboxSmsSender, SmsMessage
+from hub.core.notify import OutboxSmsSender, SmsMessage
 from hub.store.db import open_database
 
 

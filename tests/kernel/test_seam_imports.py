@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import hub.metrics
+import hub.telemetry.metrics
 
 
 def _loaded_after(module: str) -> set[str]:
@@ -30,9 +30,9 @@ def test_an_engine_imports_the_interface_not_the_factory(engine: str) -> None:
 
 
 def test_the_metrics_import_neither_the_fanout_nor_the_store() -> None:
-    loaded = _loaded_after("hub.metrics")
+    loaded = _loaded_after("hub.telemetry.metrics")
     assert not {m for m in loaded if m.startswith(("hub.fanout", "hub.store"))}
     # Not even for type checking: the fan-out registers a BreakerSource.
-    tree = ast.parse(Path(hub.metrics.__file__).read_text())
+    tree = ast.parse(Path(hub.telemetry.metrics.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not {m for m in imported if m.startswith("hub.fanout")}

@@ -18,7 +18,7 @@ from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
-from hub.config import HubConfig
+from hub.core.config import HubConfig
 from tests import stores
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.conftest import clock as clock  # fixtures, re-exported

@@ -26,10 +26,10 @@ from bank_sim.faults import Faults
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
-from hub.config import HubConfig
-from hub.crypto import HubKeys
-from hub.domain import BankState, QueryState
+from hub.core.config import HubConfig
+from hub.core.domain import BankState, QueryState
 from hub.engine import QueryEngine
+from hub.keys.crypto import HubKeys
 from hub.store.db import open_database
 from hub.store.lanes import LaneStore, wall_us
 from tests import stores

@@ -13,7 +13,7 @@ import logging
 
 from bank_sim.faults import Faults
 from cardlookup.hub.v1 import resources_pb2 as pb
-from hub.logging import configure_logging
+from hub.core.logging import configure_logging
 from tests.api.helpers import HubHarness, refused
 
 SLOW_BANK = "103"

@@ -47,8 +47,8 @@ from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
 from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
-from hub.config import HubConfig
-from hub.health import WRITES_HEALTH_SERVICE
+from hub.core.config import HubConfig
+from hub.runtime.health import WRITES_HEALTH_SERVICE
 from tests.api.conftest import FAST, client_options, start_hub
 from tests.api.helpers import HubHarness
 from tests.hub.helpers import wait_until

@@ -37,9 +37,9 @@ from client.aio import AsyncCardLookupClient
 from client.devface import DevFaceProvider
 from devstack.replicastack import REPLICA_TIMINGS, ReplicaSet
 from devstack.spread import JourneyPlan, JourneyResult, Spread, full_journey
-from hub.config import DEFAULT_CONSENT_TEXT_VERSION
-from hub.logging import scrub
-from hub.notify import OutboxTail, read_outbox
+from hub.core.config import DEFAULT_CONSENT_TEXT_VERSION
+from hub.core.logging import scrub
+from hub.core.notify import OutboxTail, read_outbox
 from tests import stores
 from tests.replicas.helpers import running_fleet
 

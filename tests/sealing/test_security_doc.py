@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cardlookup import sealed_report as sr
 from hub.identity.passwords import DEFAULT_PARAMETERS, PEPPERED
-from hub.user_sealing import DEVICE, PASSWORD, hpke_header
+from hub.keys.user_sealing import DEVICE, PASSWORD, hpke_header
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text(encoding="utf-8")
 

@@ -18,9 +18,8 @@ import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from cardlookup.clock import Clock
-from hub.config import Timings
-from hub.crypto import Sealed
-from hub.domain import (
+from hub.core.config import Timings
+from hub.core.domain import (
     BankProgress,
     BankState,
     NewQuery,
@@ -30,6 +29,7 @@ from hub.domain import (
     Report,
     ReportUnavailable,
 )
+from hub.keys.crypto import Sealed
 
 
 class FakeEngine:

@@ -16,14 +16,14 @@ from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths, load_ed25519_public
 from cardlookup.population import Person
 from client.devface import DevFaceProvider
-from hub.config import HubConfig
-from hub.crypto import HubKeys
+from hub.core.config import HubConfig
+from hub.core.notify import SmsMessage
 from hub.identity.face import Attestation, FaceVerifier
 from hub.identity.journey import CreateRequest, Journey, QueryView
 from hub.identity.passwords import PasswordGate, PasswordHasher
 from hub.identity.users import Enrolment, UserDirectory
 from hub.identity.verification import SmsVerifier
-from hub.notify import SmsMessage
+from hub.keys.crypto import HubKeys
 from hub.store.db import Database, open_database
 from hub.store.identity import IdentityStore
 from hub.store.users import UserStore

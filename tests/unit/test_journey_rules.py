@@ -13,7 +13,7 @@ import json
 import pytest
 
 from cardlookup.population import Person, Population
-from hub.domain import QueryState
+from hub.core.domain import QueryState
 from hub.identity.errors import RuleViolation
 from tests.unit.journey_kit import BANKS, JourneyKit
 

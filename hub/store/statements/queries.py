@@ -8,7 +8,7 @@ Every statement is translated once at import (hub.store.sql.check_named).
 
 from __future__ import annotations
 
-from hub.domain import BankState, QueryState
+from hub.core.domain import BankState, QueryState
 from hub.store.sql import check_named
 
 _PENDING = BankState.PENDING.value
@@ -155,7 +155,7 @@ REPORT = "SELECT data_key, ciphertext FROM reports WHERE query_id = ?"
 TASKS_OF = "SELECT * FROM bank_tasks WHERE query_id IN ({marks}) ORDER BY query_id, position"
 """The bank tasks of several queries: `{marks}` is one `?` per query id."""
 
-# -- gauges (hub.metrics) ----------------------------------------------------
+# -- gauges (hub.telemetry.metrics) ----------------------------------------------------
 
 COUNT_BY_STATE = "SELECT state, COUNT(*) AS n FROM queries GROUP BY state"
 OLDEST_REPORT = "SELECT MIN(generate_time) AS oldest FROM reports"

@@ -1,6 +1,6 @@
 """The typed pieces of the hub's configuration: certificate files, a bank's
-entry, the time rules, the HSM and tracing settings (hub.config re-exports
-them; HubConfig gathers them in hub.config.hub_config)."""
+entry, the time rules, the HSM and tracing settings (hub.core.config re-exports
+them; HubConfig gathers them in hub.core.config.hub_config)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cardlookup.pki import bank_server_name
-from hub.store.db import ConnectionSettings
+from hub.core.database import ConnectionSettings
 
 DEFAULT_CONSENT_TEXT_VERSION = "2022-03-01"
 DEFAULT_CONSENT_TEXT = (
@@ -196,7 +196,7 @@ class Timings:
 @dataclass(frozen=True)
 class HsmSettings:
     """A PKCS#11 token holding the consent-signing key and/or the key-encryption
-    key (hub.hsm); the keys never leave it. Files stay the development default."""
+    key (hub.keys.hsm); the keys never leave it. Files stay the development default."""
 
     module: Path
     """The PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so)."""
@@ -218,7 +218,7 @@ class HsmSettings:
 
 @dataclass(frozen=True)
 class TracingSettings:
-    """OpenTelemetry tracing (hub.tracing): off by default."""
+    """OpenTelemetry tracing (hub.telemetry.tracing): off by default."""
 
     enabled: bool = False
     otlp_endpoint: str = "http://127.0.0.1:4317"

@@ -1,5 +1,5 @@
 """The recent calls of each bank, for the admin service's bank-health view
-(hub.admin): kept by `HubMetrics.health` (hub.metrics), which records every
+(hub.admin): kept by `HubMetrics.health` (hub.telemetry.metrics), which records every
 ListCards call. Carries bank codes, timings and reason tokens only."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """HubConfig: every setting of one hub, built from a hub.toml
-(hub.config.reader) or for a development run (`HubConfig.dev`), and written
+(hub.core.config.reader) or for a development run (`HubConfig.dev`), and written
 back as TOML (`to_toml`)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 from cardlookup.banks import bank_by_code
 from cardlookup.pki import APP_BACKEND_NAME, CONSENT_KEY_ID, FACE_KEY_ID, KEK_ID, OPERATOR_NAME, PkiPaths
 from cardlookup.regions import DEFAULT_OPEN_REGIONS
-from hub.config.reader import read_hub_file
-from hub.config.settings import (
+from hub.core.config.reader import read_hub_file
+from hub.core.config.settings import (
     DEFAULT_CONSENT_TEXT,
     DEFAULT_CONSENT_TEXT_VERSION,
     BankEndpoint,
@@ -55,14 +55,14 @@ class HubConfig:
     timings: Timings = field(default_factory=Timings)
     metrics_listen: str = ""
     """host:port of the Prometheus endpoint (plaintext HTTP, /metrics);
-    empty = no metrics endpoint (hub.metrics)."""
+    empty = no metrics endpoint (hub.telemetry.metrics)."""
     admin_listen: str = ""
     """host:port of the operator admin service (mTLS, same server
     certificate as the API); empty = no admin service (hub.admin)."""
     admin_clients: frozenset[str] = frozenset({OPERATOR_NAME})
     """Client certificate DNS names allowed on the admin service."""
     key_encryption_key_id: str = KEK_ID
-    """The id recorded in everything sealed from now on (hub.crypto)."""
+    """The id recorded in everything sealed from now on (hub.keys.crypto)."""
     previous_key_encryption_keys: dict[str, Path] = field(default_factory=dict)
     """Retired KEKs by id: still open what they sealed, never seal."""
     hsm: HsmSettings | None = None

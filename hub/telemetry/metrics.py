@@ -10,7 +10,7 @@ small hooks on it at its boundaries:
   in-flight gauge around it, one `bank_final` per finished bank task; the
   breaker state is read from the lanes when scraped;
 - the store: `instrument_database` wraps the Database's read and write calls;
-- the API: `ApiMetricsInterceptor` (hub.api_metrics), a grpc.aio server
+- the API: `ApiMetricsInterceptor` (hub.telemetry.api_metrics), a grpc.aio server
   interceptor, counts calls by method and status code and open WatchQuery
   streams (watch subscribers);
 - SMS: `MeteredSmsSender` wraps the sender and counts by kind;
@@ -21,7 +21,7 @@ small hooks on it at its boundaries:
 Privacy (R14): labels carry only bank codes, state and reason tokens, method
 names and status code names; never a query id, user id or anything about a
 person (tests/hub/test_metrics.py scans the whole exposition during a real
-journey). `BankHealth` (hub.bank_health) keeps the recent calls of each
+journey). `BankHealth` (hub.telemetry.bank_health) keeps the recent calls of each
 bank for the admin service's bank-health view (hub.admin).
 
 Nothing here imports the fan-out: the breaker gauge reads a `BreakerSource`
@@ -47,11 +47,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cardlookup.metrics_http import BANK_LATENCY_BUCKETS
-from cardlookup.metrics_http import MetricsEndpoint as MetricsEndpoint  # re-exported for hub.server
-from hub.bank_health import RECENT_CALLS, BankHealth, BankHealthRow
+from cardlookup.metrics_http import MetricsEndpoint as MetricsEndpoint  # re-exported for hub.process.server
+from hub.telemetry.bank_health import RECENT_CALLS, BankHealth, BankHealthRow
 
 if TYPE_CHECKING:
-    from hub.notify import SmsMessage, SmsSender
+    from hub.core.notify import SmsMessage, SmsSender
     from hub.store.db import Database
     from hub.store.queries import QueryStore
 

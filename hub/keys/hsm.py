@@ -6,7 +6,7 @@ specifies, so banks verify it exactly as before) and the key-encryption key
 (AES-256, CKM_AES_GCM) can be token objects found by label; the hub only
 asks the token to sign, encrypt and decrypt. Keys are generated on the token
 as sensitive and not extractable (`generate_consent_key`, `generate_kek`).
-Files stay the development default (hub.crypto.load_custody decides).
+Files stay the development default (hub.keys.crypto.load_custody decides).
 
 Tested against SoftHSM2 from Debian (tests/hub/test_hsm.py); python-pkcs11
 is a dependency of the hub package. Calls are synchronous and short; the
@@ -36,7 +36,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from hub.config import HsmSettings
+from hub.core.config import HsmSettings
 
 ED25519_OID = "1.3.101.112"
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 import grpc
 
 from cardlookup.clock import Clock
-from hub.config import HubConfig
-from hub.crypto import HubKeys
+from hub.core.config import HubConfig
 from hub.engine import QueryEngine
-from hub.metrics import HubMetrics
+from hub.keys.crypto import HubKeys
 from hub.store.db import Database
+from hub.telemetry.metrics import HubMetrics
 
 
 @dataclass
@@ -30,7 +30,7 @@ class HubContext:
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Long-running coroutines the hub runs and cancels on stop."""
     metrics: HubMetrics = field(default_factory=HubMetrics)
-    """The process's metrics (hub.metrics); installers wrap what they own."""
+    """The process's metrics (hub.telemetry.metrics); installers wrap what they own."""
     reloaders: list[Callable[[HubConfig], list[str]]] = field(default_factory=list)
     """Called with the new configuration on every reload (SIGHUP, admin
     Reload); each applies what it owns and returns what changed."""

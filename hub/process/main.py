@@ -19,12 +19,12 @@ import sys
 from pathlib import Path
 
 from cardlookup.private_files import write_public
-from hub.config import ConfigError, HubConfig
-from hub.hsm import HsmError
-from hub.logging import configure_logging, get_logger
-from hub.server import HubServer, ServiceInstaller, StartupError
+from hub.core.config import ConfigError, HubConfig
+from hub.core.logging import configure_logging, get_logger
+from hub.keys.hsm import HsmError
+from hub.process.server import HubServer, ServiceInstaller, StartupError
 
-log = get_logger("hub.main")
+log = get_logger("hub.process.main")
 
 
 def load_api_installer() -> ServiceInstaller:

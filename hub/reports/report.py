@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cardlookup import sealed_report
-from hub.domain import BankProgress, BankSection, BankState, Notice, Report, ReportCard
-from hub.validation import BankAnswer
+from hub.core.domain import BankProgress, BankSection, BankState, Notice, Report, ReportCard
+from hub.fanout.validation import BankAnswer
 
 
 def _notice(texts: tuple[str, str, str]) -> Notice:

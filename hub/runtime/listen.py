@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cardlookup.tls import channel_credentials
-from hub.certs import TlsFilesError, certificate_configuration, check_tls_files
-from hub.config import HubConfig
-from hub.metrics import HubMetrics, MetricsEndpoint
+from hub.core.config import HubConfig
+from hub.keys.certs import TlsFilesError, certificate_configuration, check_tls_files
+from hub.telemetry.metrics import HubMetrics, MetricsEndpoint
 
 
 class StartupError(RuntimeError):

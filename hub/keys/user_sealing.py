@@ -14,12 +14,12 @@ Sealing (ECIES): a fresh ephemeral X25519 key pair per item; the shared
 secret goes through HKDF-SHA256 (salt = ephemeral public || recipient public)
 into a 256-bit AES-GCM key; the associated data names the item (e.g.
 b"report:<query id>"), so a ciphertext moved to another row fails to open.
-At rest a user-sealed item is a `hub.crypto.Sealed` whose `wrapped_key` is
+At rest a user-sealed item is a `hub.keys.crypto.Sealed` whose `wrapped_key` is
     TAG (2 bytes) || epoch (4 bytes, big-endian) || ephemeral public (32)
 and whose `ciphertext` is nonce (12) || AES-GCM ciphertext. A hub-sealed
 (envelope) wrapped key is always 60 bytes, so the two never collide.
 
-Issue 17: items are now sealed with HPKE on arrival (hub.sealing,
+Issue 17: items are now sealed with HPKE on arrival (hub.reports.sealing,
 cardlookup.sealed_report): their wrapped_key is the 7-byte header
 HPKE_TAG || kind (DEVICE or PASSWORD) || epoch, and `open_with` / `reseal`
 handle both forms; the ECIES form above stays readable for reports sealed
@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cardlookup import sealed_report
-from hub.crypto import Sealed
+from hub.keys.crypto import Sealed
 
 TAG = b"U1"
 """Marks a user-sealed item's wrapped_key (format version 1)."""
@@ -125,7 +125,7 @@ def seal_to(recipient_public: bytes, epoch: int, plaintext: bytes, associated_da
 
 
 HPKE_TAG = b"H1"
-"""Issue 17: an item sealed with HPKE (hub.sealing, cardlookup.sealed_report)."""
+"""Issue 17: an item sealed with HPKE (hub.reports.sealing, cardlookup.sealed_report)."""
 DEVICE, PASSWORD = b"D", b"P"
 """The key an HPKE-sealed item is sealed to: the device's, or the password's."""
 _HPKE_HEADER = struct.Struct(">2scI")
@@ -185,7 +185,7 @@ def reseal(private_key: X25519PrivateKey, sealed: Sealed, new_public: bytes, new
 
 def _open_hpke(private_key: X25519PrivateKey, sealed: Sealed, context: bytes) -> bytes:
     """An HPKE bundle sealed to the password key, opened in the form its
-    context's reader expects: b"report:<id>" -> the assembled report (hub.report's
+    context's reader expects: b"report:<id>" -> the assembled report (hub.reports.report's
     JSON); b"cards:<id>" -> the new-card record {"f": [...]}."""
     if hpke_kind(sealed) != PASSWORD:
         raise InvalidTag()  # sealed to the device: the password's key cannot open it

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from hub.config import HubConfig, TlsFiles
+from hub.core.config import HubConfig, TlsFiles
 
 APPLIED_AT_ONCE = frozenset(
     {

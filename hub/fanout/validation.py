@@ -44,7 +44,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.checksums import is_luhn_valid
-from hub.domain import CardKind, ReportCard
+from hub.core.domain import CardKind, ReportCard
 
 MAX_MESSAGE_BYTES = 1024
 """A masked card or a summary is well under 200 bytes; anything near this

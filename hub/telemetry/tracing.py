@@ -1,14 +1,14 @@
 """OpenTelemetry tracing of the hub (issue 19 item 5), in one module; the rest
 of the hub calls small hooks:
 
-- `ServerTracing`, a grpc.aio server interceptor (hub.server): one SERVER
+- `ServerTracing`, a grpc.aio server interceptor (hub.process.server): one SERVER
   span per API call, a child of the app backend's span when its call carries
   a W3C `traceparent` (the client injects one, client.tracing);
 - `traced_attempt` (decorates hub.fanout.caller.attempt): one CLIENT span
   per ListCards call, and `outgoing_metadata()`, the `traceparent` (and
   `tracestate`) sent to the bank with it, so the bank can log which hub call
   a line belongs to (docs/bank-integration.md);
-- `instrument_database(db)` (hub.server): one span per store write (a write
+- `instrument_database(db)` (hub.process.server): one span per store write (a write
   is queued and committed in a batch; the span covers both);
 - `traced_query("query.ready")` (decorates the engine's completion):
   building, sealing and storing the report.
@@ -17,7 +17,7 @@ Bank tasks are asyncio tasks created inside the API call, so they inherit
 its context: one trace holds the app backend's call, the hub's span, every
 bank attempt (retries included) and READY.
 
-Off by default: with `[tracing] enabled = false` (hub.config) nothing is
+Off by default: with `[tracing] enabled = false` (hub.core.config) nothing is
 installed and the API's no-op tracer makes every hook free; with it on, the
 spans go to an OTLP/gRPC collector (`otlp_endpoint`). `use_provider` lets a
 test (or an embedding program) supply its own TracerProvider.
@@ -50,7 +50,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProv
 from cardlookup.rpc_errors import status_code_name
 
 if TYPE_CHECKING:
-    from hub.config import TracingSettings
+    from hub.core.config import TracingSettings
     from hub.store.db import Database
 
 T = TypeVar("T")

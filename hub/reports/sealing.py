@@ -6,14 +6,14 @@ before the outcome enters a write: the answer (masked cards, R13 counts and
 each card's keyed fingerprint) is sealed with HPKE (cardlookup.sealed_report)
 to the user's report key — the device key the app registered
 (hub.store.device_keys), else the payment-password key of issue 12
-(hub.user_sealing) — with the query id and bank code bound in `info`; when
+(hub.keys.user_sealing) — with the query id and bank code bound in `info`; when
 the user tracks new cards, the answer's fingerprints are sealed as a second
 message (the new-card record's part). `seal_report` runs at READY: it seals
 a summary (the banks' outcomes, which the hub knows anyway, and the
 report's times) and bundles it with the sealed answers; the record's parts
 go to hub.store.card_records. Neither step can open what it bundles.
 
-At rest every such item is a `hub.crypto.Sealed` whose wrapped_key is the
+At rest every such item is a `hub.keys.crypto.Sealed` whose wrapped_key is the
 7-byte header  b"H1" || kind (b"D" device, b"P" password) || epoch (u32 BE)
 and whose ciphertext is a cardlookup.sealed_report bundle.
 
@@ -37,10 +37,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cardlookup import sealed_report as sr
-from hub.crypto import HubKeys, Sealed, card_fingerprint
-from hub.domain import BankProgress
-from hub.logging import get_logger
-from hub.report import decode_answer
+from hub.core.domain import BankProgress
+from hub.core.logging import get_logger
+from hub.fanout.validation import BankAnswer
+from hub.keys.crypto import HubKeys, Sealed, card_fingerprint
+from hub.keys.user_sealing import DEVICE, PASSWORD, hpke_header, is_hpke_sealed
+from hub.reports.report import decode_answer
 from hub.store.card_records import COMPONENT as RECORDS
 from hub.store.card_records import MIGRATIONS as RECORD_MIGRATIONS
 from hub.store.card_records import CardRecord, CardRecordStore
@@ -48,11 +50,9 @@ from hub.store.db import Database
 from hub.store.device_keys import DeviceKeyStore
 from hub.store.user_keys import COMPONENT as USER_KEYS
 from hub.store.user_keys import MIGRATIONS as USER_KEY_MIGRATIONS
-from hub.user_sealing import DEVICE, PASSWORD, hpke_header, is_hpke_sealed
-from hub.validation import BankAnswer
 
 _CACHE_SIZE = 4096
-log = get_logger("hub.sealing")
+log = get_logger("hub.reports.sealing")
 
 
 @dataclass(frozen=True)

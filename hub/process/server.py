@@ -33,24 +33,24 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from cardlookup.clock import Clock, SystemClock
-from hub import tracing
 from hub.admin import install_admin
 from hub.api.interceptors import ApiInterceptor
 from hub.api.limits import SERVER_OPTIONS
-from hub.api_metrics import ApiMetricsInterceptor
-from hub.certs import ReloadableServerCredentials
-from hub.config import HubConfig
-from hub.context import HubContext, ServiceInstaller
+from hub.core.config import HubConfig
+from hub.core.logging import get_logger
 from hub.engine import QueryEngine
 from hub.fanout import Fanout
-from hub.health import WRITES_HEALTH_SERVICE, StoppingHealthServicer
-from hub.listen import StartupError, bind, bind_metrics, check_tls, keepalive_options
-from hub.logging import get_logger
-from hub.metrics import BankHealthRow, HubMetrics, MetricsEndpoint
-from hub.reload import ReloadMixin, load_keys
-from hub.reload_diff import fingerprints
+from hub.keys.certs import ReloadableServerCredentials
+from hub.runtime.context import HubContext, ServiceInstaller
+from hub.runtime.health import WRITES_HEALTH_SERVICE, StoppingHealthServicer
+from hub.runtime.listen import StartupError, bind, bind_metrics, check_tls, keepalive_options
+from hub.runtime.reload import ReloadMixin, load_keys
+from hub.runtime.reload_diff import fingerprints
 from hub.store.db import Database, describe_target, open_database, to_micros
 from hub.store.queries import QueryStore
+from hub.telemetry import tracing
+from hub.telemetry.api_metrics import ApiMetricsInterceptor
+from hub.telemetry.metrics import BankHealthRow, HubMetrics, MetricsEndpoint
 
 __all__ = [
     "WRITES_HEALTH_SERVICE",
@@ -61,9 +61,9 @@ __all__ = [
     "keepalive_options",
 ]
 """Names other modules import from here (HubContext, StartupError and the
-keepalive options live in hub.context and hub.listen)."""
+keepalive options live in hub.runtime.context and hub.runtime.listen)."""
 
-log = get_logger("hub.server")
+log = get_logger("hub.process.server")
 
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -102,7 +102,7 @@ class HubServer(ReloadMixin):
         self._fanout: Fanout | None = None
         self._reload_lock = asyncio.Lock()
         self._files: dict[str, str] = {}
-        """Digests of the files the applied configuration names (hub.reload_diff)."""
+        """Digests of the files the applied configuration names (hub.runtime.reload_diff)."""
         self.draining = False
         self._writes_ok = True
         self._api_writes_ok = True

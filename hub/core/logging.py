@@ -23,7 +23,7 @@ hub silences them by configuration (GRPC_VERBOSITY=NONE, set by
 `quiet_grpc_core()` before gRPC loads; an operator who sets GRPC_VERBOSITY
 gets core's plain-text lines back, for debugging).
 
-A line logged inside a traced call (hub.tracing, when tracing is on) also
+A line logged inside a traced call (hub.telemetry.tracing, when tracing is on) also
 carries `trace_id` and `span_id` (hex, as W3C trace context writes them),
 so it can be found from the trace and the trace from it.
 
@@ -135,7 +135,7 @@ class StructLogger:
     def _log(self, level: int, event: str, fields: dict[str, Any], exc_info: bool = False) -> None:
         if self._logger.isEnabledFor(level):
             span = otel_trace.get_current_span().get_span_context()
-            if span.is_valid:  # inside a traced call (hub.tracing): the line names its trace
+            if span.is_valid:  # inside a traced call (hub.telemetry.tracing): the line names its trace
                 fields = {**fields, "trace_id": format(span.trace_id, "032x"), "span_id": format(span.span_id, "016x")}
             self._logger.log(level, event, extra={"fields": fields}, exc_info=exc_info)
 

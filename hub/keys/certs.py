@@ -21,7 +21,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from hub.config import TlsFiles
+from hub.core.config import TlsFiles
 
 
 class TlsFilesError(ValueError):

@@ -1,6 +1,6 @@
 """The hub API's metrics interceptor: counts every call of the hub's gRPC
 server by method and status code, times it, and counts open WatchQuery
-streams (on `HubMetrics`, hub.metrics)."""
+streams (on `HubMetrics`, hub.telemetry.metrics)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 
 from cardlookup.rpc_errors import status_code_name
-from hub.metrics import HubMetrics
+from hub.telemetry.metrics import HubMetrics
 
 
 class ApiMetricsInterceptor(grpc.aio.ServerInterceptor):

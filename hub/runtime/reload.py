@@ -11,21 +11,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cardlookup.pki import load_ed25519_private, load_ed25519_public, load_secret
-from hub.config import ConfigError, HubConfig
-from hub.crypto import Custody, HubKeys, load_custody, load_previous_keks
-from hub.hsm import HsmError
-from hub.listen import StartupError, check_tls
-from hub.logging import get_logger
-from hub.metrics import HubMetrics
-from hub.reload_diff import describe, fingerprints, in_effect
+from hub.core.config import ConfigError, HubConfig
+from hub.core.logging import get_logger
+from hub.keys.crypto import Custody, HubKeys, load_custody, load_previous_keks
+from hub.keys.hsm import HsmError
+from hub.runtime.listen import StartupError, check_tls
+from hub.runtime.reload_diff import describe, fingerprints, in_effect
+from hub.telemetry.metrics import HubMetrics
 
 if TYPE_CHECKING:
-    from hub.certs import ReloadableServerCredentials
-    from hub.context import HubContext
     from hub.engine import QueryEngine
     from hub.fanout import Fanout
+    from hub.keys.certs import ReloadableServerCredentials
+    from hub.runtime.context import HubContext
 
-log = get_logger("hub.server")  # the reload's lines keep the logger operators know
+log = get_logger("hub.process.server")  # the reload's lines keep the logger operators know
 
 
 class ReloadMixin:

@@ -15,7 +15,7 @@ from cardlookup.banks import bank_by_code
 from cardlookup.hub_toml import read_toml
 from cardlookup.pki import APP_BACKEND_NAME, CONSENT_KEY_ID, KEK_ID, OPERATOR_NAME
 from cardlookup.regions import DEFAULT_OPEN_REGIONS, parse_open_regions
-from hub.config.keys import (
+from hub.core.config.keys import (
     _BANK_KEYS,
     _COUNT_TIMINGS,
     _HSM_KEYS,
@@ -26,7 +26,7 @@ from hub.config.keys import (
     BALANCING_POLICIES,
     SESSION_MODES,
 )
-from hub.config.settings import (
+from hub.core.config.settings import (
     DEFAULT_CONSENT_TEXT,
     DEFAULT_CONSENT_TEXT_VERSION,
     BankEndpoint,
@@ -35,7 +35,7 @@ from hub.config.settings import (
     TlsFiles,
     TracingSettings,
 )
-from hub.store.db import is_postgres_url
+from hub.core.database import is_postgres_url
 
 
 class ConfigError(ValueError):
@@ -56,7 +56,7 @@ class _FileReader:
     env: dict[str, str]
 
     def read(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """HubConfig's fields (hub.config.hub_config builds it)."""
+        """HubConfig's fields (hub.core.config.hub_config builds it)."""
         self._no_unknown(raw, _TOP_KEYS, "")
         keys = self._table(raw, "keys", required=True)
         self._no_unknown(keys, _KEYS_KEYS, "keys.")

@@ -3,7 +3,7 @@ stop that does not wait for health watchers.
 
 Service names (docs/operations.md, "Health, per service"): "" and the API's
 own service names say whether the replica answers calls (reads at least);
-WRITES_HEALTH_SERVICE whether it can also store. hub.server decides the
+WRITES_HEALTH_SERVICE whether it can also store. hub.process.server decides the
 statuses; this module serves them.
 """
 

@@ -15,8 +15,8 @@ ignored: a misspelt key would otherwise silently leave a default in force.
 `cardlookup-hub` prints a ConfigError as one line and exits with status 2.
 """
 
-from hub.config.hub_config import HubConfig
-from hub.config.keys import (
+from hub.core.config.hub_config import HubConfig
+from hub.core.config.keys import (
     _BANK_KEYS,
     _HSM_KEYS,
     _KEYS_KEYS,
@@ -27,8 +27,8 @@ from hub.config.keys import (
     ENV_OVERRIDES,
     SESSION_MODES,
 )
-from hub.config.reader import ConfigError
-from hub.config.settings import (
+from hub.core.config.reader import ConfigError
+from hub.core.config.settings import (
     DEFAULT_CONSENT_TEXT,
     DEFAULT_CONSENT_TEXT_VERSION,
     BankEndpoint,

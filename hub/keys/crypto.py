@@ -21,7 +21,7 @@ Rotating the KEK = a new current key with a new id, the old one kept as
 "previous" until everything it sealed has expired (R11, 7 days).
 
 Custody (issue 11 item 4): a KEK or the consent-signing key may be an HSM
-object (hub.hsm) instead of bytes from a file; this module only needs
+object (hub.keys.hsm) instead of bytes from a file; this module only needs
 `encrypt`/`decrypt` (AES-GCM) and `sign` (Ed25519) from them.
 """
 
@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cardlookup.bank.v1 import card_directory_pb2 as bank_pb
 from cardlookup.consent import ConsentKey, list_cards_request, open_card_case_request
 from cardlookup.pki import KEK_ID, load_ed25519_private, load_secret
-from hub.config import HubConfig
+from hub.core.config import HubConfig
 
 _NONCE = 12
 _LEGACY_WRAPPED = _NONCE + 32 + 16
@@ -327,7 +327,7 @@ def load_hsm_pepper(config: HubConfig) -> Callable[[str], str] | None:
     hsm = config.hsm
     if hsm is None or not hsm.password_pepper_key_label:
         return None
-    from hub.hsm import shared_session  # a PKCS#11 module is loaded only when [hsm] is configured
+    from hub.keys.hsm import shared_session  # a PKCS#11 module is loaded only when [hsm] is configured
 
     return shared_session(hsm).password_pepper(hsm.password_pepper_key_label).digest
 
@@ -342,7 +342,7 @@ def load_previous_keks(config: HubConfig) -> dict[str, bytes | KeyEncryptionKey]
     }
     hsm = config.hsm
     if hsm is not None and hsm.previous_key_encryption_key_labels:
-        from hub.hsm import shared_session  # a PKCS#11 module is loaded only when [hsm] is configured
+        from hub.keys.hsm import shared_session  # a PKCS#11 module is loaded only when [hsm] is configured
 
         session = shared_session(hsm)
         for kid, label in hsm.previous_key_encryption_key_labels.items():
@@ -356,12 +356,12 @@ Custody = tuple[bytes | KeyEncryptionKey, ConsentKey]
 
 def load_custody(config: HubConfig) -> Custody:
     """The current KEK and consent-signing key: from the HSM where the
-    configuration names them there (hub.hsm), else from their files."""
+    configuration names them there (hub.keys.hsm), else from their files."""
     hsm = config.hsm
     kek: bytes | KeyEncryptionKey | None = None
     consent_key: ConsentKey | None = None
     if hsm is not None:
-        from hub.hsm import shared_session  # a PKCS#11 module is loaded only when [hsm] is configured
+        from hub.keys.hsm import shared_session  # a PKCS#11 module is loaded only when [hsm] is configured
 
         session = shared_session(hsm)  # one session per process, kept across reloads (issue 24)
         if hsm.key_encryption_key_label:
