@@ -11,7 +11,8 @@ CA files (new connections use them; a bad file keeps the old ones). SIGTERM
 or SIGINT drains: health turns NOT_SERVING at once (load balancers and the
 hub's health-checked channels move away) while calls are still served for
 --drain-seconds, then calls in flight get 5 s; a second signal ends the
-drain early. Beside the bank services it serves grpc.health.v1 and server
+drain early (also one that came before the drain began: `StopSignals`
+counts each). Beside the bank services it serves grpc.health.v1 and server
 reflection, open to any client certificate from the CA; every bank service
 is kept to the hub.
 """
@@ -20,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import select
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -207,6 +211,44 @@ class Certificates:
         return grpc.dynamic_ssl_server_credentials(self.initial, fetch, require_client_authentication=True)
 
 
+class StopSignals:
+    """SIGTERM and SIGINT, each counted once however close together they come:
+    the first starts the drain, the next ends it. A Python signal handler
+    runs late (between two steps of the main thread) and two of them can
+    run as one, so nothing is counted there: Python's own C handler writes
+    one byte per signal to a wakeup socket (`signal.set_wakeup_fd`), and
+    `wait` reads them one at a time. No lock is taken in a handler either
+    (a handler that sets a threading.Event can deadlock the main thread
+    waiting on it). Made, used and closed in the main thread."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._writer.setblocking(False)
+        self._old_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        # The wakeup byte is written only for a signal with a Python handler.
+        self._old = {signum: signal.signal(signum, lambda *_: None) for signum in self.SIGNALS}
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the next stop signal has come (at once if it came
+        already), False if none came within `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self._reader], [], [], left)[0]:
+                return False
+            if self._reader.recv(1)[0] in self.SIGNALS:  # SIGHUP's byte comes here too: skipped
+                return True
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._old_fd)
+        for signum, handler in self._old.items():
+            signal.signal(signum, handler)
+        self._reader.close()
+        self._writer.close()
+
+
 def _public_key(pem: Path) -> Ed25519PublicKey:
     key = serialization.load_pem_public_key(pem.read_bytes())
     if not isinstance(key, Ed25519PublicKey):
@@ -272,17 +314,14 @@ def main(argv: list[str] | None = None) -> None:
     running = build_server(desk, cases, args.max_concurrent, session=not args.no_session)
     certificates = Certificates(args.cert, args.key, args.ca)
     port = running.server.add_secure_port(args.listen, certificates.credentials())
+    signal.signal(signal.SIGHUP, lambda *_: certificates.reload())
+    stops = StopSignals()
     running.server.start()
     print(f"READY {port}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGHUP, lambda *_: certificates.reload())
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-    stop.clear()
+    stops.wait()
     running.health.enter_graceful_shutdown()
     print(f"draining: NOT_SERVING, stopping in {args.drain_seconds:g} s", file=sys.stderr, flush=True)
-    stop.wait(args.drain_seconds)
+    stops.wait(args.drain_seconds)
     running.server.stop(5).wait()
     audit.close()
     print(f"stopped at {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}", file=sys.stderr, flush=True)

@@ -5,6 +5,8 @@ that cannot answer ending the call UNAVAILABLE with a reason."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from bank_kit.contract import card_directory_pb2 as pb
 from bank_kit.contract import card_session_pb2 as session_pb
 from bank_kit.contract import card_session_pb2_grpc as session_grpc
 from bank_kit.records import Customer, SourceUnavailable
-from bank_kit.server import HubOnly, build_server
+from bank_kit.server import HubOnly, StopSignals, build_server
 from bank_kit.sources import discover
 from bank_kit.sources.sqlite_records import SqliteRecords
 from bank_kit.tests.conftest import BANK_CODE, EXAMPLE, KEY_ID, SECRET, SIGNER, Bench, Clock, refusal, serve
@@ -160,3 +162,21 @@ def test_session_exchanges_past_max_concurrent_end_resource_exhausted() -> None:
         source.release.set()
         channel.close()
         running.server.stop(None)
+
+
+def test_a_second_stop_signal_is_counted_even_before_the_drain_began() -> None:
+    """Two stop signals back to back (the second before the server has
+    reacted to the first): the first starts the drain, the second ends it;
+    one of them was lost when both set one event that the drain cleared."""
+    runners = signal.getsignal(signal.SIGINT)
+    stops = StopSignals()
+    try:
+        assert not stops.wait(0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stops.wait()  # the drain begins
+        assert stops.wait(600)  # and ends at once: the second signal waited for it
+        assert not stops.wait(0)  # two signals, two stops, no more
+    finally:
+        stops.close()
+    assert signal.getsignal(signal.SIGINT) is runners  # the test runner's own again
