@@ -97,7 +97,8 @@ def channel_options(endpoint: BankEndpoint, policy: BankCallPolicy) -> list[tupl
         ("grpc.enable_retries", 0),
         # Reconnect promptly once a bank that was down comes back.
         ("grpc.initial_reconnect_backoff_ms", reconnect_ms),
-        ("grpc.min_reconnect_backoff_ms", reconnect_ms),
+        # Not a backoff: grpc's minimum connect timeout (TCP and TLS handshake).
+        ("grpc.min_reconnect_backoff_ms", max(1, int(policy.connect_timeout * 1000))),
         ("grpc.max_reconnect_backoff_ms", max(reconnect_ms, int(policy.max_backoff * 1000))),
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.keepalive_timeout_ms", 20_000),

@@ -28,6 +28,7 @@ TIMING_KEYS: dict[str, str] = {
     "case_timeout": "timings.attempt_timeout",
     "channel_grace": "timings.attempt_timeout",
     "handover_wait": "timings.attempt_timeout",
+    "connect_timeout": "timings.attempt_timeout",
     "initial_backoff": "timings.retry_initial",
     "max_backoff": "timings.retry_max",
     "backoff_multiplier": "timings.retry_multiplier",
@@ -54,6 +55,12 @@ class BankCallPolicy:
     """How long a lane handover waits for the calls in flight in the lane
     (and their outcomes' commit) before cancelling them: a call's deadline
     and a margin."""
+    connect_timeout: float = 20.0
+    """How long grpc may take to set up a connection to a bank (TCP, the TLS
+    handshake) before the calls waiting for it fail UNAVAILABLE: an
+    attempt's deadline (grpc's `min_reconnect_backoff_ms`, which is its
+    minimum connect timeout, not a backoff). Shorter, a slow link or a
+    loaded machine fails calls that never reached the bank."""
     initial_backoff: float = 1.0
     """Backoff step after the first transient failure (seconds)."""
     max_backoff: float = 600.0
@@ -93,6 +100,7 @@ class BankCallPolicy:
             case_timeout=attempt,
             channel_grace=attempt,
             handover_wait=attempt + HANDOVER_MARGIN,
+            connect_timeout=attempt,
             initial_backoff=timings.retry_initial.total_seconds(),
             max_backoff=timings.retry_max.total_seconds(),
             backoff_multiplier=timings.retry_multiplier,
@@ -110,6 +118,7 @@ class BankCallPolicy:
         positive = (
             "attempt_timeout",
             "case_timeout",
+            "connect_timeout",
             "initial_backoff",
             "breaker_reset",
             "session_reprobe",

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.core.config import Timings
+from hub.core.config import BankEndpoint, Timings
 from hub.fanout.backoff import Backoff
+from hub.fanout.channels import channel_options
 from hub.fanout.policy import HANDOVER_MARGIN, TIMING_KEYS, BankCallPolicy
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "hub-engine.md"
@@ -50,7 +51,7 @@ def test_the_default_timings_make_the_default_policy() -> None:
 
 def test_each_use_of_the_attempt_timeout_is_a_field_of_its_own() -> None:
     policy = BankCallPolicy.from_timings(Timings(attempt_timeout=dt.timedelta(seconds=7)))
-    assert (policy.attempt_timeout, policy.case_timeout, policy.channel_grace) == (7.0, 7.0, 7.0)
+    assert (policy.attempt_timeout, policy.case_timeout, policy.channel_grace, policy.connect_timeout) == (7.0,) * 4
     assert policy.handover_wait == 7.0 + HANDOVER_MARGIN
 
 
@@ -123,3 +124,15 @@ def test_the_fan_out_prose_states_the_policys_defaults() -> None:
     assert f"asked again every {words[int(policy.session_reprobe)]}" in text
     assert f"called per call for {words[int(policy.session_cooloff)]}" in text
     assert f"(at most `attempt_timeout` + {HANDOVER_MARGIN:g} s)" in text
+
+
+def test_a_banks_channel_gets_the_connect_timeout_and_the_backoff_from_the_policy() -> None:
+    """grpc's `min_reconnect_backoff_ms` is its minimum connect timeout: the
+    policy's `connect_timeout`, never the first backoff step (20 ms here:
+    a TLS handshake on a loaded machine takes longer)."""
+    policy = BankCallPolicy.from_timings(
+        Timings(retry_initial=dt.timedelta(milliseconds=20), attempt_timeout=dt.timedelta(seconds=7))
+    )
+    options = dict(channel_options(BankEndpoint("102", "Bank", "Bank", "127.0.0.1:1"), policy))
+    assert options["grpc.min_reconnect_backoff_ms"] == 7000
+    assert options["grpc.initial_reconnect_backoff_ms"] == 20

@@ -126,9 +126,11 @@ async def test_sigkill_mid_fanout_then_restart_completes_exactly(
         async with running_engine(config, clock, run_fanout=False) as engine:
             record = await engine.get(query.query_id)
             assert record is not None and record.state == QueryState.READY
-            # Issue 9: an attempt is counted before its call, so the call the
-            # SIGKILL interrupted is counted too: each bank's count is the
-            # calls it received (2 for the interrupted banks).
+            # Issue 9: an attempt is counted when its call is sent, so the call
+            # the SIGKILL interrupted is counted too. Every call reaches its
+            # bank (a connection has the attempt's deadline to come up, however
+            # loaded the machine: the policy's connect_timeout), so each bank's
+            # count is the calls it received (2 for the interrupted banks).
             assert [b.attempt_count for b in record.banks] == [fleet.call_count(c) for c in CODES]
             report = await engine.read_report(query.query_id)
         assert_report_is_ground_truth(report, population, person, CODES)  # no lost, no duplicated card

@@ -27,6 +27,7 @@ from tests.hub.helpers import (
     wait_for,
     wait_until,
 )
+from tests.replicas.failover import Forwarder
 
 pytestmark = pytest.mark.both_stores
 
@@ -94,6 +95,34 @@ async def test_bank_down_for_a_while_is_retried_and_its_cards_appear(
         assert record.banks[0].state == BankState.ANSWERED
         assert record.banks[0].attempt_count >= 4
         assert_report_is_ground_truth(await engine.read_report(query.query_id), population, person, codes)
+
+
+async def test_a_bank_behind_a_slow_link_is_called_once_and_counted_once(
+    pki: PkiPaths, population: Population, clock: ManualClock, tmp_path: Path
+) -> None:
+    """A connection slower to set up than the hub's retry steps (a loaded
+    machine, a long link: here the TLS handshake starts 0.5 s after the
+    TCP connect, the steps are 20-100 ms) gets the attempt's deadline: the
+    call waits for it, reaches the bank once and is counted once. (The hub
+    gave grpc its first backoff step as the connect timeout, floored at
+    0.1 s: such a connection never came up, and under load a first call
+    failed UNAVAILABLE before reaching the bank, counted all the same.)"""
+    codes = CODES[:4]
+    person = rich_person(population, clock.now().date(), codes, min_banks=2)
+    slow = codes[0]
+    async with running_fleet(fleet_config(pki, population, clock, codes)) as fleet:
+        link = Forwarder(int(fleet.addresses[slow].rpartition(":")[2]), delay=0.5)
+        await link.start()
+        try:
+            config = replace_address(hub_config(pki, fleet.addresses, tmp_path), slow, f"127.0.0.1:{link.port}")
+            async with running_engine(config, clock) as engine:
+                query = new_query(person, codes)
+                await engine.submit(query)
+                record = await wait_for(engine, query.query_id)
+        finally:
+            await link.close()
+        assert [(b.state, b.attempt_count) for b in record.banks] == [(BankState.ANSWERED, 1)] * 4
+        assert [fleet.call_count(c) for c in codes] == [1] * 4
 
 
 async def test_bank_down_past_the_window_is_reported_not_answered(

@@ -9,7 +9,9 @@ user when we are root. `kill_primary()` SIGKILLs the primary's postmaster;
 address. `move(port)` sends new connections to `port` and black-holes the
 old ones: their bytes are read and dropped, nothing is answered, and no FIN
 or RST is sent, which is what a client sees when the old primary's machine
-vanishes and its address moves to the standby.
+vanishes and its address moves to the standby. With `delay`, it plays a
+slow link: a connection reaches its target `delay` seconds after it was
+accepted (the hub's fan-out tests put one in front of a bank).
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ class PrimaryStandby:
 class Forwarder:
     """Loopback TCP forwarder: 127.0.0.1:<port> -> 127.0.0.1:<target>."""
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, delay: float = 0.0) -> None:
         self.target = target
+        self.delay = delay
         self.port = 0
         self._server: asyncio.Server | None = None
         self._routes: list[_Route] = []
@@ -106,6 +109,11 @@ class Forwarder:
         self._routes, self._holed = [], []
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.sleep(self.delay)  # what the client sends meanwhile waits in the socket
+        except asyncio.CancelledError:  # closed meanwhile
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
