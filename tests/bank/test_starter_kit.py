@@ -312,10 +312,13 @@ async def test_sigterm_drains_not_serving_then_a_second_signal_stops(pki: PkiPat
 async def test_a_second_signal_right_after_the_first_ends_the_drain(pki: PkiPaths, tmp_path: Path) -> None:
     """The second signal comes before the server has begun the drain the
     first one asked for: it still ends the drain (it was lost, and the kit
-    drained its whole --drain-seconds)."""
+    drained its whole --drain-seconds). The server is stopped while both
+    are sent, so that they arrive together."""
     async with kit_server(pki, ROOT, ["--records", str(EXAMPLE)], "--drain-seconds", "600") as (_, process):
+        process.send_signal(signal.SIGSTOP)
         process.send_signal(signal.SIGTERM)
         process.send_signal(signal.SIGINT)  # another kind: the system cannot merge the two
+        process.send_signal(signal.SIGCONT)
         await asyncio.wait_for(process.wait(), 60)
 
 
