@@ -30,7 +30,8 @@ class ConnectionSettings:
     """How a PostgreSQL store notices a database that went away (issue 21):
     a failover, or a primary whose machine vanished without a FIN or RST.
     The hub fills it from `[timings]` (docs/configuration.md, `database_*`);
-    the defaults are the same. SQLite ignores it."""
+    the defaults are the same. SQLite uses `command_timeout` alone, as its
+    busy timeout."""
 
     keepalive_idle: float = 10.0
     """Seconds a connection may be silent before the kernel sends a TCP
@@ -43,7 +44,9 @@ class ConnectionSettings:
     (TCP_USER_TIMEOUT): keepalives alone never fire while data is in flight."""
     command_timeout: float = 10.0
     """Seconds one statement (and one connection attempt) may take; then the
-    connection is dropped, not reused, and the write is retried by its caller."""
+    connection is dropped, not reused, and the write is retried by its caller.
+    SQLite: how long a statement waits for a lock another process holds on
+    the file (its busy timeout) before it fails."""
     listen_check_interval: float = 5.0
     """Seconds between round trips on the listening connection (LISTEN has
     no traffic of its own when nothing is notified): one unanswered within

@@ -15,8 +15,10 @@ from hub.store.types import Database
 
 
 async def open_database(target: str | Path, settings: ConnectionSettings | None = None, **options: Any) -> Database:
-    """SQLite for a path, PostgreSQL for a postgresql:// URL (with `settings`,
-    which SQLite ignores)."""
+    """SQLite for a path, PostgreSQL for a postgresql:// URL, with `settings`
+    (of SQLite's, only `command_timeout`: its busy timeout)."""
     if is_postgres_url(target):
         return await PostgresDatabase.open(str(target), settings=settings, **options)
+    if settings is not None:
+        options.setdefault("busy_timeout", settings.command_timeout)
     return await SqliteDatabase.open(Path(target), **options)

@@ -53,8 +53,11 @@ _PRAGMAS = (
     "PRAGMA secure_delete=ON",
     "PRAGMA foreign_keys=ON",
     "PRAGMA synchronous=FULL",
-    "PRAGMA busy_timeout=10000",
 )
+BUSY_TIMEOUT = 10.0
+"""Seconds a statement waits for a lock another process holds on the file
+(SQLite's busy timeout), then fails; the hub sets it from
+`timings.database_command_timeout` (hub.store.factory), whose default this is."""
 _LOCK_STRIPES = 64
 
 
@@ -137,7 +140,7 @@ class SqliteDatabase:
         """How many transactions the writer committed (for metrics and tests)."""
 
     @classmethod
-    async def open(cls, path: Path | str, max_batch: int = 256) -> SqliteDatabase:
+    async def open(cls, path: Path | str, max_batch: int = 256, busy_timeout: float = BUSY_TIMEOUT) -> SqliteDatabase:
         private_dir(Path(path).parent)  # 0700 whatever the umask (issue 17)
         # The database holds sealed personal data and hashes: it, its WAL and
         # its shared-memory file are created 0600 before SQLite opens them
@@ -151,7 +154,7 @@ class SqliteDatabase:
                 conn = await aiosqlite.connect(str(path), isolation_level=None)
                 opened.append(conn)
                 conn.row_factory = sqlite3.Row
-                for pragma in _PRAGMAS:
+                for pragma in (*_PRAGMAS, f"PRAGMA busy_timeout={max(1, round(busy_timeout * 1000))}"):
                     await conn.execute(pragma)
             writer, reader = opened
             await writer.execute(

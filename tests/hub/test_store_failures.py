@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
 import errno
 import os
 import subprocess
@@ -28,9 +30,13 @@ from cardlookup.banks import DEFAULT_BANK_CODES
 from cardlookup.clock import ManualClock
 from cardlookup.pki import PkiPaths
 from cardlookup.population import Population
+from hub.core.config import Timings
+from hub.core.database import ConnectionSettings
 from hub.core.domain import QueryState
 from hub.process.server import WRITES_HEALTH_SERVICE, HubServer
+from hub.store.factory import open_database
 from tests.hub.helpers import (
+    FAST,
     assert_report_is_ground_truth,
     fleet_config,
     hub_config,
@@ -238,10 +244,11 @@ async def test_a_write_the_store_holds_up_is_refused_within_a_second_once_degrad
     pki: PkiPaths, population: Population, clock: ManualClock, tmp_path: Path
 ) -> None:
     """Issue 19 item 2, the write cap: another process holds SQLite's write
-    lock, so every write waits the store's 10 s busy timeout. The first write
-    fails after it (the hub is now degraded); the next is cut at 1 s and
-    refused with RetryInfo, before a client deadline (8 s, two attempts)
-    shorter than the store's wait; reads answer throughout."""
+    lock, so every write waits the store's busy timeout (4 s here: the
+    `database_command_timeout`; 10 s by default). The first write fails
+    after it (the hub is now degraded); the next is cut at 1 s and refused
+    with RetryInfo, before a client deadline (3 s, two attempts) shorter
+    than the store's wait; reads answer throughout."""
     import sqlite3
 
     import hub.api
@@ -251,14 +258,15 @@ async def test_a_write_the_store_holds_up_is_refused_within_a_second_once_degrad
 
     reader, first, second = population.eligible_people(clock.now().date())[:3]
     async with running_fleet(fleet_config(pki, population, clock, CODES[:2])) as fleet:
-        config = hub_config(pki, fleet.addresses, tmp_path, database=tmp_path / "hub.db")
+        timings = dataclasses.replace(FAST, database_command_timeout=dt.timedelta(seconds=4))
+        config = hub_config(pki, fleet.addresses, tmp_path, database=tmp_path / "hub.db", timings=timings)
         hub = HubServer(config, clock, installers=[hub.api.install])
         await hub.start()
         lock = sqlite3.connect(tmp_path / "hub.db", timeout=10, isolation_level=None, check_same_thread=False)
         try:
             patient = ClientOptions.from_pki(pki.root, f"127.0.0.1:{hub.port}", timeout_s=60.0)
             hurried = ClientOptions.from_pki(
-                pki.root, f"127.0.0.1:{hub.port}", timeout_s=8.0, retry=RetryPolicy(max_attempts=2)
+                pki.root, f"127.0.0.1:{hub.port}", timeout_s=3.0, retry=RetryPolicy(max_attempts=2)
             )
             async with AsyncCardLookupClient(patient) as slow, AsyncCardLookupClient(hurried) as fast:
                 await slow.enroll_user(**reader.enrolment())
@@ -275,3 +283,16 @@ async def test_a_write_the_store_holds_up_is_refused_within_a_second_once_degrad
         finally:
             lock.close()
             await hub.stop(grace=0)
+
+
+async def test_sqlites_busy_timeout_is_the_database_command_timeout(tmp_path: Path) -> None:
+    """How long a statement waits for another process's lock on the file:
+    `timings.database_command_timeout` as the hub opens its store, 10 s
+    (the setting's default) when opened without settings."""
+    shortened = ConnectionSettings(command_timeout=0.25)
+    for settings, expected in [(None, 10_000), (Timings().connection_settings(), 10_000), (shortened, 250)]:
+        db = await open_database(tmp_path / "hub.db", settings)
+        try:
+            assert (await db.fetchone("PRAGMA busy_timeout"))[0] == expected  # type: ignore[index]
+        finally:
+            await db.close()

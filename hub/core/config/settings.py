@@ -166,7 +166,8 @@ class Timings:
     hub.store.health, issue 21)."""
     database_command_timeout: dt.timedelta = dt.timedelta(seconds=10)
     """PostgreSQL: longest one statement or connection attempt may take; then
-    the connection is dropped and the write retried (a silent peer)."""
+    the connection is dropped and the write retried (a silent peer). SQLite:
+    its busy timeout (how long a statement waits for another process's lock)."""
     database_keepalive_idle: dt.timedelta = dt.timedelta(seconds=10)
     """PostgreSQL: silence before the first TCP keepalive probe."""
     database_keepalive_interval: dt.timedelta = dt.timedelta(seconds=5)
