@@ -263,15 +263,20 @@ class PostgresDatabase:
         async with self._acquired() as raw:
             return await raw.fetchrow(to_postgres(sql), *params)
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         self.stats.statements += 1
         async with self._acquired() as raw:
             return await raw.fetchrow(to_postgres(sql), *params)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
         self.stats.statements += 1
         async with self._acquired() as raw:
             return await raw.fetch(to_postgres(sql), *params)
+
+    async def fetch_val(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self.stats.statements += 1
+        async with self._acquired() as raw:
+            return await raw.fetchval(to_postgres(sql), *params)
 
     async def probe(self) -> None:
         """Assigns a transaction id: a write in miniature (a commit record in
