@@ -42,6 +42,7 @@ from hub.core.logging import get_logger
 from hub.fanout.validation import BankAnswer
 from hub.keys.crypto import HubKeys, Sealed, card_fingerprint
 from hub.keys.user_sealing import DEVICE, PASSWORD, hpke_header, is_hpke_sealed
+from hub.reports.contexts import answer_context
 from hub.reports.report import decode_answer
 from hub.store.card_records import COMPONENT as RECORDS
 from hub.store.card_records import MIGRATIONS as RECORD_MIGRATIONS
@@ -63,10 +64,6 @@ class SealingKey:
 
     def header(self) -> bytes:
         return hpke_header(self.kind, self.epoch)
-
-
-def _legacy_answer_context(query_id: str, bank_code: str) -> bytes:
-    return f"answer:{query_id}:{bank_code}".encode()  # hub.engine's envelope context
 
 
 class AnswerSealer:
@@ -162,7 +159,7 @@ class AnswerSealer:
             if sealed is None:
                 continue
             if not is_hpke_sealed(sealed):
-                plaintext = self._keys.envelope.open(sealed, _legacy_answer_context(query_id, progress.bank_code))
+                plaintext = self._keys.envelope.open(sealed, answer_context(query_id, progress.bank_code))
                 answer = decode_answer(progress.bank_code, plaintext)
                 sealed = self._seal_parts(query_id, user_id, key, tracking, answer)
             for entry_info, message in sr.decode_bundle(sealed.ciphertext):

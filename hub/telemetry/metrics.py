@@ -212,8 +212,9 @@ class HubMetrics:
             ("write", "write"),
             ("execute", "write"),
             ("write_one", "write"),
-            ("fetchone", "read"),
-            ("fetchall", "read"),
+            ("fetch_one", "read"),
+            ("fetch_all", "read"),
+            ("fetch_val", "read"),
         ):
             setattr(db, name, self._timed(getattr(db, name), operation))
 
