@@ -118,7 +118,10 @@ def span(name: str, **attributes: str | int) -> Iterator[trace.Span]:
 
 def outgoing_metadata() -> tuple[tuple[str, str], ...]:
     """The current context as W3C trace context metadata (`traceparent`,
-    `tracestate`) for an outgoing gRPC call; empty outside a sampled span."""
+    `tracestate`) for an outgoing gRPC call; empty outside a sampled span,
+    and at once with tracing off (no span of ours can be current then)."""
+    if _provider is None:
+        return ()
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return tuple(carrier.items())
