@@ -82,8 +82,10 @@ def start_hub(config: Path, log_level: str, work: Path) -> localstack.Process:
     out = Path(profile_dir) / f"hub-{work.name}-{os.getpid()}.prof"
     with log.open("wb") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "hub.process.main", "--config", str(config)]
-            + ["--port-file", str(localstack.port_file(log)), "--log-level", log_level],
+            [
+                *(sys.executable, "-m", "cProfile", "-o", str(out), "-m", "hub.process.main"),
+                *("--config", str(config), "--port-file", str(localstack.port_file(log)), "--log-level", log_level),
+            ],
             stdout=sink,
             stderr=subprocess.STDOUT,
         )

@@ -20,9 +20,11 @@ class Source:
         self.reads = 0
         self.gate: asyncio.Event | None = None
         self.fail = False
+        self.started = asyncio.Event()
 
     async def read(self, key: str) -> tuple[str, int]:
         self.reads += 1
+        self.started.set()
         seen = self.value  # what the store holds when the statement starts
         if self.gate is not None:
             await self.gate.wait()
@@ -45,8 +47,7 @@ async def test_a_caller_arriving_during_a_read_gets_a_later_read_that_sees_the_n
     source.gate = asyncio.Event()
     reads = FreshReads(source.read)
     first = asyncio.create_task(reads.get("u1"))
-    while source.reads == 0:  # the first read has started, and reads the old value
-        await asyncio.sleep(0)
+    await source.started.wait()  # the first read has started, and reads the old value
     source.value = 1  # the key is replaced (committed) ...
     late = [asyncio.create_task(reads.get("u1")) for _ in range(10)]  # ... then these answers ask
     await asyncio.sleep(0)
@@ -80,8 +81,7 @@ async def test_a_cancelled_caller_does_not_cancel_the_others_read() -> None:
     reads = FreshReads(source.read)
     leaving = asyncio.create_task(reads.get("u1"))
     staying = asyncio.create_task(reads.get("u1"))
-    while source.reads == 0:
-        await asyncio.sleep(0)
+    await source.started.wait()
     leaving.cancel()
     with pytest.raises(asyncio.CancelledError):
         await leaving
