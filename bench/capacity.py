@@ -49,6 +49,7 @@ from hub.core.config import HubConfig
 from hub.core.domain import NewQuery, QueryRecord, Subject
 from hub.engine import QueryEngine
 from hub.keys.crypto import HubKeys
+from hub.process.main import tune_gc
 from hub.store.db import open_database
 
 RATES = (10, 100, 1000)
@@ -124,6 +125,7 @@ async def measure(banks: int, queries: int, concurrency: int, work: Path, pg: Th
         ]
         try:
             await engine.start()
+            tune_gc()  # as cardlookup-hub does once started
             await run_all(news[:WARM_UP])
             with counting_round_trips() as trips:
                 before = (server_cpu(pg), hub_cpu(), trips[0], db.stats.transactions, time.perf_counter())
