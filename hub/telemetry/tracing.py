@@ -158,14 +158,19 @@ def traced_attempt(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T
     a bank_attempt span around it, ended with the result's kind and reason
     (Answered / Rejected / Transient)."""
 
-    @functools.wraps(fn)
-    async def run(stub: Any, request: Any, bank_code: str, deadline_s: float) -> T:
-        if _provider is None:
-            return await fn(stub, request, bank_code, deadline_s)
+    async def traced(stub: Any, request: Any, bank_code: str, deadline_s: float) -> T:
         with bank_attempt(bank_code, request.query_id) as current:
             result = await fn(stub, request, bank_code, deadline_s)
             end_attempt(current, type(result).__name__.lower(), str(getattr(result, "reason", "")))
             return result
+
+    @functools.wraps(fn)
+    def run(stub: Any, request: Any, bank_code: str, deadline_s: float) -> Awaitable[T]:
+        # Tracing off: the call's own coroutine, with no wrapper frame that
+        # every message of the stream would pass through.
+        if _provider is None:
+            return fn(stub, request, bank_code, deadline_s)
+        return traced(stub, request, bank_code, deadline_s)
 
     return run
 
