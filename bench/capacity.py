@@ -1,6 +1,6 @@
 """What one PostgreSQL primary and the hub replicas can carry (issue 16).
 
-    python -m bench.capacity [--banks 16,256] [--queries 40] [--concurrency 8] [--markdown]
+    python -m bench.capacity [--banks 16,256] [--queries 40] [--concurrency 8] [--bank-sessions off|on]
 
 Per bank count: the bank fleet runs as its own process (`cardlookup-banks`),
 the hub's engine runs in this process against a throwaway PostgreSQL server
@@ -23,12 +23,17 @@ one asyncio loop), and what bounds the cell: the primary's CPU when it
 needs more cores than the hub needs replicas, the hub's CPU (more
 replicas) otherwise, or the primary itself beyond 32 cores. A figure, not a
 promise: one machine, the simulator's banks, no API traffic.
+
+`--bank-sessions on` puts every bank of the registry on `session = "on"`:
+the engine's calls go over one session stream per bank (issue 16 item 4)
+instead of one ListCards call per bank per query.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import math
 import tempfile
@@ -49,6 +54,7 @@ from hub.core.config import HubConfig
 from hub.core.domain import NewQuery, QueryRecord, Subject
 from hub.engine import QueryEngine
 from hub.keys.crypto import HubKeys
+from hub.process.main import tune_gc
 from hub.store.db import open_database
 
 RATES = (10, 100, 1000)
@@ -77,7 +83,9 @@ def hub_cpu() -> float:
     return t.user + t.system
 
 
-async def measure(banks: int, queries: int, concurrency: int, work: Path, pg: ThrowawayPostgres) -> dict[str, float]:
+async def measure(
+    banks: int, queries: int, concurrency: int, work: Path, pg: ThrowawayPostgres, session: str = "off"
+) -> dict[str, float]:
     from cardlookup.banks import bank_fleet
 
     today = dt.datetime.now(dt.UTC).date()
@@ -98,6 +106,7 @@ async def measure(banks: int, queries: int, concurrency: int, work: Path, pg: Th
             database=pg.create_database(f"c{banks}"),
             timings=processes.HUB_TIMINGS,
         )
+        config = dataclasses.replace(config, banks=tuple(dataclasses.replace(b, session=session) for b in config.banks))
         db = await open_database(config.database)
         engine = QueryEngine(config, db, HubKeys.load(config), SystemClock())
         ready: dict[str, asyncio.Event] = {}
@@ -124,6 +133,7 @@ async def measure(banks: int, queries: int, concurrency: int, work: Path, pg: Th
         ]
         try:
             await engine.start()
+            tune_gc()  # as cardlookup-hub does once started
             await run_all(news[:WARM_UP])
             with counting_round_trips() as trips:
                 before = (server_cpu(pg), hub_cpu(), trips[0], db.stats.transactions, time.perf_counter())
@@ -179,10 +189,13 @@ async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="capacity-") as tmp:
         pg = ThrowawayPostgres.start(durable=True)
         try:
-            print(f"{args.queries} queries per bank count, {args.concurrency} at a time, after {WARM_UP} warm-up")
+            print(
+                f"{args.queries} queries per bank count, {args.concurrency} at a time, after {WARM_UP} warm-up"
+                f", bank sessions {args.bank_sessions}"
+            )
             print("banks  server CPU ms/q  hub CPU ms/q  round trips/q  transactions/q  queries/s")
             for banks in sizes:
-                r = await measure(banks, args.queries, args.concurrency, Path(tmp), pg)
+                r = await measure(banks, args.queries, args.concurrency, Path(tmp), pg, args.bank_sessions)
                 results[banks] = r
                 print(
                     f"{banks:>5}  {r['server_ms']:>15.2f}  {r['hub_ms']:>12.1f}  {r['round_trips']:>13.1f}"
@@ -203,6 +216,7 @@ def main() -> None:
     parser.add_argument("--banks", default="16,256")
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--bank-sessions", choices=("off", "on"), default="off")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from cardlookup.pki import PkiPaths
@@ -65,5 +68,24 @@ def write_hub_config(
     path.write_text(config.to_toml(), encoding="utf-8")
 
 
+PROFILE_ENV = "BENCH_HUB_PROFILE"
+"""Set to a directory: the hub runs under cProfile and writes
+hub-<pid>.prof there when it stops (SIGTERM ends it cleanly)."""
+
+
 def start_hub(config: Path, log_level: str, work: Path) -> localstack.Process:
-    return localstack.start_hub(config, work / "hub.log", ("--log-level", log_level))
+    log = work / "hub.log"
+    profile_dir = os.environ.get(PROFILE_ENV)
+    if not profile_dir:
+        return localstack.start_hub(config, log, ("--log-level", log_level))
+    localstack.port_file(log).unlink(missing_ok=True)
+    out = Path(profile_dir) / f"hub-{work.name}-{os.getpid()}.prof"
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            [
+                *(sys.executable, "-m", "cProfile", "-o", str(out), "-m", "hub.process.main"),
+                *("--config", str(config), "--port-file", str(localstack.port_file(log)), "--log-level", log_level),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )

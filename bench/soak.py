@@ -234,8 +234,8 @@ async def explain_lost(stack: Stack, tally: Tally) -> None:
     db = await open_database(stack.database)
     try:
         for query_id in sorted(lost):
-            q = await db.fetchone("SELECT state FROM queries WHERE query_id = ?", (query_id,))
-            rows = await db.fetchall(
+            q = await db.fetch_one("SELECT state FROM queries WHERE query_id = ?", (query_id,))
+            rows = await db.fetch_all(
                 "SELECT bank_code, state, reason, attempt_count, lease_owner, lease_epoch, lease_expires"
                 " FROM bank_tasks WHERE query_id = ? AND state = 'PENDING'",
                 (query_id,),

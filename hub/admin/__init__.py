@@ -20,6 +20,7 @@ from cardlookup.admin.v1 import admin_service_pb2 as pb
 from cardlookup.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from cardlookup.rpc_errors import abort
 from cardlookup.tls import peer_names
+from hub.admin.rewrap import rewrap_batch
 from hub.core.config import ConfigError, HubConfig
 from hub.core.logging import get_logger, set_level
 from hub.keys.hsm import HsmError
@@ -140,8 +141,6 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
             await abort(
                 context, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", "batch_size must be 0 or more", ADMIN_DOMAIN
             )
-        from hub.admin.rewrap import rewrap_batch  # imports the engine's contexts: only when asked
-
         if self._hub.context is None:
             raise RuntimeError("the hub is not started")
         done = await rewrap_batch(self._hub.db, self._hub.context.keys.envelope, request.batch_size)

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 
 from hub.core.logging import get_logger
-from hub.engine.contexts import answer_context, report_context, subject_context
 from hub.identity.new_cards import record_context
 from hub.identity.users import _context as user_context
 from hub.identity.users import _key_context as user_key_context
 from hub.keys.crypto import Envelope, KekUnknown, wrapped_key_prefix
+from hub.reports.contexts import answer_context, report_context, subject_context
 from hub.store.db import Database
 from hub.store.rewrap import RewrapStore, WrappedColumn
 

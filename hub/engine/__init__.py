@@ -39,7 +39,6 @@ The engine (docs/hub-engine.md) is a package of named parts:
     completion  the report when a query's last bank is final; the ready SMS
     watch       WatchQuery, from the store's PROGRESS notifications
     rounds      the lane loop: lane rounds, orphaned reports, unsent SMSs
-    contexts    the associated data sealed items of a query are bound to
 """
 
 from hub.engine.core import QueryEngine, ReadyListener, ReportOpener, ReportSealer, default_replica_id

@@ -18,11 +18,11 @@ from typing import TypeVar
 
 from cardlookup.clock import Clock
 from hub.core.logging import get_logger
-from hub.engine.contexts import answer_context
 from hub.fanout import Alarm, FinalOutcome
 from hub.fanout.backoff import Backoff
 from hub.fanout.validation import BankAnswer
 from hub.keys.crypto import HubKeys, Sealed
+from hub.reports.contexts import answer_context
 from hub.reports.report import encode_answer
 from hub.reports.sealing import AnswerSealer
 from hub.store.batches import Failure, GroupCommit, Outcome

@@ -22,9 +22,9 @@ from hub.core.config import HubConfig
 from hub.core.domain import BankProgress, QueryRecord, QueryState, Report, ReportUnavailable
 from hub.core.logging import get_logger
 from hub.engine.batches import OutcomeWriter
-from hub.engine.contexts import answer_context, report_context
 from hub.keys.crypto import HubKeys, Sealed
 from hub.keys.user_sealing import is_user_sealed
+from hub.reports.contexts import answer_context, report_context
 from hub.reports.report import BankOutcome, build_report, decode_answer, decode_report, encode_report
 from hub.reports.sealing import AnswerSealer
 from hub.store.queries import QueryStore

@@ -27,13 +27,13 @@ from hub.core.domain import (
 from hub.core.logging import get_logger
 from hub.engine.batches import OutcomeWriter
 from hub.engine.completion import Completion, ReadyListener, ReportOpener, ReportSealer
-from hub.engine.contexts import subject_context
 from hub.engine.lanes import LaneKeeper
 from hub.engine.rounds import LaneLoop
 from hub.engine.tasks import BankTasks, QueryWork
 from hub.engine.watch import Watchers
 from hub.fanout import Alarm, BankCallPolicy, Fanout
 from hub.keys.crypto import HubKeys
+from hub.reports.contexts import subject_context
 from hub.reports.sealing import AnswerSealer
 from hub.store.db import Database
 from hub.store.erasure import USER_DELETED

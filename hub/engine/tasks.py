@@ -22,9 +22,9 @@ from cardlookup.clock import Clock
 from hub.core.domain import BankState, Subject
 from hub.core.logging import get_logger
 from hub.engine.batches import OutcomeWriter
-from hub.engine.contexts import subject_context
 from hub.fanout import Alarm, Fanout, FinalOutcome, TaskContext, run_bank_task
 from hub.keys.crypto import HubKeys, Sealed
+from hub.reports.contexts import subject_context
 from hub.reports.sealing import AnswerSealer
 from hub.store.queries import Task
 

@@ -1,44 +1,6 @@
-"""Exponential backoff with jitter: the waits between retries of a bank
-(R6; `BankCallPolicy.backoff`, hub.fanout.policy) and of a failing store
-write (hub.engine.batches)."""
+"""Re-exported: the backoff arithmetic is hub.core.backoff (one
+implementation for the fan-out and the store)."""
 
-from __future__ import annotations
+from hub.core.backoff import Backoff
 
-import random
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Backoff:
-    initial: float
-    """Seconds of the first step (before jitter)."""
-    maximum: float
-    """The largest step."""
-    multiplier: float
-    """Growth of the step per consecutive failure."""
-    jitter: float = 0.5
-    """Share of a step that is random (0: none)."""
-    slow_down: float = 2.0
-    """Factor of the step after a failure that asked to slow down."""
-
-    def step(self, failures: int, slow_down: bool = False) -> float:
-        """The step after the `failures`-th consecutive failure (no jitter)."""
-        step = self.initial * self.multiplier ** max(0, failures - 1)
-        if slow_down:
-            step *= self.slow_down
-        return min(self.maximum, step)
-
-    def delay(self, failures: int, rng: random.Random | None = None, slow_down: bool = False) -> float:
-        """Seconds to wait after the `failures`-th consecutive failure.
-
-        With the default jitter ("equal jitter") half the step is fixed and
-        half random, so retries of many queries to one bank spread out
-        instead of arriving together, and no retry comes sooner than half
-        the step. A bank that asked us to slow down (RESOURCE_EXHAUSTED)
-        gets a `slow_down` times longer step."""
-        step = self.step(failures, slow_down)
-        if self.jitter <= 0:
-            return step
-        fixed = step * (1 - self.jitter)
-        uniform = rng.uniform if rng is not None else random.uniform
-        return fixed + uniform(0, step - fixed)
+__all__ = ["Backoff"]

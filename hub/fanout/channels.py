@@ -27,7 +27,7 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -160,19 +160,27 @@ class BankChannels:
         entry[1].resize(endpoint.max_concurrent)  # a reload may have changed it
         return entry[1]
 
-    async def attempt(
+    def attempt(
+        self, endpoint: BankEndpoint, request: bank_pb.ListCardsRequest, deadline_s: float
+    ) -> Awaitable[caller.AttemptResult]:
+        """One ListCards attempt at the bank, over its session stream or per
+        call (see the module docstring); never raises for what the bank does.
+        Per call, the awaitable is the call's own coroutine (no extra frame
+        for every message of the stream to pass through)."""
+        if endpoint.session == "off":
+            return caller.attempt(self.stub(endpoint), request, endpoint.code, deadline_s)
+        return self._session_attempt(endpoint, request, deadline_s)
+
+    async def _session_attempt(
         self, endpoint: BankEndpoint, request: bank_pb.ListCardsRequest, deadline_s: float
     ) -> caller.AttemptResult:
-        """One ListCards attempt at the bank, over its session stream or per
-        call (see the module docstring); never raises for what the bank does."""
-        if endpoint.session != "off":
-            started = asyncio.get_running_loop().time()
-            result = await self.session(endpoint).exchange(request, deadline_s)
-            if not isinstance(result, Unsupported):
-                return result
-            deadline_s -= asyncio.get_running_loop().time() - started
-            if deadline_s <= 0:
-                return caller.Transient(grpc.StatusCode.DEADLINE_EXCEEDED.name)
+        started = asyncio.get_running_loop().time()
+        result = await self.session(endpoint).exchange(request, deadline_s)
+        if not isinstance(result, Unsupported):
+            return result
+        deadline_s -= asyncio.get_running_loop().time() - started
+        if deadline_s <= 0:
+            return caller.Transient(grpc.StatusCode.DEADLINE_EXCEEDED.name)
         return await caller.attempt(self.stub(endpoint), request, endpoint.code, deadline_s)
 
     def reload(self, tls: TlsFiles) -> bool:

@@ -20,8 +20,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from hub.core.backoff import Backoff
 from hub.core.config import Timings
-from hub.fanout.backoff import Backoff
 
 TIMING_KEYS: dict[str, str] = {
     "attempt_timeout": "timings.attempt_timeout",

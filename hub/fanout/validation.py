@@ -56,6 +56,7 @@ MAX_UNLISTED = 1000
 _FOUR_DIGITS = re.compile(r"[0-9]{4}")
 _CARD_REF = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LONG_DIGIT_RUN = re.compile(r"[0-9]{13,}")
+_NOT_ALNUM_ASCII = re.compile(r"[^A-Za-z0-9]+")
 _MAX_UNKNOWN_DEPTH = 8
 
 _KINDS: dict[int, CardKind] = {bank_pb.CARD_TYPE_DEBIT: "debit", bank_pb.CARD_TYPE_CREDIT: "credit"}
@@ -94,12 +95,16 @@ class BankAnswer:
 def without_separators(text: str) -> str:
     """`text` with every character that is neither a letter nor a digit
     removed, after NFKC (full-width digits become ASCII)."""
+    if text.isascii():  # NFKC leaves ASCII as it is: skip the normalisation
+        return _NOT_ALNUM_ASCII.sub("", text)
     return "".join(c for c in unicodedata.normalize("NFKC", text) if c.isalnum())
 
 
 def looks_like_card_number(text: str) -> bool:
     """True if `text` holds 13 or more digits in a row once separators are
     removed: no masked field may."""
+    if len(text) < 13 and text.isascii():
+        return False  # ASCII has no character NFKC expands: fewer than 13 digits
     return _LONG_DIGIT_RUN.search(without_separators(text)) is not None
 
 

@@ -4,13 +4,13 @@ before anything reaches a bank (R4), acceptance with the 24-hour promise
 (R6), one query at a time and the 7-day cooldown (R12), the ready SMS (R9),
 and report access with the payment password (R10), expiry (R11).
 
-Plain domain code over the engine interface: no gRPC here.
+Plain domain code over the engine interface: no gRPC here. A query as the
+user sees it (QueryView, the pages of ListQueries, R11's expired state) is
+hub.identity.query_views; its names are re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
 import json
@@ -23,11 +23,19 @@ from cardlookup.clock import Clock
 from hub.core.config import BankEndpoint, HubConfig
 from hub.core.domain import NewQuery, QueryEvent, QueryRecord, QueryState, Report, ReportUnavailable
 from hub.core.notify import SmsMessage, SmsSender, report_ready_text
-from hub.identity import validation
-from hub.identity.errors import RuleViolation, ceil_second, delay_until, duration_text, invalid, rfc3339
+from hub.identity import query_views, validation
+from hub.identity.errors import RuleViolation, ceil_second, delay_until, duration_text, rfc3339
 from hub.identity.face import Attestation, FaceVerifier
 from hub.identity.new_cards import NewCardTracker
 from hub.identity.passwords import PasswordGate
+from hub.identity.query_views import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    QueryPage,
+    QueryView,
+    effective_state,
+    expired,
+)
 from hub.identity.report_keys import ReportKeys
 from hub.identity.users import CHINA_TZ, UserDirectory, UserView
 from hub.identity.verification import SmsVerifier, StartedVerification
@@ -35,8 +43,17 @@ from hub.keys.crypto import KeyedHash, Sealed
 from hub.store.identity import AccessEvent, IdentityStore
 from hub.store.users import UserRow
 
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "BankChoice",
+    "CreateRequest",
+    "Journey",
+    "QueryEngineApi",
+    "QueryPage",
+    "QueryView",
+    "acceptance_notice",
+]
 
 
 class QueryEngineApi(Protocol):
@@ -63,23 +80,6 @@ class CreateRequest:
     face: Attestation | None
     consent_text_version: str
     bank_codes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class QueryView:
-    """A query as the user sees it."""
-
-    record: QueryRecord
-    state: QueryState
-    """The engine's state, except that a report past its 7 days shows
-    EXPIRED even before the sweeper has deleted it (R11)."""
-    access_events: tuple[AccessEvent, ...]
-
-
-@dataclass(frozen=True)
-class QueryPage:
-    queries: tuple[QueryView, ...]
-    next_page_token: str
 
 
 @dataclass(frozen=True)
@@ -308,20 +308,18 @@ class Journey:
                     view = (await self._views([event.query]))[0]
                     access = view.access_events
                 else:
-                    view = QueryView(event.query, _effective_state(event.query, self._clock.now()), access)
+                    view = QueryView(event.query, effective_state(event.query, self._clock.now()), access)
                 yield view, event.changed_bank_code or ""
         except KeyError:  # erased meanwhile (issue 22: the account was closed)
             raise RuleViolation("QUERY_NOT_FOUND", "no such query for this user") from None
 
     async def list_queries(self, user_id: str, page_size: int, page_token: str) -> QueryPage:
         await self._users.row(user_id)
-        if page_size < 0 or page_size > MAX_PAGE_SIZE:
-            raise invalid("page_size", f"page_size must be 0 to {MAX_PAGE_SIZE}")
-        size = page_size or DEFAULT_PAGE_SIZE
-        before = _decode_token(page_token, user_id) if page_token else None
+        size = query_views.page_size(page_size)
+        before = query_views.decode_token(page_token, user_id) if page_token else None
         records = await self._engine.list_for_user(user_id, size + 1, before)
         page, more = records[:size], len(records) > size
-        token = _encode_token(user_id, page[-1]) if more and page else ""
+        token = query_views.encode_token(user_id, page[-1]) if more and page else ""
         return QueryPage(tuple(await self._views(page)), token)
 
     async def _owned(self, user_id: str, query_id: str) -> QueryRecord:
@@ -334,7 +332,7 @@ class Journey:
     async def _views(self, records: Sequence[QueryRecord]) -> list[QueryView]:
         events = await self._store.access_events([r.query_id for r in records])
         now = self._clock.now()
-        return [QueryView(r, _effective_state(r, now), tuple(events[r.query_id])) for r in records]
+        return [QueryView(r, effective_state(r, now), tuple(events[r.query_id])) for r in records]
 
     # --- the report (R10, R11) ---
 
@@ -342,9 +340,9 @@ class Journey:
         validation.six_digits(password, "payment_password")
         row = await self._users.row(user_id)
         record = await self._owned(user_id, query_id)
-        state = _effective_state(record, self._clock.now())
+        state = effective_state(record, self._clock.now())
         if state is QueryState.EXPIRED:
-            raise _expired(record.report_expire_time)
+            raise expired(record.report_expire_time)
         if state is not QueryState.READY:
             raise RuleViolation("REPORT_NOT_READY", "the report is not ready yet", {"state": state.value})
         if self._report_keys is not None:
@@ -369,7 +367,7 @@ class Journey:
             return report
         except ReportUnavailable as gone:
             if gone.state is QueryState.EXPIRED:
-                raise _expired(gone.expire_time) from None
+                raise expired(gone.expire_time) from None
             raise RuleViolation(
                 "REPORT_NOT_READY", "the report is not ready yet", {"state": gone.state.value}
             ) from None
@@ -386,32 +384,3 @@ class Journey:
         now = self._clock.now()
         await self._sender.send(SmsMessage(phone, "REPORT_READY", report_ready_text(), now))
         await self._store.mark_notice_sent(record.query_id, now)
-
-
-def _effective_state(record: QueryRecord, now: dt.datetime) -> QueryState:
-    if record.state is QueryState.READY and record.report_expire_time is not None and record.report_expire_time <= now:
-        return QueryState.EXPIRED
-    return record.state
-
-
-def _expired(expire_time: dt.datetime | None) -> RuleViolation:
-    meta = {"expire_time": rfc3339(expire_time)} if expire_time else {}
-    return RuleViolation("REPORT_EXPIRED", "the report was deleted 7 days after it was generated", meta)
-
-
-def _encode_token(user_id: str, last: QueryRecord) -> str:
-    raw = json.dumps({"u": user_id, "t": last.create_time.isoformat(), "q": last.query_id})
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_token(token: str, user_id: str) -> tuple[dt.datetime, str]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if data["u"] != user_id:
-            raise ValueError("token of another user")
-        after = dt.datetime.fromisoformat(data["t"])
-        if after.tzinfo is None:
-            raise ValueError("a time without a time zone")
-        return after, str(data["q"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise invalid("page_token", "page_token is not one this hub issued for this user") from None

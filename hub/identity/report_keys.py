@@ -55,6 +55,7 @@ from hub.keys.user_sealing import (
     reseal,
     seal_to,
 )
+from hub.reports.contexts import report_context
 from hub.store.device_keys import DeviceKeyStore
 from hub.store.user_keys import UserKeyStore
 
@@ -62,11 +63,6 @@ log = get_logger("hub.report_keys")
 
 Opener = Callable[[Sealed, bytes], bytes]
 """Opens a user-sealed item given its associated data (in memory only)."""
-
-
-def report_context(query_id: str) -> bytes:
-    """The associated data of a sealed report (as hub.engine binds it)."""
-    return b"report:" + query_id.encode()
 
 
 class ReportKeys:

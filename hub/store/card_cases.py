@@ -77,7 +77,7 @@ class CardCaseStore:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
     async def get(self, query_id: str, card_id: str) -> CardCase | None:
-        r = await self._db.fetchone(sql.GET, (query_id, card_id))
+        r = await self._db.fetch_one(sql.GET, (query_id, card_id))
         return _case(r) if r else None
 
     async def add(self, case: CardCase) -> CardCase:
@@ -111,7 +111,7 @@ class CardCaseStore:
         if not query_ids:
             return out
         marks = ",".join("?" * len(query_ids))
-        rows = await self._db.fetchall(
+        rows = await self._db.fetch_all(
             sql.FOR_QUERIES.format(marks=marks),
             list(query_ids),
         )

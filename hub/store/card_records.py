@@ -87,7 +87,7 @@ class CardRecordStore:
         await self._db.write(run)
 
     async def tracking(self, user_id: str) -> bool:
-        r = await self._db.fetchone(sql.TRACKING, (user_id,))
+        r = await self._db.fetch_one(sql.TRACKING, (user_id,))
         return bool(r and r["enabled"])
 
     async def put(self, record: CardRecord) -> None:
@@ -121,14 +121,14 @@ class CardRecordStore:
         await self._db.write(run)
 
     async def get(self, user_id: str, query_id: str) -> CardRecord | None:
-        r = await self._db.fetchone(sql.GET, (user_id, query_id))
+        r = await self._db.fetch_one(sql.GET, (user_id, query_id))
         return _record(r) if r else None
 
     async def previous(self, user_id: str, before: dt.datetime) -> CardRecord | None:
         """The newest record of a lookup that became READY before `before`."""
-        r = await self._db.fetchone(sql.PREVIOUS, (user_id, to_micros(before)))
+        r = await self._db.fetch_one(sql.PREVIOUS, (user_id, to_micros(before)))
         return _record(r) if r else None
 
     async def all_for(self, user_id: str) -> list[CardRecord]:
-        rows = await self._db.fetchall(sql.ALL_FOR, (user_id,))
+        rows = await self._db.fetch_all(sql.ALL_FOR, (user_id,))
         return [_record(r) for r in rows]

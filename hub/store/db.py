@@ -11,7 +11,8 @@ hub replicas share it). Both offer the same interface, `Database`
   back (`await conn.execute(sql, params)` -> rows changed, `fetch_one`,
   `fetch_all`, `fetch_val`; `executemany`), so store modules are written
   once, with `?` placeholders and portable SQL (hub.store.sql).
-- `fetchone` / `fetchall`: read the latest committed state.
+- `fetch_one` / `fetch_all` / `fetch_val`: read the latest committed state
+  (the same names as on `Conn`).
 - `migrate(component, scripts)`: the same migration scripts on both engines
   (hub.store.sql translates column types and placeholders); applied once,
   even when several replicas start together.

@@ -47,7 +47,7 @@ class DeviceKeyStore:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
     async def get(self, user_id: str) -> DeviceKey | None:
-        r = await self._db.fetchone(sql.GET, (user_id,))
+        r = await self._db.fetch_one(sql.GET, (user_id,))
         return DeviceKey(str(r["user_id"]), int(r["epoch"]), bytes(r["public_key"])) if r else None
 
     async def put(self, user_id: str, public_key: bytes, now: dt.datetime) -> int:
@@ -69,14 +69,14 @@ class DeviceKeyStore:
 
     async def query_user(self, query_id: str) -> str | None:
         """The owner of a query (table of hub.store.queries)."""
-        r = await self._db.fetchone(sql.OWNER_OF_QUERY, (query_id,))
-        return str(r["user_id"]) if r else None
+        owner = await self._db.fetch_val(sql.OWNER_OF_QUERY, (query_id,))
+        return None if owner is None else str(owner)
 
     async def sealing_keys(self, user_id: str) -> tuple[DeviceKey | None, tuple[int, bytes] | None]:
         """The user's device key and payment-password key (epoch, public key)
         in one statement: what an answer is sealed to, read per answer so that
         a key replaced while a query runs is used from the next answer on."""
-        r = await self._db.fetchone(
+        r = await self._db.fetch_one(
             sql.KEYS_OF_USER,
             (user_id, user_id, user_id, user_id),
         )
@@ -89,5 +89,5 @@ class DeviceKeyStore:
     async def password_key(self, user_id: str) -> tuple[int, bytes] | None:
         """(epoch, public key) of the user's payment-password key (table of
         hub.store.user_keys), if any."""
-        r = await self._db.fetchone(sql.USER_KEY, (user_id,))
+        r = await self._db.fetch_one(sql.USER_KEY, (user_id,))
         return (int(r["epoch"]), bytes(r["public_key"])) if r else None

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from hub.core.domain import BankProgress, BankState, QueryState
 from hub.keys.crypto import Sealed
 from hub.store import card_cases, card_records, device_keys, identity, user_keys
-from hub.store.db import Conn, Database, from_micros, to_micros
+from hub.store.db import Conn, Database, from_micros_or_none, to_micros
 from hub.store.queries import PROGRESS, Progress, QueryStore
 from hub.store.statements import erasure as sql
 from hub.store.users import UserStore
@@ -161,7 +161,7 @@ class ErasureStore:
     # --- the per-user data key -------------------------------------------------
 
     async def data_key(self, user_id: str) -> Sealed | None:
-        r = await self._db.fetchone(sql.DATA_KEY, (user_id,))
+        r = await self._db.fetch_one(sql.DATA_KEY, (user_id,))
         return Sealed(bytes(r["wrapped_key"]), bytes(r["ciphertext"])) if r else None
 
     async def ensure_data_key(self, user_id: str, candidate: Sealed, now: dt.datetime) -> Sealed:
@@ -253,7 +253,7 @@ class ErasureStore:
         if self._db.dialect != "postgresql":
             return 0
         async with self._db.exclusive("erasure:compaction"):
-            r = await self._db.fetchone(sql.UNCOMPACTED)
+            r = await self._db.fetch_one(sql.UNCOMPACTED)
             if r is None or not r[0]:
                 return 0
             await self.purge_copies(full=True)
@@ -263,11 +263,8 @@ class ErasureStore:
     async def closed_ready_time(self, person_key: str, now: dt.datetime) -> dt.datetime | None:
         """The latest report time of this person's closed accounts (R12
         spans a closure), from records not yet past their retention."""
-        r = await self._db.fetchone(
-            sql.LAST_READY_OF_PERSON,
-            (person_key, to_micros(now)),
-        )
-        return from_micros(r[0]) if r and r[0] is not None else None
+        value = await self._db.fetch_val(sql.LAST_READY_OF_PERSON, (person_key, to_micros(now)))
+        return from_micros_or_none(value)
 
     # --- retention -------------------------------------------------------------
 

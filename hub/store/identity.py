@@ -176,7 +176,7 @@ class IdentityStore:
         return await self._db.write(run)
 
     async def get_verification(self, verification_id: str) -> VerificationRow | None:
-        r = await self._db.fetchone(
+        r = await self._db.fetch_one(
             sql.GET_VERIFICATION,
             (verification_id,),
         )
@@ -246,7 +246,7 @@ class IdentityStore:
         return self._db.exclusive("person:" + person_key)
 
     async def get_request(self, user_id: str, request_id: str) -> RequestRow | None:
-        r = await self._db.fetchone(
+        r = await self._db.fetch_one(
             sql.GET_REQUEST,
             (user_id, request_id),
         )
@@ -266,7 +266,7 @@ class IdentityStore:
         if not query_ids:
             return out
         marks = ",".join("?" * len(query_ids))
-        rows = await self._db.fetchall(
+        rows = await self._db.fetch_all(
             sql.ACCESS_EVENTS.format(marks=marks),
             query_ids,
         )
@@ -277,7 +277,7 @@ class IdentityStore:
     # --- ready notices (R9) ---
 
     async def notice_sent(self, query_id: str) -> bool:
-        return await self._db.fetchone(sql.NOTICE_SENT, (query_id,)) is not None
+        return await self._db.fetch_one(sql.NOTICE_SENT, (query_id,)) is not None
 
     async def mark_notice_sent(self, query_id: str, time: dt.datetime) -> None:
         await self._db.execute(

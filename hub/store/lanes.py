@@ -134,5 +134,5 @@ class LaneStore:
 
     async def owners(self) -> dict[str, str | None]:
         """Bank code -> the replica owning its lane (or None): for operators and tests."""
-        rows = await self._db.fetchall(sql.OWNERS)
+        rows = await self._db.fetch_all(sql.OWNERS)
         return {str(r[0]): (str(r[1]) if r[1] is not None else None) for r in rows}

@@ -21,11 +21,16 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from hub.core.backoff import Backoff
 from hub.core.database import ConnectionSettings
 from hub.core.logging import get_logger
 from hub.store.types import Notify
 
 log = get_logger("hub.store")
+
+RELISTEN_BACKOFF = Backoff(initial=0.1, maximum=5.0, multiplier=2.0, jitter=0.0)
+"""Seconds between attempts to re-listen after the listening connection was
+lost: 0.1, doubling, at most 5."""
 
 
 def set_keepalive(conn: asyncpg.Connection, settings: ConnectionSettings) -> None:
@@ -126,7 +131,7 @@ class PgListener:
         asyncio.get_running_loop().create_task(self._relisten(channels))
 
     async def _relisten(self, channels: set[str]) -> None:
-        delay = 0.1
+        failures = 0
         while not self._closed:
             try:
                 for channel in sorted(channels):
@@ -136,8 +141,8 @@ class PgListener:
                 if conn is not None:
                     conn.terminate()  # not close(): a silent peer would never answer it
                 self._subscribed = set()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                failures += 1
+                await asyncio.sleep(RELISTEN_BACKOFF.delay(failures))
                 continue
             log.info("listen_connection_restored")
             for callback in list(self._reconnect_listeners):

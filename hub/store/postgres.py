@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from hub.core.backoff import Backoff
 from hub.core.database import ConnectionSettings
 from hub.store.pg_listen import PgListener, set_keepalive
 from hub.store.sql import ddl_to_postgres, split_sql, to_postgres
@@ -49,6 +50,10 @@ T = TypeVar("T")
 
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _MAX_TRIES = 8
+_TX_RETRY = Backoff(initial=0.002, maximum=0.016, multiplier=2.0, jitter=0.5)
+"""Seconds before re-running a transaction that hit a serialization failure
+or a deadlock: 2 ms doubling, at most 16 ms, half of it random so that the
+transactions that collided do not collide again."""
 _MIGRATION_LOCK = 0x63617264  # "card"
 _MIGRATION_TIMEOUT = 3600.0
 """Seconds a migration statement may take (an index on a large table)."""
@@ -241,7 +246,7 @@ class PostgresDatabase:
             except _RETRYABLE:
                 if attempt == _MAX_TRIES:
                     raise
-                await asyncio.sleep(0.002 * attempt)
+                await asyncio.sleep(_TX_RETRY.delay(attempt))
         raise AssertionError("unreachable")
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -258,15 +263,20 @@ class PostgresDatabase:
         async with self._acquired() as raw:
             return await raw.fetchrow(to_postgres(sql), *params)
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         self.stats.statements += 1
         async with self._acquired() as raw:
             return await raw.fetchrow(to_postgres(sql), *params)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
         self.stats.statements += 1
         async with self._acquired() as raw:
             return await raw.fetch(to_postgres(sql), *params)
+
+    async def fetch_val(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self.stats.statements += 1
+        async with self._acquired() as raw:
+            return await raw.fetchval(to_postgres(sql), *params)
 
     async def probe(self) -> None:
         """Assigns a transaction id: a write in miniature (a commit record in

@@ -170,7 +170,7 @@ class QueryStore:
             if query_ids is not None:
                 statement += f" AND t.query_id IN ({','.join('?' * len(query_ids))})"
                 params.extend(query_ids)
-        rows = await self._db.fetchall(statement + sql.PENDING_TASKS_ORDER, params)
+        rows = await self._db.fetch_all(statement + sql.PENDING_TASKS_ORDER, params)
         return [
             Task(
                 str(r[0]),
@@ -272,8 +272,7 @@ class QueryStore:
         return await self._records(sql.LIST_FOR_USER_BEFORE, (user_id, t, t, before[1], limit))
 
     async def latest_ready_time(self, user_id: str) -> dt.datetime | None:
-        row = await self._db.fetchone(sql.LATEST_READY_TIME, (user_id,))
-        return from_micros(row[0]) if row and row[0] is not None else None
+        return from_micros_or_none(await self._db.fetch_val(sql.LATEST_READY_TIME, (user_id,)))
 
     async def unfinished_for_user(self, user_id: str) -> QueryRecord | None:
         records = await self._records(sql.UNFINISHED_FOR_USER, (user_id, *_UNFINISHED))
@@ -282,27 +281,27 @@ class QueryStore:
     async def ready_unnotified_ids(self, now_us: int) -> list[str]:
         """READY queries whose SMS is neither sent nor claimed (or whose
         claim ran out: its replica died between claim and send)."""
-        rows = await self._db.fetchall(sql.READY_UNNOTIFIED, (QueryState.READY.value, now_us))
+        rows = await self._db.fetch_all(sql.READY_UNNOTIFIED, (QueryState.READY.value, now_us))
         return [str(r[0]) for r in rows]
 
     async def orphaned_ids(self, finished_before: dt.datetime) -> list[str]:
         """Unfinished queries with no PENDING bank whose last outcome is older
         than `finished_before`: the replica that finished the last bank died
         before building the report; any replica may build it now."""
-        rows = await self._db.fetchall(
+        rows = await self._db.fetch_all(
             sql.ORPHANED,
             (*_UNFINISHED, BankState.PENDING.value, to_micros(finished_before)),
         )
         return [str(r[0]) for r in rows]
 
     async def subject(self, query_id: str) -> Sealed | None:
-        row = await self._db.fetchone(sql.SUBJECT, (query_id,))
+        row = await self._db.fetch_one(sql.SUBJECT, (query_id,))
         if row is None or row[0] is None:
             return None
         return Sealed(bytes(row[0]), bytes(row[1]))
 
     async def answers(self, query_id: str) -> list[tuple[BankProgress, Sealed | None]]:
-        rows = await self._db.fetchall(sql.ANSWERS, (query_id,))
+        rows = await self._db.fetch_all(sql.ANSWERS, (query_id,))
         out: list[tuple[BankProgress, Sealed | None]] = []
         for r in rows:
             sealed = Sealed(bytes(r["answer_key"]), bytes(r["answer_ciphertext"])) if r["answer_key"] else None
@@ -310,13 +309,13 @@ class QueryStore:
         return out
 
     async def report(self, query_id: str) -> Sealed | None:
-        row = await self._db.fetchone(sql.REPORT, (query_id,))
+        row = await self._db.fetch_one(sql.REPORT, (query_id,))
         return Sealed(bytes(row[0]), bytes(row[1])) if row else None
 
     async def gauges(self) -> QueryGauges:
-        rows = await self._db.fetchall(sql.COUNT_BY_STATE)
-        report = await self._db.fetchone(sql.OLDEST_REPORT)
-        unfinished = await self._db.fetchone(sql.OLDEST_UNFINISHED)
+        rows = await self._db.fetch_all(sql.COUNT_BY_STATE)
+        report = await self._db.fetch_one(sql.OLDEST_REPORT)
+        unfinished = await self._db.fetch_one(sql.OLDEST_UNFINISHED)
         return QueryGauges(
             {str(r["state"]): int(r["n"]) for r in rows},
             report["oldest"] if report is not None else None,
@@ -324,13 +323,13 @@ class QueryStore:
         )
 
     async def _records(self, statement: str, params: Sequence[object]) -> list[QueryRecord]:
-        rows = list(await self._db.fetchall(statement, params))
+        rows = list(await self._db.fetch_all(statement, params))
         if not rows:
             return []
         ids = [str(r["query_id"]) for r in rows]
         marks = ",".join("?" * len(ids))
         tasks: dict[str, list[BankProgress]] = {i: [] for i in ids}
-        for t in await self._db.fetchall(sql.TASKS_OF.format(marks=marks), ids):
+        for t in await self._db.fetch_all(sql.TASKS_OF.format(marks=marks), ids):
             tasks[str(t["query_id"])].append(_progress(t))
         return [_record(r, tasks[str(r["query_id"])]) for r in rows]
 

@@ -82,7 +82,7 @@ class RewrapStore:
         for c in COLUMNS:
             where, params = _not_current(c, current_prefix)
             sql = f"SELECT substr({c.column}, 1, 257) AS k FROM {c.table} WHERE {where}"
-            rows = await self._db.fetchall(sql, params)
+            rows = await self._db.fetch_all(sql, params)
             left.update(key_id_of(bytes(r["k"])) for r in rows)
         return left
 
@@ -101,7 +101,7 @@ class RewrapStore:
                 break
             where, params = _movable(c, previous_prefixes)
             names = ", ".join(c.keys)
-            rows = await self._db.fetchall(
+            rows = await self._db.fetch_all(
                 f"SELECT {names}, {c.column} AS w FROM {c.table} WHERE {where} LIMIT ?", [*params, limit - moved]
             )
             updates: list[tuple[object, ...]] = []

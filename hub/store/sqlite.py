@@ -174,7 +174,7 @@ class SqliteDatabase:
 
     async def migrate(self, component: str, migrations: Sequence[str]) -> None:
         """Applies, in order, the scripts of `component` not applied yet."""
-        rows = await self.fetchall("SELECT version FROM schema_migrations WHERE component = ?", (component,))
+        rows = await self.fetch_all("SELECT version FROM schema_migrations WHERE component = ?", (component,))
         done = {row[0] for row in rows}
         for version, script in enumerate(migrations, start=1):
             if version in done:
@@ -227,16 +227,23 @@ class SqliteDatabase:
         finally:
             cur.close()
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         """Reads the latest committed state (every completed write() included)."""
         self.stats.statements += 1
         return await self._reader._execute(self._read, sql, params, True)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> Sequence[sqlite3.Row]:
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> Sequence[sqlite3.Row]:
         """Reads the latest committed state (every completed write() included)."""
         self.stats.statements += 1
         rows: Sequence[sqlite3.Row] = await self._reader._execute(self._read, sql, params, False)
         return rows
+
+    async def fetch_val(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row of the latest committed state,
+        or None."""
+        self.stats.statements += 1
+        row: sqlite3.Row | None = await self._reader._execute(self._read, sql, params, True)
+        return None if row is None else row[0]
 
     async def listen(self, channel: str, callback: Notify) -> None:
         self._listeners[channel].append(callback)

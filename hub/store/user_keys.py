@@ -58,12 +58,12 @@ class UserKeyStore:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
     async def get(self, user_id: str) -> UserKeyRecord | None:
-        r = await self._db.fetchone(sql.GET, (user_id,))
+        r = await self._db.fetch_one(sql.GET, (user_id,))
         return _record(r) if r else None
 
     async def key_time(self, user_id: str) -> dt.datetime | None:
         """When the current key was set (a reset's time, for the user)."""
-        r = await self._db.fetchone(sql.UPDATE_TIME, (user_id,))
+        r = await self._db.fetch_one(sql.UPDATE_TIME, (user_id,))
         return from_micros(r["update_time"]) if r else None
 
     async def put(self, key: UserKeyRecord, now: dt.datetime, replaces_epoch: int | None) -> bool:
@@ -81,12 +81,12 @@ class UserKeyStore:
         return await self._db.write(run)
 
     async def report(self, query_id: str) -> Sealed | None:
-        r = await self._db.fetchone(sql.REPORT, (query_id,))
+        r = await self._db.fetch_one(sql.REPORT, (query_id,))
         return Sealed(bytes(r["data_key"]), bytes(r["ciphertext"])) if r else None
 
     async def live_reports(self, user_id: str, now: dt.datetime) -> list[tuple[str, Sealed]]:
         """The user's reports not past their expiry (R11), sealed as stored."""
-        rows = await self._db.fetchall(
+        rows = await self._db.fetch_all(
             sql.LIVE_REPORTS,
             (user_id, to_micros(now)),
         )
@@ -94,7 +94,7 @@ class UserKeyStore:
 
     async def card_records(self, user_id: str) -> list[tuple[str, Sealed]]:
         """The user's new-card records (table of hub.store.card_records)."""
-        rows = await self._db.fetchall(
+        rows = await self._db.fetch_all(
             sql.CARD_RECORDS,
             (user_id,),
         )
@@ -103,7 +103,7 @@ class UserKeyStore:
     async def live_answers(self, user_id: str) -> list[tuple[str, str, Sealed]]:
         """(query id, bank code, sealed answer) of the user's queries not yet
         READY (table of hub.store.queries): issue 17 seals them on arrival."""
-        rows = await self._db.fetchall(
+        rows = await self._db.fetch_all(
             sql.SEALED_ANSWERS,
             (user_id,),
         )

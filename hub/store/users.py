@@ -98,11 +98,11 @@ class UserStore:
         await self._db.migrate(COMPONENT, MIGRATIONS)
 
     async def get(self, user_id: str) -> UserRow | None:
-        r = await self._db.fetchone(sql.GET, (user_id,))
+        r = await self._db.fetch_one(sql.GET, (user_id,))
         return _row(r) if r else None
 
     async def user_ids_with_id_hash(self, id_hash: str) -> list[str]:
-        rows = await self._db.fetchall(sql.BY_ID_HASH, (id_hash,))
+        rows = await self._db.fetch_all(sql.BY_ID_HASH, (id_hash,))
         return [r["user_id"] for r in rows]
 
     async def upsert(self, row: UserRow, keep_password: bool) -> UserRow:

@@ -83,6 +83,7 @@ class HubMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.bank_call_seconds = Histogram(
             "cardlookup_hub_bank_call_seconds",
@@ -180,28 +181,39 @@ class HubMetrics:
         fanout = self._fanout
         return fanout.breaker_states() if fanout is not None else {}
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: labelled children are never
+        removed, and `labels()` (a lock, a tuple, a dict) was a measurable
+        share of a bank call's CPU at 256 banks (issue 16)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     @contextlib.contextmanager
     def bank_call(self, bank: str) -> Iterator[None]:
         """Around one ListCards call: the in-flight gauge."""
-        self.bank_in_flight.labels(bank).inc()
+        gauge = self._child(self.bank_in_flight, bank)
+        gauge.inc()
         self.health.begin(bank)
         try:
             yield
         finally:
-            self.bank_in_flight.labels(bank).dec()
+            gauge.dec()
             self.health.end(bank)
 
     def bank_attempt(self, bank: str, result: str, reason: str, seconds: float) -> None:
         """result: answered | rejected | transient; reason: the transient
         reason (a status code name) or the rejection reason."""
-        self.bank_attempts.labels(bank).inc()
-        self.bank_call_seconds.labels(bank, result).observe(seconds)
+        self._child(self.bank_attempts, bank).inc()
+        self._child(self.bank_call_seconds, bank, result).observe(seconds)
         if result == "transient":
             self.bank_retries.labels(bank, reason).inc()
         self.health.record(bank, result != "transient", seconds, reason)
 
     def bank_final(self, bank: str, state: str, reason: str) -> None:
-        self.bank_outcomes.labels(bank, state, reason or "NONE").inc()
+        self._child(self.bank_outcomes, bank, state, reason or "NONE").inc()
 
     # -- store ---------------------------------------------------------------
 
@@ -212,8 +224,9 @@ class HubMetrics:
             ("write", "write"),
             ("execute", "write"),
             ("write_one", "write"),
-            ("fetchone", "read"),
-            ("fetchall", "read"),
+            ("fetch_one", "read"),
+            ("fetch_all", "read"),
+            ("fetch_val", "read"),
         ):
             setattr(db, name, self._timed(getattr(db, name), operation))
 

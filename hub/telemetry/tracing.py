@@ -118,7 +118,10 @@ def span(name: str, **attributes: str | int) -> Iterator[trace.Span]:
 
 def outgoing_metadata() -> tuple[tuple[str, str], ...]:
     """The current context as W3C trace context metadata (`traceparent`,
-    `tracestate`) for an outgoing gRPC call; empty outside a sampled span."""
+    `tracestate`) for an outgoing gRPC call; empty outside a sampled span,
+    and at once with tracing off (no span of ours can be current then)."""
+    if _provider is None:
+        return ()
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return tuple(carrier.items())
@@ -155,14 +158,19 @@ def traced_attempt(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T
     a bank_attempt span around it, ended with the result's kind and reason
     (Answered / Rejected / Transient)."""
 
-    @functools.wraps(fn)
-    async def run(stub: Any, request: Any, bank_code: str, deadline_s: float) -> T:
-        if _provider is None:
-            return await fn(stub, request, bank_code, deadline_s)
+    async def traced(stub: Any, request: Any, bank_code: str, deadline_s: float) -> T:
         with bank_attempt(bank_code, request.query_id) as current:
             result = await fn(stub, request, bank_code, deadline_s)
             end_attempt(current, type(result).__name__.lower(), str(getattr(result, "reason", "")))
             return result
+
+    @functools.wraps(fn)
+    def run(stub: Any, request: Any, bank_code: str, deadline_s: float) -> Awaitable[T]:
+        # Tracing off: the call's own coroutine, with no wrapper frame that
+        # every message of the stream would pass through.
+        if _provider is None:
+            return fn(stub, request, bank_code, deadline_s)
+        return traced(stub, request, bank_code, deadline_s)
 
     return run
 

@@ -73,7 +73,7 @@ async def drop_old_wal() -> None:
 
 
 async def count(hub: HubHarness, sql: str, *params: object) -> int:
-    row = await hub.server.db.fetchone(sql, params)
+    row = await hub.server.db.fetch_one(sql, params)
     return int(row[0]) if row else 0
 
 

@@ -99,7 +99,7 @@ async def test_a_consent_signed_in_the_hsm_is_verified_by_the_banks(hsm_hub: Hub
     # the hub opens it again to send the ready SMS and to answer GetReport.
     # (Issue 22: the record is encrypted under the user's data key, which
     # the KEK seals.)
-    row = await hub.server.db.fetchone("SELECT wrapped_key FROM user_data_keys WHERE user_id = ?", (person.user_id,))
+    row = await hub.server.db.fetch_one("SELECT wrapped_key FROM user_data_keys WHERE user_id = ?", (person.user_id,))
     assert row is not None and Envelope.key_id_of(row["wrapped_key"]) == "kek-hsm-1"
     report = await hub.client.get_report(person.user_id, ready.query_id, person.payment_password)
     expected = sum(len(hub.population.cards_at(code, person.id_number)) for code in banks)
@@ -120,7 +120,7 @@ async def test_the_payment_password_is_peppered_on_the_hsm(hsm_hub: HubHarness) 
     hub = hsm_hub
     person = hub.eligible(1)
     await hub.enrol(person)
-    row = await hub.server.db.fetchone("SELECT password_hash FROM users WHERE user_id = ?", (person.user_id,))
+    row = await hub.server.db.fetch_one("SELECT password_hash FROM users WHERE user_id = ?", (person.user_id,))
     assert row is not None and str(row["password_hash"]).startswith(HSM_PEPPERED)
     stored = str(row["password_hash"]).removeprefix(HSM_PEPPERED)
     keys = HubKeys.load(hub.server.config)
@@ -141,5 +141,5 @@ async def test_the_payment_password_is_peppered_on_the_hsm(hsm_hub: HubHarness) 
     await hub.server.db.write(put)
     qid = (await hub.ready_query(person, ["102", "103"])).query_id
     await hub.client.get_report(person.user_id, qid, person.payment_password)
-    row = await hub.server.db.fetchone("SELECT password_hash FROM users WHERE user_id = ?", (person.user_id,))
+    row = await hub.server.db.fetch_one("SELECT password_hash FROM users WHERE user_id = ?", (person.user_id,))
     assert row is not None and str(row["password_hash"]).startswith(HSM_PEPPERED)

@@ -108,7 +108,7 @@ async def key_ids(hub: HubHarness) -> set[str | None]:
     """Every KEK id recorded in the store's wrapped keys (None: no id)."""
     found: set[str | None] = set()
     for c in COLUMNS:
-        for row in await hub.server.db.fetchall(f"SELECT {c.column} AS w FROM {c.table} WHERE {c.column} IS NOT NULL"):
+        for row in await hub.server.db.fetch_all(f"SELECT {c.column} AS w FROM {c.table} WHERE {c.column} IS NOT NULL"):
             wrapped = bytes(row["w"])
             if wrapped[:1] == b"\x01" or len(wrapped) == 60:
                 found.add(Envelope.key_id_of(wrapped))

@@ -69,7 +69,7 @@ async def test_each_kept_item_disappears_after_its_period(kept: HubHarness) -> N
     await hub.client.delete_user(b.user_id, b.payment_password)
 
     async def rows(table: str) -> int:
-        row = await hub.server.db.fetchone(f"SELECT COUNT(*) FROM {table}")
+        row = await hub.server.db.fetch_one(f"SELECT COUNT(*) FROM {table}")
         return int(row[0]) if row else 0
 
     async def history() -> int:

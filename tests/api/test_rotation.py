@@ -258,7 +258,7 @@ async def test_reports_sealed_before_and_after_a_kek_rotation_both_open(
     # key, which the KEK seals.)
     rows = {
         row["user_id"]: Envelope.key_id_of(row["wrapped_key"])
-        for row in await hub.server.db.fetchall("SELECT user_id, wrapped_key FROM user_data_keys")
+        for row in await hub.server.db.fetch_all("SELECT user_id, wrapped_key FROM user_data_keys")
     }
     assert rows == {before.user_id: "kek-dev-1", after.user_id: "kek-2"}
     for person, query in ((before, q1), (after, q2)):

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^(hub|baseline)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+(\d+)$")
 
@@ -50,17 +52,23 @@ def test_fanout_benchmark_tiny_run(tmp_path: Path) -> None:
     assert result["errors"] == {}
 
 
-def test_capacity_benchmark_tiny_run() -> None:
+@pytest.mark.parametrize("sessions", ["off", "on"])
+def test_capacity_benchmark_tiny_run(sessions: str) -> None:
     """bench.capacity at two tiny sizes: its per-query figures and the
-    capacity table docs/deployment.md shows (its nine cells) come out."""
+    capacity table docs/deployment.md shows (its nine cells) come out, with
+    the engine calling per call or over bank sessions."""
     run = subprocess.run(
-        [sys.executable, "-m", "bench.capacity", "--banks", "4,8", "--queries", "4", "--concurrency", "2"],
+        [
+            *(sys.executable, "-m", "bench.capacity", "--banks", "4,8", "--queries", "4", "--concurrency", "2"),
+            *("--bank-sessions", sessions),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert run.returncode == 0, run.stderr[-3000:]
+    assert f"bank sessions {sessions}" in run.stdout
     rows = re.findall(r"^\s+(4|8)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", run.stdout, re.M)
     assert [r[0] for r in rows] == ["4", "8"], run.stdout
     for _banks, server_ms, hub_ms, trips, transactions, qps in rows:

@@ -318,7 +318,7 @@ def test_the_hub_is_consistent_after_the_fuzzing(fuzz_hub: FuzzHub) -> None:
     )
     assert got.user.user_id == fuzz_hub.person.user_id
     db = fuzz_hub.server.db
-    check = fuzz_hub.loop.run(db.fetchone("PRAGMA integrity_check"))
+    check = fuzz_hub.loop.run(db.fetch_one("PRAGMA integrity_check"))
     assert check is not None and check[0] == "ok"
-    row = fuzz_hub.loop.run(db.fetchone("SELECT COUNT(*) FROM queries"))
+    row = fuzz_hub.loop.run(db.fetch_one("SELECT COUNT(*) FROM queries"))
     assert row is not None and row[0] == 0, "a generated request created a query"

@@ -264,7 +264,7 @@ def test_a_hostile_bank_never_spoils_others_and_never_gets_a_number_stored(rig: 
 
     run()
     # Nothing planted is anywhere in the stored bytes either.
-    rig.loop.run(rig.db.fetchone("SELECT 1"))
+    rig.loop.run(rig.db.fetch_one("SELECT 1"))
     stored = b"".join(
         Path(f"{rig.database}{s}").read_bytes() for s in ("", "-wal") if Path(f"{rig.database}{s}").exists()
     )

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from hub.core.backoff import Backoff
 from hub.core.config import BankEndpoint, Timings
-from hub.fanout.backoff import Backoff
 from hub.fanout.channels import channel_options
 from hub.fanout.policy import HANDOVER_MARGIN, TIMING_KEYS, BankCallPolicy
 
@@ -92,6 +92,22 @@ def test_the_store_write_retry_uses_the_same_backoff_without_jitter() -> None:
 
     assert isinstance(STORE_RETRY, Backoff)
     assert [STORE_RETRY.delay(n) for n in (1, 2, 3, 7, 20)] == [0.05, 0.1, 0.2, 2.0, 2.0]
+
+
+def test_the_store_retries_use_the_same_backoff() -> None:
+    """The PostgreSQL store's two waits (issue 20: no hand-written loop of
+    its own): re-listening after a lost connection, 0.1 s doubling to 5 s,
+    and re-running a transaction that hit a serialization failure, 2 ms
+    doubling to 16 ms, half of it random."""
+    from hub.store.pg_listen import RELISTEN_BACKOFF
+    from hub.store.postgres import _TX_RETRY
+
+    assert isinstance(RELISTEN_BACKOFF, Backoff) and isinstance(_TX_RETRY, Backoff)
+    assert [RELISTEN_BACKOFF.delay(n) for n in (1, 2, 3, 6, 7, 30)] == pytest.approx([0.1, 0.2, 0.4, 3.2, 5.0, 5.0])
+    rng = random.Random(7)
+    for failures, step in [(1, 0.002), (2, 0.004), (4, 0.016), (7, 0.016)]:
+        delays = {_TX_RETRY.delay(failures, rng) for _ in range(50)}
+        assert all(step / 2 <= d <= step for d in delays) and len(delays) > 1
 
 
 def test_no_bank_call_reads_the_timings_of_a_call_itself() -> None:

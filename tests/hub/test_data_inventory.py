@@ -38,10 +38,10 @@ async def schema_columns(tmp_path: Path) -> set[str]:
             migrations = getattr(module, "MIGRATIONS", None)
             if migrations:
                 await db.migrate(getattr(module, "COMPONENT", info.name), migrations)
-        tables = await db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        tables = await db.fetch_all("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
         columns: set[str] = set()
         for table in tables:
-            for column in await db.fetchall(f"PRAGMA table_info({table['name']})"):
+            for column in await db.fetch_all(f"PRAGMA table_info({table['name']})"):
                 columns.add(f"{table['name']}.{column['name']}")
         return columns
     finally:

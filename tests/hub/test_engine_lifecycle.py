@@ -79,7 +79,7 @@ async def test_report_expires_after_seven_days_and_is_destroyed(
         "SELECT COUNT(*) FROM queries WHERE subject_key IS NOT NULL",
         "SELECT COUNT(*) FROM bank_tasks WHERE answer_key IS NOT NULL",
     ):
-        row = await db.fetchone(sql)
+        row = await db.fetch_one(sql)
         assert row is not None and row[0] == 0, sql
     await db.close()
 

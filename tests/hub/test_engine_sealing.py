@@ -70,7 +70,7 @@ async def test_an_engine_only_hub_seals_every_answer_and_the_report_to_the_user(
                 await engine.read_report(query.query_id)  # the hub's keys do not open it
         db = await open_database(config.database)
         try:
-            row = await db.fetchone("SELECT data_key, ciphertext FROM reports WHERE query_id = ?", (query.query_id,))
+            row = await db.fetch_one("SELECT data_key, ciphertext FROM reports WHERE query_id = ?", (query.query_id,))
         finally:
             await db.close()
     sealed = Sealed(bytes(row["data_key"]), bytes(row["ciphertext"]))

@@ -59,7 +59,7 @@ async def test_a_closure_fences_the_running_query_and_spares_others(tmp_path: Pa
         late = await batch.add(Outcome("q-leaver", "103", epoch, BankState.ANSWERED, "", 1, 2, Sealed(b"k", b"a"), NOW))
         assert late is None
         assert await queries.get("q-leaver") is None and await users.get("leaver") is None
-        assert await db.fetchone("SELECT 1 FROM bank_tasks WHERE query_id = ?", ("q-leaver",)) is None
+        assert await db.fetch_one("SELECT 1 FROM bank_tasks WHERE query_id = ?", ("q-leaver",)) is None
         assert await erasure.erase_user("leaver", NOW, NOW) is None  # already gone
         # The other user's query runs on.
         done = await batch.add(Outcome("q-stayer", "103", epoch, BankState.ANSWERED, "", 1, 0, None, NOW))
@@ -70,7 +70,7 @@ async def test_a_closure_fences_the_running_query_and_spares_others(tmp_path: Pa
             await asyncio.sleep(0.01)
         ended = [p for p in heard if p.query_id == "q-leaver"]
         assert len(ended) == 1 and ended[0].bank is not None and ended[0].bank.reason == USER_DELETED
-        row = await db.fetchone("SELECT person_key, lookup_count FROM closed_accounts")
+        row = await db.fetch_one("SELECT person_key, lookup_count FROM closed_accounts")
         assert row is not None and (row[0], row[1]) == ("person-leaver", 1)
     finally:
         await batch.close()

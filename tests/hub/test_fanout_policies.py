@@ -10,7 +10,7 @@ import pytest
 
 from cardlookup.pki import PkiPaths
 from cardlookup.rpc_errors import make_status
-from hub.fanout.backoff import Backoff
+from hub.core.backoff import Backoff
 from hub.fanout.breaker import BreakerState, CircuitBreaker
 from hub.fanout.caller import Rejected, Transient, classify, safe_reason
 from hub.fanout.lanes import Fanout

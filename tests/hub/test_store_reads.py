@@ -23,13 +23,13 @@ async def test_a_read_after_a_write_sees_it_while_other_reads_overlap(tmp_path: 
 
         async def reader() -> None:
             while not stop.is_set():
-                await db.fetchall("SELECT * FROM t")
+                await db.fetch_all("SELECT * FROM t")
 
         readers = [asyncio.create_task(reader()) for _ in range(20)]
         try:
             for value in range(1, 60):
                 await db.execute("UPDATE t SET v = ? WHERE k = 1", (value,))
-                row = await db.fetchone("SELECT v FROM t WHERE k = 1")
+                row = await db.fetch_one("SELECT v FROM t WHERE k = 1")
                 assert row is not None and row[0] == value
         finally:
             stop.set()

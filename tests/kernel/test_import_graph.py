@@ -32,7 +32,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 """Each package -> the other packages of this project it may import."""
 
 
-
 HUB_LAYERS: tuple[tuple[str, ...], ...] = (
     ("process",),  # the cardlookup-hub command and the server that wires every service
     ("api", "admin"),  # the services the server installs
@@ -47,7 +46,6 @@ HUB_LAYERS: tuple[tuple[str, ...], ...] = (
 )
 """hub's sub-packages from the top down (docs/architecture.md): a module may
 import its own sub-package and those on lower rows, never a higher row."""
-
 
 
 def module_files() -> dict[str, Path]:

@@ -72,7 +72,7 @@ async def test_database_wal_and_shm_are_0600(tmp_path: Path, open_umask: None) -
         await db.close()
     db = await open_database(path)  # reopening keeps the data and the modes
     try:
-        row = await db.fetchone("SELECT v FROM t")
+        row = await db.fetch_one("SELECT v FROM t")
         assert row is not None and row[0] == 1
         assert mode(Path(f"{path}-wal")) == 0o600
     finally:

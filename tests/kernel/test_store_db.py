@@ -25,8 +25,28 @@ async def test_concurrent_writes_all_land(tmp_path: Path) -> None:
     db = await _open(tmp_path)
     await db.migrate("items", SCHEMA)
     await asyncio.gather(*(db.execute("INSERT INTO items VALUES (?, ?)", (i, f"x{i}")) for i in range(500)))
-    row = await db.fetchone("SELECT COUNT(*) FROM items")
+    row = await db.fetch_one("SELECT COUNT(*) FROM items")
     assert row is not None and row[0] == 500
+    await db.close()
+
+
+@pytest.mark.both_stores
+async def test_reads_use_the_names_of_the_write_connection(tmp_path: Path) -> None:
+    """`Database` reads as `Conn` does (fetch_one / fetch_all / fetch_val);
+    fetch_val is None for no row and for NULL."""
+    db = await _open(tmp_path)
+    await db.migrate("items", SCHEMA)
+    await db.execute("INSERT INTO items VALUES (?, ?)", (1, "a"))
+
+    async def in_write(conn: Conn) -> tuple[object, ...]:
+        return (await conn.fetch_val("SELECT label FROM items WHERE id = ?", (1,)),)
+
+    assert await db.fetch_val("SELECT label FROM items WHERE id = ?", (1,)) == "a"
+    assert await db.write(in_write) == ("a",)
+    assert await db.fetch_val("SELECT label FROM items WHERE id = ?", (2,)) is None
+    assert await db.fetch_val("SELECT MAX(id) FROM items WHERE id > ?", (5,)) is None
+    assert [tuple(r) for r in await db.fetch_all("SELECT id, label FROM items")] == [(1, "a")]
+    assert not hasattr(db, "fetchone") and not hasattr(db, "fetchall")
     await db.close()
 
 
@@ -64,7 +84,7 @@ async def test_a_sqlite_write_callback_that_suspends_fails_alone(tmp_path: Path)
         return_exceptions=True,
     )
     assert isinstance(results[0], RuntimeError) and results[1:] == [1, None]
-    rows = await db.fetchall("SELECT id FROM items ORDER BY id")
+    rows = await db.fetch_all("SELECT id FROM items ORDER BY id")
     assert [r[0] for r in rows] == [4, 5]
     await db.close()
 
@@ -82,7 +102,7 @@ async def test_a_failing_write_rolls_back_alone(tmp_path: Path) -> None:
     )
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], Exception)
-    rows = await db.fetchall("SELECT id, label FROM items ORDER BY id")
+    rows = await db.fetch_all("SELECT id, label FROM items ORDER BY id")
     assert [tuple(r) for r in rows] == [(1, "a"), (2, "b"), (3, "c")]
     await db.close()
 
@@ -122,7 +142,7 @@ async def test_migrations_translate_code_only(tmp_path: Path) -> None:
     INSERT INTO kinds VALUES (1, 'INTEGER'); INSERT INTO kinds VALUES (2, 'a;b');
     /* a block comment; */ INSERT INTO kinds VALUES (3, 'it''s')"""
     await db.migrate("kinds", [script])
-    rows = await db.fetchall("SELECT id, kind FROM kinds WHERE kind <> ? ORDER BY id", ("BLOB?",))
+    rows = await db.fetch_all("SELECT id, kind FROM kinds WHERE kind <> ? ORDER BY id", ("BLOB?",))
     assert [tuple(r) for r in rows] == [(1, "INTEGER"), (2, "a;b"), (3, "it's")]
     with pytest.raises(Exception, match=r"(?i)check constraint"):
         await db.execute("INSERT INTO kinds VALUES (4, 'BIGINT')")
@@ -137,7 +157,7 @@ async def test_writes_survive_reopen_and_migrations_run_once(tmp_path: Path) -> 
     await db.close()
     again = await _open(tmp_path)
     await again.migrate("items", [*SCHEMA, "ALTER TABLE items ADD COLUMN note TEXT"])
-    row = await again.fetchone("SELECT label, note FROM items WHERE id = 1")
+    row = await again.fetch_one("SELECT label, note FROM items WHERE id = 1")
     assert row is not None and tuple(row) == ("a", None)
     await again.close()
 
@@ -148,7 +168,7 @@ async def test_replicas_starting_together_migrate_once(tmp_path: Path, store_bac
         pytest.skip("one process owns a SQLite file")
     dbs = [await _open(tmp_path) for _ in range(3)]
     await asyncio.gather(*(db.migrate("items", SCHEMA) for db in dbs))
-    rows = await dbs[0].fetchall("SELECT component, version FROM schema_migrations WHERE component = 'items'")
+    rows = await dbs[0].fetch_all("SELECT component, version FROM schema_migrations WHERE component = 'items'")
     assert [tuple(r) for r in rows] == [("items", 1)]
     for db in dbs:
         await db.close()
@@ -209,8 +229,8 @@ async def test_exclusive_serialises_a_key_across_connections(tmp_path: Path, sto
 
 async def test_sqlite_pragmas(tmp_path: Path) -> None:
     db = await open_database(tmp_path / "s.db")
-    secure = await db.fetchone("PRAGMA secure_delete")
-    journal = await db.fetchone("PRAGMA journal_mode")
+    secure = await db.fetch_one("PRAGMA secure_delete")
+    journal = await db.fetch_one("PRAGMA journal_mode")
     assert secure is not None and secure[0] == 1
     assert journal is not None and journal[0] == "wal"
     await db.close()

@@ -58,7 +58,7 @@ async def test_closing_through_b_ends_the_call_a_is_making(replicas: list[HubHar
         assert a.fleet.call_count(SLOW_BANK) == calls  # no replica called it again
         for hub in replicas:
             await refused("USER_NOT_FOUND", hub.client.get_user(person.user_id))
-        row = await a.server.db.fetchone("SELECT COUNT(*) FROM bank_tasks WHERE query_id = ?", (query.query_id,))
+        row = await a.server.db.fetch_one("SELECT COUNT(*) FROM bank_tasks WHERE query_id = ?", (query.query_id,))
         assert row is not None and row[0] == 0
     finally:
         logging.getLogger("hub").handlers.clear()
