@@ -293,6 +293,6 @@ async def test_sqlites_busy_timeout_is_the_database_command_timeout(tmp_path: Pa
     for settings, expected in [(None, 10_000), (Timings().connection_settings(), 10_000), (shortened, 250)]:
         db = await open_database(tmp_path / "hub.db", settings)
         try:
-            assert (await db.fetchone("PRAGMA busy_timeout"))[0] == expected  # type: ignore[index]
+            assert await db.fetch_val("PRAGMA busy_timeout") == expected
         finally:
             await db.close()
