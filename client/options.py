@@ -194,7 +194,10 @@ class ClientOptions:
             ("grpc.keepalive_time_ms", 30_000),
             # Re-dial a restarting hub quickly (gRPC's default backoff grows to 120 s).
             ("grpc.initial_reconnect_backoff_ms", 250),
-            ("grpc.min_reconnect_backoff_ms", 250),
+            # Not a backoff: gRPC's minimum connect timeout (TCP + TLS), which
+            # a loaded hub or network can exceed; a value as short as the
+            # backoff fails every dial. 20 s, gRPC's default, said explicitly.
+            ("grpc.min_reconnect_backoff_ms", 20_000),
             ("grpc.max_reconnect_backoff_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 0),
         ]

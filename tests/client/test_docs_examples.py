@@ -181,3 +181,12 @@ def test_the_documented_deadlines_and_retries_are_the_clients() -> None:
     safe = re.search(r"The safe calls, (.*?) are re-sent", DOC, re.S)
     assert safe
     assert set(re.findall(r"\b([A-Z][a-z]+[A-Z]\w+)\b", safe.group(1))) == set(RETRIED_METHODS)
+
+
+def test_the_client_gives_a_connection_grpcs_whole_connect_timeout() -> None:
+    """grpc's `min_reconnect_backoff_ms` is not a backoff but the minimum
+    time a connection attempt (TCP + TLS) may take: as short as the re-dial
+    backoff (250 ms), every dial to a loaded hub failed UNAVAILABLE."""
+    options = dict(ClientOptions(target="h:1", ca=Path("ca"), cert=Path("c"), key=Path("k")).channel_options())
+    assert options["grpc.min_reconnect_backoff_ms"] >= 20_000
+    assert options["grpc.initial_reconnect_backoff_ms"] < options["grpc.min_reconnect_backoff_ms"]
