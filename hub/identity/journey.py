@@ -298,10 +298,14 @@ class Journey:
         return (await self._views([record]))[0]
 
     async def watch(self, user_id: str, query_id: str) -> AsyncIterator[tuple[QueryView, str]]:
-        await self._owned(user_id, query_id)
+        await self._users.row(user_id)
         access: tuple[AccessEvent, ...] | None = None
         try:
             async for event in self._engine.watch(query_id):
+                if access is None and event.query.user_id != user_id:
+                    # Ownership checked on the watch's own first snapshot: one
+                    # read of the query, not two (the same answer as _owned's).
+                    raise RuleViolation("QUERY_NOT_FOUND", "no such query for this user")
                 if access is None or event.query.state in (QueryState.READY, QueryState.EXPIRED):
                     # Report access can only change once a report exists: read the
                     # events at the start and at the end, not once per bank.

@@ -130,6 +130,15 @@ async def test_another_users_query_is_not_found(kit: JourneyKit, population: Pop
         with pytest.raises(RuleViolation) as refused:
             await read
         assert refused.value.reason == "QUERY_NOT_FOUND"
+    for user_id, watched in ((other.user_id, query_id), (owner.user_id, "no-such-query")):
+        with pytest.raises(RuleViolation) as refused:
+            async for _ in kit.journey.watch(user_id, watched):
+                raise AssertionError("a watch of a query that is not the user's yielded a snapshot")
+        assert refused.value.reason == "QUERY_NOT_FOUND"
+    watch = kit.journey.watch(owner.user_id, query_id)
+    view, _ = await anext(watch)  # the owner's watch opens with its snapshot
+    await watch.aclose()
+    assert view.record.query_id == query_id
 
 
 async def test_pages_go_back_in_time_and_a_zoneless_token_is_an_invalid_field(kit: JourneyKit, person: Person) -> None:
