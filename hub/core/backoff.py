@@ -3,8 +3,7 @@ retries of a bank (R6; `BankCallPolicy.backoff`, hub.fanout.policy), of a
 failing store write (hub.engine.batches), of a PostgreSQL transaction that
 hit a serialization failure or a deadlock (hub.store.postgres), and of
 re-listening after the listening connection was lost (hub.store.pg_listen).
-It sits in hub/core so that every layer uses this one implementation;
-hub.fanout.backoff re-exports it."""
+It sits in hub/core so that every layer uses this one implementation."""
 
 from __future__ import annotations
 

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from cardlookup.clock import Clock
+from hub.core.backoff import Backoff
 from hub.core.logging import get_logger
 from hub.fanout import Alarm, FinalOutcome
-from hub.fanout.backoff import Backoff
 from hub.fanout.validation import BankAnswer
 from hub.keys.crypto import HubKeys, Sealed
 from hub.reports.contexts import answer_context
