@@ -134,9 +134,11 @@ class CardCaseDesk:
         # Ownership, READY, expiry (R11), password and lockout (R10), the
         # access event, and the report opened with the user's key.
         report = await self._journey.get_report(user_id, query_id, password)
-        view = await self._journey.get_query(user_id, query_id)
+        # The query's record: the banks it asked (a device's card) and the
+        # consent text (a bank call); read only when one of them is needed.
+        view = await self._journey.get_query(user_id, query_id) if report.sealed else None
         card: ReportCard | DeviceCard
-        if report.sealed:
+        if view is not None:
             card = _checked_device_card(device_card, view.record.bank_codes)
         else:
             index = int(card_id) - 1
@@ -151,6 +153,7 @@ class CardCaseDesk:
         now = self._clock.now()
         result: Opened | NotOffered | Failed = NotOffered()
         if endpoint is not None and card.card_ref:
+            view = view or await self._journey.get_query(user_id, query_id)
             subject = self._users.identity(await self._users.row(user_id)).subject
             request = self._signer.open_card_case_request(
                 query_id=query_id,
