@@ -44,9 +44,10 @@ from cardlookup.pki import KEK_ID, load_ed25519_private, load_secret
 from hub.core.config import HubConfig
 
 _NONCE = 12
-_LEGACY_WRAPPED = _NONCE + 32 + 16
+LEGACY_WRAPPED_LENGTH = _NONCE + 32 + 16
 """A wrapped DEK without a key id: nonce + 32-byte key + 16-byte tag."""
-_VERSION_1 = 1
+WRAPPED_VERSION = 1
+"""The first byte of a wrapped DEK that names its KEK: `1 | len | key id | …`."""
 
 
 class KekUnknown(LookupError):
@@ -91,7 +92,7 @@ def _key_id_bytes(key_id: str) -> bytes:
 def wrapped_key_prefix(key_id: str) -> bytes:
     """The first bytes of every data key wrapped under the KEK `key_id`."""
     raw = _key_id_bytes(key_id)
-    return bytes([_VERSION_1, len(raw)]) + raw
+    return bytes([WRAPPED_VERSION, len(raw)]) + raw
 
 
 @dataclass(frozen=True)
@@ -177,9 +178,9 @@ class Envelope:
     @staticmethod
     def key_id_of(wrapped_key: bytes) -> str | None:
         """The id recorded in a wrapped DEK; None for a row sealed before ids."""
-        if len(wrapped_key) == _LEGACY_WRAPPED:
+        if len(wrapped_key) == LEGACY_WRAPPED_LENGTH:
             return None
-        if len(wrapped_key) < 2 or wrapped_key[0] != _VERSION_1 or len(wrapped_key) < 2 + wrapped_key[1]:
+        if len(wrapped_key) < 2 or wrapped_key[0] != WRAPPED_VERSION or len(wrapped_key) < 2 + wrapped_key[1]:
             raise InvalidTag()
         try:
             return wrapped_key[2 : 2 + wrapped_key[1]].decode()

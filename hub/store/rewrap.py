@@ -19,11 +19,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from hub.keys.crypto import LEGACY_WRAPPED_LENGTH, WRAPPED_VERSION
 from hub.store.db import Conn, Database, WriteFn
 
-LEGACY_LENGTH = 60
-"""A wrapped key without a key id: nonce (12) + 32-byte key + tag (16)."""
-_VERSION_1 = b"\x01"
+_VERSION = bytes([WRAPPED_VERSION])
 
 
 @dataclass(frozen=True)
@@ -51,13 +50,13 @@ def _not_current(c: WrappedColumn, current_prefix: bytes) -> tuple[str, list[obj
     return (
         f"{c.column} IS NOT NULL AND (length({c.column}) = ?"
         f" OR (substr({c.column}, 1, 1) = ? AND substr({c.column}, 1, ?) <> ?))",
-        [LEGACY_LENGTH, _VERSION_1, len(current_prefix), current_prefix],
+        [LEGACY_WRAPPED_LENGTH, _VERSION, len(current_prefix), current_prefix],
     )
 
 
 def _movable(c: WrappedColumn, previous_prefixes: Sequence[bytes]) -> tuple[str, list[object]]:
     """Rows the hub can move: no key id, or a configured previous key's id."""
-    ors, params = [f"length({c.column}) = ?"], list[object]([LEGACY_LENGTH])
+    ors, params = [f"length({c.column}) = ?"], list[object]([LEGACY_WRAPPED_LENGTH])
     for prefix in previous_prefixes:
         ors.append(f"substr({c.column}, 1, ?) = ?")
         params += [len(prefix), prefix]
@@ -65,9 +64,10 @@ def _movable(c: WrappedColumn, previous_prefixes: Sequence[bytes]) -> tuple[str,
 
 
 def key_id_of(wrapped: bytes) -> str:
-    """The key id in a wrapped key (as hub.keys.crypto.Envelope.key_id_of); "" for
-    one without an id."""
-    if len(wrapped) == LEGACY_LENGTH:
+    """The key id in a wrapped key, "" for one without an id: the counting
+    side of hub.keys.crypto.Envelope.key_id_of, which refuses a malformed
+    one; a count must not (the row is what an operator needs to see)."""
+    if len(wrapped) == LEGACY_WRAPPED_LENGTH:
         return ""
     return wrapped[2 : 2 + wrapped[1]].decode(errors="replace")
 
