@@ -59,7 +59,7 @@ def test_capacity_benchmark_tiny_run(sessions: str) -> None:
     the engine calling per call or over bank sessions."""
     run = subprocess.run(
         [
-            *(sys.executable, "-m", "bench.capacity", "--banks", "4,8", "--queries", "4", "--concurrency", "2"),
+            *(sys.executable, "-m", "bench.capacity", "--banks", "4,8", "--queries", "16", "--concurrency", "2"),
             *("--bank-sessions", sessions),
         ],
         cwd=REPO,
